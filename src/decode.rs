@@ -1,0 +1,497 @@
+//! # decode: packet → TCP segment
+//!
+//! In: a [`Packet`] (link type + captured bytes). Out: a [`Segment`] for every TCP packet over
+//! IPv4 or IPv6, or the reason the packet is not one ([`Skip`]), which the caller counts.
+//!
+//! Link layers: Ethernet (with 802.1Q / QinQ tags), Linux cooked v1 and v2 (`tcpdump -i any`),
+//! raw IP (LINKTYPE 101, 228, 229, and the old DLT values 12 and 14), BSD loopback / NULL (either
+//! byte order) and LOOP, NFLOG.
+//!
+//! Guarantees: never panics on any bytes; no allocation; the segment borrows the packet's bytes.
+//! `payload_len` is the payload length *on the wire*: when snaplen cut the packet, `payload` holds
+//! only the captured prefix and `payload_len` still says how long it was (from the IP header, or
+//! from the record's original length when the IP header does not say: TSO / BIG TCP packets with
+//! an IPv4 total length of 0, IPv6 jumbograms).
+//!
+//! What it refuses to know: checksums (offload on the capturing host makes them look wrong when
+//! they are not), IP reassembly (fragments are counted, not rebuilt), and anything above TCP.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TcpOptionElement, TransportSlice};
+
+#[cfg(test)]
+use crate::capture::LinkType;
+use crate::capture::{FrameRef, Packet};
+
+/// An IP address and a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4(ip) => write!(f, "{ip}:{}", self.port),
+            IpAddr::V6(ip) => write!(f, "[{ip}]:{}", self.port),
+        }
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Endpoint, String> {
+        let sa: std::net::SocketAddr = s
+            .parse()
+            .map_err(|_| format!("'{s}' is not IP:PORT (IPv6 as [addr]:port)"))?;
+        Ok(Endpoint {
+            ip: sa.ip(),
+            port: sa.port(),
+        })
+    }
+}
+
+/// TCP header flags, as the header's low byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+
+    pub fn fin(self) -> bool {
+        self.0 & Self::FIN != 0
+    }
+    pub fn syn(self) -> bool {
+        self.0 & Self::SYN != 0
+    }
+    pub fn rst(self) -> bool {
+        self.0 & Self::RST != 0
+    }
+    pub fn ack(self) -> bool {
+        self.0 & Self::ACK != 0
+    }
+}
+
+impl fmt::Display for TcpFlags {
+    /// Wireshark's order and letters, without the dots: e.g. `SA` for SYN-ACK, `FA`, `R`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (bit, c) in [
+            (Self::CWR, 'C'),
+            (Self::ECE, 'E'),
+            (Self::URG, 'U'),
+            (Self::SYN, 'S'),
+            (Self::FIN, 'F'),
+            (Self::RST, 'R'),
+            (Self::PSH, 'P'),
+            (Self::ACK, 'A'),
+        ] {
+            if self.0 & bit != 0 {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The TCP options bothends uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpOptions {
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+    /// SACK blocks (left, right edge), the first `sack_len` of them.
+    pub sack: [(u32, u32); 4],
+    pub sack_len: u8,
+    /// (TSval, TSecr)
+    pub timestamp: Option<(u32, u32)>,
+}
+
+impl TcpOptions {
+    pub fn sack_blocks(&self) -> &[(u32, u32)] {
+        &self.sack[..self.sack_len as usize]
+    }
+}
+
+/// One TCP segment as captured.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment<'a> {
+    pub frame: FrameRef,
+    pub ts_ns: i64,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    /// The raw window field; scaling is the connection's business.
+    pub window: u16,
+    pub options: TcpOptions,
+    /// Payload length on the wire.
+    pub payload_len: u32,
+    /// The captured payload bytes: `payload_len` of them, or fewer when snaplen cut the packet.
+    pub payload: &'a [u8],
+    /// IPv4 identification (None for IPv6).
+    pub ip_id: Option<u16>,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+}
+
+/// Why a packet is not a TCP segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// A link type bothends does not read.
+    UnsupportedLink,
+    /// Not IP (ARP, LLDP, ...).
+    NotIp,
+    /// IP but not TCP (UDP, ICMP, ...).
+    NotTcp,
+    /// An IP fragment: not reassembled.
+    Fragment,
+    /// The bytes end or lie before the TCP header is complete.
+    Malformed(&'static str),
+}
+
+/// Decodes one packet.
+pub fn decode<'a>(p: &Packet<'a>) -> Result<Segment<'a>, Skip> {
+    let data = p.data;
+    let sliced = match p.link.0 {
+        1 => {
+            LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::Malformed("ethernet header cut short"))?
+        }
+        // Raw IP: the version nibble says 4 or 6.
+        12 | 14 | 101 | 228 | 229 => from_ip(data)?,
+        // BSD loopback: a 4-byte address family in the capturing host's byte order (NULL) or in
+        // network byte order (LOOP); either way, IP follows.
+        0 | 108 => from_ip(
+            data.get(4..)
+                .ok_or(Skip::Malformed("loopback header cut short"))?,
+        )?,
+        113 => {
+            // Linux cooked v1: 16-byte header, protocol (an EtherType) in the last two bytes.
+            let proto = data
+                .get(14..16)
+                .ok_or(Skip::Malformed("linux cooked header cut short"))?;
+            from_ether_type(u16::from_be_bytes([proto[0], proto[1]]), &data[16..])?
+        }
+        276 => {
+            // Linux cooked v2: 20-byte header, protocol first.
+            let proto = data
+                .get(..2)
+                .ok_or(Skip::Malformed("linux cooked v2 header cut short"))?;
+            let rest = data
+                .get(20..)
+                .ok_or(Skip::Malformed("linux cooked v2 header cut short"))?;
+            from_ether_type(u16::from_be_bytes([proto[0], proto[1]]), rest)?
+        }
+        239 => from_ip(nflog_payload(data)?)?,
+        _ => return Err(Skip::UnsupportedLink),
+    };
+    segment(p, &sliced)
+}
+
+fn from_ether_type(ether_type: u16, rest: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+    match ether_type {
+        0x0800 | 0x86dd | 0x8100 | 0x88a8 | 0x9100 => {
+            Ok(LaxSlicedPacket::from_ether_type(EtherType(ether_type), rest))
+        }
+        _ => Err(Skip::NotIp),
+    }
+}
+
+fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+    match data.first().map(|b| b >> 4) {
+        Some(4 | 6) => {
+            LaxSlicedPacket::from_ip(data).map_err(|_| Skip::Malformed("IP header cut short or invalid"))
+        }
+        Some(_) => Err(Skip::NotIp),
+        None => Err(Skip::Malformed("no IP header")),
+    }
+}
+
+/// NFLOG: a 4-byte header, then TLVs (length and type in host byte order, little-endian on the
+/// hosts that write these files; length includes the 4-byte TLV header; padded to 4 bytes).
+/// Type 9 (NFULA_PAYLOAD) holds the IP packet.
+fn nflog_payload(data: &[u8]) -> Result<&[u8], Skip> {
+    let mut rest = data.get(4..).ok_or(Skip::Malformed("nflog header cut short"))?;
+    while rest.len() >= 4 {
+        let len = u16::from_le_bytes([rest[0], rest[1]]) as usize;
+        let kind = u16::from_le_bytes([rest[2], rest[3]]) & 0x7fff;
+        if len < 4 {
+            return Err(Skip::Malformed("nflog TLV length below 4"));
+        }
+        let value = rest.get(4..len.min(rest.len())).unwrap_or(&[]);
+        if kind == 9 {
+            return Ok(value);
+        }
+        let padded = (len + 3) & !3;
+        rest = rest.get(padded..).unwrap_or(&[]);
+    }
+    Err(Skip::NotIp)
+}
+
+fn segment<'a>(p: &Packet<'a>, sliced: &LaxSlicedPacket<'a>) -> Result<Segment<'a>, Skip> {
+    let Some(net) = &sliced.net else {
+        return Err(if sliced.stop_err.is_some() {
+            Skip::Malformed("IP header cut short or invalid")
+        } else {
+            Skip::NotIp
+        });
+    };
+    let (src_ip, dst_ip, ip_id, ttl, fragmented, claimed_ip_payload, ip_payload) = match net {
+        LaxNetSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let pl = v4.payload();
+            let header_len = h.slice().len() + v4.extensions().auth.map_or(0, |a| a.slice().len());
+            // A total length shorter than the header (0 under TSO / BIG TCP) does not say.
+            let claimed = (h.total_len() as usize >= h.slice().len())
+                .then(|| (h.total_len() as usize).saturating_sub(header_len));
+            (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+                Some(h.identification()),
+                h.ttl(),
+                v4.is_payload_fragmented(),
+                claimed,
+                pl,
+            )
+        }
+        LaxNetSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let pl = v6.payload();
+            let exts = v6.extensions().slice().len();
+            // A payload length of 0 is a jumbogram (or BIG TCP): the header does not say.
+            let claimed =
+                (h.payload_length() != 0).then(|| (h.payload_length() as usize).saturating_sub(exts));
+            (
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+                None,
+                h.hop_limit(),
+                v6.is_payload_fragmented(),
+                claimed,
+                pl,
+            )
+        }
+        LaxNetSlice::Arp(_) => return Err(Skip::NotIp),
+    };
+    if fragmented {
+        return Err(Skip::Fragment);
+    }
+    if ip_payload.ip_number != etherparse::ip_number::TCP {
+        return Err(Skip::NotTcp);
+    }
+    let Some(TransportSlice::Tcp(tcp)) = &sliced.transport else {
+        return Err(Skip::Malformed("TCP header cut short or invalid"));
+    };
+    let header_len = tcp.header_slice().len();
+    let payload = tcp.payload();
+    // Where the payload starts in the frame, to tell how much of the frame's original length is
+    // left for it when the IP header does not say.
+    let payload_offset = (payload.as_ptr() as usize).saturating_sub(p.data.as_ptr() as usize);
+    let room_on_wire = (p.orig_len as usize).saturating_sub(payload_offset);
+    let wire = match claimed_ip_payload {
+        Some(ip_len) => ip_len.saturating_sub(header_len).min(room_on_wire),
+        None => room_on_wire,
+    };
+    let payload_len = wire.max(payload.len()).min(u32::MAX as usize) as u32;
+
+    let mut options = TcpOptions::default();
+    for opt in tcp.options_iterator() {
+        match opt {
+            Ok(TcpOptionElement::MaximumSegmentSize(m)) => options.mss = Some(m),
+            Ok(TcpOptionElement::WindowScale(s)) => options.window_scale = Some(s),
+            Ok(TcpOptionElement::SelectiveAcknowledgementPermitted) => options.sack_permitted = true,
+            Ok(TcpOptionElement::SelectiveAcknowledgement(first, rest)) => {
+                options.sack[0] = first;
+                let mut n = 1;
+                for b in rest.into_iter().flatten() {
+                    options.sack[n] = b;
+                    n += 1;
+                }
+                options.sack_len = n as u8;
+            }
+            Ok(TcpOptionElement::Timestamp(val, ecr)) => options.timestamp = Some((val, ecr)),
+            Ok(TcpOptionElement::Noop) => {}
+            // A malformed option ends option parsing, not the segment.
+            Err(_) => break,
+        }
+    }
+
+    Ok(Segment {
+        frame: p.frame,
+        ts_ns: p.ts_ns,
+        src: Endpoint {
+            ip: src_ip,
+            port: tcp.source_port(),
+        },
+        dst: Endpoint {
+            ip: dst_ip,
+            port: tcp.destination_port(),
+        },
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        flags: TcpFlags(tcp.header_slice()[13]),
+        window: tcp.window_size(),
+        options,
+        payload_len,
+        payload,
+        ip_id,
+        ttl,
+    })
+}
+
+/// Counts of packets that were not TCP segments, by reason; kept per capture.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    pub tcp: u64,
+    pub not_ip: u64,
+    pub not_tcp: u64,
+    pub fragments: u64,
+    pub malformed: u64,
+    pub unsupported_link: u64,
+}
+
+impl DecodeStats {
+    pub fn count(&mut self, r: &Result<Segment<'_>, Skip>) {
+        match r {
+            Ok(_) => self.tcp += 1,
+            Err(Skip::NotIp) => self.not_ip += 1,
+            Err(Skip::NotTcp) => self.not_tcp += 1,
+            Err(Skip::Fragment) => self.fragments += 1,
+            Err(Skip::Malformed(_)) => self.malformed += 1,
+            Err(Skip::UnsupportedLink) => self.unsupported_link += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn packet(link: LinkType, data: &[u8], orig_len: u32) -> Packet<'_> {
+        Packet {
+            frame: FrameRef { file: 0, frame: 1 },
+            ts_ns: 0,
+            link,
+            data,
+            orig_len,
+        }
+    }
+
+    fn ipv4_tcp(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 80, 1000, 65535)
+            .ack(77)
+            .psh();
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    #[test]
+    fn raw_ipv4_segment_fields() {
+        let bytes = ipv4_tcp(b"GET / HTTP/1.1\r\n\r\n");
+        let s = decode(&packet(LinkType::RAW, &bytes, bytes.len() as u32)).unwrap();
+        assert_eq!(s.src.to_string(), "10.0.0.1:40000");
+        assert_eq!(s.dst.to_string(), "10.0.0.2:80");
+        assert_eq!((s.seq, s.ack, s.window), (1000, 77, 65535));
+        assert_eq!(s.flags.to_string(), "PA");
+        assert_eq!(s.payload, b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(s.payload_len, 18);
+        assert_eq!(s.ttl, 64);
+    }
+
+    #[test]
+    fn snaplen_cut_keeps_the_wire_length() {
+        let bytes = ipv4_tcp(&[b'x'; 1000]);
+        let cut = &bytes[..96];
+        let s = decode(&packet(LinkType::RAW, cut, bytes.len() as u32)).unwrap();
+        assert_eq!(s.payload.len(), 96 - 40);
+        assert_eq!(s.payload_len, 1000);
+    }
+
+    #[test]
+    fn zero_total_length_uses_the_original_length() {
+        let mut bytes = ipv4_tcp(&[b'y'; 300]);
+        bytes[2] = 0;
+        bytes[3] = 0;
+        let s = decode(&packet(LinkType::RAW, &bytes, bytes.len() as u32)).unwrap();
+        assert_eq!(s.payload_len, 300);
+    }
+
+    #[test]
+    fn linux_cooked_v1_and_v2_and_null() {
+        let ip = ipv4_tcp(b"hi");
+        let mut sll = vec![0u8; 16];
+        sll[14] = 0x08;
+        sll.extend_from_slice(&ip);
+        let s = decode(&packet(LinkType::LINUX_SLL, &sll, sll.len() as u32)).unwrap();
+        assert_eq!(s.payload, b"hi");
+
+        let mut sll2 = vec![0u8; 20];
+        sll2[0] = 0x08;
+        sll2.extend_from_slice(&ip);
+        let s = decode(&packet(LinkType::LINUX_SLL2, &sll2, sll2.len() as u32)).unwrap();
+        assert_eq!(s.payload, b"hi");
+
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend_from_slice(&ip);
+        let s = decode(&packet(LinkType::NULL, &null, null.len() as u32)).unwrap();
+        assert_eq!(s.payload, b"hi");
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_or_a_segment_never_a_panic() {
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .single_vlan(5.try_into().unwrap())
+            .ipv6([1; 16], [2; 16], 5)
+            .tcp(1, 2, 3, 4)
+            .syn()
+            .options(&[
+                TcpOptionElement::MaximumSegmentSize(1460),
+                TcpOptionElement::SelectiveAcknowledgementPermitted,
+                TcpOptionElement::Timestamp(7, 0),
+                TcpOptionElement::Noop,
+                TcpOptionElement::WindowScale(7),
+            ])
+            .unwrap();
+        let mut v = Vec::new();
+        b.write(&mut v, b"").unwrap();
+        let full = decode(&packet(LinkType::ETHERNET, &v, v.len() as u32)).unwrap();
+        assert_eq!(full.options.mss, Some(1460));
+        assert_eq!(full.options.window_scale, Some(7));
+        assert!(full.options.sack_permitted);
+        assert_eq!(full.options.timestamp, Some((7, 0)));
+        assert!(full.flags.syn());
+        for n in 0..v.len() {
+            let r = decode(&packet(LinkType::ETHERNET, &v[..n], v.len() as u32));
+            assert!(r.is_err(), "cut at {n} still decoded");
+        }
+    }
+
+    #[test]
+    fn udp_and_arp_are_skipped() {
+        let b = PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 9).udp(1, 2);
+        let mut v = Vec::new();
+        b.write(&mut v, b"dns").unwrap();
+        assert_eq!(
+            decode(&packet(LinkType::RAW, &v, v.len() as u32)).unwrap_err(),
+            Skip::NotTcp
+        );
+        let arp = [0u8; 42];
+        let mut eth = vec![0u8; 12];
+        eth.extend_from_slice(&[0x08, 0x06]);
+        eth.extend_from_slice(&arp);
+        assert!(decode(&packet(LinkType::ETHERNET, &eth, eth.len() as u32)).is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! # http: reassembled streams → HTTP/1.x exchanges
+//!
+//! In: the in-order bytes and gaps of both directions of one connection ([`StreamEvent`]s, from
+//! `tcp`). Out: an [`HttpSummary`]: what the connection carried (HTTP/1.x, TLS, something else),
+//! its request/response [`Exchange`]s in order, and where and why parsing stopped, if it did.
+//!
+//! This file holds the types the later stages read; the parser is `parser.rs`.
+
+use crate::anomaly::Anomalies;
+use crate::tcp::{Dir, End, PacketRef, StreamEvent, StreamHandler};
+
+/// What a connection carried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// No payload in either direction.
+    #[default]
+    Empty,
+    Http,
+    Tls,
+    /// Payload that is neither HTTP/1.x nor TLS.
+    Other,
+}
+
+/// How a message's body length is known (RFC 9112 section 6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (GET without Content-Length, HEAD response, 1xx, 204, 304, ...).
+    None,
+    ContentLength(u64),
+    Chunked,
+    /// Response body delimited by the server closing the connection.
+    UntilClose,
+    /// After a 101 Switching Protocols or a 2xx to CONNECT: not HTTP anymore.
+    Tunnel,
+}
+
+/// A header line, as captured (value possibly cut to `MAX_HEADER_VALUE` bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+/// One request or response as it went over the wire in this capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Requests: method and target. Responses: status and reason.
+    pub method: Option<String>,
+    pub target: Option<String>,
+    pub status: Option<u16>,
+    pub reason: Option<String>,
+    /// "HTTP/1.1" or "HTTP/1.0".
+    pub version: String,
+    pub headers: Vec<Header>,
+    pub framing: Framing,
+    /// Stream offset of the first byte of the message (start line).
+    pub offset: i64,
+    /// Bytes of the start line and headers (including the blank line), when complete.
+    pub header_bytes: u64,
+    /// Bytes of the message on the wire seen so far: start line, headers, body (with chunk
+    /// framing), trailers. Bytes of a gap inside the message count: they went out.
+    pub bytes: u64,
+    /// Body bytes (payload only, without chunk framing) that went out.
+    pub body_bytes: u64,
+    /// Every byte of the message went out (the body reached its framing's end).
+    pub complete: bool,
+    /// Bytes of this message the capture did not hold (gaps inside it).
+    pub missing: u64,
+    /// The packets that carried the first and the last byte seen of this message.
+    pub first: PacketRef,
+    pub last: PacketRef,
+    /// The request carried `Expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+/// A 1xx interim response (e.g. `100 Continue`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interim {
+    pub status: u16,
+    pub at: PacketRef,
+}
+
+/// A request and its response, in the order the connection carried them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exchange {
+    /// None when the capture shows a response whose request it did not see.
+    pub request: Option<Message>,
+    pub interim: Vec<Interim>,
+    /// None when no response (status line) was seen.
+    pub response: Option<Message>,
+}
+
+/// Where HTTP parsing of a direction stopped before the end of the stream, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stop {
+    pub dir: Dir,
+    pub offset: i64,
+    pub reason: String,
+}
+
+/// The HTTP view of one connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpSummary {
+    pub protocol: Protocol,
+    pub exchanges: Vec<Exchange>,
+    pub stopped: Vec<Stop>,
+    pub anomalies: Anomalies,
+}
+
+/// Limits that keep one connection's HTTP state bounded.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Bytes of a start line plus headers before parsing gives up on the message.
+    pub max_header_bytes: usize,
+    /// Headers kept per message.
+    pub max_headers: usize,
+    /// Bytes kept of a header value or a target.
+    pub max_value_bytes: usize,
+    /// Exchanges kept per connection (later ones are counted, not kept).
+    pub max_exchanges: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            max_header_bytes: 64 * 1024,
+            max_headers: 64,
+            max_value_bytes: 512,
+            max_exchanges: 10_000,
+        }
+    }
+}
+
+/// The stream handler that parses HTTP/1.x on one connection.
+#[derive(Debug, Default)]
+pub struct HttpHandler {
+    summary: HttpSummary,
+}
+
+impl HttpHandler {
+    /// `from_start`: the capture saw the handshake, so both streams start at a message boundary.
+    pub fn new(_limits: HttpLimits, _from_start: bool) -> HttpHandler {
+        HttpHandler::default()
+    }
+}
+
+impl StreamHandler for HttpHandler {
+    type Output = HttpSummary;
+
+    fn on_stream(&mut self, _dir: Dir, event: StreamEvent<'_>) {
+        if let StreamEvent::Data { .. } = event {
+            if self.summary.protocol == Protocol::Empty {
+                self.summary.protocol = Protocol::Other;
+            }
+        }
+    }
+
+    fn finish(self, _ends: [End; 2]) -> HttpSummary {
+        self.summary
+    }
+}

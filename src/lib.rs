@@ -1,0 +1,31 @@
+//! # bothends
+//!
+//! Reads captures taken on a reverse proxy and on its backend, finds the same TCP connection in
+//! both, and says who broke the request — the proxy, the backend, or the network between them —
+//! with frame numbers as evidence.
+//!
+//! ```text
+//!  proxy capture(s)                       backend capture(s)
+//!        │                                       │            (read in parallel, one thread each)
+//!   capture   files → Packet                capture
+//!   decode    Packet → Segment              decode
+//!   tcp       Segments → Connection         tcp
+//!   http      byte streams → Exchange       http
+//!        └──────────────┬────────────────────────┘
+//!   pair      Connection ↔ Connection, clock offset, sent vs arrived byte ranges
+//!   diagnose  paired (or single) timelines → Verdict, blame, evidence
+//!   report    text, JSON, NDJSON, Markdown, HTML
+//! ```
+//!
+//! Each stage is a module with plain data types between stages; [`pipeline`] runs them. The
+//! command-line tool (`src/main.rs`) only parses arguments and calls [`pipeline`] and [`report`].
+//!
+//! Memory grows with the number of open connections and the headers being parsed, not with the
+//! size of the captures: payload is not kept once it has been parsed.
+
+pub mod anomaly;
+pub mod capture;
+pub mod decode;
+pub mod http;
+pub mod pipeline;
+pub mod tcp;

@@ -1,0 +1,151 @@
+//! Runs the stages over captures: one side (`capture → decode → tcp → http`) in [`read_side`];
+//! both sides in parallel, one thread each, in [`read_sides`].
+
+use std::fmt;
+
+use crate::anomaly::Anomalies;
+use crate::capture::{CaptureError, CaptureSet, CaptureSummary, Input, Progress};
+use crate::decode::{self, DecodeStats, Skip};
+use crate::http::{HttpHandler, HttpLimits, HttpSummary};
+use crate::tcp::{Connection, ConnectionTable, Limits};
+
+/// Which end of the proxy→backend path a capture was taken at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    Proxy,
+    Backend,
+    /// One capture analysed alone (`flows`, or `analyze` with one capture).
+    Single,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Proxy => "proxy",
+            Side::Backend => "backend",
+            Side::Single => "single",
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A connection as one capture saw it, with its HTTP view.
+pub type Conn = Connection<HttpSummary>;
+
+/// Everything one capture yielded.
+#[derive(Debug)]
+pub struct SideResult {
+    pub side: Side,
+    pub capture: CaptureSummary,
+    pub decode: DecodeStats,
+    /// Capture-level anomalies (malformed packets, table limits).
+    pub anomalies: Anomalies,
+    /// Warnings for the report: the capture's own, then packet-level ones.
+    pub warnings: Vec<String>,
+    /// Connections in order of their first packet.
+    pub connections: Vec<Conn>,
+}
+
+/// Options of the per-side pipeline.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SideOptions {
+    pub tcp: Limits,
+    pub http: HttpLimits,
+}
+
+/// Packet-level warnings kept per capture; the rest are counted.
+const MAX_PACKET_WARNINGS: usize = 20;
+
+/// Opens the inputs of one side (fails if one is not a capture).
+pub fn open_side(inputs: &[Input]) -> Result<CaptureSet, CaptureError> {
+    CaptureSet::open(inputs)
+}
+
+/// Reads one side to the end.
+pub fn read_side(side: Side, mut set: CaptureSet, opts: SideOptions) -> SideResult {
+    let http = opts.http;
+    let mut table = ConnectionTable::new(opts.tcp, move |from_start| HttpHandler::new(http, from_start));
+    let mut stats = DecodeStats::default();
+    let mut anomalies = Anomalies::default();
+    let mut packet_warnings = Vec::new();
+    let mut more_warnings = 0u64;
+    let files = set.summary().files;
+    while let Some(packet) = set.next() {
+        let r = decode::decode(&packet);
+        stats.count(&r);
+        match r {
+            Ok(seg) => table.push(&seg),
+            Err(Skip::Malformed(why)) => {
+                anomalies.note("malformed_packet", Some(packet.frame));
+                if packet_warnings.len() < MAX_PACKET_WARNINGS {
+                    let file = files.get(packet.frame.file as usize).map_or("?", String::as_str);
+                    packet_warnings.push(format!(
+                        "{file}: frame {}: {why}; packet skipped",
+                        packet.frame.frame
+                    ));
+                } else {
+                    more_warnings += 1;
+                }
+            }
+            Err(Skip::UnsupportedLink) => {
+                if stats.unsupported_link == 1 {
+                    let file = files.get(packet.frame.file as usize).map_or("?", String::as_str);
+                    packet_warnings.push(format!(
+                        "{file}: frame {}: link type {} is not supported; its packets are skipped",
+                        packet.frame.frame, packet.link
+                    ));
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let capture = set.summary();
+    anomalies.merge(&table.anomalies);
+    let connections = table.finish();
+    let mut warnings = capture.warnings.clone();
+    warnings.extend(packet_warnings);
+    if more_warnings > 0 {
+        warnings.push(format!("{more_warnings} more malformed packets not listed"));
+    }
+    SideResult {
+        side,
+        capture,
+        decode: stats,
+        anomalies,
+        warnings,
+        connections,
+    }
+}
+
+/// Reads the given sides in parallel, one thread each; results in the order given.
+pub fn read_sides(sides: Vec<(Side, CaptureSet)>, opts: SideOptions) -> Vec<SideResult> {
+    if sides.len() == 1 {
+        return sides
+            .into_iter()
+            .map(|(side, set)| read_side(side, set, opts))
+            .collect();
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = sides
+            .into_iter()
+            .map(|(side, set)| scope.spawn(move || read_side(side, set, opts)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// Progress handles of the sides, for a progress bar.
+pub fn progress_of(sets: &[(Side, CaptureSet)]) -> Vec<Progress> {
+    sets.iter().map(|(_, s)| s.progress()).collect()
+}

@@ -1,0 +1,1047 @@
+//! # tcp: segments → connections
+//!
+//! In: [`Segment`]s of one capture, in capture order. Out: [`Connection`]s, each with its
+//! endpoints, handshake, per-direction byte counts, gaps, retransmissions, FIN/RST, zero windows,
+//! a Zeek-style state and history, anomalies, a bounded packet log (for ladder diagrams), the
+//! transmission spans the pairing stage aligns across captures, and the result of the stream
+//! handler (HTTP) that was fed the reassembled bytes of both directions.
+//!
+//! The stage is sans-IO and deterministic: capture timestamps only, never the wall clock;
+//! connections come out in the order of their first packet.
+//!
+//! It does not know HTTP: the [`StreamHandler`] trait is the boundary. Reassembly itself is in
+//! `stream`, sequence unwrapping in `seq`.
+//!
+//! ## State (Zeek's `conn_state`)
+//! `S0` SYN seen, no reply · `REJ` SYN answered by RST · `S1` established, not closed ·
+//! `SF` established, FIN both ways · `S2` established, FIN from the client only · `S3` FIN from
+//! the server only · `RSTO` client sent a RST · `RSTR` server sent a RST · `RSTOS0` client sent SYN
+//! then RST, no SYN-ACK · `RSTRH` server sent SYN-ACK then RST, no SYN seen · `SH` client sent SYN
+//! then FIN, no SYN-ACK · `SHR` server sent SYN-ACK then FIN, no SYN seen · `OTH` no handshake seen
+//! (captured mid-stream).
+//!
+//! ## History (Zeek's letters; client upper case, server lower case; each once, in order)
+//! `S` SYN · `H` SYN-ACK · `A` pure ACK · `D` payload · `F` FIN · `R` RST · `T` retransmitted
+//! payload · `G` gap in what the capture saw · `W` zero window advertised · `I` inconsistent
+//! flags (SYN with RST or FIN) · `^` the client/server roles were guessed (no SYN seen).
+
+mod seq;
+mod stream;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+
+pub use seq::SeqSpace;
+use stream::Reassembler;
+pub use stream::{Budget, DataClass, MAX_PENDING_PER_DIRECTION};
+
+use crate::anomaly::Anomalies;
+use crate::capture::FrameRef;
+use crate::decode::{Endpoint, Segment, TcpFlags};
+
+/// A packet by its frame and time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PacketRef {
+    pub frame: FrameRef,
+    pub ts_ns: i64,
+}
+
+/// A direction of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dir {
+    ClientToServer = 0,
+    ServerToClient = 1,
+}
+
+impl Dir {
+    pub const BOTH: [Dir; 2] = [Dir::ClientToServer, Dir::ServerToClient];
+
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+
+    pub fn rev(self) -> Dir {
+        match self {
+            Dir::ClientToServer => Dir::ServerToClient,
+            Dir::ServerToClient => Dir::ClientToServer,
+        }
+    }
+}
+
+/// Why a range of a stream has no bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GapKind {
+    /// The receiver acknowledged these bytes: they crossed the wire, the capture missed them.
+    NotCaptured,
+    /// The packet was captured but snaplen cut these bytes.
+    Snaplen,
+    /// Never seen and never acknowledged (lost, or outside the capture).
+    Missing,
+    /// The out-of-order buffer was full: reassembly stopped waiting for these bytes.
+    Abandoned,
+}
+
+/// What reassembly hands the stream handler, in order, per direction.
+#[derive(Clone, Copy, Debug)]
+pub enum StreamEvent<'a> {
+    Data {
+        offset: i64,
+        bytes: &'a [u8],
+        at: PacketRef,
+    },
+    Gap {
+        offset: i64,
+        len: u64,
+        kind: GapKind,
+    },
+}
+
+/// How a direction ended, as far as this capture saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// A FIN, with every byte before it delivered.
+    Fin,
+    /// A RST.
+    Rst,
+    /// Neither (still open when the capture ended, or the FIN came after a gap).
+    Open,
+}
+
+/// The consumer of reassembled bytes (HTTP). Sans-IO: it gets bytes, gaps and packet refs.
+pub trait StreamHandler {
+    type Output;
+    fn on_stream(&mut self, dir: Dir, event: StreamEvent<'_>);
+    /// No more events; `ends` per direction (index by `Dir::idx`).
+    fn finish(self, ends: [End; 2]) -> Self::Output;
+}
+
+/// A handler that ignores everything (for callers that want TCP only).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHandler;
+
+impl StreamHandler for NoHandler {
+    type Output = ();
+    fn on_stream(&mut self, _: Dir, _: StreamEvent<'_>) {}
+    fn finish(self, _: [End; 2]) {}
+}
+
+/// Zeek's `conn_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnState {
+    S0,
+    S1,
+    SF,
+    REJ,
+    S2,
+    S3,
+    RSTO,
+    RSTR,
+    RSTOS0,
+    RSTRH,
+    SH,
+    SHR,
+    OTH,
+}
+
+impl fmt::Display for ConnState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A FIN or RST as seen: where (sequence offset in its direction), when, which frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloseMark {
+    pub at: PacketRef,
+    pub offset: i64,
+    /// The acknowledgement it carried, as an offset in the other direction.
+    pub ack: Option<i64>,
+    pub ttl: u8,
+    pub ip_id: Option<u16>,
+}
+
+/// A run of zero-window advertisements by one endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZeroWindow {
+    pub first: PacketRef,
+    pub last: PacketRef,
+    pub count: u64,
+    /// The first advertisement of a non-zero window after `first`, if any.
+    pub reopened: Option<PacketRef>,
+}
+
+/// One transmission range of a direction, for aligning what one end sent with what the other end
+/// received: consecutive new in-order segments merge into one span; retransmissions and segments
+/// filling holes get spans of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: i64,
+    pub end: i64,
+    pub first: PacketRef,
+    pub last: PacketRef,
+    pub kind: SpanKind,
+    /// The first acknowledgement from the receiver covering `end`.
+    pub acked: Option<PacketRef>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanKind {
+    New,
+    FillsHole,
+    Retransmission,
+}
+
+/// The most spans kept per direction; beyond, new spans are not recorded (counted instead).
+pub const MAX_SPANS: usize = 2048;
+
+/// Per-direction facts of a connection.
+#[derive(Clone, Debug, Default)]
+pub struct DirSummary {
+    pub packets: u64,
+    /// Distinct payload bytes of the sequence space seen (a retransmission counts once; bytes cut
+    /// by snaplen count).
+    pub bytes: u64,
+    /// Bytes between the first and last byte seen that were never seen.
+    pub gaps: u64,
+    /// True when too many holes made `gaps` a lower bound.
+    pub gaps_approximate: bool,
+    /// Data segments that repeated bytes already seen (fully or partly).
+    pub retransmissions: u64,
+    /// Data segments that filled a hole (out of order, or a retransmission whose original the
+    /// capture never saw).
+    pub out_of_order: u64,
+    /// Retransmissions whose bytes differ from the first copy.
+    pub conflicts: u64,
+    pub keepalives: u64,
+    /// Bytes the receiver acknowledged that this capture never saw (capture drops).
+    pub acked_unseen: u64,
+    /// Bytes seen on the wire but cut by snaplen.
+    pub snaplen_cut: u64,
+    /// Bytes the reassembly gave up waiting for (buffer cap).
+    pub abandoned: u64,
+    pub first_data: Option<PacketRef>,
+    pub last_data: Option<PacketRef>,
+    /// Offsets of the first byte seen and just past the last byte seen.
+    pub data_start: Option<i64>,
+    pub data_end: Option<i64>,
+    /// Highest offset acknowledged by the receiver, and the packet that first acknowledged it.
+    pub acked: Option<(i64, PacketRef)>,
+    pub fin: Option<CloseMark>,
+    pub fin_count: u32,
+    pub rst: Option<CloseMark>,
+    pub rst_count: u32,
+    /// Zero windows advertised *by the sender of this direction* (it could not receive more).
+    pub zero_window: Option<ZeroWindow>,
+    pub window_scale: Option<u8>,
+    pub mss: Option<u16>,
+    /// The latest window this endpoint advertised, scaled.
+    pub last_window: Option<u64>,
+    /// TTL range of this endpoint's packets other than RSTs (for judging a RST's origin).
+    pub ttl_range: Option<(u8, u8)>,
+    /// The sequence number of offset 0.
+    pub origin: Option<u32>,
+    pub spans: Vec<Span>,
+    pub spans_dropped: u64,
+}
+
+impl DirSummary {
+    fn note_ttl(&mut self, ttl: u8) {
+        self.ttl_range = Some(match self.ttl_range {
+            None => (ttl, ttl),
+            Some((lo, hi)) => (lo.min(ttl), hi.max(ttl)),
+        });
+    }
+
+    fn add_span(&mut self, start: i64, end: i64, at: PacketRef, kind: SpanKind) {
+        if let Some(last) = self.spans.last_mut() {
+            if last.kind == kind && last.end == start && last.acked.is_none() {
+                last.end = end;
+                last.last = at;
+                return;
+            }
+        }
+        if self.spans.len() >= MAX_SPANS {
+            self.spans_dropped += 1;
+            return;
+        }
+        self.spans.push(Span {
+            start,
+            end,
+            first: at,
+            last: at,
+            kind,
+            acked: None,
+        });
+    }
+}
+
+/// One packet of a connection, for ladder diagrams and evidence tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoggedPacket {
+    pub at: PacketRef,
+    pub dir: Dir,
+    pub flags: TcpFlags,
+    /// Sequence offset in its direction, and payload length on the wire.
+    pub offset: i64,
+    pub len: u32,
+    /// Acknowledgement as an offset of the other direction (None without ACK flag).
+    pub ack: Option<i64>,
+    pub window: u32,
+    pub class: PacketClass,
+}
+
+/// What a logged packet was, for drawing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketClass {
+    Control,
+    New,
+    FillsHole,
+    Retransmission,
+    KeepAlive,
+}
+
+/// The packets of a connection, first and last ones kept when there are too many.
+#[derive(Clone, Debug, Default)]
+pub struct PacketLog {
+    pub head: Vec<LoggedPacket>,
+    /// The most recent packets once `head` is full (a ring; `tail_start` is the oldest).
+    tail: Vec<LoggedPacket>,
+    tail_start: usize,
+    /// Packets not kept (between head and tail).
+    pub elided: u64,
+}
+
+/// Packets kept at the start and at the end of a connection's log.
+pub const LOG_HEAD: usize = 1000;
+pub const LOG_TAIL: usize = 1000;
+
+impl PacketLog {
+    fn push(&mut self, p: LoggedPacket) {
+        if self.head.len() < LOG_HEAD {
+            self.head.push(p);
+        } else if self.tail.len() < LOG_TAIL {
+            self.tail.push(p);
+        } else {
+            self.tail[self.tail_start] = p;
+            self.tail_start = (self.tail_start + 1) % LOG_TAIL;
+            self.elided += 1;
+        }
+    }
+
+    /// All kept packets in order (the elided ones sit between head and tail).
+    pub fn packets(&self) -> impl Iterator<Item = &LoggedPacket> {
+        let (newer, older) = self.tail.split_at(self.tail_start);
+        self.head.iter().chain(older.iter()).chain(newer.iter())
+    }
+
+    pub fn len(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.head.is_empty()
+    }
+}
+
+/// A TCP connection as one capture saw it.
+#[derive(Clone, Debug)]
+pub struct Connection<O> {
+    /// Position in the capture's connection list (order of first packet), from 0.
+    pub index: u64,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub first: PacketRef,
+    pub last: PacketRef,
+    pub packets: u64,
+    /// The client's first SYN, and how many SYNs it sent (retransmissions included).
+    pub syn: Option<PacketRef>,
+    pub syn_count: u32,
+    pub syn_ack: Option<PacketRef>,
+    pub syn_ack_count: u32,
+    /// Initial sequence numbers of the client and the server, from SYN and SYN-ACK.
+    pub client_isn: Option<u32>,
+    pub server_isn: Option<u32>,
+    /// The client's first packet with an ACK after the SYN-ACK (handshake complete).
+    pub established: Option<PacketRef>,
+    /// Roles were guessed: no SYN or SYN-ACK said who connected to whom.
+    pub roles_guessed: bool,
+    pub state: ConnState,
+    pub history: String,
+    /// Indexed by `Dir::idx`.
+    pub dirs: [DirSummary; 2],
+    pub anomalies: Anomalies,
+    pub log: PacketLog,
+    /// The stream handler's result (HTTP exchanges).
+    pub app: O,
+}
+
+impl<O> Connection<O> {
+    pub fn dir(&self, d: Dir) -> &DirSummary {
+        &self.dirs[d.idx()]
+    }
+}
+
+/// A live connection in the table.
+struct Live<H> {
+    conn: Connection<()>,
+    streams: [Reassembler; 2],
+    handler: H,
+    /// History letters seen, per direction: bitmask over `HISTORY_LETTERS`.
+    history_seen: [u16; 2],
+    /// Sequence spaces per direction, once their origin is known.
+    spaces: [Option<SeqSpace>; 2],
+    /// The connection is closed (RST, or FIN both ways) since this time.
+    closed_at: Option<i64>,
+    handshake_seen: bool,
+    /// A zero-window run is open in this direction's sender.
+    zero_open: [bool; 2],
+    /// Spans whose acknowledgement is not yet known start here.
+    span_ack_cursor: [usize; 2],
+}
+
+const HISTORY_LETTERS: [char; 11] = ['S', 'H', 'A', 'D', 'F', 'R', 'T', 'G', 'W', 'I', '^'];
+
+/// Limits that keep the table's memory bounded.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Open connections at once; beyond, the least recently active one is closed early.
+    pub max_open: usize,
+    /// Out-of-order bytes held by all connections together.
+    pub max_pending_bytes: usize,
+    /// A closed connection (FIN both ways, or RST) is finished this long after its last packet.
+    pub linger_ns: i64,
+    /// A connection with no packet for this long is finished (still open).
+    pub idle_ns: i64,
+    /// Keep a per-connection packet log.
+    pub packet_log: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_open: 1_000_000,
+            max_pending_bytes: 256 * 1024 * 1024,
+            linger_ns: 30_000_000_000,
+            idle_ns: 2 * 3600 * 1_000_000_000,
+            packet_log: true,
+        }
+    }
+}
+
+/// The canonical key of a 4-tuple: the smaller endpoint first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowKey(Endpoint, Endpoint);
+
+impl FlowKey {
+    fn of(a: Endpoint, b: Endpoint) -> FlowKey {
+        if a <= b { FlowKey(a, b) } else { FlowKey(b, a) }
+    }
+}
+
+/// The connection table of one capture.
+pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
+    open: HashMap<FlowKey, Live<H>>,
+    /// (deadline, key, connection index): checked in order; stale entries are skipped.
+    timers: VecDeque<(i64, FlowKey, u64)>,
+    new_handler: F,
+    next_index: u64,
+    finished: Vec<Connection<H::Output>>,
+    budget: Budget,
+    limits: Limits,
+    now: i64,
+    /// Anomalies that belong to no connection.
+    pub anomalies: Anomalies,
+    pub evicted: u64,
+}
+
+impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
+    /// `new_handler(handshake_seen)` makes the stream handler of each new connection.
+    pub fn new(limits: Limits, new_handler: F) -> Self {
+        ConnectionTable {
+            open: HashMap::new(),
+            timers: VecDeque::new(),
+            new_handler,
+            next_index: 0,
+            finished: Vec::new(),
+            budget: Budget {
+                remaining: limits.max_pending_bytes,
+            },
+            limits,
+            now: i64::MIN,
+            anomalies: Anomalies::default(),
+            evicted: 0,
+        }
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Connections finished so far (take them to keep memory flat).
+    pub fn take_finished(&mut self) -> Vec<Connection<H::Output>> {
+        std::mem::take(&mut self.finished)
+    }
+
+    /// Finishes every open connection (end of capture) and returns all finished ones, in order of
+    /// their first packet.
+    pub fn finish(mut self) -> Vec<Connection<H::Output>> {
+        let keys: Vec<FlowKey> = self.open.keys().copied().collect();
+        for k in keys {
+            self.finish_key(k);
+        }
+        let mut out = self.finished;
+        out.sort_by_key(|c| c.index);
+        out
+    }
+
+    /// Processes one segment.
+    pub fn push(&mut self, seg: &Segment<'_>) {
+        if seg.ts_ns > self.now {
+            self.now = seg.ts_ns;
+            self.expire();
+        }
+        let key = FlowKey::of(seg.src, seg.dst);
+        let at = PacketRef {
+            frame: seg.frame,
+            ts_ns: seg.ts_ns,
+        };
+        let f = seg.flags;
+        // A SYN on a known 4-tuple with a new ISN starts a new connection (port reuse).
+        if let Some(live) = self.open.get(&key) {
+            if f.syn() && !f.rst() && starts_new_connection(live, seg) {
+                self.finish_key(key);
+            }
+        }
+        if !self.open.contains_key(&key) {
+            if self.open.len() >= self.limits.max_open {
+                self.evict_one();
+            }
+            let live = self.new_live(seg, at);
+            let deadline = seg.ts_ns.saturating_add(self.limits.idle_ns);
+            self.timers.push_back((deadline, key, live.conn.index));
+            self.open.insert(key, live);
+        }
+        let Some(live) = self.open.get_mut(&key) else {
+            return;
+        };
+        let was_closed = live.closed_at.is_some();
+        live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
+        if !was_closed && live.closed_at.is_some() {
+            let deadline = seg.ts_ns.saturating_add(self.limits.linger_ns);
+            self.timers.push_back((deadline, key, live.conn.index));
+        }
+    }
+
+    fn new_live(&mut self, seg: &Segment<'_>, at: PacketRef) -> Live<H> {
+        let f = seg.flags;
+        // Who is the client: the sender of a SYN, the receiver of a SYN-ACK; otherwise guess the
+        // server is the lower port (services listen on low ports, clients use ephemeral ones).
+        let (client, server, guessed) = if f.syn() && !f.ack() {
+            (seg.src, seg.dst, false)
+        } else if f.syn() && f.ack() {
+            (seg.dst, seg.src, false)
+        } else if seg.src.port < seg.dst.port {
+            (seg.dst, seg.src, true)
+        } else {
+            (seg.src, seg.dst, true)
+        };
+        let index = self.next_index;
+        self.next_index += 1;
+        let handshake_seen = f.syn();
+        let mut live = Live {
+            conn: Connection {
+                index,
+                client,
+                server,
+                first: at,
+                last: at,
+                packets: 0,
+                syn: None,
+                syn_count: 0,
+                syn_ack: None,
+                syn_ack_count: 0,
+                client_isn: None,
+                server_isn: None,
+                established: None,
+                roles_guessed: guessed,
+                state: ConnState::OTH,
+                history: String::new(),
+                dirs: Default::default(),
+                anomalies: Anomalies::default(),
+                log: PacketLog::default(),
+                app: (),
+            },
+            streams: Default::default(),
+            spaces: [None, None],
+            handler: (self.new_handler)(handshake_seen),
+            history_seen: [0, 0],
+            closed_at: None,
+            handshake_seen,
+            zero_open: [false, false],
+            span_ack_cursor: [0, 0],
+        };
+        if guessed {
+            live.history(Dir::ClientToServer, '^');
+        }
+        live
+    }
+
+    fn expire(&mut self) {
+        while let Some(&(deadline, key, index)) = self.timers.front() {
+            if deadline > self.now {
+                break;
+            }
+            self.timers.pop_front();
+            let Some(live) = self.open.get(&key) else {
+                continue;
+            };
+            if live.conn.index != index {
+                continue;
+            }
+            let last = live.conn.last.ts_ns;
+            let due = match live.closed_at {
+                Some(_) => last.saturating_add(self.limits.linger_ns),
+                None => last.saturating_add(self.limits.idle_ns),
+            };
+            if due <= self.now {
+                self.finish_key(key);
+            } else {
+                self.timers.push_back((due, key, index));
+            }
+        }
+    }
+
+    fn evict_one(&mut self) {
+        // The oldest timer entry belongs to (one of) the least recently started connections.
+        while let Some((_, key, index)) = self.timers.pop_front() {
+            if self.open.get(&key).is_some_and(|l| l.conn.index == index) {
+                self.anomalies.note("connection_table_full", None);
+                self.evicted += 1;
+                self.finish_key(key);
+                return;
+            }
+        }
+    }
+
+    fn finish_key(&mut self, key: FlowKey) {
+        if let Some(live) = self.open.remove(&key) {
+            let conn = live.finish(&mut self.budget);
+            self.finished.push(conn);
+        }
+    }
+}
+
+/// A SYN on a live 4-tuple: a retransmission of the same SYN, or a new connection?
+fn starts_new_connection<H>(live: &Live<H>, seg: &Segment<'_>) -> bool {
+    let c = &live.conn;
+    let from_client = seg.src == c.client;
+    if !seg.flags.ack() {
+        // A bare SYN: the same ISN from the same client is a retransmission.
+        !(from_client && c.client_isn == Some(seg.seq))
+    } else {
+        // A SYN-ACK with a different ISN than the server's, after the handshake completed, or
+        // from the other side than the server: the server end of a new connection.
+        if from_client {
+            return true;
+        }
+        match c.server_isn {
+            Some(isn) => isn != seg.seq && c.established.is_some(),
+            None => false,
+        }
+    }
+}
+
+impl<H: StreamHandler> Live<H> {
+    fn set_origin(&mut self, d: Dir, seq: u32) {
+        self.spaces[d.idx()] = Some(SeqSpace::new(seq));
+        self.conn.dirs[d.idx()].origin = Some(seq);
+    }
+
+    fn history(&mut self, d: Dir, letter: char) {
+        let Some(bit) = HISTORY_LETTERS.iter().position(|&c| c == letter) else {
+            return;
+        };
+        let seen = &mut self.history_seen[d.idx()];
+        if *seen & (1 << bit) == 0 {
+            *seen |= 1 << bit;
+            let c = if d == Dir::ClientToServer || letter == '^' {
+                letter
+            } else {
+                letter.to_ascii_lowercase()
+            };
+            self.conn.history.push(c);
+        }
+    }
+
+    fn on_segment(&mut self, seg: &Segment<'_>, at: PacketRef, budget: &mut Budget, log: bool) {
+        let d = if seg.src == self.conn.client {
+            Dir::ClientToServer
+        } else {
+            Dir::ServerToClient
+        };
+        let di = d.idx();
+        let f = seg.flags;
+        self.conn.last = at;
+        self.conn.packets += 1;
+        self.conn.dirs[di].packets += 1;
+
+        if f.syn() && (f.rst() || f.fin()) {
+            self.history(d, 'I');
+            self.conn
+                .anomalies
+                .note("tcp_syn_with_rst_or_fin", Some(at.frame));
+        }
+
+        // Handshake.
+        if f.syn() {
+            if d == Dir::ClientToServer && !f.ack() {
+                self.history(d, 'S');
+                self.conn.syn_count += 1;
+                if self.conn.syn.is_none() {
+                    self.conn.syn = Some(at);
+                    self.conn.client_isn = Some(seg.seq);
+                }
+            } else if d == Dir::ServerToClient && f.ack() {
+                self.history(d, 'H');
+                self.conn.syn_ack_count += 1;
+                if self.conn.syn_ack.is_none() {
+                    self.conn.syn_ack = Some(at);
+                    self.conn.server_isn = Some(seg.seq);
+                }
+            } else {
+                // SYN from the server without ACK (simultaneous open) or SYN-ACK from the client.
+                self.conn.anomalies.note("tcp_unexpected_syn", Some(at.frame));
+            }
+            self.handshake_seen = true;
+            let ds = &mut self.conn.dirs[di];
+            if let Some(m) = seg.options.mss {
+                ds.mss = Some(m);
+            }
+            ds.window_scale = seg.options.window_scale;
+            if self.spaces[di].is_none() {
+                self.set_origin(d, seg.seq.wrapping_add(1));
+                self.streams[di].start_at_zero();
+            }
+        }
+        if self.spaces[di].is_none() {
+            self.set_origin(d, seg.seq);
+        }
+        // The first payload byte of a SYN (TCP Fast Open) is one past the SYN's sequence number.
+        let first_byte = seg.seq.wrapping_add(f.syn() as u32);
+        let offset = match &mut self.spaces[di] {
+            Some(space) if seg.payload_len > 0 && !f.rst() => space.advance(first_byte, seg.payload_len),
+            Some(space) => space.offset(first_byte),
+            None => 0,
+        };
+
+        // The ACK tells about the other direction.
+        let mut ack_off = None;
+        if f.ack() {
+            let peer = d.rev().idx();
+            if self.spaces[peer].is_none() && !f.rst() {
+                // Nothing seen from the peer yet: its data starts where this ACK points.
+                self.set_origin(d.rev(), seg.ack);
+            }
+            if let Some(space) = &self.spaces[peer] {
+                let a = space.offset(seg.ack);
+                ack_off = Some(a);
+                if !f.rst() {
+                    self.on_ack(d.rev(), a, at, budget);
+                }
+            }
+            if d == Dir::ClientToServer
+                && self.conn.syn_ack.is_some()
+                && self.conn.established.is_none()
+                && !f.syn()
+            {
+                self.conn.established = Some(at);
+            }
+        }
+
+        // The window this endpoint advertises (for data towards it).
+        if !f.syn() && !f.rst() {
+            let peer_scale = self.conn.dirs[d.rev().idx()].window_scale;
+            let scale = match (self.conn.dirs[di].window_scale, peer_scale) {
+                (Some(s), Some(_)) => s.min(14),
+                _ => 0,
+            };
+            let window = (seg.window as u64) << scale;
+            self.conn.dirs[di].last_window = Some(window);
+            if seg.window == 0 {
+                self.history(d, 'W');
+                // One record per direction: the first run's start, the latest advertisement.
+                let zw = &mut self.conn.dirs[di].zero_window;
+                match zw {
+                    Some(z) => {
+                        z.last = at;
+                        z.count += 1;
+                    }
+                    None => {
+                        *zw = Some(ZeroWindow {
+                            first: at,
+                            last: at,
+                            count: 1,
+                            reopened: None,
+                        })
+                    }
+                }
+                self.zero_open[di] = true;
+            } else if self.zero_open[di] {
+                self.zero_open[di] = false;
+                if let Some(z) = &mut self.conn.dirs[di].zero_window {
+                    if z.reopened.is_none() {
+                        z.reopened = Some(at);
+                    }
+                }
+            }
+        }
+
+        // Payload.
+        let mut class = PacketClass::Control;
+        if seg.payload_len > 0 {
+            if f.rst() {
+                self.conn.anomalies.note("tcp_rst_with_data", Some(at.frame));
+            } else {
+                class = self.on_data(d, seg, offset, at, budget);
+            }
+        } else if !f.syn() && !f.fin() && !f.rst() && f.ack() {
+            self.history(d, 'A');
+        }
+
+        // FIN and RST.
+        let fin_offset = offset.saturating_add(seg.payload_len as i64);
+        if f.fin() && !f.rst() {
+            self.history(d, 'F');
+            let ds = &mut self.conn.dirs[di];
+            ds.fin_count += 1;
+            if ds.fin.is_none() {
+                ds.fin = Some(CloseMark {
+                    at,
+                    offset: fin_offset,
+                    ack: ack_off,
+                    ttl: seg.ttl,
+                    ip_id: seg.ip_id,
+                });
+                self.streams[di].set_fin(fin_offset);
+            }
+        }
+        if f.rst() {
+            self.history(d, 'R');
+            let ds = &mut self.conn.dirs[di];
+            ds.rst_count += 1;
+            if ds.rst.is_none() {
+                ds.rst = Some(CloseMark {
+                    at,
+                    offset,
+                    ack: ack_off,
+                    ttl: seg.ttl,
+                    ip_id: seg.ip_id,
+                });
+            }
+        } else {
+            self.conn.dirs[di].note_ttl(seg.ttl);
+        }
+        let closed = f.rst() || (self.conn.dirs[0].fin.is_some() && self.conn.dirs[1].fin.is_some());
+        if closed && self.closed_at.is_none() {
+            self.closed_at = Some(at.ts_ns);
+        }
+
+        if log {
+            self.conn.log.push(LoggedPacket {
+                at,
+                dir: d,
+                flags: f,
+                offset,
+                len: seg.payload_len,
+                ack: ack_off,
+                window: seg.window as u32,
+                class,
+            });
+        }
+    }
+
+    fn on_data(
+        &mut self,
+        d: Dir,
+        seg: &Segment<'_>,
+        offset: i64,
+        at: PacketRef,
+        budget: &mut Budget,
+    ) -> PacketClass {
+        let di = d.idx();
+        self.history(d, 'D');
+        let len = seg.payload_len;
+        let handler = &mut self.handler;
+        let class = self.streams[di].data(offset, len, seg.payload, at, budget, &mut |ev| {
+            handler.on_stream(d, ev)
+        });
+        let ds = &mut self.conn.dirs[di];
+        if ds.first_data.is_none() {
+            ds.first_data = Some(at);
+        }
+        ds.last_data = Some(at);
+        let end = offset.saturating_add(len as i64);
+        let (packet_class, span) = match class {
+            DataClass::New => (PacketClass::New, Some(SpanKind::New)),
+            DataClass::FillsHole => {
+                ds.out_of_order += 1;
+                (PacketClass::FillsHole, Some(SpanKind::FillsHole))
+            }
+            DataClass::Retransmission { .. } => {
+                ds.retransmissions += 1;
+                (PacketClass::Retransmission, Some(SpanKind::Retransmission))
+            }
+            DataClass::KeepAlive => {
+                ds.keepalives += 1;
+                (PacketClass::KeepAlive, None)
+            }
+        };
+        if let Some(kind) = span {
+            ds.add_span(offset, end, at, kind);
+        }
+        match class {
+            DataClass::Retransmission { .. } => self.history(d, 'T'),
+            DataClass::New if self.streams[di].gaps() > 0 => self.history(d, 'G'),
+            _ => {}
+        }
+        packet_class
+    }
+
+    /// The receiver of direction `d` acknowledged up to `ack`.
+    fn on_ack(&mut self, d: Dir, ack: i64, at: PacketRef, budget: &mut Budget) {
+        let di = d.idx();
+        let ds = &mut self.conn.dirs[di];
+        if ds.acked.is_none_or(|(a, _)| ack > a) {
+            ds.acked = Some((ack, at));
+            // Mark the spans this acknowledgement covers (bounded walk per ACK).
+            let mut i = self.span_ack_cursor[di];
+            let mut walked = 0;
+            while i < ds.spans.len() && walked < 64 {
+                let s = &mut ds.spans[i];
+                if s.end > ack {
+                    break;
+                }
+                if s.acked.is_none() {
+                    s.acked = Some(at);
+                }
+                i += 1;
+                walked += 1;
+            }
+            self.span_ack_cursor[di] = i;
+            let handler = &mut self.handler;
+            self.streams[di].ack(ack, budget, &mut |ev| handler.on_stream(d, ev));
+        }
+    }
+
+    fn finish(mut self, budget: &mut Budget) -> Connection<H::Output> {
+        for d in Dir::BOTH {
+            let di = d.idx();
+            let handler = &mut self.handler;
+            self.streams[di].finish(budget, &mut |ev| handler.on_stream(d, ev));
+            let s = &self.streams[di];
+            let ds = &mut self.conn.dirs[di];
+            ds.bytes = s.bytes_seen();
+            ds.gaps = s.gaps();
+            ds.gaps_approximate = s.gaps_approximate();
+            ds.conflicts = s.conflicts;
+            ds.acked_unseen = s.not_captured_bytes;
+            ds.snaplen_cut = s.snaplen_bytes;
+            ds.abandoned = s.abandoned_bytes;
+            ds.data_start = s.first();
+            ds.data_end = s.end();
+            if s.conflicts > 0 {
+                self.conn.anomalies.note("tcp_overlap_conflict", None);
+            }
+            if s.overflowed {
+                self.conn.anomalies.note("tcp_reassembly_buffer_full", None);
+            }
+            if ds.gaps > 0 || ds.acked_unseen > 0 {
+                self.history(d, 'G');
+            }
+        }
+        let ends = [0, 1].map(|i| {
+            let ds = &self.conn.dirs[i];
+            if ds.rst.is_some() {
+                End::Rst
+            } else if ds.fin.is_some_and(|f| self.streams[i].delivered_to() >= f.offset) {
+                End::Fin
+            } else {
+                End::Open
+            }
+        });
+        self.conn.state = conn_state(&self.conn);
+        let Live { conn, handler, .. } = self;
+        let app = handler.finish(ends);
+        Connection {
+            index: conn.index,
+            client: conn.client,
+            server: conn.server,
+            first: conn.first,
+            last: conn.last,
+            packets: conn.packets,
+            syn: conn.syn,
+            syn_count: conn.syn_count,
+            syn_ack: conn.syn_ack,
+            syn_ack_count: conn.syn_ack_count,
+            client_isn: conn.client_isn,
+            server_isn: conn.server_isn,
+            established: conn.established,
+            roles_guessed: conn.roles_guessed,
+            state: conn.state,
+            history: conn.history,
+            dirs: conn.dirs,
+            anomalies: conn.anomalies,
+            log: conn.log,
+            app,
+        }
+    }
+}
+
+/// Zeek's connection state, from what was seen.
+fn conn_state<O>(c: &Connection<O>) -> ConnState {
+    let (cs, sc) = (&c.dirs[0], &c.dirs[1]);
+    let syn = c.syn.is_some();
+    let syn_ack = c.syn_ack.is_some();
+    // The first RST decides who aborted.
+    let first_rst = match (cs.rst, sc.rst) {
+        (Some(a), Some(b)) => Some(if a.at <= b.at {
+            Dir::ClientToServer
+        } else {
+            Dir::ServerToClient
+        }),
+        (Some(_), None) => Some(Dir::ClientToServer),
+        (None, Some(_)) => Some(Dir::ServerToClient),
+        (None, None) => None,
+    };
+    match (syn, syn_ack) {
+        (false, false) => ConnState::OTH,
+        (true, false) => match first_rst {
+            Some(Dir::ClientToServer) => ConnState::RSTOS0,
+            Some(Dir::ServerToClient) => ConnState::REJ,
+            None if cs.fin.is_some() => ConnState::SH,
+            None => ConnState::S0,
+        },
+        (false, true) => match first_rst {
+            Some(Dir::ServerToClient) => ConnState::RSTRH,
+            _ if sc.fin.is_some() && cs.fin.is_none() && first_rst.is_none() => ConnState::SHR,
+            _ => established_state(cs, sc, first_rst),
+        },
+        (true, true) => established_state(cs, sc, first_rst),
+    }
+}
+
+fn established_state(cs: &DirSummary, sc: &DirSummary, first_rst: Option<Dir>) -> ConnState {
+    match first_rst {
+        Some(Dir::ClientToServer) => ConnState::RSTO,
+        Some(Dir::ServerToClient) => ConnState::RSTR,
+        None => match (cs.fin.is_some(), sc.fin.is_some()) {
+            (true, true) => ConnState::SF,
+            (true, false) => ConnState::S2,
+            (false, true) => ConnState::S3,
+            (false, false) => ConnState::S1,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;
