@@ -294,7 +294,7 @@ impl CaptureSet {
                 snaplen = Some(snaplen.map_or(sl, |s| s.min(sl)));
             }
             s.truncated_packets += f.truncated_packets;
-            s.reported_drops += f.reported_drops;
+            s.reported_drops += f.drops.values().sum::<u64>();
             s.warnings.extend(f.warnings());
         }
         s.snaplen = snaplen.unwrap_or(0);
@@ -317,9 +317,12 @@ enum Format {
         link: LinkType,
         nanos: bool,
     },
-    /// The interfaces of the current section (a new section starts a new table).
+    /// The interfaces of the current section (a new section starts a new table), and the
+    /// section's byte order (option values are raw bytes in that order).
     PcapNg {
         interfaces: Vec<Interface>,
+        big_endian: bool,
+        section: u32,
     },
 }
 
@@ -363,7 +366,9 @@ struct FileState {
     link_types: Vec<LinkType>,
     min_snaplen: Option<u32>,
     truncated_packets: u64,
-    reported_drops: u64,
+    /// Drop counters per (section, interface): statistics blocks are cumulative, so the latest
+    /// (largest) value of each counts.
+    drops: std::collections::BTreeMap<(u32, u32), u64>,
     warnings: Vec<String>,
     suppressed_warnings: u64,
 }
@@ -405,6 +410,10 @@ impl FileReader {
         };
         let (reader, format): (Box<dyn PcapReaderIterator + Send>, Format) = match magic {
             Some(0x0A0D_0D0A) => {
+                check_section_header(&head).map_err(|what| CaptureError::BadHeader {
+                    path: name.clone(),
+                    what,
+                })?;
                 let r =
                     PcapNGReader::new(READ_BUFFER_BYTES, stream).map_err(|e| CaptureError::BadHeader {
                         path: name.clone(),
@@ -414,6 +423,8 @@ impl FileReader {
                     Box::new(r),
                     Format::PcapNg {
                         interfaces: Vec::new(),
+                        big_endian: false,
+                        section: 0,
                     },
                 )
             }
@@ -599,7 +610,7 @@ impl FileState {
             link_types: Vec::new(),
             min_snaplen: None,
             truncated_packets: 0,
-            reported_drops: 0,
+            drops: Default::default(),
             warnings: Vec::new(),
             suppressed_warnings: 0,
         }
@@ -699,22 +710,48 @@ impl FileState {
     }
 
     fn on_ng_block(&mut self, offset: usize, block: Block<'_>) -> Result<Step, String> {
-        let Format::PcapNg { interfaces } = &mut self.format else {
+        let Format::PcapNg {
+            interfaces,
+            big_endian,
+            section,
+        } = &mut self.format
+        else {
             return Ok(Step::Skip(offset));
         };
         match block {
-            Block::SectionHeader(_) => {
-                // A new section has its own interface table.
+            Block::SectionHeader(shb) => {
+                if shb.major_version != 1 {
+                    return Err(format!(
+                        "a section header declares pcapng version {}.{} (only 1.x exists)",
+                        shb.major_version, shb.minor_version
+                    ));
+                }
+                // A new section has its own interface table and byte order.
                 interfaces.clear();
+                *big_endian = shb.big_endian();
+                *section += 1;
                 Ok(Step::Skip(offset))
             }
             Block::InterfaceDescription(idb) => {
                 let link = LinkType(idb.linktype.0 as u16);
-                let units_per_sec = idb.ts_resolution().unwrap_or(0);
+                let be = *big_endian;
+                // Read if_tsresol and if_tsoffset ourselves: the crate reads if_tsoffset as
+                // little-endian in every section, and rejects binary resolutions above 2^-63
+                // before masking the mode bit.
+                let mut units_per_sec = Some(1_000_000);
+                let mut offset_s = 0i64;
+                for opt in &idb.options {
+                    match opt.code.0 {
+                        9 => units_per_sec = opt.value.first().and_then(|&b| ts_units(b)),
+                        14 => offset_s = option_u64(&opt.value, be).map_or(0, |v| v as i64),
+                        _ => {}
+                    }
+                }
+                let units_per_sec = units_per_sec.unwrap_or(0);
                 interfaces.push(Interface {
                     link,
                     units_per_sec,
-                    offset_s: idb.ts_offset(),
+                    offset_s,
                 });
                 let snaplen = idb.snaplen;
                 let bad_resol = units_per_sec == 0;
@@ -760,14 +797,18 @@ impl FileState {
                 self.packet(spb.data, spb.origlen, spb.origlen, ts, iface.link, offset)
             }
             Block::InterfaceStatistics(isb) => {
+                let be = *big_endian;
+                let key = (*section, isb.if_id);
+                // isb_ifdrop (5): dropped by the interface; isb_osdrop (7): by the OS.
                 let drops = isb
-                    .isb_ifdrop()
-                    .and_then(Result::ok)
-                    .unwrap_or(0)
-                    .saturating_add(isb.isb_osdrop().and_then(Result::ok).unwrap_or(0));
-                if drops > 0 {
-                    // Statistics blocks are cumulative: keep the largest count per file.
-                    self.reported_drops = self.reported_drops.max(drops);
+                    .options
+                    .iter()
+                    .filter(|o| matches!(o.code.0, 5 | 7))
+                    .filter_map(|o| option_u64(&o.value, be))
+                    .fold(0u64, u64::saturating_add);
+                let before = self.drops.get(&key).copied().unwrap_or(0);
+                if drops > before {
+                    self.drops.insert(key, drops);
                     let if_id = isb.if_id;
                     self.warn(format!(
                         "interface {if_id} statistics say the capturing host dropped {drops} packets: \
@@ -785,7 +826,7 @@ impl FileState {
 
     fn interface_count(&self) -> usize {
         match &self.format {
-            Format::PcapNg { interfaces } => interfaces.len(),
+            Format::PcapNg { interfaces, .. } => interfaces.len(),
             Format::Pcap { .. } => 1,
         }
     }
@@ -793,7 +834,7 @@ impl FileState {
     /// The pcapng Packet Block (type 2, obsolete but still written by old tools):
     /// interface id (u16), drops count (u16), timestamp high/low, caplen, origlen, data.
     fn obsolete_packet(&mut self, body: &[u8], offset: usize) -> Result<Step, String> {
-        let Format::PcapNg { interfaces } = &self.format else {
+        let Format::PcapNg { interfaces, .. } = &self.format else {
             return Ok(Step::Skip(offset));
         };
         // `body` is the block without its type and first length field. The block's byte order
@@ -827,6 +868,44 @@ impl FileState {
 }
 
 const OBSOLETE_PACKET_BLOCK: u32 = 2;
+
+/// Timestamp units per second for an `if_tsresol` byte: 10^b, or 2^(b & 0x7f) when the top bit
+/// is set; None when it does not fit in 64 bits.
+fn ts_units(b: u8) -> Option<u64> {
+    if b & 0x80 != 0 {
+        1u64.checked_shl((b & 0x7f) as u32)
+    } else {
+        10u64.checked_pow(b as u32)
+    }
+}
+
+/// A 64-bit option value in the section's byte order.
+fn option_u64(value: &[u8], big_endian: bool) -> Option<u64> {
+    let b: [u8; 8] = value.get(..8)?.try_into().ok()?;
+    Some(if big_endian {
+        u64::from_be_bytes(b)
+    } else {
+        u64::from_le_bytes(b)
+    })
+}
+
+/// Checks the first Section Header Block: whole, well-formed, version 1.
+fn check_section_header(head: &[u8]) -> Result<(), String> {
+    match pcap_parser::pcapng::parse_sectionheaderblock(head) {
+        Ok((_, shb)) if shb.major_version == 1 => Ok(()),
+        Ok((_, shb)) => Err(format!(
+            "unsupported pcapng version {}.{} (only 1.x exists)",
+            shb.major_version, shb.minor_version
+        )),
+        Err(pcap_parser::nom::Err::Incomplete(_)) => {
+            Err("the pcapng section header block is cut short".to_string())
+        }
+        Err(pcap_parser::nom::Err::Error(e) | pcap_parser::nom::Err::Failure(e)) => Err(format!(
+            "the pcapng section header block is malformed ({})",
+            describe(&e)
+        )),
+    }
+}
 
 /// Converts a pcapng timestamp to nanoseconds since the epoch, saturating instead of overflowing.
 fn ticks_to_ns(ticks: u64, units_per_sec: u64, offset_s: i64) -> i64 {

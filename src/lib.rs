@@ -26,6 +26,9 @@
 pub mod anomaly;
 pub mod capture;
 pub mod decode;
+pub mod diagnose;
 pub mod http;
+pub mod pair;
 pub mod pipeline;
+pub mod report;
 pub mod tcp;

@@ -149,3 +149,37 @@ pub fn read_sides(sides: Vec<(Side, CaptureSet)>, opts: SideOptions) -> Vec<Side
 pub fn progress_of(sets: &[(Side, CaptureSet)]) -> Vec<Progress> {
     sets.iter().map(|(_, s)| s.progress()).collect()
 }
+
+/// Everything the report shows: the sides read, how their connections pair, and a diagnosis
+/// per pair (None where no diagnosis was made).
+#[derive(Debug)]
+pub struct Analysis {
+    /// One side (`Single` or `Proxy`), or `Proxy` then `Backend`.
+    pub sides: Vec<SideResult>,
+    pub pairing: crate::pair::Pairing,
+    pub diagnoses: Vec<Option<crate::diagnose::Diagnosis>>,
+}
+
+/// The analysis of one capture as a flow list: every connection, no diagnosis.
+pub fn flows(side: SideResult) -> Analysis {
+    let pairing = crate::pair::single(&side.connections);
+    let diagnoses = vec![None; pairing.pairs.len()];
+    Analysis {
+        sides: vec![side],
+        pairing,
+        diagnoses,
+    }
+}
+
+/// The analysis of a proxy capture and, optionally, a backend capture: the proxy→backend
+/// connections, paired across the captures, each diagnosed. `backends` narrows the backend
+/// endpoints (empty: found automatically).
+pub fn analyze(sides: Vec<SideResult>, backends: &[crate::decode::Endpoint]) -> Analysis {
+    let pairing = crate::pair::pair(&sides, backends);
+    let diagnoses = vec![None; pairing.pairs.len()];
+    Analysis {
+        sides,
+        pairing,
+        diagnoses,
+    }
+}

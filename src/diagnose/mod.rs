@@ -1,0 +1,143 @@
+//! # diagnose: connection timelines → one verdict each
+//!
+//! In: a [`Pair`](crate::pair::Pair) — the same connection as the proxy capture and the backend
+//! capture saw it (or as one capture saw it). Out: a [`Diagnosis`]: the [`Verdict`] (the stable labels
+//! of DESIGN.md), who is to [`Blame`], a one- or two-sentence explanation, the next step, and the
+//! [`Evidence`] (frames in each capture) that proves it. A verdict never guesses silently: what a
+//! capture could not show (one capture only, snaplen, TLS) is said in the explanation.
+
+use std::fmt;
+
+use crate::capture::FrameRef;
+use crate::pipeline::Side;
+
+/// The verdict of a connection (stable labels: they are part of the JSON contract).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    Ok,
+    ConnectRefused,
+    ConnectTimeout,
+    RequestIncomplete,
+    BackendClosedDuringRequest,
+    BackendEmptyReply,
+    ResponseTruncated,
+    BackendTimeout,
+    ZeroWindowStall,
+    KeepaliveRace,
+    LostInTransit,
+    RstFromMiddlebox,
+    ProxyAborted,
+    CaptureIncomplete,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 14] = [
+        Verdict::Ok,
+        Verdict::ConnectRefused,
+        Verdict::ConnectTimeout,
+        Verdict::RequestIncomplete,
+        Verdict::BackendClosedDuringRequest,
+        Verdict::BackendEmptyReply,
+        Verdict::ResponseTruncated,
+        Verdict::BackendTimeout,
+        Verdict::ZeroWindowStall,
+        Verdict::KeepaliveRace,
+        Verdict::LostInTransit,
+        Verdict::RstFromMiddlebox,
+        Verdict::ProxyAborted,
+        Verdict::CaptureIncomplete,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::ConnectRefused => "connect-refused",
+            Verdict::ConnectTimeout => "connect-timeout",
+            Verdict::RequestIncomplete => "request-incomplete",
+            Verdict::BackendClosedDuringRequest => "backend-closed-during-request",
+            Verdict::BackendEmptyReply => "backend-empty-reply",
+            Verdict::ResponseTruncated => "response-truncated",
+            Verdict::BackendTimeout => "backend-timeout",
+            Verdict::ZeroWindowStall => "zero-window-stall",
+            Verdict::KeepaliveRace => "keepalive-race",
+            Verdict::LostInTransit => "lost-in-transit",
+            Verdict::RstFromMiddlebox => "rst-from-middlebox",
+            Verdict::ProxyAborted => "proxy-aborted",
+            Verdict::CaptureIncomplete => "capture-incomplete",
+        }
+    }
+
+    pub fn from_label(s: &str) -> Option<Verdict> {
+        Verdict::ALL.into_iter().find(|v| v.label() == s)
+    }
+
+    /// Is this verdict a failure (exit code 1)?
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Verdict::Ok)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Who is to blame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Blame {
+    None,
+    Proxy,
+    Backend,
+    Network,
+    Capture,
+}
+
+impl Blame {
+    pub const ALL: [Blame; 5] = [
+        Blame::None,
+        Blame::Proxy,
+        Blame::Backend,
+        Blame::Network,
+        Blame::Capture,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Blame::None => "none",
+            Blame::Proxy => "proxy",
+            Blame::Backend => "backend",
+            Blame::Network => "network",
+            Blame::Capture => "capture",
+        }
+    }
+
+    pub fn from_label(s: &str) -> Option<Blame> {
+        Blame::ALL.into_iter().find(|b| b.label() == s)
+    }
+}
+
+impl fmt::Display for Blame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A packet that proves part of a verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    pub side: Side,
+    pub frame: FrameRef,
+    pub ts_ns: i64,
+    pub what: String,
+}
+
+/// The diagnosis of one connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnosis {
+    pub verdict: Verdict,
+    pub blame: Blame,
+    pub explanation: String,
+    pub next_step: String,
+    pub evidence: Vec<Evidence>,
+}

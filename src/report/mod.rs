@@ -1,0 +1,355 @@
+//! # report: analysis → what people read
+//!
+//! In: an [`Analysis`] (the sides, the pairing, the diagnoses). Out: one [`Report`] model, rendered
+//! as text, JSON, NDJSON (and Markdown, HTML). The report never sees pcap-parser, etherparse or
+//! httparse types; it reads the stages' plain data and builds its own view types (`model`).
+//!
+//! Redaction happens here, once, when the model is built: header values that carry credentials
+//! never reach a renderer unless asked for.
+
+pub mod json;
+pub mod model;
+pub mod text;
+
+use std::net::IpAddr;
+
+use indexmap::IndexMap;
+
+use crate::anomaly::Anomalies;
+use crate::diagnose::{Blame, Diagnosis, Verdict};
+use crate::http::{Exchange, Protocol};
+use crate::pipeline::{Analysis, Conn, Side, SideResult};
+pub use model::*;
+
+/// Options that change what a report contains.
+#[derive(Clone, Debug, Default)]
+pub struct ReportOptions {
+    /// Show credential header values instead of redacting them.
+    pub show_secrets: bool,
+    /// More header names to redact (case-insensitive), beside the built-in ones.
+    pub redact_headers: Vec<String>,
+}
+
+/// Header names whose values are credentials.
+pub const REDACTED_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+/// Builds the report model of an analysis.
+pub fn build(analysis: &Analysis, _opts: &ReportOptions) -> Report {
+    let captures = analysis.sides.iter().map(capture_info).collect();
+    let clock_offset = analysis.pairing.clock.map(|c| ClockInfo {
+        backend_minus_proxy_ms: c.backend_minus_proxy_ns as f64 / 1e6,
+        samples: c.samples,
+        uncertainty_ms: c.uncertainty_ns as f64 / 1e6,
+        drift_ppm: c.drift_ppm,
+    });
+    let offset_ns = analysis.pairing.clock.map_or(0, |c| c.backend_minus_proxy_ns);
+
+    // Each pair with its start on the proxy clock, for ordering.
+    let mut rows: Vec<(i64, usize)> = analysis
+        .pairing
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let start = match (analysis.first_view(p), analysis.second_view(p)) {
+                (Some(c), _) => c.first.ts_ns,
+                (None, Some(c)) => c.first.ts_ns.saturating_sub(offset_ns),
+                (None, None) => i64::MAX,
+            };
+            (start, i)
+        })
+        .collect();
+    rows.sort();
+
+    let mut connections = Vec::with_capacity(rows.len());
+    for (n, &(start, i)) in rows.iter().enumerate() {
+        let pair = &analysis.pairing.pairs[i];
+        let mut views = IndexMap::new();
+        let mut filters = IndexMap::new();
+        let mut anomalies = Anomalies::default();
+        let mut protocol = Protocol::Empty;
+        for (side, conn) in analysis.views(pair) {
+            let sr = analysis.side(side);
+            views.insert(side.name().to_string(), view(conn, sr));
+            filters.insert(side.name().to_string(), wireshark_filter(conn));
+            anomalies.merge(&conn.anomalies);
+            anomalies.merge(&conn.app.anomalies);
+            if protocol == Protocol::Empty {
+                protocol = conn.app.protocol;
+            }
+        }
+        // Exchanges as the proxy (the sender of requests) saw them, else as the backend did.
+        let exchanges = analysis
+            .first_view(pair)
+            .or(analysis.second_view(pair))
+            .map(|c| c.app.exchanges.iter().map(exchange_report).collect())
+            .unwrap_or_default();
+        let diagnosis = analysis.diagnoses.get(i).and_then(Option::as_ref);
+        connections.push(ConnectionReport {
+            id: (n + 1).to_string(),
+            views,
+            start: (start != i64::MAX).then(|| rfc3339(start)),
+            verdict: diagnosis.map(|d| d.verdict.label().to_string()),
+            blame: diagnosis.map(|d| d.blame.label().to_string()),
+            explanation: diagnosis.map(|d| d.explanation.clone()),
+            next_step: diagnosis.map(|d| d.next_step.clone()),
+            evidence: diagnosis.map(|d| evidence(d, analysis)).unwrap_or_default(),
+            exchanges,
+            pairing: (analysis.sides.len() > 1).then(|| pair.method.describe().to_string()),
+            filters,
+            protocol: protocol_name(protocol).to_string(),
+            anomalies: anomaly_items(&anomalies),
+        });
+    }
+
+    let summary = summary(&connections);
+    Report {
+        tool: "bothends".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        schema: SCHEMA,
+        captures,
+        clock_offset,
+        connections,
+        summary,
+    }
+}
+
+fn summary(connections: &[ConnectionReport]) -> Summary {
+    let mut by_verdict = IndexMap::new();
+    let mut by_blame = IndexMap::new();
+    let mut failed = 0;
+    for c in connections {
+        if let Some(v) = &c.verdict {
+            *by_verdict.entry(v.clone()).or_insert(0) += 1;
+            if Verdict::from_label(v).is_some_and(Verdict::is_failure) {
+                failed += 1;
+            }
+        }
+        if let Some(b) = &c.blame {
+            *by_blame.entry(b.clone()).or_insert(0) += 1;
+        }
+    }
+    // Stable order: the order of the verdict and blame tables.
+    by_verdict.sort_by_cached_key(|k, _| Verdict::from_label(k));
+    by_blame.sort_by_cached_key(|k, _| Blame::from_label(k));
+    Summary {
+        connections: connections.len() as u64,
+        by_verdict,
+        by_blame,
+        failed,
+    }
+}
+
+fn capture_info(s: &SideResult) -> CaptureInfo {
+    CaptureInfo {
+        side: s.side.name().to_string(),
+        files: s.capture.files.clone(),
+        packets: s.capture.packets,
+        link_types: s.capture.link_types.iter().map(|l| l.to_string()).collect(),
+        first_time: s.capture.first_ts_ns.map(rfc3339),
+        last_time: s.capture.last_ts_ns.map(rfc3339),
+        warnings: s.warnings.clone(),
+        tcp_packets: s.decode.tcp,
+        skipped: Skipped {
+            not_ip: s.decode.not_ip,
+            not_tcp: s.decode.not_tcp,
+            ip_fragments: s.decode.fragments,
+            malformed: s.decode.malformed,
+            unsupported_link: s.decode.unsupported_link,
+        },
+        tcp_connections: s.connections.len() as u64,
+        snaplen: s.capture.snaplen,
+        truncated_packets: s.capture.truncated_packets,
+        reported_drops: s.capture.reported_drops,
+        anomalies: anomaly_items(&s.anomalies),
+    }
+}
+
+fn view(c: &Conn, side: &SideResult) -> View {
+    let multi = side.capture.files.len() > 1;
+    let file = |f: u16| multi.then(|| side.capture.files.get(f as usize).cloned().unwrap_or_default());
+    let counts = |f: &dyn Fn(&crate::tcp::DirSummary) -> u64| DirCounts {
+        client_to_server: f(&c.dirs[0]),
+        server_to_client: f(&c.dirs[1]),
+    };
+    View {
+        client: c.client.to_string(),
+        server: c.server.to_string(),
+        first_frame: c.first.frame.frame as u64,
+        last_frame: c.last.frame.frame as u64,
+        first_file: file(c.first.frame.file),
+        last_file: file(c.last.frame.file),
+        bytes: counts(&|d| d.bytes),
+        gaps: counts(&|d| d.gaps),
+        retransmissions: counts(&|d| d.retransmissions),
+        acked_unseen: counts(&|d| d.acked_unseen),
+        packets: c.packets,
+        duration_ms: (c.last.ts_ns - c.first.ts_ns) as f64 / 1e6,
+        state: c.state.to_string(),
+        history: c.history.clone(),
+    }
+}
+
+fn exchange_report(e: &Exchange) -> ExchangeReport {
+    let req = e.request.as_ref();
+    let resp = e.response.as_ref();
+    ExchangeReport {
+        method: req.and_then(|m| m.method.clone()),
+        target: req.and_then(|m| m.target.clone()),
+        request_bytes: req.map_or(0, |m| m.bytes),
+        request_complete: req.is_some_and(|m| m.complete),
+        status: resp.and_then(|m| m.status),
+        response_bytes: resp.map_or(0, |m| m.bytes),
+        response_complete: resp.is_some_and(|m| m.complete),
+        interim: e.interim.iter().map(|i| i.status).collect(),
+    }
+}
+
+fn evidence(d: &Diagnosis, analysis: &Analysis) -> Vec<EvidenceItem> {
+    d.evidence
+        .iter()
+        .map(|e| {
+            let files = &analysis.side(e.side).capture.files;
+            EvidenceItem {
+                capture: e.side.name().to_string(),
+                frame: e.frame.frame as u64,
+                what: e.what.clone(),
+                time: rfc3339(e.ts_ns),
+                file: (files.len() > 1)
+                    .then(|| files.get(e.frame.file as usize).cloned().unwrap_or_default()),
+            }
+        })
+        .collect()
+}
+
+fn anomaly_items(a: &Anomalies) -> Vec<AnomalyItem> {
+    a.iter()
+        .map(|a| AnomalyItem {
+            name: a.name.to_string(),
+            count: a.count,
+            frames: a.frames.iter().map(|f| f.frame as u64).collect(),
+        })
+        .collect()
+}
+
+pub fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Empty => "empty",
+        Protocol::Http => "http",
+        Protocol::Tls => "tls",
+        Protocol::Other => "other",
+    }
+}
+
+/// A Wireshark display filter for exactly this connection in its capture: both endpoints, and the
+/// frame range (a reused 4-tuple may carry other connections before or after).
+pub fn wireshark_filter(c: &Conn) -> String {
+    let ip = |ip: IpAddr| match ip {
+        IpAddr::V4(a) => format!("ip.addr=={a}"),
+        IpAddr::V6(a) => format!("ipv6.addr=={a}"),
+    };
+    let mut f = format!(
+        "{} && tcp.port=={} && {} && tcp.port=={}",
+        ip(c.client.ip),
+        c.client.port,
+        ip(c.server.ip),
+        c.server.port
+    );
+    if c.first.frame.file == c.last.frame.file {
+        f.push_str(&format!(
+            " && frame.number>={} && frame.number<={}",
+            c.first.frame.frame, c.last.frame.frame
+        ));
+    }
+    f
+}
+
+/// RFC 3339 in UTC with microseconds, e.g. `2024-05-01T10:00:00.123456Z`.
+pub fn rfc3339(ts_ns: i64) -> String {
+    let secs = ts_ns.div_euclid(1_000_000_000);
+    let micros = ts_ns.rem_euclid(1_000_000_000) / 1000;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Time of day `HH:MM:SS.mmm` (UTC).
+pub fn time_of_day(ts_ns: i64) -> String {
+    let secs = ts_ns.div_euclid(1_000_000_000);
+    let millis = ts_ns.rem_euclid(1_000_000_000) / 1_000_000;
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}.{millis:03}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
+}
+
+impl Analysis {
+    /// The result of a side.
+    pub fn side(&self, side: Side) -> &SideResult {
+        self.sides
+            .iter()
+            .find(|s| s.side == side)
+            .unwrap_or(&self.sides[0])
+    }
+
+    /// The first capture's view of a pair (the proxy, or the single capture).
+    pub fn first_view(&self, p: &crate::pair::Pair) -> Option<&Conn> {
+        p.proxy.and_then(|i| self.sides.first()?.connections.get(i))
+    }
+
+    /// The second capture's view of a pair (the backend).
+    pub fn second_view(&self, p: &crate::pair::Pair) -> Option<&Conn> {
+        p.backend.and_then(|i| self.sides.get(1)?.connections.get(i))
+    }
+
+    /// The views of a pair with their sides, proxy first.
+    pub fn views(&self, p: &crate::pair::Pair) -> Vec<(Side, &Conn)> {
+        let mut v = Vec::with_capacity(2);
+        if let Some(c) = self.first_view(p) {
+            v.push((self.sides[0].side, c));
+        }
+        if let Some(c) = self.second_view(p) {
+            v.push((self.sides[1].side, c));
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        // date -u -d @1700000000.123456 → 2023-11-14T22:13:20
+        assert_eq!(rfc3339(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456Z");
+        // a leap day
+        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(rfc3339(-1_000_000_000), "1969-12-31T23:59:59.000000Z");
+        assert_eq!(time_of_day(1_700_000_000_123_456_789), "22:13:20.123");
+    }
+}
