@@ -4,7 +4,7 @@
 The behaviour is chosen per request by the path's first segment, so one backend can serve a whole
 scenario, including a busy one where only a few requests fail:
 
-  /ok[...]?size=N            read the request (Content-Length or chunked body), answer 200 with N body bytes
+  /ok[...]?size=N&delay=D    read the request (Content-Length or chunked body), wait D s, answer 200 with N body bytes
   /empty                     read the whole request, then close without sending a byte
   /close-mid-request?read=N  read the headers and N body bytes, then close (unread data -> the kernel sends RST)
   /truncate?size=N&send=M    answer with Content-Length N but send only M body bytes, then close
@@ -212,6 +212,8 @@ def serve(sock, peer):
                     sock.close()
                     return
                 continue
+            if "delay" in q:
+                time.sleep(min(float(q["delay"]), HOLD))
             size = int(q.get("size", "120"))
             extra = b""
             if "marker" in q:

@@ -10,6 +10,7 @@ starting `start` seconds after launch. REQ:
    "body_rate": 0,             # bytes/s for the body (0 = as fast as possible)
    "abort_after_body": null,   # close the connection after sending this many body bytes
    "abort_after_s": null,      # close the connection this long after the response headers arrived
+   "gap": null,                # send this many seconds after the previous response of the session ended
    "timeout": 10}
 Every wait is bounded.
 """
@@ -53,6 +54,10 @@ def do_request(s, req, host, res):
     body = int(req.get("body", 0))
     chunked = req.get("chunked", False)
     timeout = req.get("timeout", 10)
+    if req.get("gap") is not None and res.get("_last_done") is not None:
+        d = res["_last_done"] + req["gap"] - time.monotonic()
+        if d > 0:
+            time.sleep(d)
     at = req.get("at")
     if at is not None:
         d = at - (time.monotonic() - T0)
@@ -181,8 +186,9 @@ def run_session(sess, out):
     addr = sess.get("addr", "10.0.0.1:80")
     host = sess.get("host", "lab.test")
     s = None
+    last_done = None
     for req in sess["requests"]:
-        res = {"method": req.get("method", "GET"), "path": req.get("path", "/ok")}
+        res = {"method": req.get("method", "GET"), "path": req.get("path", "/ok"), "_last_done": last_done}
         out.append(res)
         t = time.monotonic()
         try:
@@ -194,6 +200,8 @@ def run_session(sess, out):
             res["error"] = str(e)
             keep = False
         res["elapsed"] = round(time.monotonic() - t, 3)
+        last_done = time.monotonic()
+        del res["_last_done"]
         if not keep and s is not None:
             try:
                 s.close()

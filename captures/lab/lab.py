@@ -261,12 +261,15 @@ class Run:
                 except subprocess.TimeoutExpired:
                     pass
         net_down()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if os.environ.get("LAB_KEEP"):
+            log("kept", self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     # captures -----------------------------------------------------------------------------
     def tcpdump(self, ns, iface, path, snaplen=None):
         errf = path + ".stderr"
-        cmd = ["tcpdump", "-i", iface, "-U", "-n", "-Z", "root", "-w", path]
+        cmd = ["tcpdump", "-i", iface, "-U", "--immediate-mode", "-B", "16384", "-n", "-Z", "root", "-w", path]
         if snaplen:
             cmd[1:1] = ["-s", str(snaplen)]
         err = open(errf, "w")
@@ -305,6 +308,9 @@ class Run:
             self.notes.append("tcpdump: " + " / ".join(l for l in err.splitlines() if "packets" in l))
             if "0 packets dropped by kernel" not in err:
                 raise Retry("tcpdump reports drops: %s" % err)
+            got = [int(l.split()[0]) for l in err.splitlines() if "packets captured" in l or "received by filter" in l]
+            if len(got) != 2 or got[0] != got[1]:
+                raise Retry("tcpdump did not write every packet it received: %s" % err)
 
     # servers ------------------------------------------------------------------------------
     def backend(self, *args, listen=None):

@@ -419,3 +419,524 @@ def apache_reqinc(run):
 def nginx_reqinc(run):
     _req_incomplete(run, lambda: run.nginx(extra="proxy_request_buffering off;"),
                     "client prematurely closed connection")
+
+
+# =============================================================================================
+# zero-window-stall
+
+def _zero_window(run, proxy, needle):
+    run.capture()
+    run.backend("--rcvbuf", "4096")
+    proxy()
+    res = run.client([{"requests": [{"method": "POST", "path": "/stall", "body": 400000}]}])
+    time.sleep(1.0)
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    pc = one(P)
+    bc = run.pair(P, B)[0][1]
+    ex = pt.http(pc)
+    require(ex and not ex[0]["request_complete"], "request was complete")
+    zw = [s for s in bc.find(fromc=False) if s.win == 0 and not s.flags & (S | R)]
+    require(zw, "backend never advertised a zero window")
+    require(not pc.find(fromc=False, flags=F) and not pc.find(fromc=False, flags=R), "backend closed")
+    require(res[0][-1].get("status") in (502, 504) and 2.5 < res[0][-1]["elapsed"] < 4.5, "client: %s" % res)
+    fin, who = first_close(pc)
+    zwp = [s for s in pc.find(fromc=False) if s.win == 0 and not s.flags & (S | R)]
+    log_has(run, needle)
+    close = ("the proxy's %s at frame %d" % (fin.flagstr(), fin.frame)) if fin else (
+        "no FIN from the proxy: its FIN is queued behind the unsent body, so the proxy's kernel keeps probing the "
+        "zero window until the end of the capture (last frame %d)" % pc.last_frame)
+    run.write("The backend sets SO_RCVBUF=4096 before listen() and stops reading after the request headers of a "
+              "400000-byte POST; its receive window closes, the proxy's send blocks and it gives up after its 3 s "
+              "timeout (proxy log). %s." % status_of(res),
+              [entry(pc, bc, "zero-window-stall", "backend",
+                     "backend.py --rcvbuf 4096, mode /stall (never reads the body). backend.pcap: first zero-window "
+                     "ACK from the backend at frame %d (%d zero-window segments); proxy.pcap tcp.stream==%d: zero "
+                     "window seen from frame %d, only %d of 400000 body bytes sent, %s. The proxy logged its send "
+                     "timeout 3 s after the stall. Check: tshark -r backend.pcap -Y 'tcp.stream==%d && "
+                     "tcp.window_size==0'"
+                     % (zw[0].frame, len(zw), pc.stream, zwp[0].frame if zwp else 0, ex[0]["req"]["body_seen"],
+                        close, bc.stream))])
+
+
+@scenario("apache-zero-window-stall", "apache")
+def apache_zw(run):
+    _zero_window(run, run.apache, "AH01097")
+
+
+@scenario("nginx-zero-window-stall", "nginx")
+def nginx_zw(run):
+    _zero_window(run, lambda: run.nginx(extra="proxy_request_buffering off;"), "timed out")
+
+
+# =============================================================================================
+# lost-in-transit: request direction, response direction
+
+@scenario("apache-lost-in-transit-request", "apache")
+def apache_lost_req(run):
+    run.capture()
+    run.backend()
+    run.ipt("router", "-A FORWARD -s 10.0.1.2 -d 10.0.2.2 -p tcp -m string --string 'GET /lost-request' --algo bm -j DROP")
+    run.apache()
+    res = run.client([{"requests": [{"path": "/ok/warm-up"}, {"path": "/lost-request"}]}])
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    pc = one(P)
+    bc = run.pair(P, B)[0][1]
+    ex = pt.http(pc)
+    require(len(ex) == 2 and ex[1]["request_complete"] and ex[1]["status"] is None, "lost request not sent")
+    bex = pt.http(bc)
+    require(len(bex) == 1, "the lost request arrived at the backend")
+    tx = [s for s in pc.find(fromc=True, data=True) if s.frame >= ex[1]["req_frame"]]
+    require(len(tx) >= 2, "no retransmission")
+    fin = next((s for s in pc.segs if s.fromc and s.flags & (F | R) and s.frame > ex[1]["req_frame"]), None)
+    close = ("the proxy's %s at frame %d" % (fin.flagstr(), fin.frame)) if fin else (
+        "no FIN from the proxy after it gave up (3 s, proxy log AH01102): the FIN waits behind the unacknowledged "
+        "request, which the proxy's kernel keeps retransmitting to the end of the capture")
+    log_has(run, "AH01102")
+    run.write("GET /ok then GET /lost-request on one reused backend connection; the router drops every packet "
+              "carrying 'GET /lost-request' (retransmissions too). The backend never sees the second request, the "
+              "proxy times out after 3 s. %s." % status_of(res),
+              [entry(pc, bc, "lost-in-transit", "network",
+                     "Router: iptables -A FORWARD -s 10.0.1.2 -d 10.0.2.2 -m string --string 'GET /lost-request' -j "
+                     "DROP. proxy.pcap tcp.stream==%d: the request leaves at frame %d and is retransmitted %d time(s) "
+                     "(frames %s), never ACKed; %s. backend.pcap tcp.stream==%d holds only the "
+                     "first exchange (GET /ok/warm-up): the second request never arrived. Check: %s"
+                     % (pc.stream, tx[0].frame, len(tx) - 1, ",".join(str(s.frame) for s in tx[1:]), close,
+                        bc.stream, tsh("proxy.pcap", pc)))])
+
+
+@scenario("apache-lost-in-transit-response", "apache")
+def apache_lost_resp(run):
+    run.capture()
+    run.backend()
+    run.ipt("router", "-A FORWARD -s 10.0.2.2 -d 10.0.1.2 -p tcp -m string --string 'lost-response-marker' --algo bm -j DROP")
+    run.apache()
+    res = run.client([{"requests": [{"path": "/mark?marker=lost-response-marker&size=3000"}]}])
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    pc = one(P)
+    bc = run.pair(P, B)[0][1]
+    ex = pt.http(pc)
+    require(ex and ex[0]["request_complete"] and ex[0]["status"] is None, "response arrived")
+    require(pc.bytes_dir(False)[0] == b"", "the start of the response reached the proxy")
+    btx = bc.find(fromc=False, data=True)
+    require(len(btx) >= 2, "backend did not retransmit")
+    late = pc.find(fromc=False, data=True)
+    fin, who = first_close(pc)
+    require(who == "proxy", "proxy did not close first")
+    log_has(run, "AH01102")
+    run.write("The backend answers GET /mark with a response carrying the header 'X-Lab-Marker: lost-response-marker'; "
+              "the router drops every backend->proxy packet containing that string. The proxy never receives a byte "
+              "of the response and times out after 3 s. %s." % status_of(res),
+              [entry(pc, bc, "lost-in-transit", "network",
+                     "Router: iptables -A FORWARD -s 10.0.2.2 -d 10.0.1.2 -m string --string lost-response-marker -j "
+                     "DROP. backend.pcap tcp.stream==%d: the response leaves at frame %d and is retransmitted %d "
+                     "time(s); proxy.pcap tcp.stream==%d: the response's first byte never arrives (%s), the proxy "
+                     "gives up with its %s at frame %d. Check: %s"
+                     % (bc.stream, btx[0].frame, len(btx) - 1, pc.stream,
+                        ("only a later segment without the marker arrived, out of order: frames %s" %
+                         ",".join(str(x.frame) for x in late)) if late else "no payload from the backend at all",
+                        fin.flagstr(), fin.frame, tsh("backend.pcap", bc)))])
+
+
+# =============================================================================================
+# rst-from-middlebox
+
+@scenario("apache-rst-from-middlebox", "apache")
+def apache_mbrst(run):
+    run.capture()
+    run.backend()
+    run.ipt("router", "-A FORWARD -s 10.0.1.2 -d 10.0.2.2 -p tcp -m string --string '/forbidden' --algo bm "
+                      "-j REJECT --reject-with tcp-reset")
+    run.apache()
+    res = run.client([{"requests": [{"path": "/ok/before"}, {"path": "/forbidden/thing"}]}])
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    pc = one(P)
+    bc = run.pair(P, B)[0][1]
+    ex = pt.http(pc)
+    require(len(ex) == 2 and ex[1]["status"] is None, "second request answered")
+    rst = pc.first(fromc=False, flags=R)
+    require(rst is not None, "no RST at the proxy")
+    require(not bc.find(fromc=False, flags=R), "backend itself sent a RST")
+    require(len(pt.http(bc)) == 1, "the forbidden request reached the backend")
+    log_has(run, "AH01102")
+    run.write("GET /ok then GET /forbidden/thing on one reused backend connection; a firewall on the router matches "
+              "'/forbidden' and answers with a forged TCP reset (REJECT --reject-with tcp-reset), dropping the "
+              "request. The proxy sees a RST from the backend's address that the backend never sent. %s."
+              % status_of(res),
+              [entry(pc, bc, "rst-from-middlebox", "network",
+                     "Router: iptables -A FORWARD -m string --string /forbidden -j REJECT --reject-with tcp-reset. "
+                     "proxy.pcap tcp.stream==%d: request frame %d answered by RST frame %d 'from' %s; backend.pcap "
+                     "tcp.stream==%d: the backend never sends a RST and never receives the second request (only "
+                     "GET /ok/before is in it). Check: %s -Y 'tcp.flags.reset==1' in both captures"
+                     % (pc.stream, ex[1]["req_frame"], rst.frame, pc.server, bc.stream, "tshark -r proxy.pcap"))])
+
+
+# =============================================================================================
+# proxy-aborted
+
+def _proxy_aborted(run, proxy, needle):
+    run.capture()
+    run.backend()
+    proxy()
+    res = run.client([{"requests": [{"path": "/slow?size=1500000&rate=300000", "abort_after_s": 1.0}]}])
+    time.sleep(0.5)
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    pc = one(P)
+    bc = run.pair(P, B)[0][1]
+    ex = pt.http(pc)
+    require(ex and ex[0]["status"] == 200 and not ex[0]["response_complete"], "response completed")
+    fin, who = first_close(pc)
+    require(who == "proxy", "proxy did not close first")
+    bfin, bwho = first_close(bc)
+    require(bwho == "proxy", "backend closed first in backend.pcap")
+    if needle:
+        log_has(run, needle)
+    run.write("The backend sends a 1500000-byte response at 300 kB/s; the client reads it for 1 s and closes its "
+              "connection; the proxy then closes the backend connection while the backend is still sending.",
+              [entry(pc, bc, "proxy-aborted", "proxy",
+                     "client.py abort_after_s=1.0 on GET /slow (1500000 bytes at 300 kB/s). proxy.pcap tcp.stream==%d: "
+                     "response header at frame %d, %d of 1500000 body bytes received, the proxy's %s at frame %d "
+                     "while data keeps coming; backend.pcap: the proxy's %s arrives at frame %d, the backend had not "
+                     "closed. Check: %s" % (pc.stream, ex[0]["resp_frame"], ex[0]["resp"]["body_seen"], fin.flagstr(),
+                                            fin.frame, bfin.flagstr(), bfin.frame, tsh("proxy.pcap", pc)))])
+
+
+@scenario("apache-proxy-aborted", "apache")
+def apache_aborted(run):
+    _proxy_aborted(run, run.apache, None)  # Apache logs no error; its access log shows 200 with a short byte count
+
+
+@scenario("nginx-proxy-aborted", "nginx")
+def nginx_aborted(run):
+    _proxy_aborted(run, run.nginx, "client prematurely closed connection")
+
+
+# =============================================================================================
+# capture-incomplete: connection older than the capture; capture that dropped packets
+
+@scenario("apache-capture-started-late", "apache")
+def apache_late(run):
+    run.backend()
+    run.apache()
+    p = run.client([{"requests": [{"path": "/ok/before-capture", "at": 0.0},
+                                  {"path": "/ok/after-capture-1?size=20000", "at": 2.0},
+                                  {"path": "/ok/after-capture-2", "at": 2.3}]}], wait=False)
+    time.sleep(0.8)
+    run.capture()
+    res = run.client_result(p)
+    require(all(r.get("status") == 200 for r in res[0]), "a request failed")
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    pc = one(P)
+    bc = run.pair(P, B)[0][1]
+    require(not pc.syn_seen and bc and not bc.syn_seen, "SYN captured")
+    ex = pt.http(pc)
+    require([e["target"] for e in ex] == ["/ok/after-capture-1?size=20000", "/ok/after-capture-2"], "exchanges %s" % ex)
+    run.write("The proxy opens its backend connection for a first GET at t=0; tcpdump starts at t=0.8 s on both "
+              "hosts; two more GETs reuse the connection and succeed. Neither capture holds the handshake or the "
+              "first exchange.",
+              [entry(pc, bc, "capture-incomplete", "capture",
+                     "tcpdump was started 0.8 s after the connection was opened (lab ordering). proxy.pcap "
+                     "tcp.stream==%d starts at frame %d with %s (no SYN); backend.pcap tcp.stream==%d likewise starts "
+                     "at frame %d without SYN. The two exchanges it shows are complete. Check: %s"
+                     % (pc.stream, pc.first_frame, pc.segs[0].flagstr(), bc.stream, bc.first_frame,
+                        tsh("proxy.pcap", pc)))])
+
+
+@scenario("apache-capture-dropped-packets", "apache")
+def apache_dropped(run):
+    run.capture()
+    run.backend()
+    run.apache()
+    res = run.client([{"requests": [{"method": "POST", "path": "/ok/upload", "body": 300000},
+                                    {"path": "/ok/after"}]}])
+    require(all(r.get("status") == 200 for r in res[0]), "a request failed")
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    pc = one(P)
+    bc = run.pair(P, B)[0][1]
+    require(healthy(pc) and healthy(bc), "transfer not healthy")
+    data = bc.find(fromc=True, data=True)
+    require(len(data) >= 8, "too few data segments")
+    mid = len(data) // 2
+    drop = [s.frame for s in data[mid:mid + 3]]
+    dropped = sum(s.len for s in data[mid:mid + 3])
+    tmp = run.backend_pcap + ".cut"
+    lab.sh(["editcap", "-F", "pcap", run.backend_pcap, tmp] + [str(f) for f in drop])
+    os.replace(tmp, run.backend_pcap)
+    B2 = run.conns("backend")
+    bc2 = run.pair(P, B2)[0][1]
+    require(bc2 is not None and bc2.first_frame == bc.first_frame, "pairing changed after the cut")
+    _, seen, _ = bc2.bytes_dir(True)
+    _, seen_full, _ = bc.bytes_dir(True)
+    require(seen_full - seen == dropped, "gap size mismatch")
+    acks = [s for s in bc2.find(fromc=False) if (s.ack - bc2.isn_c - 1) % 2**32 > 0]
+    run.write("A 300000-byte POST and a GET succeed normally. Afterwards frames %s (%d bytes of request body that "
+              "the backend received and ACKed) were deleted from backend.pcap with editcap, as if the backend's "
+              "tcpdump had dropped them." % (",".join(map(str, drop)), dropped),
+              [entry(pc, bc2, "capture-incomplete", "capture",
+                     "Original backend.pcap frames %s (proxy->backend data, %d bytes) deleted with 'editcap backend.pcap "
+                     "out.pcap %s'. In the committed backend.pcap tcp.stream==%d the request body has a %d-byte hole "
+                     "that the backend's ACKs cover (the backend ACKed data the capture never saw); proxy.pcap "
+                     "tcp.stream==%d holds every byte and both exchanges are complete (200, 200). Check: tshark -r "
+                     "backend.pcap -Y 'tcp.analysis.ack_lost_segment || tcp.analysis.lost_segment'"
+                     % (",".join(map(str, drop)), dropped, " ".join(map(str, drop)), bc2.stream, dropped, pc.stream))])
+
+
+# =============================================================================================
+# NAT between the capture points
+
+@scenario("apache-nat-empty-reply", "apache")
+def apache_nat(run):
+    run.capture()
+    run.backend()
+    run.ipt("router", "-t nat -A PREROUTING -d 10.0.9.9 -p tcp --dport 80 -j DNAT --to-destination 10.0.2.2:8080")
+    run.ipt("router", "-t nat -A POSTROUTING -o eth2 -d 10.0.2.2 -p tcp -j SNAT --to-source 10.0.2.1:40000-40999")
+    run.apache(proxypass="ProxyPass / http://%s/ connectiontimeout=2 timeout=3" % VIP)
+    run.backend_server = {"proxy": VIP, "backend": BACKEND}
+    res = run.client([{"requests": [{"path": "/ok/one?size=5000"}, {"method": "POST", "path": "/empty", "body": 3000},
+                                    {"path": "/ok/two?size=5000"}]}])
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    pairs = run.pair(P, B)
+    require(len(pairs) == 2 and all(bc for _, bc in pairs), "expected two paired connections")
+    conns = []
+    for pc, bc in pairs:
+        require(pc.client != bc.client and pc.server != bc.server, "4-tuples not translated")
+        ex = pt.http(pc)
+        nat = ("NAT: proxy.pcap sees %s -> %s, backend.pcap sees %s -> %s for the same connection (same client ISN %d)."
+               % (pc.client, pc.server, bc.client, bc.server, pc.isn_c))
+        if any(e["target"] == "/empty" for e in ex):
+            require(ex[-1]["target"] == "/empty" and ex[-1]["status"] is None and first_close(bc)[1] == "backend",
+                    "empty reply not as expected")
+            e = ex[-1]
+            conns.append(entry(pc, bc, "backend-empty-reply", "backend",
+                               nat + " backend.py mode /empty: proxy.pcap tcp.stream==%d: GET /ok/one answered 200, then "
+                               "POST /empty complete at frame %d and the backend's FIN at frame %d without a response "
+                               "byte; backend.pcap FIN frame %d. Check: %s" % (
+                                   pc.stream, e["req_frame"], pc.first(fromc=False, flags=F).frame,
+                                   first_close(bc)[0].frame, tsh("proxy.pcap", pc))))
+        else:
+            c = ok_entry(pc, bc)
+            c["how_we_know"] = nat + " " + c["how_we_know"]
+            conns.append(c)
+    run.write("The proxy talks to a virtual address %s; the router DNATs it to %s and SNATs the source to "
+              "10.0.2.1:40000-40999, so the two captures see different 4-tuples for the same connection. GET /ok and "
+              "POST /empty (backend closes without answering) share the first connection; GET /ok/two opens a second "
+              "one." % (VIP, BACKEND), conns)
+
+
+# =============================================================================================
+# snaplen-truncated captures (tcpdump -s 96)
+
+@scenario("apache-snaplen96-truncated", "apache")
+def apache_snap(run):
+    run.capture(snaplen=96)
+    run.backend()
+    run.apache()
+    res = run.client([{"requests": [{"path": "/ok/a?size=20000"}, {"method": "POST", "path": "/ok/b", "body": 100000},
+                                    {"path": "/truncate?size=150000&send=40000"}]}])
+    run.finish()
+    for side in ("proxy", "backend"):
+        n_cut = len(pt.read_segments(run.proxy_pcap if side == "proxy" else run.backend_pcap))
+        n_full = len(pt.read_segments(run.full_proxy if side == "proxy" else run.full_backend))
+        require(n_cut == n_full, "%s: snaplen and full captures differ (%d vs %d)" % (side, n_cut, n_full))
+    P, B = run.conns("proxy"), run.conns("backend")
+    Pc, Bc = run.conns("proxy", full=False), run.conns("backend", full=False)
+    require([c.first_frame for c in P] == [c.first_frame for c in Pc], "frame numbering differs")
+    conns = []
+    for pc, bc in run.pair(P, B):
+        ex = pt.http(pc)
+        if ex[-1]["target"].startswith("/truncate"):
+            require(ex[-1]["status"] == 200 and not ex[-1]["response_complete"] and first_close(bc)[1] == "backend", "")
+            conns.append(entry(pc, bc, "response-truncated", "backend",
+                               "backend.py mode /truncate (Content-Length 150000, 40000 body bytes sent, then close). "
+                               "The committed captures were written by tcpdump -s 96 (headers cut); a full-snaplen "
+                               "tcpdump ran beside each one on the same interface (same frames, checked) and was read "
+                               "with tshark for this truth: proxy.pcap tcp.stream==%d response header at frame %d, %d "
+                               "body bytes, backend FIN at frame %d." % (pc.stream, ex[-1]["resp_frame"],
+                                                                          ex[-1]["resp"]["body_seen"],
+                                                                          pc.first(fromc=False, flags=F).frame)))
+        else:
+            conns.append(ok_entry(pc, bc))
+    run.write("Both captures taken with tcpdump -s 96, so HTTP headers are cut after a few bytes. GET /ok, a 100 kB "
+              "POST and GET /truncate (Content-Length 150000, only 40000 body bytes, then the backend closes) on one "
+              "backend connection. %s." % status_of(res), conns)
+
+
+# =============================================================================================
+# random loss, transfers still complete
+
+@scenario("apache-random-loss-ok", "apache")
+def apache_loss(run):
+    run.capture()
+    run.backend()
+    run.ipt("router", "-A FORWARD -p tcp -m statistic --mode random --probability 0.04 -j DROP")
+    run.apache()
+    sessions = [{"start": i * 0.1, "requests": [{"path": "/ok/dl-%d?size=120000&delay=0.3" % i, "timeout": 20},
+                                              {"method": "POST", "path": "/ok/ul-%d" % i, "body": 50000, "timeout": 20},
+                                              {"path": "/ok/small-%d?size=3000" % i, "timeout": 20},
+                                              {"method": "POST", "path": "/ok/small-%d" % i, "body": 2000, "timeout": 20}]}
+                for i in range(8)]
+    res = run.client(sessions)
+    require(all(r.get("status") == 200 for s in res for r in s), "a request failed: %s" % res)
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    conns = []
+    lost = 0
+    for pc, bc in run.pair(P, B):
+        require(bc is not None, "unpaired")
+        seen_b = {(s.seq, s.ack, s.len, s.flags) for s in bc.segs}
+        seen_p = {(s.seq, s.ack, s.len, s.flags) for s in pc.segs}
+        lp = [s for s in pc.find(fromc=True) if (s.seq, s.ack, s.len, s.flags) not in seen_b]
+        lb = [s for s in bc.find(fromc=False) if (s.seq, s.ack, s.len, s.flags) not in seen_p]
+        lost += len(lp) + len(lb)
+        c = ok_entry(pc, bc)
+        c["how_we_know"] = ("Router drops 4%% of all TCP packets at random (iptables -m statistic --mode random "
+                            "--probability 0.04 -j DROP); this connection lost %d proxy->backend and %d "
+                            "backend->proxy segment(s) (data or pure ACK; sent in one capture, absent from the other), "
+                            "recovered by retransmission. " % (len(lp), len(lb))) + c["how_we_know"]
+        conns.append(c)
+    require(lost >= 3, "too little loss (%d)" % lost)
+    run.write("Eight clients each download 120 kB, upload 50 kB and make two small requests through the proxy "
+              "while the router drops 4%% of TCP packets at random in both directions; %d segments were lost between the captures and "
+              "retransmitted, and every request still got a complete 200." % lost, conns)
+
+
+# =============================================================================================
+# busy: dozens of concurrent connections, a few failures of different kinds
+
+BUSY_FAIL = {5: ("GET", "/empty/busy-5", 0), 12: ("GET", "/truncate/busy-12?size=100000&send=20000", 0),
+             20: ("GET", "/never/busy-20", 0), 28: ("POST", "/close-mid-request/busy-28?read=20000", 300000),
+             33: ("POST", "/empty/busy-33", 2000), 37: ("GET", "/forbidden/busy-37", 0)}
+BUSY_VERDICT = {"/empty": "backend-empty-reply", "/truncate": "response-truncated", "/never": "backend-timeout",
+                "/close-mid-request": "backend-closed-during-request", "/forbidden": "rst-from-middlebox"}
+
+
+@scenario("apache-busy-mixed", "apache")
+def apache_busy(run):
+    run.capture()
+    run.backend()
+    run.ipt("router", "-A FORWARD -s 10.0.1.2 -d 10.0.2.2 -p tcp -m string --string '/forbidden' --algo bm "
+                      "-j REJECT --reject-with tcp-reset")
+    run.apache()
+    sessions = []
+    for i in range(48):
+        reqs = [{"path": "/ok/busy-%d-a?size=%d&delay=0.4" % (i, 1000 + 300 * i)}]
+        if i in BUSY_FAIL:
+            m, path, body = BUSY_FAIL[i]
+            reqs.append({"method": m, "path": path, "body": body})
+        else:
+            reqs.append({"method": "POST", "path": "/ok/busy-%d-b?delay=0.2" % i, "body": 4000 + 100 * i})
+        sessions.append({"start": (i % 12) * 0.05, "requests": reqs})
+    res = run.client(sessions)
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    require(len(P) >= 20, "only %d backend connections" % len(P))
+    conns = []
+    kinds = set()
+    for pc, bc in run.pair(P, B):
+        ex = pt.http(pc)
+        bad = [e for e in ex if not e["target"].startswith("/ok/")]
+        if not bad:
+            require(healthy(pc) and bc and healthy(bc), "an /ok-only connection is not healthy: %s" % pc.client)
+            continue
+        require(len(bad) == 1 and ex[-1] is bad[0], "failing exchange not last on its connection")
+        e = bad[0]
+        key = "/" + e["target"].split("/")[1]
+        v = BUSY_VERDICT[key]
+        kinds.add(v)
+        blame = "network" if v == "rst-from-middlebox" else "backend"
+        if v == "rst-from-middlebox":
+            require(pc.find(fromc=False, flags=R) and not bc.find(fromc=False, flags=R), "RST not forged")
+        elif v == "backend-timeout":
+            require(e["status"] is None and first_close(pc)[1] == "proxy", "not a timeout")
+        elif v == "response-truncated":
+            require(e["status"] == 200 and not e["response_complete"], "not truncated")
+        elif v == "backend-empty-reply":
+            require(e["status"] is None and e["request_complete"] and first_close(bc)[1] == "backend", "not empty")
+        else:
+            require(not e["request_complete"] and first_close(bc)[1] == "backend", "not closed during request")
+        conns.append(entry(pc, bc, v, blame,
+                           "Request %s %s injected the fault (%s); it is exchange %d of proxy.pcap tcp.stream==%d "
+                           "(request at frame %d%s). Same checks as the single-failure scenarios of this verdict. "
+                           "Check: %s" % (e["method"], e["target"], {
+                               "backend-empty-reply": "backend reads it and closes without a byte",
+                               "response-truncated": "backend sends 20000 of 100000 body bytes and closes",
+                               "backend-timeout": "backend never answers, proxy gives up after 3 s",
+                               "backend-closed-during-request": "backend closes after 20000 of 300000 body bytes",
+                               "rst-from-middlebox": "router REJECT --reject-with tcp-reset on '/forbidden'"}[v],
+                               len(ex), pc.stream, e["req_frame"] or 0,
+                               (", response at frame %d" % e["resp_frame"]) if e["resp_frame"] else "",
+                               tsh("proxy.pcap", pc))))
+    require(len(conns) == len(BUSY_FAIL) and len(kinds) == 5, "failures: %d, kinds %s" % (len(conns), kinds))
+    run.write("48 clients start within 0.6 s, each sending two requests through the proxy (%d backend connections, "
+              "many reused). Six requests are made to fail in five different ways (empty reply x2, truncated "
+              "response, backend timeout, backend closing during a 300 kB POST, forged RST from the router); every "
+              "other backend connection is healthy." % len(P), conns, others="ok")
+
+
+# =============================================================================================
+# IPv6 between proxy and backend
+
+@scenario("apache-ipv6-truncated", "apache")
+def apache_v6(run):
+    run.capture()
+    run.backend(listen=[BACKEND6])
+    run.apache(proxypass="ProxyPass / http://%s/ connectiontimeout=2 timeout=3" % BACKEND6)
+    run.backend_server = {"proxy": BACKEND6, "backend": BACKEND6}
+    res = run.client([{"requests": [{"path": "/ok/v6?size=8000"}, {"method": "POST", "path": "/ok/v6-post", "body": 50000},
+                                    {"path": "/truncate/v6?size=90000&send=30000"}]}])
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    pc = one(P)
+    bc = run.pair(P, B)[0][1]
+    ex = pt.http(pc)
+    require(len(ex) == 3 and ex[2]["status"] == 200 and not ex[2]["response_complete"], "not truncated")
+    require(first_close(bc)[1] == "backend", "backend did not close first")
+    run.write("IPv6 from proxy (fd00:1::2) to backend %s: GET, a 50 kB POST and GET /truncate (Content-Length 90000, "
+              "30000 body bytes, then close) on one reused backend connection. %s." % (BACKEND6, status_of(res)),
+              [entry(pc, bc, "response-truncated", "backend",
+                     "backend.py mode /truncate over IPv6. proxy.pcap tcp.stream==%d: two complete exchanges, then the "
+                     "third response header at frame %d with %d of 90000 body bytes and the backend's FIN at frame %d; "
+                     "backend.pcap FIN frame %d. Check: %s" % (pc.stream, ex[2]["resp_frame"],
+                                                              ex[2]["resp"]["body_seen"],
+                                                              pc.first(fromc=False, flags=F).frame,
+                                                              first_close(bc)[0].frame, tsh("proxy.pcap", pc)))])
+
+
+# =============================================================================================
+# proxy capture with tcpdump -i any (Linux cooked headers, holds client<->proxy traffic too)
+
+@scenario("apache-cooked-any-empty-reply", "apache")
+def apache_any(run):
+    run.capture(proxy_iface="any")
+    run.backend()
+    run.apache()
+    res = run.client([{"requests": [{"path": "/ok/a"}, {"path": "/ok/b?size=30000"}]},
+                      {"start": 0.5, "requests": [{"method": "POST", "path": "/empty/any", "body": 10000}]}])
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    front = [c for c in pt.connections(run.proxy_pcap) if c.server.startswith("10.0.0.1:")]
+    require(len(front) == 2, "client<->proxy connections missing from the -i any capture")
+    lt = lab.sh(["tshark", "-r", run.proxy_pcap, "-T", "fields", "-e", "frame.encap_type", "-c", "1"]).stdout.strip()
+    conns = []
+    for pc, bc in run.pair(P, B):
+        ex = pt.http(pc)
+        if any(e["target"].startswith("/empty") for e in ex):
+            require(ex[-1]["status"] is None and ex[-1]["request_complete"] and first_close(bc)[1] == "backend", "")
+            conns.append(entry(pc, bc, "backend-empty-reply", "backend",
+                               "backend.py mode /empty. proxy.pcap (tcpdump -i any, Linux cooked capture, encap %s) "
+                               "tcp.stream==%d: POST /empty complete at frame %d, the backend's FIN at frame %d, no "
+                               "response byte; backend.pcap FIN frame %d. Check: %s"
+                               % (lt, pc.stream, ex[-1]["req_frame"], pc.first(fromc=False, flags=F).frame,
+                                  first_close(bc)[0].frame, tsh("proxy.pcap", pc))))
+        else:
+            conns.append(ok_entry(pc, bc))
+    run.write("The proxy capture is taken with tcpdump -i any (Linux cooked headers), so it also holds the two "
+              "client->proxy connections to 10.0.0.1:80, which are not backend traffic. Two GETs succeed; a POST to "
+              "/empty gets no answer from the backend (closed without a byte).", conns)
