@@ -636,8 +636,13 @@ fn starts_new_connection<H>(live: &Live<H>, seg: &Segment<'_>) -> bool {
     let c = &live.conn;
     let from_client = seg.src == c.client;
     if !seg.flags.ack() {
-        // A bare SYN: the same ISN from the same client is a retransmission.
-        !(from_client && c.client_isn == Some(seg.seq))
+        // A bare SYN from the client is the same connection when it is a retransmission (same
+        // ISN), or when the capture put it after the SYN-ACK that acknowledges it (reordering).
+        let expected_isn = c.client_isn.or(c.dirs[0]
+            .origin
+            .filter(|_| c.syn_ack.is_some())
+            .map(|o| o.wrapping_sub(1)));
+        !(from_client && expected_isn == Some(seg.seq))
     } else {
         // A SYN-ACK with a different ISN than the server's, after the handshake completed, or
         // from the other side than the server: the server end of a new connection.

@@ -108,10 +108,14 @@ impl RangeSet {
         self.map.last_key_value().map(|(_, &e)| e)
     }
 
-    /// Bytes between the first and last seen that were never seen.
-    fn gaps(&self) -> u64 {
+    /// Bytes between `start` (or the first byte seen, if earlier) and the last byte seen that
+    /// were never seen.
+    fn gaps(&self, start: Option<i64>) -> u64 {
         match (self.first(), self.end()) {
-            (Some(s), Some(e)) => ((e - s) as u64).saturating_sub(self.seen),
+            (Some(s), Some(e)) => {
+                let s = start.map_or(s, |st| st.min(s));
+                ((e - s) as u64).saturating_sub(self.seen)
+            }
             _ => 0,
         }
     }
@@ -180,6 +184,9 @@ impl Recent {
 pub struct Reassembler {
     /// Delivery has begun at `next` (at the first data, or at offset 0 after a SYN).
     started: bool,
+    /// The SYN was seen: the stream starts at offset 0, so a hole before the first byte seen
+    /// is a gap too.
+    origin_known: bool,
     /// Everything below has been delivered or declared a gap.
     next: i64,
     seen: RangeSet,
@@ -201,6 +208,7 @@ pub struct Reassembler {
 impl Reassembler {
     /// The stream starts at offset 0 (the SYN told us where).
     pub fn start_at_zero(&mut self) {
+        self.origin_known = true;
         if !self.started {
             self.started = true;
             self.next = 0;
@@ -213,7 +221,7 @@ impl Reassembler {
     }
 
     pub fn gaps(&self) -> u64 {
-        self.seen.gaps()
+        self.seen.gaps(self.origin_known.then_some(0))
     }
 
     pub fn gaps_approximate(&self) -> bool {

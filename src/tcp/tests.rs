@@ -262,3 +262,19 @@ fn rst_after_data_is_rsto_or_rstr() {
     assert_eq!(c.state, ConnState::RSTR);
     assert_eq!(c.app.1, [End::Open, End::Rst]);
 }
+
+#[test]
+fn syn_ack_captured_before_its_syn_is_one_connection() {
+    let mut k = Kit::new();
+    k.add(false, 500, 101, SYN | ACK, b"")
+        .add(true, 100, 0, SYN, b"")
+        .add(true, 101, 501, ACK, b"")
+        .add(true, 101, 501, PA, b"hi");
+    let conns = k.run();
+    assert_eq!(conns.len(), 1);
+    let c = &conns[0];
+    assert_eq!((c.client, c.server), (C, S));
+    assert_eq!(c.client_isn, Some(100));
+    assert_eq!(c.app.0[0], "hi");
+    assert_eq!(c.state, ConnState::S1);
+}
