@@ -8,7 +8,7 @@ import time
 
 import lab
 import pcaptruth as pt
-from lab import (BACKEND, BACKEND6, VIP, require, entry, ladder, tsh, healthy, first_close, scenario, nsx)
+from lab import (BACKEND, BACKEND6, VIP, Retry, require, entry, ladder, tsh, healthy, first_close, scenario, nsx)
 
 R = pt.RST
 F = pt.FIN
@@ -940,3 +940,79 @@ def apache_any(run):
     run.write("The proxy capture is taken with tcpdump -i any (Linux cooked headers), so it also holds the two "
               "client->proxy connections to 10.0.0.1:80, which are not backend traffic. Two GETs succeed; a POST to "
               "/empty gets no answer from the backend (closed without a byte).", conns)
+
+
+# =============================================================================================
+# keepalive-race: a request sent on a reused connection just as the backend's idle timeout closes it
+
+def _race(run, proxy, needle, idle_ms=400, n=90, retried=False):
+    run.capture()
+    run.backend("--idle-close-ms", str(idle_ms))
+    proxy()
+    reqs = [{"path": "/ok/race-0"}]
+    for i in range(1, n):
+        d = -0.0035 + (i % 45) * 0.0001  # sweep the send time from 3.5 ms before to 1 ms after the idle timeout
+        reqs.append({"path": "/ok/race-%d" % i, "gap": idle_ms / 1000.0 + d, "timeout": 5})
+    res = run.client([{"requests": reqs}], max_s=n * (idle_ms / 1000.0 + 0.1) + 30)
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    races = []
+    for pc, bc in run.pair(P, B):
+        ex = pt.http(pc)
+        rst = pc.first(fromc=False, flags=R)
+        if len(ex) >= 2 and ex[-1]["status"] is None and rst is not None:
+            require(bc is not None, "race connection without backend view")
+            req_p = next(s for s in pc.segs if s.frame == ex[-1]["req_frame"])
+            fin_p = pc.first(fromc=False, flags=F)
+            bex = pt.http(bc)
+            req_b = next(s for s in bc.segs if s.frame == bex[-1]["req_frame"])
+            fin_b = bc.first(fromc=False, flags=F)
+            rst_b = bc.first(fromc=False, flags=R)
+            syn, synack = pc.first(fromc=True, flags=S), pc.first(fromc=False, flags=S | A)
+            rtt = synack.t - syn.t
+            if not (fin_p and fin_b and rst_b and rst_b.t >= max(req_b.t, fin_b.t)
+                    and req_b.t - fin_b.t > -0.001):
+                raise Retry("reused connection failed without a race: %s" % pc.client)
+            delta = req_p.t - fin_p.t
+            if delta > 0.001:
+                raise Retry("request sent %.3f ms after the FIN arrived: not a race" % (delta * 1000))
+            races.append((pc, bc, ex, req_p, fin_p, rst, fin_b, req_b, rst_b, rtt, delta))
+        elif bc is None or not healthy(pc) or not healthy(bc):
+            raise Retry("unexpected unhealthy connection %s" % pc.client)
+    require(races, "no keep-alive race happened in %d attempts" % (n - 1))
+    log_has(run, needle)
+    conns = []
+    for pc, bc, ex, req_p, fin_p, rst, fin_b, req_b, rst_b, rtt, delta in races:
+        conns.append(entry(pc, bc, "keepalive-race", "proxy",
+                           "backend.py --idle-close-ms %d closes an idle keep-alive connection exactly %d ms after its "
+                           "last response; the client paced %d requests to arrive around that moment. This connection "
+                           "carried %d exchange(s), then: backend.pcap tcp.stream==%d: the backend's FIN at frame %d and "
+                           "the proxy's request %s at frame %d cross (request arrives %.3f ms %s the FIN leaves: the "
+                           "backend had already decided to close), answered by RST frame %d. "
+                           "proxy.pcap tcp.stream==%d: the request leaves at frame %d %.3f ms %s the backend's FIN "
+                           "arrives (frame %d; handshake RTT %.3f ms), RST at frame %d. Check: tshark -r proxy.pcap -Y "
+                           "'tcp.stream==%d && (tcp.flags.fin==1 || tcp.flags.reset==1 || http.request)' -T fields "
+                           "-e frame.number -e frame.time_epoch -e tcp.flags.str -e http.request.uri"
+                           % (idle_ms, idle_ms, n, len(ex) - 1, bc.stream, fin_b.frame, ex[-1]["target"],
+                              req_b.frame, abs(req_b.t - fin_b.t) * 1000, "after" if req_b.t >= fin_b.t else "before",
+                              rst_b.frame, pc.stream, req_p.frame,
+                              abs(delta) * 1000, "before" if delta < 0 else "after", fin_p.frame, rtt * 1000,
+                              rst.frame, pc.stream)))
+    codes = sorted({r.get("status") for r in res[0]}, key=str)
+    run.write("The backend closes idle keep-alive connections after exactly %d ms; one client sends %d GETs, each "
+              "paced to reach the backend around that moment (offsets swept over a few ms). The proxy reuses its "
+              "pooled connection; %d time(s) its request crossed the backend's FIN on the wire and was answered with "
+              "RST. Client status codes seen: %s.%s" % (idle_ms, n, len(races), codes,
+                                                        " nginx retried each raced GET on a new connection, so the "
+                                                        "client still got 200." if retried else ""),
+              conns)
+
+
+@scenario("apache-keepalive-race", "apache", attempts=4)
+def apache_race(run):
+    _race(run, run.apache, "AH01102")
+
+
+@scenario("nginx-keepalive-race", "nginx", attempts=4)
+def nginx_race(run):
+    _race(run, lambda: run.nginx(upstream_extra="keepalive 8;"), "upstream prematurely closed", retried=True)

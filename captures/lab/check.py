@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Check every captures/*/expected.json against its captures, with tshark.
+
+For each scenario: the JSON parses and has exactly the contract's keys; verdict and blame labels are those
+of DESIGN.md; every listed file exists; and for every listed connection view, the frame `first_frame`
+exists in that capture, is the first TCP frame of its tshark tcp.stream, and carries the listed 4-tuple
+(either direction). `backend_server` must be the server of every listed view. Exit 1 on any problem.
+
+Usage: check.py [SCENARIO_DIR ...]   (default: every captures/*/ with an expected.json)
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CAPTURES = os.path.dirname(HERE)
+VERDICTS = {"ok", "connect-refused", "connect-timeout", "request-incomplete", "backend-closed-during-request",
+            "backend-empty-reply", "response-truncated", "backend-timeout", "zero-window-stall", "keepalive-race",
+            "lost-in-transit", "rst-from-middlebox", "proxy-aborted", "capture-incomplete"}
+BLAMES = {"none", "proxy", "backend", "network", "capture"}
+KEYS = ["scenario", "proxy_software", "description", "proxy_capture", "backend_capture", "proxy_log",
+        "backend_server", "clock_shift_s", "snaplen", "others", "connections"]
+CKEYS = ["proxy", "backend", "verdict", "blame", "exchanges", "how_we_know"]
+_cache = {}
+
+
+def ep(ip, port):
+    return ("[%s]:%s" % (ip, port)) if ":" in ip else ("%s:%s" % (ip, port))
+
+
+def frames(path):
+    """frame number -> (stream, src, dst), and stream -> first frame, for TCP frames."""
+    if path in _cache:
+        return _cache[path]
+    out = subprocess.run(["tshark", "-n", "-r", path, "-Y", "tcp and not icmp and not icmpv6", "-T", "fields",
+                          "-E", "separator=\t", "-E", "occurrence=f", "-e", "frame.number", "-e", "tcp.stream",
+                          "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "ipv6.dst",
+                          "-e", "tcp.dstport"], capture_output=True, text=True, timeout=300, check=True).stdout
+    fr, first = {}, {}
+    for line in out.splitlines():
+        n, st, s4, s6, sp, d4, d6, dp = line.split("\t")
+        n, st = int(n), int(st)
+        fr[n] = (st, ep(s4 or s6, sp), ep(d4 or d6, dp))
+        first.setdefault(st, n)
+    _cache[path] = (fr, first)
+    return fr, first
+
+
+def check_dir(d):
+    errs = []
+    name = os.path.basename(d.rstrip("/"))
+    try:
+        doc = json.load(open(os.path.join(d, "expected.json")))
+    except (OSError, ValueError) as e:
+        return ["%s: expected.json: %s" % (name, e)]
+    if list(doc.keys()) != KEYS:
+        errs.append("keys %s" % list(doc.keys()))
+    if doc.get("scenario") != name:
+        errs.append("scenario name %r != directory %r" % (doc.get("scenario"), name))
+    if doc.get("others") not in ("ok", "any"):
+        errs.append("others %r" % doc.get("others"))
+    files = {"proxy": doc["proxy_capture"], "backend": doc["backend_capture"]}
+    for f in files["proxy"] + files["backend"] + [doc["proxy_log"]]:
+        if not os.path.exists(os.path.join(d, f)):
+            errs.append("missing file %s" % f)
+    if not files["proxy"]:
+        errs.append("no proxy capture")
+    if errs:
+        return ["%s: %s" % (name, e) for e in errs]
+    if not doc["connections"]:
+        errs.append("no connections listed")
+    for i, c in enumerate(doc["connections"]):
+        where = "connection %d" % i
+        if list(c.keys()) != CKEYS:
+            errs.append("%s: keys %s" % (where, list(c.keys())))
+            continue
+        if c["verdict"] not in VERDICTS:
+            errs.append("%s: verdict %r" % (where, c["verdict"]))
+        if c["blame"] not in BLAMES:
+            errs.append("%s: blame %r" % (where, c["blame"]))
+        for x in c["exchanges"]:
+            if set(x) != {"method", "target", "status"}:
+                errs.append("%s: exchange keys %s" % (where, sorted(x)))
+        if c["proxy"] is None and c["backend"] is None:
+            errs.append("%s: no view at all" % where)
+        for side in ("proxy", "backend"):
+            v = c[side]
+            if v is None:
+                continue
+            if not files[side]:
+                errs.append("%s: %s view but no %s capture" % (where, side, side))
+                continue
+            if v["server"] != doc["backend_server"][side]:
+                errs.append("%s: %s server %s != backend_server %s" % (where, side, v["server"],
+                                                                       doc["backend_server"][side]))
+            fr, first = frames(os.path.join(d, files[side][0]))
+            f = fr.get(v["first_frame"])
+            if f is None:
+                errs.append("%s: %s frame %d is not a TCP frame" % (where, side, v["first_frame"]))
+                continue
+            st, src, dst = f
+            if {src, dst} != {v["client"], v["server"]}:
+                errs.append("%s: %s frame %d is %s -> %s, not %s <-> %s" % (where, side, v["first_frame"], src, dst,
+                                                                         v["client"], v["server"]))
+            if first[st] != v["first_frame"]:
+                errs.append("%s: %s frame %d is not the first frame of its stream (that is %d)"
+                            % (where, side, v["first_frame"], first[st]))
+    return ["%s: %s" % (name, e) for e in errs]
+
+
+def main(argv):
+    dirs = argv or sorted(os.path.dirname(p) for p in glob.glob(os.path.join(CAPTURES, "*", "expected.json")))
+    bad = 0
+    seen = set()
+    for d in dirs:
+        e = check_dir(d)
+        for line in e:
+            print("FAIL", line)
+        bad += bool(e)
+        if not e:
+            doc = json.load(open(os.path.join(d, "expected.json")))
+            seen |= {c["verdict"] for c in doc["connections"]}
+            print("ok  ", os.path.basename(d.rstrip("/")), ", ".join(sorted({c["verdict"] for c in doc["connections"]})))
+    missing = VERDICTS - seen
+    if not argv and missing:
+        print("FAIL verdicts never covered:", " ".join(sorted(missing)))
+        bad += 1
+    print("%d scenario(s) checked, %d failed" % (len(dirs), bad))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
