@@ -143,6 +143,9 @@ pub struct Segment<'a> {
     pub ip_id: Option<u16>,
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
+    /// Sent by the capturing host (true) or received by it (false), when the link layer says
+    /// (Linux cooked captures do); None otherwise.
+    pub outgoing: Option<bool>,
 }
 
 /// Why a packet is not a TCP segment.
@@ -163,6 +166,13 @@ pub enum Skip {
 /// Decodes one packet.
 pub fn decode<'a>(p: &Packet<'a>) -> Result<Segment<'a>, Skip> {
     let data = p.data;
+    // Linux cooked headers say whether the host sent the packet (PACKET_OUTGOING, 4) or received
+    // it (PACKET_HOST 0, BROADCAST 1, MULTICAST 2, OTHERHOST 3).
+    let outgoing = match p.link.0 {
+        113 => data.get(..2).map(|t| u16::from_be_bytes([t[0], t[1]]) == 4),
+        276 => data.get(10).map(|&t| t == 4),
+        _ => None,
+    };
     let sliced = match p.link.0 {
         1 => {
             LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::Malformed("ethernet header cut short"))?
@@ -195,7 +205,9 @@ pub fn decode<'a>(p: &Packet<'a>) -> Result<Segment<'a>, Skip> {
         239 => from_ip(nflog_payload(data)?)?,
         _ => return Err(Skip::UnsupportedLink),
     };
-    segment(p, &sliced)
+    let mut seg = segment(p, &sliced)?;
+    seg.outgoing = outgoing;
+    Ok(seg)
 }
 
 fn from_ether_type(ether_type: u16, rest: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
@@ -346,6 +358,7 @@ fn segment<'a>(p: &Packet<'a>, sliced: &LaxSlicedPacket<'a>) -> Result<Segment<'
         payload,
         ip_id,
         ttl,
+        outgoing: None,
     })
 }
 

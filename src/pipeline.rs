@@ -150,25 +150,22 @@ pub fn progress_of(sets: &[(Side, CaptureSet)]) -> Vec<Progress> {
     sets.iter().map(|(_, s)| s.progress()).collect()
 }
 
-/// Everything the report shows: the sides read, how their connections pair, and a diagnosis
-/// per pair (None where no diagnosis was made).
+/// Everything the report shows: the sides read, how their connections pair, the alignment of
+/// each pair seen at both ends, and a diagnosis per pair.
 #[derive(Debug)]
 pub struct Analysis {
     /// One side (`Single` or `Proxy`), or `Proxy` then `Backend`.
     pub sides: Vec<SideResult>,
     pub pairing: crate::pair::Pairing,
+    pub alignments: Vec<Option<crate::pair::Alignment>>,
     pub diagnoses: Vec<Option<crate::diagnose::Diagnosis>>,
 }
 
-/// The analysis of one capture as a flow list: every connection, no diagnosis.
+/// The analysis of one capture as a flow list: every connection, each diagnosed from this one
+/// capture (its client taken as the proxy, its server as the backend).
 pub fn flows(side: SideResult) -> Analysis {
     let pairing = crate::pair::single(&side.connections);
-    let diagnoses = vec![None; pairing.pairs.len()];
-    Analysis {
-        sides: vec![side],
-        pairing,
-        diagnoses,
-    }
+    diagnose_all(vec![side], pairing)
 }
 
 /// The analysis of a proxy capture and, optionally, a backend capture: the proxy→backend
@@ -176,10 +173,50 @@ pub fn flows(side: SideResult) -> Analysis {
 /// endpoints (empty: found automatically).
 pub fn analyze(sides: Vec<SideResult>, backends: &[crate::decode::Endpoint]) -> Analysis {
     let pairing = crate::pair::pair(&sides, backends);
-    let diagnoses = vec![None; pairing.pairs.len()];
+    diagnose_all(sides, pairing)
+}
+
+fn diagnose_all(sides: Vec<SideResult>, pairing: crate::pair::Pairing) -> Analysis {
+    let two = sides.len() > 1;
+    let end = |i: usize| {
+        sides
+            .get(i)
+            .and_then(|s| s.capture.last_ts_ns)
+            .unwrap_or(i64::MAX)
+    };
+    let (proxy_end, backend_end) = (end(0), end(1));
+    let mut alignments = Vec::with_capacity(pairing.pairs.len());
+    let mut diagnoses = Vec::with_capacity(pairing.pairs.len());
+    for pair in &pairing.pairs {
+        let p = pair.proxy.and_then(|i| sides[0].connections.get(i));
+        let b = pair.backend.and_then(|j| sides.get(1)?.connections.get(j));
+        let alignment = match (p, b) {
+            (Some(p), Some(b)) => Some(crate::pair::align(
+                p,
+                b,
+                pairing.clock.as_ref(),
+                backend_end,
+                proxy_end,
+            )),
+            _ => None,
+        };
+        let cx = crate::diagnose::Context {
+            p,
+            b,
+            two_captures: two,
+            first_side: sides[0].side,
+            clock: pairing.clock.as_ref(),
+            alignment: alignment.as_ref(),
+            proxy_capture_end: proxy_end,
+            backend_capture_end: backend_end,
+        };
+        diagnoses.push(Some(crate::diagnose::diagnose(&cx)));
+        alignments.push(alignment);
+    }
     Analysis {
         sides,
         pairing,
+        alignments,
         diagnoses,
     }
 }

@@ -141,3 +141,7 @@ pub struct Diagnosis {
     pub next_step: String,
     pub evidence: Vec<Evidence>,
 }
+
+mod rules;
+
+pub use rules::{Context, diagnose};

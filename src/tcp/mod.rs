@@ -365,6 +365,9 @@ pub struct Connection<O> {
     pub established: Option<PacketRef>,
     /// Roles were guessed: no SYN or SYN-ACK said who connected to whom.
     pub roles_guessed: bool,
+    /// The capturing host is the client (true) or the server (false), when the link layer says
+    /// which packets the host sent (Linux cooked captures).
+    pub client_is_local: Option<bool>,
     pub state: ConnState,
     pub history: String,
     /// Indexed by `Dir::idx`.
@@ -564,6 +567,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
                 server_isn: None,
                 established: None,
                 roles_guessed: guessed,
+                client_is_local: None,
                 state: ConnState::OTH,
                 history: String::new(),
                 dirs: Default::default(),
@@ -688,6 +692,9 @@ impl<H: StreamHandler> Live<H> {
         let f = seg.flags;
         self.conn.last = at;
         self.conn.packets += 1;
+        if self.conn.client_is_local.is_none() {
+            self.conn.client_is_local = seg.outgoing.map(|out| out == (d == Dir::ClientToServer));
+        }
         self.conn.dirs[di].packets += 1;
 
         if f.syn() && (f.rst() || f.fin()) {
@@ -992,6 +999,7 @@ impl<H: StreamHandler> Live<H> {
             server_isn: conn.server_isn,
             established: conn.established,
             roles_guessed: conn.roles_guessed,
+            client_is_local: conn.client_is_local,
             state: conn.state,
             history: conn.history,
             dirs: conn.dirs,

@@ -82,6 +82,7 @@ impl Kit {
                 payload,
                 ip_id: Some(self.frame as u16),
                 ttl: 64,
+                outgoing: None,
             };
             t.push(&seg);
         }

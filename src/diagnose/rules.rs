@@ -1,0 +1,1175 @@
+//! The rules, in the order they are tried. Each rule looks at the connection as the proxy
+//! capture saw it (`p`), as the backend capture saw it (`b`), and at the byte-range alignment of
+//! the two, and either returns a diagnosis or passes.
+//!
+//! Conventions: the client of a connection is the proxy, the server is the backend. Times are on
+//! the proxy clock unless a name ends in `_b` (backend clock). With one capture, the view is `p`.
+
+use super::{Blame, Diagnosis, Evidence, Verdict};
+use crate::http::{Exchange, Framing, Message, Protocol};
+use crate::pair::{Alignment, ClockOffset};
+use crate::pipeline::{Conn, Side};
+use crate::tcp::{CloseMark, PacketRef};
+
+/// Everything a rule may look at.
+pub struct Context<'a> {
+    /// The proxy capture's view (or the only capture's).
+    pub p: Option<&'a Conn>,
+    /// The backend capture's view.
+    pub b: Option<&'a Conn>,
+    /// Two captures were given (a missing view is then a finding).
+    pub two_captures: bool,
+    /// The side label of the first capture (`Proxy`, or `Single` for `flows`).
+    pub first_side: Side,
+    pub clock: Option<&'a ClockOffset>,
+    pub alignment: Option<&'a Alignment>,
+    /// Last packet time of each capture (own clocks), to tell "never sent" from "after the end".
+    pub proxy_capture_end: i64,
+    pub backend_capture_end: i64,
+}
+
+/// The smallest window a keep-alive race is judged in: timestamps of busy hosts jitter by
+/// fractions of a millisecond even when the round trip is microseconds.
+const MIN_RACE_WINDOW_NS: i64 = 1_000_000;
+
+pub fn diagnose(cx: &Context<'_>) -> Diagnosis {
+    let mut d = match (cx.p, cx.b) {
+        (Some(p), b) => with_proxy_view(cx, p, b),
+        (None, Some(b)) => backend_only(cx, b),
+        (None, None) => Diagnosis {
+            verdict: Verdict::CaptureIncomplete,
+            blame: Blame::Capture,
+            explanation: "No packet of this connection in either capture.".into(),
+            next_step: String::new(),
+            evidence: Vec::new(),
+        },
+    };
+    d.evidence
+        .sort_by_key(|e| (e.side != cx.first_side, e.ts_ns, e.frame));
+    d.evidence
+        .dedup_by(|a, b| a.side == b.side && a.frame == b.frame && a.what == b.what);
+    d
+}
+
+/// Evidence builder.
+struct Ev {
+    list: Vec<Evidence>,
+}
+
+impl Ev {
+    fn new() -> Ev {
+        Ev { list: Vec::new() }
+    }
+    fn add(&mut self, side: Side, at: PacketRef, what: impl Into<String>) {
+        self.list.push(Evidence {
+            side,
+            frame: at.frame,
+            ts_ns: at.ts_ns,
+            what: what.into(),
+        });
+    }
+}
+
+fn verdict(v: Verdict, blame: Blame, explanation: String, next_step: &str, ev: Ev) -> Diagnosis {
+    Diagnosis {
+        verdict: v,
+        blame,
+        explanation,
+        next_step: next_step.to_string(),
+        evidence: ev.list,
+    }
+}
+
+/// Milliseconds, readable.
+fn ms(ns: i64) -> String {
+    let v = ns as f64 / 1e6;
+    if v.abs() >= 1000.0 {
+        format!("{:.2} s", v / 1000.0)
+    } else if v.abs() >= 10.0 {
+        format!("{v:.0} ms")
+    } else {
+        format!("{v:.2} ms")
+    }
+}
+
+fn bytes(n: u64) -> String {
+    if n == 1 {
+        "1 byte".to_string()
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// The earliest FIN or RST of a direction: (mark, is_rst).
+fn close_of(c: &Conn, dir: usize) -> Option<(CloseMark, bool)> {
+    let d = &c.dirs[dir];
+    match (d.fin, d.rst) {
+        (Some(f), Some(r)) => Some(if r.at < f.at { (r, true) } else { (f, false) }),
+        (Some(f), None) => Some((f, false)),
+        (None, Some(r)) => Some((r, true)),
+        (None, None) => None,
+    }
+}
+
+fn kind(rst: bool) -> &'static str {
+    if rst { "RST" } else { "FIN" }
+}
+
+/// The round-trip time seen at this capture point: handshake first, else the first data ACK.
+fn rtt(c: &Conn, at_client: bool) -> Option<i64> {
+    if at_client {
+        if let (Some(s), Some(sa)) = (c.syn, c.syn_ack) {
+            return Some(sa.ts_ns - s.ts_ns);
+        }
+    } else if let (Some(sa), Some(a)) = (c.syn_ack, c.established) {
+        return Some(a.ts_ns - sa.ts_ns);
+    }
+    let span = c.dirs[0].spans.first()?;
+    Some(span.acked?.ts_ns - span.last.ts_ns)
+}
+
+/// A request that did not go out whole, or a response that did not come back whole.
+enum Failure<'a> {
+    /// The request (index, exchange) was not sent completely.
+    Request(usize, &'a Exchange, &'a Message),
+    /// The request went out whole; no response, or an incomplete one.
+    Response(usize, &'a Exchange, &'a Message),
+}
+
+fn first_failure(c: &Conn) -> Option<Failure<'_>> {
+    for (i, e) in c.app.exchanges.iter().enumerate() {
+        let Some(req) = &e.request else { continue };
+        if !req.complete {
+            return Some(Failure::Request(i, e, req));
+        }
+        if e.response.as_ref().is_none_or(|r| !r.complete) {
+            return Some(Failure::Response(i, e, req));
+        }
+    }
+    None
+}
+
+fn request_line(m: &Message) -> String {
+    format!(
+        "{} {}",
+        m.method.as_deref().unwrap_or("?"),
+        m.target.as_deref().unwrap_or("?")
+    )
+}
+
+fn expected_body(m: &Message) -> Option<u64> {
+    match m.framing {
+        Framing::ContentLength(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// The backend view's exchange for the proxy view's request (same first byte in sequence space).
+fn backend_exchange<'a>(p: &Conn, b: &'a Conn, req: &Message) -> Option<&'a Exchange> {
+    let raw = |c: &Conn, off: i64| c.dirs[0].origin.map(|o| o.wrapping_add(off as u32));
+    let target = raw(p, req.offset);
+    b.app
+        .exchanges
+        .iter()
+        .find(|e| {
+            e.request
+                .as_ref()
+                .is_some_and(|r| raw(b, r.offset) == target && target.is_some())
+        })
+        .or_else(|| {
+            b.app.exchanges.iter().find(|e| {
+                e.request
+                    .as_ref()
+                    .is_some_and(|r| r.method == req.method && r.target == req.target)
+            })
+        })
+}
+
+fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
+    let ps = cx.first_side;
+    let two = cx.two_captures;
+    let mut ev = Ev::new();
+
+    // --- The handshake did not complete ------------------------------------------------------
+    if p.syn.is_some() && p.syn_ack.is_none() && p.dirs[1].first_data.is_none() {
+        let syn = p.syn.expect("checked");
+        ev.add(ps, syn, format!("proxy sends SYN to {}", p.server));
+        if let Some(rst) = p.dirs[1].rst {
+            ev.add(
+                ps,
+                rst.at,
+                format!("RST from {} answers the SYN (TTL {})", p.server, rst.ttl),
+            );
+            return refused(cx, p, b, rst, ev);
+        }
+        return connect_timeout(cx, p, b, syn, ev);
+    }
+
+    // --- A RST one end received that the other never sent -----------------------------------
+    if let (Some(b), Some(a)) = (b, cx.alignment) {
+        if let Some(rst) = a.dirs[1].forged_rst {
+            if connection_failed(p) {
+                return forged_rst(cx, p, b, rst, true, ev);
+            }
+        }
+        if let Some(rst) = a.dirs[0].forged_rst {
+            if connection_failed(p) {
+                return forged_rst(cx, p, b, rst, false, ev);
+            }
+        }
+    }
+    if !two {
+        if let Some(d) = suspicious_rst_single(cx, p) {
+            return d;
+        }
+    }
+
+    let failure = first_failure(p);
+    let Some(failure) = failure else {
+        return healthy(cx, p, b, ev);
+    };
+
+    let proxy_close = close_of(p, 0);
+    let backend_close_seen_at_proxy = close_of(p, 1);
+    let backend_close_sent = b.and_then(|b| close_of(b, 1));
+
+    match failure {
+        Failure::Request(i, e, req) => {
+            let line = request_line(req);
+            ev.add(ps, req.first, format!("proxy starts sending {line}"));
+            if req.bytes > 0 {
+                ev.add(
+                    ps,
+                    req.last,
+                    format!(
+                        "last request byte the proxy sent (byte {} of the request)",
+                        req.bytes
+                    ),
+                );
+            }
+            // Lost on the way, and the connection died of it.
+            if let Some(d) = lost_in_transit(cx, p, b, 0, &line, &mut ev) {
+                return d;
+            }
+            // The backend stopped reading.
+            if let Some(d) = zero_window(cx, p, b, req, &line, &mut ev) {
+                return d;
+            }
+            // Race on a reused connection (a request can be cut by the backend's close too).
+            if let Some(d) = keepalive_race(cx, p, b, i, req, &line, &mut ev) {
+                return d;
+            }
+            let pc_t = proxy_close.map(|(m, _)| m.at.ts_ns).unwrap_or(i64::MAX);
+            let bc = backend_close_seen_at_proxy;
+            match (bc, proxy_close) {
+                (Some((bm, brst)), _) if bm.at.ts_ns <= pc_t => {
+                    ev.add(
+                        ps,
+                        bm.at,
+                        format!("backend's {} arrives while the request is being sent", kind(brst)),
+                    );
+                    if let Some((m, rst)) = backend_close_sent {
+                        ev.add(Side::Backend, m.at, format!("backend sends {}", kind(rst)));
+                    }
+                    let received = b
+                        .and_then(|b| backend_exchange(p, b, req))
+                        .and_then(|e| e.request.as_ref())
+                        .map(|r| r.bytes);
+                    let expected = expected_body(req).map(|n| n + req.header_bytes);
+                    let mut text = format!(
+                        "The backend {} the connection while the proxy was still sending {line}: ",
+                        if brst { "reset" } else { "closed" }
+                    );
+                    match (received, expected) {
+                        (Some(r), Some(x)) => {
+                            text.push_str(&format!("it had received {} of {}. ", bytes(r), bytes(x)))
+                        }
+                        (None, Some(x)) => text.push_str(&format!(
+                            "the proxy had sent {} of {}. ",
+                            bytes(req.bytes),
+                            bytes(x)
+                        )),
+                        _ => text.push_str(&format!(
+                            "the proxy had sent {} of the request. ",
+                            bytes(req.bytes)
+                        )),
+                    }
+                    text.push_str("Proxies log this as \"pass request body failed\" or \"upstream prematurely closed connection while sending request\".");
+                    if !two {
+                        text.push_str(" (One capture: a capture on the backend host would show whether the backend itself closed or something in between did.)");
+                    }
+                    let _ = e;
+                    verdict(
+                        Verdict::BackendClosedDuringRequest,
+                        Blame::Backend,
+                        text,
+                        "Look at the backend: its request body size limit, read timeout or crash at this time (its error log), and whether it closes connections on errors before reading the whole body.",
+                        ev,
+                    )
+                }
+                (_, Some((pm, prst))) => {
+                    ev.add(
+                        ps,
+                        pm.at,
+                        format!("proxy sends {} before the request is complete", kind(prst)),
+                    );
+                    let expected = match req.framing {
+                        Framing::ContentLength(n) => {
+                            format!("{} of a {}-byte body", bytes(req.body_bytes), n)
+                        }
+                        Framing::Chunked => format!(
+                            "{} of a chunked body without its last chunk",
+                            bytes(req.body_bytes)
+                        ),
+                        _ => format!("{} of the headers", bytes(req.bytes)),
+                    };
+                    verdict(
+                        Verdict::RequestIncomplete,
+                        Blame::Proxy,
+                        format!(
+                            "The proxy never sent all of {line}: it sent {expected}, then {} the connection itself. The backend did nothing wrong.",
+                            if prst { "reset" } else { "closed" }
+                        ),
+                        "Look at the proxy's client side: the client probably stopped sending the body or went away (client timeout or abort); check the proxy's access log for this request and its body-size and timeout settings.",
+                        ev,
+                    )
+                }
+                _ => capture_ended(cx, p, &format!("while the proxy was sending {line}"), ev),
+            }
+        }
+        Failure::Response(i, e, req) => {
+            let line = request_line(req);
+            ev.add(ps, req.first, format!("proxy sends {line}"));
+            if req.bytes > 0 && req.last != req.first {
+                ev.add(ps, req.last, "last request byte");
+            }
+            if let Some(d) = keepalive_race(cx, p, b, i, req, &line, &mut ev) {
+                return d;
+            }
+            if let Some(d) = lost_in_transit(cx, p, b, 0, &line, &mut ev) {
+                return d;
+            }
+            if let Some(d) = lost_in_transit(cx, p, b, 1, &line, &mut ev) {
+                return d;
+            }
+            response_failure(cx, p, b, e, req, &line, ev)
+        }
+    }
+}
+
+/// The connection did not end well from the proxy's point of view.
+fn connection_failed(p: &Conn) -> bool {
+    first_failure(p).is_some() || (p.app.protocol != Protocol::Http && p.dirs[1].rst.is_some())
+}
+
+fn refused(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, rst: CloseMark, mut ev: Ev) -> Diagnosis {
+    let server = p.server;
+    if cx.two_captures {
+        match b {
+            Some(b) if b.syn.is_some() && b.dirs[1].rst.is_some() => {
+                ev.add(
+                    Side::Backend,
+                    b.syn.expect("checked"),
+                    "the SYN arrives at the backend",
+                );
+                let brst = b.dirs[1].rst.expect("checked");
+                ev.add(Side::Backend, brst.at, "the backend host answers with RST");
+                return verdict(
+                    Verdict::ConnectRefused,
+                    Blame::Backend,
+                    format!(
+                        "The backend host refused the connection: the proxy's SYN to {server} arrived and the backend answered with RST, so nothing was listening there (or its listen queue refused it). Proxies log \"(111) Connection refused\"."
+                    ),
+                    "Look at the backend: is the service running and listening on this address and port (ss -ltn), did it crash or restart at this time?",
+                    ev,
+                );
+            }
+            Some(b) if b.syn.is_some() => {
+                ev.add(
+                    Side::Backend,
+                    b.syn.expect("checked"),
+                    "the SYN arrives at the backend, which does not send a RST",
+                );
+                if let Some(sa) = b.syn_ack {
+                    ev.add(Side::Backend, sa, "the backend answers with SYN-ACK");
+                }
+                return verdict(
+                    Verdict::RstFromMiddlebox,
+                    Blame::Network,
+                    format!(
+                        "The proxy's SYN to {server} was answered by a RST (TTL {}) that the backend never sent: the backend capture shows the SYN arriving and no RST leaving. Something between the two hosts forged it.",
+                        rst.ttl
+                    ),
+                    "Look at the network path between proxy and backend: firewalls, load balancers or IPS that reset connections; compare the RST's TTL with the backend's packets.",
+                    ev,
+                );
+            }
+            _ => {
+                return verdict(
+                    Verdict::RstFromMiddlebox,
+                    Blame::Network,
+                    format!(
+                        "The proxy's SYN to {server} was answered by a RST (TTL {}), but the SYN never reached the backend host (its capture does not show it): something between the two hosts refused the connection in the backend's name.",
+                        rst.ttl
+                    ),
+                    "Look at the network path between proxy and backend: a firewall rule rejecting with tcp-reset, a load balancer without a healthy member, or a wrong route.",
+                    ev,
+                );
+            }
+        }
+    }
+    verdict(
+        Verdict::ConnectRefused,
+        Blame::Backend,
+        format!(
+            "The proxy's SYN to {server} was answered by RST: nothing was listening there, or the backend refused the connection. Proxies log \"(111) Connection refused\". From this capture alone it cannot be told whether the backend host or a firewall in between sent the RST (its TTL is {}); a capture on the backend host would settle it.",
+            rst.ttl
+        ),
+        "Look at the backend: is the service running and listening on this address and port? If it is, capture on the backend host to see whether the SYN arrives.",
+        ev,
+    )
+}
+
+fn connect_timeout(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, syn: PacketRef, mut ev: Ev) -> Diagnosis {
+    let server = p.server;
+    let tries = p.syn_count;
+    let waited = p.last.ts_ns - syn.ts_ns;
+    let tries_text = format!(
+        "{tries} SYN{} over {}",
+        if tries == 1 { "" } else { "s" },
+        ms(waited)
+    );
+    if cx.two_captures {
+        match b {
+            Some(b) if b.syn.is_some() => {
+                ev.add(
+                    Side::Backend,
+                    b.syn.expect("checked"),
+                    format!("SYN arrives at the backend ({} seen there)", b.syn_count),
+                );
+                if let Some(sa) = b.syn_ack {
+                    ev.add(Side::Backend, sa, "backend answers with SYN-ACK");
+                    return verdict(
+                        Verdict::ConnectTimeout,
+                        Blame::Network,
+                        format!(
+                            "The proxy could not connect to {server}: its SYNs reached the backend, which answered with SYN-ACK {} times, but no SYN-ACK came back to the proxy ({tries_text}). The answers were lost on the way back.",
+                            b.syn_ack_count
+                        ),
+                        "Look at the network path from the backend back to the proxy: asymmetric routing, a firewall dropping the SYN-ACKs, or a wrong return route on the backend host.",
+                        ev,
+                    );
+                }
+                return verdict(
+                    Verdict::ConnectTimeout,
+                    Blame::Backend,
+                    format!(
+                        "The proxy could not connect to {server}: its SYNs arrived at the backend host ({} seen there) and were ignored — no SYN-ACK, no RST ({tries_text}).",
+                        b.syn_count
+                    ),
+                    "Look at the backend host: a full accept queue (the service is overloaded or stuck: netstat -s | grep -i listen), or a host firewall dropping the SYNs.",
+                    ev,
+                );
+            }
+            _ => {
+                return verdict(
+                    Verdict::ConnectTimeout,
+                    Blame::Network,
+                    format!(
+                        "The proxy could not connect to {server}: it sent {tries_text} and none of them reached the backend host (its capture shows no SYN of this connection)."
+                    ),
+                    "Look at the network path from the proxy to the backend: routes, firewalls and security groups dropping the SYNs.",
+                    ev,
+                );
+            }
+        }
+    }
+    verdict(
+        Verdict::ConnectTimeout,
+        Blame::Backend,
+        format!(
+            "The proxy could not connect to {server}: it sent {tries_text} and got neither SYN-ACK nor RST. From this capture alone it cannot be told whether the SYNs were lost on the way, ignored by the backend (full accept queue, host firewall), or answered and the answers lost; a capture on the backend host would settle it."
+        ),
+        "Check that the backend host is up and its service accepting (accept queue, host firewall); capture on the backend host to see whether the SYNs arrive.",
+        ev,
+    )
+}
+
+/// A RST at one end that the other end never sent.
+fn forged_rst(cx: &Context<'_>, p: &Conn, b: &Conn, rst: CloseMark, at_proxy: bool, mut ev: Ev) -> Diagnosis {
+    let ps = cx.first_side;
+    let exch = first_failure(p).map(|f| match f {
+        Failure::Request(_, _, m) | Failure::Response(_, _, m) => request_line(m),
+    });
+    let during = exch.map_or(String::new(), |l| format!(" during {l}"));
+    if at_proxy {
+        let ttl_note = match p.dirs[1].ttl_range {
+            Some((lo, hi)) if rst.ttl < lo || rst.ttl > hi => {
+                format!(
+                    " Its TTL is {}, while the backend's packets arrive with TTL {lo}-{hi}.",
+                    rst.ttl
+                )
+            }
+            Some((lo, hi)) => format!(
+                " (Its TTL {} is within the backend's {lo}-{hi}: the forger mimics it.)",
+                rst.ttl
+            ),
+            None => String::new(),
+        };
+        ev.add(
+            ps,
+            rst.at,
+            format!("RST \"from {}\" arrives at the proxy (TTL {})", p.server, rst.ttl),
+        );
+        if let Some(f) = first_failure(p) {
+            let m = match f {
+                Failure::Request(_, _, m) | Failure::Response(_, _, m) => m,
+            };
+            if let Some(be) = backend_exchange(p, b, m) {
+                if let Some(r) = &be.request {
+                    ev.add(Side::Backend, r.first, "the request arrives at the backend");
+                }
+            }
+        }
+        let lost_note = match cx.alignment.map(|a| &a.dirs[0].lost) {
+            Some(l) if !l.is_empty() => {
+                let n: i64 = l.iter().map(|x| x.end - x.start).sum();
+                ev.add(
+                    ps,
+                    l[0].first_sent,
+                    format!(
+                        "proxy sends bytes {}-{} that never reach the backend",
+                        l[0].start, l[0].end
+                    ),
+                );
+                format!(
+                    " The {} the proxy sent just before never reached the backend either: the device dropped them and answered with the reset.",
+                    bytes(n as u64)
+                )
+            }
+            _ => String::new(),
+        };
+        return verdict(
+            Verdict::RstFromMiddlebox,
+            Blame::Network,
+            format!(
+                "The proxy received a RST{during} that looks like it came from the backend {}, but the backend never sent it: the backend capture shows no RST on this connection.{ttl_note}{lost_note} A firewall, IPS or load balancer between the two hosts reset the connection.",
+                p.server
+            ),
+            "Look at the devices between proxy and backend (firewall, IPS, load balancer): their logs for a reset or a rule matching this request at this time.",
+            ev,
+        );
+    }
+    ev.add(
+        Side::Backend,
+        rst.at,
+        format!(
+            "RST \"from {}\" arrives at the backend (TTL {})",
+            b.client, rst.ttl
+        ),
+    );
+    verdict(
+        Verdict::RstFromMiddlebox,
+        Blame::Network,
+        format!(
+            "The backend received a RST{during} that looks like it came from the proxy, but the proxy never sent it: the proxy capture shows no RST on this connection. Something between the two hosts reset the connection."
+        ),
+        "Look at the devices between proxy and backend (firewall, IPS, load balancer, NAT with short idle timeouts): their logs for a reset of this connection at this time.",
+        ev,
+    )
+}
+
+/// With one capture: a RST from the backend whose TTL does not fit the backend's packets.
+fn suspicious_rst_single(cx: &Context<'_>, p: &Conn) -> Option<Diagnosis> {
+    let rst = p.dirs[1].rst?;
+    let (lo, hi) = p.dirs[1].ttl_range?;
+    // Hosts start at 64, 128 or 255; a different number of hops shows as a different TTL.
+    if (rst.ttl as i32 - lo as i32).abs() <= 1
+        || (rst.ttl as i32 - hi as i32).abs() <= 1
+        || !connection_failed(p)
+    {
+        return None;
+    }
+    let mut ev = Ev::new();
+    ev.add(
+        cx.first_side,
+        rst.at,
+        format!("RST from {} with TTL {}", p.server, rst.ttl),
+    );
+    if let Some(f) = p.dirs[1].first_data {
+        ev.add(
+            cx.first_side,
+            f,
+            format!("the backend's own packets arrive with TTL {lo}-{hi}"),
+        );
+    }
+    Some(verdict(
+        Verdict::RstFromMiddlebox,
+        Blame::Network,
+        format!(
+            "The proxy received a RST from {} with TTL {}, while the backend's own packets arrive with TTL {lo}-{hi}: it most likely came from a device in between, not from the backend. A capture on the backend host would prove it (the backend would show no RST).",
+            p.server, rst.ttl
+        ),
+        "Capture on the backend host to confirm, and look at the firewalls, IPS or load balancers between proxy and backend.",
+        ev,
+    ))
+}
+
+/// Bytes sent at one end never arrived at the other, and the connection failed because of it.
+fn lost_in_transit(
+    cx: &Context<'_>,
+    p: &Conn,
+    b: Option<&Conn>,
+    dir: usize,
+    line: &str,
+    ev: &mut Ev,
+) -> Option<Diagnosis> {
+    let ps = cx.first_side;
+    if let (Some(b), Some(a)) = (b, cx.alignment) {
+        let al = &a.dirs[dir];
+        let lost = al.lost.first()?;
+        let total: i64 = al.lost.iter().map(|l| l.end - l.start).sum();
+        let (sender_side, what, from, to) = if dir == 0 {
+            (ps, "request", "proxy", "backend")
+        } else {
+            (Side::Backend, "response", "backend", "proxy")
+        };
+        ev.add(
+            sender_side,
+            lost.first_sent,
+            format!(
+                "{from} sends bytes {}-{} of the {what} stream",
+                lost.start, lost.end
+            ),
+        );
+        if lost.transmissions > 1 {
+            ev.add(
+                sender_side,
+                lost.last_sent,
+                format!(
+                    "{from} retransmits them ({} transmissions in all)",
+                    lost.transmissions
+                ),
+            );
+        }
+        let receiver_conn = if dir == 0 { b } else { p };
+        let receiver_side = if dir == 0 { Side::Backend } else { ps };
+        if let Some((ack, at)) = receiver_conn.dirs[dir].acked {
+            ev.add(
+                receiver_side,
+                at,
+                format!("the {to}'s last acknowledgement stops at byte {ack}"),
+            );
+        }
+        let closer = close_of(p, 0)
+            .map(|(m, rst)| {
+                ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
+                format!(
+                    " The proxy gave up {} after it first sent them.",
+                    ms(m.at.ts_ns
+                        - if dir == 0 {
+                            lost.first_sent.ts_ns
+                        } else {
+                            p.dirs[0].last_data.map_or(m.at.ts_ns, |l| l.ts_ns)
+                        })
+                )
+            })
+            .unwrap_or_default();
+        return Some(verdict(
+            Verdict::LostInTransit,
+            Blame::Network,
+            format!(
+                "{} of the {what} for {line} left the {from} ({} transmission{}) and never reached the {to}: the {to}'s capture does not show them and the {to} never acknowledged them.{closer}",
+                capitalize(&bytes(total as u64)),
+                lost.transmissions,
+                if lost.transmissions == 1 { "" } else { "s" },
+            ),
+            "Look at the network path between proxy and backend: packet loss or a black hole on this path (MTU problems drop large segments but pass small ones; check for ICMP fragmentation-needed being blocked), firewall or IPS drops.",
+            ev.take(),
+        ));
+    }
+    if cx.two_captures || dir == 1 {
+        return None;
+    }
+    // One capture: request bytes retransmitted and never acknowledged, then the proxy gave up.
+    let c2s = &p.dirs[0];
+    let end = c2s.data_end?;
+    let acked = c2s.acked.map_or(0, |(a, _)| a);
+    if acked >= end || c2s.retransmissions == 0 {
+        return None;
+    }
+    let (close, rst) = close_of(p, 0)?;
+    let first_unacked = c2s.spans.iter().find(|s| s.end > acked)?;
+    ev.add(
+        ps,
+        first_unacked.first,
+        format!("proxy sends bytes {}-{}", first_unacked.start, first_unacked.end),
+    );
+    if let Some(r) = c2s
+        .spans
+        .iter()
+        .rev()
+        .find(|s| s.kind == crate::tcp::SpanKind::Retransmission)
+    {
+        ev.add(ps, r.first, "proxy retransmits them");
+    }
+    ev.add(ps, close.at, format!("proxy gives up and sends {}", kind(rst)));
+    Some(verdict(
+        Verdict::LostInTransit,
+        Blame::Network,
+        format!(
+            "The proxy sent {} of {line} and retransmitted them {} times, but the backend never acknowledged bytes past {acked}; the proxy gave up. The bytes were lost on the way (or the backend host froze): a capture on the backend host would tell which.",
+            bytes((end - acked) as u64),
+            c2s.retransmissions
+        ),
+        "Look at the network path between proxy and backend for packet loss or a black hole (MTU, firewall drops); capture on the backend host to see whether the segments arrive.",
+        ev.take(),
+    ))
+}
+
+impl Ev {
+    fn take(&mut self) -> Ev {
+        Ev {
+            list: std::mem::take(&mut self.list),
+        }
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// The backend advertised a zero window while the request was being sent, until the proxy gave up.
+fn zero_window(
+    cx: &Context<'_>,
+    p: &Conn,
+    b: Option<&Conn>,
+    req: &Message,
+    line: &str,
+    ev: &mut Ev,
+) -> Option<Diagnosis> {
+    let ps = cx.first_side;
+    let zw = p.dirs[1].zero_window.or(b.and_then(|b| b.dirs[1].zero_window))?;
+    let (close, rst) = close_of(p, 0).unwrap_or((
+        CloseMark {
+            at: p.last,
+            offset: 0,
+            ack: None,
+            ttl: 0,
+            ip_id: None,
+        },
+        false,
+    ));
+    // The window must still be closed when the proxy gave up (reopened windows are flow control).
+    if zw.reopened.is_some_and(|r| r.ts_ns < close.at.ts_ns) {
+        return None;
+    }
+    let from_proxy_view = p.dirs[1].zero_window.is_some();
+    let side = if from_proxy_view { ps } else { Side::Backend };
+    ev.add(
+        side,
+        zw.first,
+        "backend advertises a zero window: it stopped reading",
+    );
+    if zw.count > 1 {
+        ev.add(
+            side,
+            zw.last,
+            format!("still zero ({} zero-window advertisements)", zw.count),
+        );
+    }
+    let gave_up = close_of(p, 0).is_some();
+    if gave_up {
+        ev.add(ps, close.at, format!("proxy gives up and sends {}", kind(rst)));
+    }
+    let stalled = close.at.ts_ns - zw.first.ts_ns;
+    Some(verdict(
+        Verdict::ZeroWindowStall,
+        Blame::Backend,
+        format!(
+            "The backend stopped reading the request body of {line}: after {} of it, it advertised a zero receive window and kept it closed for {}{}. The proxy could not send the rest.",
+            bytes(req.bytes),
+            ms(stalled),
+            if gave_up {
+                " until the proxy gave up"
+            } else {
+                " until the end of the capture"
+            }
+        ),
+        "Look at the backend application: it accepted the connection and read the headers but stopped reading the body (a blocked worker, a slow disk or upstream, or it waits for something before reading).",
+        ev.take(),
+    ))
+}
+
+/// A request on a reused connection that crossed the backend's FIN and was answered by RST.
+#[allow(clippy::too_many_arguments)]
+fn keepalive_race(
+    cx: &Context<'_>,
+    p: &Conn,
+    b: Option<&Conn>,
+    index: usize,
+    req: &Message,
+    line: &str,
+    ev: &mut Ev,
+) -> Option<Diagnosis> {
+    let ps = cx.first_side;
+    let fin = p.dirs[1].fin?;
+    // A reused connection: an earlier exchange completed on it.
+    let reused = index > 0
+        && p.app.exchanges[..index]
+            .iter()
+            .all(|e| e.response.as_ref().is_some_and(|r| r.complete));
+    if !reused {
+        return None;
+    }
+    // The backend's FIN must not carry an answer to this request: it closed an idle connection.
+    let rst = p.dirs[1].rst.filter(|r| r.at.ts_ns >= req.first.ts_ns)?;
+    let window = rtt(p, true).unwrap_or(0).max(MIN_RACE_WINDOW_NS);
+    let delta = req.first.ts_ns - fin.at.ts_ns;
+    if delta.abs() > window {
+        return None;
+    }
+    let idle = p.app.exchanges[index - 1]
+        .response
+        .as_ref()
+        .map(|r| req.first.ts_ns - r.last.ts_ns)
+        .unwrap_or(0);
+    ev.add(
+        ps,
+        req.first,
+        format!(
+            "proxy sends {line} on the reused connection, idle for {}",
+            ms(idle)
+        ),
+    );
+    ev.add(
+        ps,
+        fin.at,
+        format!(
+            "backend's FIN arrives {} {} the request left",
+            ms(delta.abs()),
+            if delta >= 0 { "before" } else { "after" }
+        ),
+    );
+    ev.add(ps, rst.at, "backend answers the request with RST");
+    let mut crossing = String::new();
+    if let Some(b) = b {
+        if let (Some(bfin), Some(be)) = (b.dirs[1].fin, backend_exchange(p, b, req)) {
+            if let Some(r) = &be.request {
+                ev.add(Side::Backend, bfin.at, "backend closes the idle connection (FIN)");
+                ev.add(
+                    Side::Backend,
+                    r.first,
+                    format!(
+                        "the request arrives {} after the FIN left",
+                        ms(r.first.ts_ns - bfin.at.ts_ns)
+                    ),
+                );
+                if let Some(brst) = b.dirs[1].rst {
+                    ev.add(Side::Backend, brst.at, "backend answers with RST");
+                }
+                crossing = " The backend capture shows its FIN leaving before the request arrived: the two crossed on the wire.".to_string();
+            }
+        }
+    }
+    Some(verdict(
+        Verdict::KeepaliveRace,
+        Blame::Proxy,
+        format!(
+            "Keep-alive race: the proxy sent {line} on a connection it was reusing after {} idle, just as the backend closed that connection (the backend's FIN reached the proxy {} {} the request left; round trip {}), and the backend answered with RST.{crossing} Apache logs this as AH01102 \"error reading status line\", nginx as \"upstream prematurely closed connection\".",
+            ms(idle),
+            ms(delta.abs()),
+            if delta >= 0 { "before" } else { "after" },
+            ms(rtt(p, true).unwrap_or(0)),
+        ),
+        "Make the proxy stop reusing connections before the backend closes them: set the proxy's idle connection timeout below the backend's keep-alive timeout (Apache: ProxyPass ... ttl=N with N below the backend's KeepAliveTimeout, or disablereuse=On, or SetEnv proxy-nokeepalive 1; nginx: keepalive_timeout in the upstream block below the backend's), and let idempotent requests be retried.",
+        ev.take(),
+    ))
+}
+
+/// The request went out whole: what happened to the response.
+#[allow(clippy::too_many_arguments)]
+fn response_failure(
+    cx: &Context<'_>,
+    p: &Conn,
+    b: Option<&Conn>,
+    e: &Exchange,
+    req: &Message,
+    line: &str,
+    mut ev: Ev,
+) -> Diagnosis {
+    let ps = cx.first_side;
+    let resp = e.response.as_ref();
+    let proxy_close = close_of(p, 0);
+    let backend_close = close_of(p, 1);
+    let pc_t = proxy_close.map_or(i64::MAX, |(m, _)| m.at.ts_ns);
+    let bc_t = backend_close.map_or(i64::MAX, |(m, _)| m.at.ts_ns);
+    let req_end = req.offset + req.bytes as i64;
+    let acked = p.dirs[0].acked.filter(|(a, _)| *a >= req_end);
+    if let Some((_, at)) = acked {
+        ev.add(ps, at, "backend acknowledges the whole request");
+    }
+    let one_capture_note = if cx.two_captures {
+        ""
+    } else {
+        " (One capture: a capture on the backend host would show the backend's side.)"
+    };
+    match resp {
+        None => {
+            if bc_t <= pc_t && bc_t != i64::MAX {
+                let (m, rst) = backend_close.expect("checked");
+                ev.add(
+                    ps,
+                    m.at,
+                    format!("backend sends {} without a response byte", kind(rst)),
+                );
+                if let Some(b) = b {
+                    if let Some((bm, brst)) = close_of(b, 1) {
+                        ev.add(Side::Backend, bm.at, format!("backend sends {}", kind(brst)));
+                    }
+                    if let Some(be) = backend_exchange(p, b, req).and_then(|x| x.request.as_ref()) {
+                        ev.add(
+                            Side::Backend,
+                            be.last,
+                            "the whole request has arrived at the backend",
+                        );
+                    }
+                }
+                let after = ms(m.at.ts_ns - req.last.ts_ns);
+                return verdict(
+                    Verdict::BackendEmptyReply,
+                    Blame::Backend,
+                    format!(
+                        "The backend received all of {line} ({}) and {} the connection {after} later without sending a single response byte. Apache logs AH01102 \"error reading status line from remote server\", nginx \"upstream prematurely closed connection while reading response header\".{one_capture_note}",
+                        bytes(req.bytes),
+                        if rst { "reset" } else { "closed" }
+                    ),
+                    "Look at the backend's logs at this time: the worker handling this request crashed, was killed (OOM, timeout, restart) or closed the connection on purpose before answering.",
+                    ev,
+                );
+            }
+            if pc_t != i64::MAX {
+                let (m, rst) = proxy_close.expect("checked");
+                ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
+                let waited = ms(m.at.ts_ns - req.last.ts_ns);
+                if acked.is_none() && !cx.two_captures {
+                    return verdict(
+                        Verdict::LostInTransit,
+                        Blame::Network,
+                        format!(
+                            "The proxy sent all of {line} but the backend never acknowledged its end; the proxy gave up after {waited}. The bytes were lost on the way (or the backend host froze): a capture on the backend host would tell which."
+                        ),
+                        "Look at the network path between proxy and backend for loss or a black hole; capture on the backend host.",
+                        ev,
+                    );
+                }
+                return verdict(
+                    Verdict::BackendTimeout,
+                    Blame::Backend,
+                    format!(
+                        "The backend received all of {line} and acknowledged it, but sent no response in the {waited} the proxy waited before giving up. Apache logs \"(70007) The timeout specified has expired\", nginx \"upstream timed out (110: Connection timed out) while reading response header\".{one_capture_note}"
+                    ),
+                    "Look at the backend: why this request took longer than the proxy's timeout (slow query, lock, stuck worker, overloaded pool); compare the proxy's timeout (Apache ProxyTimeout/timeout=, nginx proxy_read_timeout) with the backend's normal response time.",
+                    ev,
+                );
+            }
+            capture_ended(
+                cx,
+                p,
+                &format!("while the proxy waited for the response to {line}"),
+                ev,
+            )
+        }
+        Some(r) => {
+            let status = r.status.map_or("?".to_string(), |s| s.to_string());
+            ev.add(ps, r.first, format!("response {status} starts arriving"));
+            let expected = match r.framing {
+                Framing::ContentLength(n) => format!(" of a {}-byte body", n),
+                Framing::Chunked => " of a chunked body (no last chunk)".to_string(),
+                _ => String::new(),
+            };
+            if bc_t <= pc_t && bc_t != i64::MAX {
+                let (m, rst) = backend_close.expect("checked");
+                ev.add(
+                    ps,
+                    r.last,
+                    format!("last response byte ({} of the body)", r.body_bytes),
+                );
+                ev.add(ps, m.at, format!("backend sends {} mid-response", kind(rst)));
+                if let Some(b) = b {
+                    if let Some((bm, brst)) = close_of(b, 1) {
+                        ev.add(Side::Backend, bm.at, format!("backend sends {}", kind(brst)));
+                    }
+                }
+                return verdict(
+                    Verdict::ResponseTruncated,
+                    Blame::Backend,
+                    format!(
+                        "The backend started answering {line} with {status} but {} the connection after {}{expected}: the response is truncated. Clients get a cut-off body or a 502.{one_capture_note}",
+                        if rst { "reset" } else { "closed" },
+                        bytes(r.body_bytes)
+                    ),
+                    "Look at the backend's logs at this time: the response was cut short (a crash or timeout while writing, a wrong Content-Length, a worker killed mid-response).",
+                    ev,
+                );
+            }
+            if pc_t != i64::MAX {
+                let (m, rst) = proxy_close.expect("checked");
+                ev.add(
+                    ps,
+                    m.at,
+                    format!("proxy sends {} while the response is still coming", kind(rst)),
+                );
+                return verdict(
+                    Verdict::ProxyAborted,
+                    Blame::Proxy,
+                    format!(
+                        "The proxy {} the connection while the backend was still sending its {status} response to {line}: it had received {}{expected}. The backend was answering; the proxy stopped reading — typically its client went away or a proxy timeout fired.",
+                        if rst { "reset" } else { "closed" },
+                        bytes(r.body_bytes)
+                    ),
+                    "Look at the proxy's access log for this request (status 499 in nginx, a client abort in Apache) and at its timeouts for sending the response to its client.",
+                    ev,
+                );
+            }
+            capture_ended(cx, p, &format!("while the response to {line} was arriving"), ev)
+        }
+    }
+}
+
+fn capture_ended(cx: &Context<'_>, p: &Conn, when: &str, mut ev: Ev) -> Diagnosis {
+    ev.add(
+        cx.first_side,
+        p.last,
+        "last packet of the connection in the capture",
+    );
+    verdict(
+        Verdict::CaptureIncomplete,
+        Blame::Capture,
+        format!(
+            "The capture ended {when}: the connection was still open, so what happened next cannot be judged."
+        ),
+        "Capture for longer (start before and stop well after the failure).",
+        ev,
+    )
+}
+
+/// Every exchange completed: ok, unless the captures cannot vouch for it.
+fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) -> Diagnosis {
+    let ps = cx.first_side;
+    let n = p.app.exchanges.len();
+    // The captures dropped packets of this connection (bytes acknowledged but never captured).
+    let unseen_p = p.dirs[0].acked_unseen + p.dirs[1].acked_unseen;
+    let unseen_b = b.map_or(0, |b| b.dirs[0].acked_unseen + b.dirs[1].acked_unseen);
+    if unseen_p > 0 || unseen_b > 0 {
+        let (side, c, unseen) = if unseen_b > 0 {
+            (Side::Backend, b.expect("checked"), unseen_b)
+        } else {
+            (ps, p, unseen_p)
+        };
+        if let Some(s) = c
+            .dirs
+            .iter()
+            .flat_map(|d| d.spans.iter())
+            .find(|s| s.kind == crate::tcp::SpanKind::New && s.start > 0)
+        {
+            ev.add(side, s.first, "first data after bytes the capture missed");
+        }
+        return verdict(
+            Verdict::CaptureIncomplete,
+            Blame::Capture,
+            format!(
+                "The {} capture missed {} of this connection that the receiver acknowledged: that capture dropped packets (not the network). {}",
+                side,
+                bytes(unseen),
+                if n > 0 && cx.two_captures {
+                    format!(
+                        "The other capture shows all {n} exchange{} completing normally.",
+                        if n == 1 { "" } else { "s" }
+                    )
+                } else {
+                    "What the missing packets carried cannot be judged.".to_string()
+                }
+            ),
+            "Capture with a larger buffer (tcpdump -B 65536), a smaller snaplen or a capture filter on the backend port, and write to a fast disk, so the capture does not drop packets.",
+            ev,
+        );
+    }
+    // The connection was already open when the captures started.
+    if p.syn.is_none() && p.syn_ack.is_none() {
+        ev.add(
+            ps,
+            p.first,
+            "first packet captured: the connection was already open",
+        );
+        return verdict(
+            Verdict::CaptureIncomplete,
+            Blame::Capture,
+            format!(
+                "The connection was already open when the capture started, so its beginning is not in the capture{}. {}",
+                if cx.two_captures { "s" } else { "" },
+                if n > 0 {
+                    format!(
+                        "The {n} exchange{} it shows completed normally.",
+                        if n == 1 { "" } else { "s" }
+                    )
+                } else {
+                    "No exchange is visible.".to_string()
+                }
+            ),
+            "Start the captures before the traffic you want to judge (connections to the backend can live for minutes when reused).",
+            ev,
+        );
+    }
+    let retrans = p.dirs[0].retransmissions + p.dirs[1].retransmissions;
+    let late: usize = cx
+        .alignment
+        .map_or(0, |a| a.dirs[0].arrived_late.len() + a.dirs[1].arrived_late.len());
+    let mut text = match n {
+        0 => "The connection opened and closed normally without an HTTP exchange.".to_string(),
+        1 => "The request was sent in full and answered in full.".to_string(),
+        n => format!("All {n} requests were sent in full and answered in full."),
+    };
+    if p.app.protocol == Protocol::Tls {
+        text = "TLS: the HTTP inside cannot be judged; the TCP connection itself opened and closed normally."
+            .to_string();
+    }
+    if retrans > 0 {
+        text.push_str(&format!(
+            " {retrans} segment{} retransmitted{}, recovered.",
+            if retrans == 1 { " was" } else { "s were" },
+            if late > 0 {
+                format!(" ({late} lost in transit)")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if let Some(f) = p.dirs[0].first_data.or(p.syn) {
+        ev.add(ps, f, "first packet");
+    }
+    ev.add(ps, p.last, "last packet");
+    verdict(Verdict::Ok, Blame::None, text, "", ev)
+}
+
+/// Seen in the backend capture only.
+fn backend_only(cx: &Context<'_>, b: &Conn) -> Diagnosis {
+    // Judge it from the backend's view, then say what the proxy capture's absence means.
+    let sub = Context {
+        p: Some(b),
+        b: None,
+        two_captures: false,
+        first_side: Side::Backend,
+        clock: cx.clock,
+        alignment: None,
+        proxy_capture_end: cx.backend_capture_end,
+        backend_capture_end: cx.backend_capture_end,
+    };
+    let mut d = with_proxy_view(&sub, b, None);
+    d.explanation.push_str(" This connection is not in the proxy capture (another client, or the proxy capture did not cover it).");
+    d
+}
