@@ -55,6 +55,9 @@ pub(super) struct Parser {
     /// The exchange whose response turned the connection into a tunnel.
     tunnel: Option<u64>,
     tls: bool,
+    /// (Mid-stream) a direction's first bytes look like a TLS record header: the connection is
+    /// TLS if no HTTP start line turns up.
+    tls_hint: bool,
     /// A start line (request or status) was recognised.
     http_seen: bool,
     /// Some payload (bytes or a gap) was seen.
@@ -307,6 +310,12 @@ fn is_tls_hello(b: &[u8]) -> bool {
     matches!(b, [0x16, 0x03, 0x00..=0x04, ..])
 }
 
+/// Any TLS record header (change cipher spec, alert, handshake, application data), for a stream
+/// captured mid-connection that starts on a record boundary.
+fn is_tls_record(b: &[u8]) -> bool {
+    matches!(b, [0x14..=0x17, 0x03, 0x00..=0x04, ..])
+}
+
 /// Parses a chunk-size line (ending in `\n`): the size, or why it is not one.
 fn chunk_size(line: &[u8]) -> Result<u64, Bad> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
@@ -468,6 +477,7 @@ impl Parser {
             guessed: VecDeque::new(),
             tunnel: None,
             tls: false,
+            tls_hint: false,
             http_seen: false,
             payload_seen: false,
             stopped: Vec::new(),
@@ -502,6 +512,11 @@ impl Parser {
                 (offset, add64(offset, len))
             }
         };
+        if side.first_offset.is_none() && !self.from_start {
+            if let StreamEvent::Data { bytes, .. } = ev {
+                self.tls_hint |= is_tls_record(bytes);
+            }
+        }
         self.payload_seen = true;
         side.first_offset.get_or_insert(offset);
         side.end_offset = Some(end);
@@ -553,7 +568,10 @@ impl Parser {
     fn give_up(&mut self, d: Dir) {
         match std::mem::replace(&mut self.side(d).state, State::Idle) {
             State::AwaitRequest(p) => {
-                if self.client_may_send() && self.guessed.len() < MAX_GUESSED {
+                if self.client_may_send() {
+                    if self.guessed.len() >= MAX_GUESSED {
+                        self.guessed.pop_front();
+                    }
                     self.guessed.push_back(p.idx);
                 }
                 self.frame_response(*p, None);
@@ -988,7 +1006,7 @@ impl Parser {
                     .note("http_response_framing_guessed", Some(at.frame));
             }
         }
-        if self.sides[1].next > idx {
+        if !self.server_may_answer(idx) {
             return;
         }
         if self.special.len() >= MAX_SPECIAL_REQUESTS {
@@ -1340,7 +1358,7 @@ impl Parser {
             }
         }
         self.stopped.sort_by_key(|s| s.dir);
-        let protocol = if self.tls {
+        let protocol = if self.tls || (self.tls_hint && !self.http_seen) {
             Protocol::Tls
         } else if self.http_seen {
             Protocol::Http

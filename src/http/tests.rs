@@ -754,6 +754,16 @@ fn tls_client_hello() {
 }
 
 #[test]
+fn tls_captured_mid_stream() {
+    let s = Feed::new(false)
+        .c(b"\x17\x03\x03\x00\x20encrypted")
+        .s(b"\x17\x03\x03\x01\x00encrypted")
+        .done();
+    assert_eq!(s.protocol, Protocol::Tls);
+    assert!(s.exchanges.is_empty() && s.stopped.is_empty() && s.anomalies.is_empty());
+}
+
+#[test]
 fn garbage_is_other() {
     for (client, server) in [
         (&b"\x00\x01\x02\x03binary\r\n\r\n"[..], &b"\xff\xfe\xfd"[..]),
@@ -1264,5 +1274,79 @@ fn never_panics_on_pseudo_random_bytes() {
             }
         }
         let _ = f.end(End::Fin, End::Rst);
+    }
+}
+
+/// Random conversations: fragments of real messages, noise, gaps of every kind, both orders,
+/// small limits (so every cap is reached). No panic, no endless loop, bounded buffers.
+/// `BOTHENDS_FUZZ_ROUNDS` sets how many (default 200).
+#[test]
+fn random_conversations_with_small_limits() {
+    let rounds: u64 = std::env::var("BOTHENDS_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let kinds = [
+        GapKind::NotCaptured,
+        GapKind::Snaplen,
+        GapKind::Missing,
+        GapKind::Abandoned,
+    ];
+    for round in 0..rounds {
+        let limits = HttpLimits {
+            max_header_bytes: 16 + (rnd() % 200) as usize,
+            max_headers: (rnd() % 4) as usize,
+            max_value_bytes: (rnd() % 10) as usize,
+            max_exchanges: (rnd() % 6) as usize,
+        };
+        let mut f = Feed::with(limits, round % 4 != 0);
+        let (c, s) = (SHOTGUN_CLIENT, SHOTGUN_SERVER);
+        let (mut ci, mut si) = (0usize, 0usize);
+        for _ in 0..60 {
+            let client = rnd() % 2 == 0;
+            let (src, pos) = if client { (c, &mut ci) } else { (s, &mut si) };
+            let d = if client { C } else { S };
+            match rnd() % 12 {
+                0 => {
+                    f.gap(d, rnd() % 64, kinds[(rnd() % 4) as usize]);
+                }
+                1 => {
+                    let noise: Vec<u8> = (0..rnd() % 30).map(|_| (rnd() % 256) as u8).collect();
+                    f.data(d, &noise);
+                }
+                _ => {
+                    if *pos >= src.len() {
+                        *pos = 0;
+                    }
+                    let len = 1 + (rnd() % 80) as usize;
+                    let end = (*pos + len).min(src.len());
+                    f.data(d, &src[*pos..end]);
+                    *pos = end;
+                }
+            }
+            assert!(f.h.buffered() <= 3 * limits.max_header_bytes.max(64) + 2 * 8192);
+        }
+        let ends = [End::Fin, End::Rst, End::Open];
+        let sum = f.end(ends[(rnd() % 3) as usize], ends[(rnd() % 3) as usize]);
+        assert!(sum.exchanges.len() <= limits.max_exchanges);
+        assert!(sum.stopped.len() <= 2);
+        for x in &sum.exchanges {
+            for m in x.request.iter().chain(&x.response) {
+                assert!(m.headers.len() <= limits.max_headers);
+                assert!(
+                    m.target
+                        .as_ref()
+                        .is_none_or(|t| t.len() <= limits.max_value_bytes)
+                );
+                assert!(m.missing <= m.bytes && m.body_bytes <= m.bytes);
+            }
+        }
     }
 }
