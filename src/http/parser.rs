@@ -770,7 +770,7 @@ impl Parser {
         let line = h.line.get(p..).unwrap_or_default().to_vec();
         let orphan = d == Dir::ServerToClient && !self.sides[0].started;
         let side = self.side(d);
-        side.skipped = Some(start.saturating_sub(side.first_offset.unwrap_or(start)) as u64);
+        side.skipped = Some(start.saturating_sub(side.first_offset.unwrap_or(start)).max(0) as u64);
         side.started = true;
         let mut hb = HeadBuf::new(start, p_at, true, orphan);
         hb.first_nl = line.len().checked_sub(1);
