@@ -4,7 +4,26 @@
 //! `tcp`). Out: an [`HttpSummary`]: what the connection carried (HTTP/1.x, TLS, something else),
 //! its request/response [`Exchange`]s in order, and where and why parsing stopped, if it did.
 //!
-//! This file holds the types the later stages read; the parser is `parser.rs`.
+//! This file holds the types the later stages read; the state machine is `parser.rs`, start lines,
+//! header fields and the RFC 9112 body-length rules are `head.rs`.
+//!
+//! Guarantees: no input makes it panic; memory per connection is bounded by [`HttpLimits`]
+//! (one head being parsed and a few held events per direction, the kept exchanges), never by
+//! body sizes: body bytes are counted, not stored. Bytes of a gap (see `tcp::GapKind`) inside a
+//! body of known length are counted as sent and missing, and parsing goes on; a gap where the
+//! framing cannot be followed (inside a head, a chunk-size line, or at a message start) stops
+//! parsing that direction with a [`Stop`] that says where and why.
+//!
+//! Names of the anomalies it notes (`http_*`): `bad_request_line`, `bad_status_line`,
+//! `bad_header`, `header_too_long`, `bad_content_length`, `bad_transfer_encoding`, `te_and_cl`,
+//! `bad_chunk_size`, `chunk_size_too_large`, `chunk_line_too_long`, `bad_chunk_end`,
+//! `trailers_too_long`, `exchange_limit`, `interim_limit`, `pipeline_limit`,
+//! `response_framing_guessed`.
+
+mod head;
+mod parser;
+#[cfg(test)]
+mod tests;
 
 use crate::anomaly::Anomalies;
 use crate::tcp::{Dir, End, PacketRef, StreamEvent, StreamHandler};
@@ -42,6 +61,10 @@ pub struct Header {
 }
 
 /// One request or response as it went over the wire in this capture.
+///
+/// A message cut short (the stream ended, a gap or an error stopped parsing inside it) is kept
+/// with `complete: false` when its start line is known; the [`Stop`]s say whether the capture or
+/// the wire is to blame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// Requests: method and target. Responses: status and reason.
@@ -105,6 +128,10 @@ pub struct HttpSummary {
     pub exchanges: Vec<Exchange>,
     pub stopped: Vec<Stop>,
     pub anomalies: Anomalies,
+    /// Per direction (index by `Dir::idx`): bytes before the first message start that were
+    /// skipped because the capture began mid-connection (all of them when no start was found).
+    /// 0 when the capture saw the handshake.
+    pub skipped: [u64; 2],
 }
 
 /// Limits that keep one connection's HTTP state bounded.
@@ -132,30 +159,41 @@ impl Default for HttpLimits {
 }
 
 /// The stream handler that parses HTTP/1.x on one connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HttpHandler {
-    summary: HttpSummary,
+    parser: parser::Parser,
 }
 
 impl HttpHandler {
-    /// `from_start`: the capture saw the handshake, so both streams start at a message boundary.
-    pub fn new(_limits: HttpLimits, _from_start: bool) -> HttpHandler {
-        HttpHandler::default()
+    /// `from_start`: the capture saw the handshake, so both streams start at a message boundary;
+    /// otherwise each direction skips to the first line that parses as a start line.
+    pub fn new(limits: HttpLimits, from_start: bool) -> HttpHandler {
+        HttpHandler {
+            parser: parser::Parser::new(limits, from_start),
+        }
+    }
+
+    /// Bytes buffered right now (heads being parsed, held events).
+    #[cfg(test)]
+    fn buffered(&self) -> usize {
+        self.parser.buffered()
+    }
+}
+
+impl Default for HttpHandler {
+    fn default() -> HttpHandler {
+        HttpHandler::new(HttpLimits::default(), true)
     }
 }
 
 impl StreamHandler for HttpHandler {
     type Output = HttpSummary;
 
-    fn on_stream(&mut self, _dir: Dir, event: StreamEvent<'_>) {
-        if let StreamEvent::Data { .. } = event {
-            if self.summary.protocol == Protocol::Empty {
-                self.summary.protocol = Protocol::Other;
-            }
-        }
+    fn on_stream(&mut self, dir: Dir, event: StreamEvent<'_>) {
+        self.parser.event(dir, event);
     }
 
-    fn finish(self, _ends: [End; 2]) -> HttpSummary {
-        self.summary
+    fn finish(self, ends: [End; 2]) -> HttpSummary {
+        self.parser.finish(ends)
     }
 }

@@ -1,0 +1,1416 @@
+//! The HTTP/1.x state machine of one connection.
+//!
+//! Each direction has a [`State`]; events (bytes, gaps) move it. Requests and responses are paired
+//! by position: the n-th request and the n-th final response form exchange n, whichever is seen
+//! first. Response framing needs the request (HEAD, CONNECT), so a response whose head is
+//! complete before its request's head waits ([`State::AwaitRequest`]), holding the server's
+//! later events (bounded), until the request is parsed or cannot come anymore. A request that may
+//! turn the connection into a tunnel (CONNECT, Upgrade) makes the client direction wait
+//! ([`State::AwaitTunnel`]) for its response in the same way.
+//!
+//! Memory per connection: one head being parsed per direction (at most `max_header_bytes`), the
+//! events held by a waiting direction (at most `max_header_bytes`), a chunk-size line, the kept
+//! exchanges (at most `max_exchanges`) and a bounded list of pipelined HEAD/CONNECT/Upgrade
+//! requests. Body bytes are counted, never stored.
+
+use std::collections::VecDeque;
+
+use super::head::{self, Bad, Lengths, ReqFacts, Start};
+use super::{Exchange, Framing, HttpLimits, HttpSummary, Interim, Message, Protocol, Stop};
+use crate::anomaly::Anomalies;
+use crate::tcp::{Dir, End, GapKind, PacketRef, StreamEvent};
+
+/// Interim (1xx) responses kept per exchange.
+const MAX_INTERIM: usize = 8;
+/// Pipelined requests with a special response framing (HEAD, CONNECT, Upgrade) remembered
+/// while their responses have not been parsed; beyond, they are framed as plain (noted).
+const MAX_SPECIAL_REQUESTS: usize = 4096;
+/// Responses framed without their request, remembered to check when the request shows up.
+const MAX_GUESSED: usize = 64;
+/// Events a waiting direction holds (their bytes are capped by `max_header_bytes`).
+const MAX_HELD_EVENTS: usize = 1024;
+/// Bytes of a line kept while looking for the first message start of a mid-stream capture.
+const MAX_HUNT_LINE: usize = 8 * 1024;
+/// Packet starts inside one line tried as message starts while hunting.
+const MAX_HUNT_MARKS: usize = 8;
+/// An unfinished first line is checked on every new byte up to this length (to reject garbage
+/// early); after, when its end arrives.
+const PROBE_BYTES: usize = 64;
+
+/// The HTTP view of one connection being built.
+#[derive(Debug)]
+pub(super) struct Parser {
+    limits: HttpLimits,
+    from_start: bool,
+    /// Indexed by `Dir::idx`.
+    sides: [Side; 2],
+    exchanges: Vec<Exchange>,
+    /// Exchange positions seen so far, kept or not.
+    exchanges_seen: u64,
+    /// Requests parsed whose response is not framed like a GET's, by exchange index, oldest
+    /// first; a parsed request not listed here is plain.
+    special: VecDeque<(u64, ReqFacts)>,
+    /// Responses framed before their request was known.
+    guessed: VecDeque<u64>,
+    /// The exchange whose response turned the connection into a tunnel.
+    tunnel: Option<u64>,
+    tls: bool,
+    /// (Mid-stream) a direction's first bytes look like a TLS record header: the connection is
+    /// TLS if no HTTP start line turns up.
+    tls_hint: bool,
+    /// A start line (request or status) was recognised.
+    http_seen: bool,
+    /// Some payload (bytes or a gap) was seen.
+    payload_seen: bool,
+    stopped: Vec<Stop>,
+    anomalies: Anomalies,
+}
+
+/// One direction.
+#[derive(Debug)]
+struct Side {
+    state: State,
+    /// Exchange index of this direction's next message (for responses: next final response).
+    next: u64,
+    /// A message start was seen in this direction.
+    started: bool,
+    /// The last event was a gap.
+    tail_gap: bool,
+    /// Events waiting while the direction waits for the other one.
+    held: VecDeque<Held>,
+    held_bytes: usize,
+    /// Stream offsets of the first event and just past the last one.
+    first_offset: Option<i64>,
+    end_offset: Option<i64>,
+    /// Bytes skipped before the first message start (mid-stream captures).
+    skipped: Option<u64>,
+    /// Garbage where the first message of a stream should have started: an anomaly if the
+    /// connection turns out to be HTTP, nothing if it is some other protocol.
+    deferred: Option<Deferred>,
+}
+
+#[derive(Debug)]
+struct Deferred {
+    offset: i64,
+    at: PacketRef,
+    anomaly: &'static str,
+    reason: String,
+}
+
+#[derive(Debug)]
+enum State {
+    /// At a message boundary.
+    Idle,
+    /// Captured mid-stream: looking for a line that starts a message.
+    Hunt(Hunt),
+    /// Inside a start line and header fields.
+    Head(HeadBuf),
+    /// Inside a body.
+    Body(Box<Cur>),
+    /// (Server) a final response head is complete; its framing waits for the request.
+    AwaitRequest(Box<Pending>),
+    /// (Client) the request of this exchange may have turned the connection into a tunnel.
+    AwaitTunnel(u64),
+    /// Not HTTP anymore (101, 2xx to CONNECT): bytes are ignored.
+    Tunnel,
+    /// Stopped (a gap or an error), or not HTTP: bytes are ignored.
+    Done,
+}
+
+impl State {
+    fn is_paused(&self) -> bool {
+        matches!(self, State::AwaitRequest(_) | State::AwaitTunnel(_))
+    }
+}
+
+/// An event held by a waiting direction.
+#[derive(Debug)]
+enum Held {
+    Data {
+        offset: i64,
+        bytes: Vec<u8>,
+        at: PacketRef,
+    },
+    Gap {
+        offset: i64,
+        len: u64,
+        kind: GapKind,
+    },
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        match self {
+            Held::Data { bytes, .. } => bytes.len(),
+            Held::Gap { .. } => 0,
+        }
+    }
+}
+
+/// A head being received.
+#[derive(Debug)]
+struct HeadBuf {
+    /// The head's bytes so far (empty while a head found whole in one event is parsed in place).
+    buf: Vec<u8>,
+    offset: i64,
+    first: PacketRef,
+    last: PacketRef,
+    /// End-of-head scanner: 0 inside a line, 1 just after `\n`, 2 after `\n\r`.
+    scan: u8,
+    /// Position of the first `\n` in the head.
+    first_nl: Option<usize>,
+    /// The start line was checked and is valid.
+    line_ok: bool,
+    /// The first message of its direction.
+    first_of_stream: bool,
+    /// (Response) its request was sent before the capture started.
+    orphan: bool,
+}
+
+impl HeadBuf {
+    fn new(offset: i64, at: PacketRef, first_of_stream: bool, orphan: bool) -> HeadBuf {
+        HeadBuf {
+            buf: Vec::new(),
+            offset,
+            first: at,
+            last: at,
+            scan: 0,
+            first_nl: None,
+            line_ok: false,
+            first_of_stream,
+            orphan,
+        }
+    }
+}
+
+/// Looking for a start line.
+#[derive(Debug, Default)]
+struct Hunt {
+    /// The current line (from a line start, a packet start or a gap), capped.
+    line: Vec<u8>,
+    offset: i64,
+    at: PacketRef,
+    /// The line grew past the cap: it is no start line.
+    overflow: bool,
+    /// Packet starts inside the line: a message may start there (after a binary body).
+    marks: Vec<(usize, PacketRef)>,
+}
+
+impl Hunt {
+    fn reset(&mut self) {
+        self.line.clear();
+        self.overflow = false;
+        self.marks.clear();
+    }
+
+    fn packet_start(&mut self, at: PacketRef) {
+        if self.overflow {
+            self.reset();
+        } else if !self.line.is_empty() && self.marks.len() < MAX_HUNT_MARKS {
+            self.marks.push((self.line.len(), at));
+        }
+    }
+}
+
+/// A message whose body is being received.
+#[derive(Debug)]
+struct Cur {
+    msg: Message,
+    idx: u64,
+    /// Requests: what it asked (for a tunnel); responses: default.
+    facts: ReqFacts,
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    Length(u64),
+    UntilClose,
+    Chunked(Chunk),
+}
+
+#[derive(Debug)]
+enum Chunk {
+    /// A chunk-size line (with extensions) starting at `offset`.
+    Size { line: Vec<u8>, offset: i64 },
+    /// Chunk data bytes left.
+    Data(u64),
+    /// The CRLF after chunk data; `cr` seen.
+    DataEnd { cr: bool },
+    /// Trailer fields after the last chunk: bytes in the current line and in all of them.
+    Trailers { line: u64, total: u64 },
+}
+
+/// A final response head waiting for its request.
+#[derive(Debug)]
+struct Pending {
+    msg: Message,
+    lengths: Lengths,
+    idx: u64,
+}
+
+/// What a body step found.
+enum Step {
+    More,
+    Complete,
+    Bad(Bad, i64),
+}
+
+/// What the request of an exchange is known to be.
+enum Facts {
+    Known(ReqFacts),
+    /// It will not be parsed (the client direction stopped, or the capture missed it).
+    Unknown,
+    /// The client direction may still parse it.
+    NotYet,
+}
+
+fn add(offset: i64, n: usize) -> i64 {
+    offset.saturating_add(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn add64(offset: i64, n: u64) -> i64 {
+    offset.saturating_add(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// `min(left, available)` as a usize.
+fn take(left: u64, available: usize) -> usize {
+    usize::try_from(left).map_or(available, |l| l.min(available))
+}
+
+fn what(d: Dir) -> &'static str {
+    match d {
+        Dir::ClientToServer => "request",
+        Dir::ServerToClient => "response",
+    }
+}
+
+fn gap_kind(kind: GapKind) -> &'static str {
+    match kind {
+        GapKind::NotCaptured => "not captured: the receiver acknowledged them",
+        GapKind::Snaplen => "cut by snaplen",
+        GapKind::Missing => "never seen",
+        GapKind::Abandoned => "abandoned by reassembly",
+    }
+}
+
+/// Appends to a bounded buffer without letting its capacity grow past `cap` (the caller
+/// checked `buf.len() + bytes.len() <= cap`).
+fn append(buf: &mut Vec<u8>, bytes: &[u8], cap: usize) {
+    let need = buf.len().saturating_add(bytes.len());
+    if need > buf.capacity() {
+        let target = need.max(buf.capacity().saturating_mul(2)).min(cap.max(need));
+        buf.reserve_exact(target - buf.len());
+    }
+    buf.extend_from_slice(bytes);
+}
+
+/// TLS record header of a handshake: content type 22, version 3.0 to 3.4 (TLS 1.3 included).
+fn is_tls_hello(b: &[u8]) -> bool {
+    matches!(b, [0x16, 0x03, 0x00..=0x04, ..])
+}
+
+/// Any TLS record header (change cipher spec, alert, handshake, application data), for a stream
+/// captured mid-connection that starts on a record boundary.
+fn is_tls_record(b: &[u8]) -> bool {
+    matches!(b, [0x14..=0x17, 0x03, 0x00..=0x04, ..])
+}
+
+/// Parses a chunk-size line (ending in `\n`): the size, or why it is not one.
+fn chunk_size(line: &[u8]) -> Result<u64, Bad> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let zeros = line.iter().take_while(|&&b| b == b'0').count().min(digits);
+    let too_large = || Bad {
+        anomaly: "http_chunk_size_too_large",
+        reason: format!(
+            "chunk size \"{}\" is beyond 2^63",
+            head::shown(line.get(..digits).unwrap_or(line))
+        ),
+    };
+    let bad = || Bad {
+        anomaly: "http_bad_chunk_size",
+        reason: format!("invalid chunk-size line \"{}\"", head::shown(line)),
+    };
+    if digits - zeros > 16 {
+        return Err(too_large());
+    }
+    if digits == 0 {
+        return Err(bad());
+    }
+    match httparse::parse_chunk_size(line) {
+        Ok(httparse::Status::Complete((_, size))) if size > i64::MAX as u64 => Err(too_large()),
+        Ok(httparse::Status::Complete((_, size))) => Ok(size),
+        _ => Err(bad()),
+    }
+}
+
+impl Cur {
+    /// Body bytes: how many belong to this message, and what that means.
+    fn data(&mut self, offset: i64, data: &[u8], at: PacketRef, cap: usize) -> (usize, Step) {
+        let (n, step) = match &mut self.body {
+            Body::Length(left) => {
+                let n = take(*left, data.len());
+                *left -= n as u64;
+                self.msg.body_bytes = self.msg.body_bytes.saturating_add(n as u64);
+                (n, if *left == 0 { Step::Complete } else { Step::More })
+            }
+            Body::UntilClose => {
+                self.msg.body_bytes = self.msg.body_bytes.saturating_add(data.len() as u64);
+                (data.len(), Step::More)
+            }
+            Body::Chunked(c) => chunk_data(c, offset, data, cap, &mut self.msg.body_bytes),
+        };
+        self.msg.bytes = self.msg.bytes.saturating_add(n as u64);
+        if n > 0 {
+            self.msg.last = at;
+        }
+        (n, step)
+    }
+}
+
+/// One step of a chunked body.
+fn chunk_data(c: &mut Chunk, offset: i64, data: &[u8], cap: usize, body_bytes: &mut u64) -> (usize, Step) {
+    let Some(&first) = data.first() else {
+        return (0, Step::More);
+    };
+    match c {
+        Chunk::Size { line, offset: start } => {
+            let nl = data.iter().position(|&b| b == b'\n');
+            let n = nl.map_or(data.len(), |i| i + 1);
+            if line.len().saturating_add(n) > cap {
+                let bad = Bad {
+                    anomaly: "http_chunk_line_too_long",
+                    reason: format!("chunk-size line longer than {cap} bytes"),
+                };
+                return (n, Step::Bad(bad, *start));
+            }
+            append(line, &data[..n], cap);
+            if nl.is_none() {
+                return (n, Step::More);
+            }
+            match chunk_size(line) {
+                Ok(0) => *c = Chunk::Trailers { line: 0, total: 0 },
+                Ok(size) => *c = Chunk::Data(size),
+                Err(bad) => return (n, Step::Bad(bad, *start)),
+            }
+            (n, Step::More)
+        }
+        Chunk::Data(left) => {
+            let n = take(*left, data.len());
+            *left -= n as u64;
+            *body_bytes = body_bytes.saturating_add(n as u64);
+            if *left == 0 {
+                *c = Chunk::DataEnd { cr: false };
+            }
+            (n, Step::More)
+        }
+        Chunk::DataEnd { cr } => match first {
+            b'\r' if !*cr => {
+                *cr = true;
+                (1, Step::More)
+            }
+            b'\n' => {
+                *c = Chunk::Size {
+                    line: Vec::new(),
+                    offset: add(offset, 1),
+                };
+                (1, Step::More)
+            }
+            _ => {
+                let bad = Bad {
+                    anomaly: "http_bad_chunk_end",
+                    reason: format!(
+                        "chunk data not followed by CRLF (found \"{}\")",
+                        head::shown(&data[..1])
+                    ),
+                };
+                (0, Step::Bad(bad, offset))
+            }
+        },
+        Chunk::Trailers { line, total } => {
+            for (i, &b) in data.iter().enumerate() {
+                *total += 1;
+                if *total > cap as u64 {
+                    let bad = Bad {
+                        anomaly: "http_trailers_too_long",
+                        reason: format!("trailer fields longer than {cap} bytes"),
+                    };
+                    return (i, Step::Bad(bad, add(offset, i)));
+                }
+                match b {
+                    b'\n' if *line == 0 => return (i + 1, Step::Complete),
+                    b'\n' => *line = 0,
+                    b'\r' => {}
+                    _ => *line += 1,
+                }
+            }
+            (data.len(), Step::More)
+        }
+    }
+}
+
+impl Parser {
+    pub fn new(limits: HttpLimits, from_start: bool) -> Parser {
+        let side = || Side {
+            state: if from_start {
+                State::Idle
+            } else {
+                State::Hunt(Hunt::default())
+            },
+            next: 0,
+            started: false,
+            tail_gap: false,
+            held: VecDeque::new(),
+            held_bytes: 0,
+            first_offset: None,
+            end_offset: None,
+            skipped: None,
+            deferred: None,
+        };
+        Parser {
+            limits,
+            from_start,
+            sides: [side(), side()],
+            exchanges: Vec::new(),
+            exchanges_seen: 0,
+            special: VecDeque::new(),
+            guessed: VecDeque::new(),
+            tunnel: None,
+            tls: false,
+            tls_hint: false,
+            http_seen: false,
+            payload_seen: false,
+            stopped: Vec::new(),
+            anomalies: Anomalies::default(),
+        }
+    }
+
+    fn side(&mut self, d: Dir) -> &mut Side {
+        &mut self.sides[d.idx()]
+    }
+
+    fn paused(&self, d: Dir) -> bool {
+        self.sides[d.idx()].state.is_paused()
+    }
+
+    /// One event from reassembly.
+    pub fn event(&mut self, d: Dir, ev: StreamEvent<'_>) {
+        let side = &mut self.sides[d.idx()];
+        let (offset, end) = match ev {
+            StreamEvent::Data { offset, bytes, .. } => {
+                if bytes.is_empty() {
+                    return;
+                }
+                side.tail_gap = false;
+                (offset, add(offset, bytes.len()))
+            }
+            StreamEvent::Gap { offset, len, .. } => {
+                if len == 0 {
+                    return;
+                }
+                side.tail_gap = true;
+                (offset, add64(offset, len))
+            }
+        };
+        if side.first_offset.is_none() && !self.from_start {
+            if let StreamEvent::Data { bytes, .. } = ev {
+                self.tls_hint |= is_tls_record(bytes);
+            }
+        }
+        self.payload_seen = true;
+        side.first_offset.get_or_insert(offset);
+        side.end_offset = Some(end);
+        if matches!(side.state, State::Tunnel | State::Done) && side.held.is_empty() {
+            return;
+        }
+        self.pump(d);
+        while self.paused(d) {
+            if self.fits(d, ev_len(&ev)) {
+                let held = to_held(ev);
+                let side = self.side(d);
+                side.held_bytes += held.len();
+                side.held.push_back(held);
+                return;
+            }
+            self.give_up(d);
+            self.pump(d);
+        }
+        match ev {
+            StreamEvent::Data { offset, bytes, at } => self.data(d, offset, bytes, at),
+            StreamEvent::Gap { offset, len, kind } => self.gap(d, offset, len, kind),
+        }
+        self.wake();
+    }
+
+    fn fits(&self, d: Dir, len: usize) -> bool {
+        let side = &self.sides[d.idx()];
+        side.held.len() < MAX_HELD_EVENTS
+            && side.held_bytes.saturating_add(len) <= self.limits.max_header_bytes
+    }
+
+    /// Replays held events while the direction does not wait.
+    fn pump(&mut self, d: Dir) {
+        while !self.paused(d) {
+            let side = self.side(d);
+            let Some(held) = side.held.pop_front() else {
+                break;
+            };
+            side.held_bytes -= held.len();
+            match held {
+                Held::Data { offset, bytes, at } => self.data(d, offset, &bytes, at),
+                Held::Gap { offset, len, kind } => self.gap(d, offset, len, kind),
+            }
+        }
+    }
+
+    /// Stops waiting without the answer: frame the response as if its request were a GET, or
+    /// take the request as not turning the connection into a tunnel.
+    fn give_up(&mut self, d: Dir) {
+        match std::mem::replace(&mut self.side(d).state, State::Idle) {
+            State::AwaitRequest(p) => {
+                if self.client_may_send() {
+                    if self.guessed.len() >= MAX_GUESSED {
+                        self.guessed.pop_front();
+                    }
+                    self.guessed.push_back(p.idx);
+                }
+                self.frame_response(*p, None);
+            }
+            State::AwaitTunnel(_) => {}
+            other => self.side(d).state = other,
+        }
+    }
+
+    /// Lets a waiting direction go on when the other one has given it its answer.
+    fn wake(&mut self) {
+        loop {
+            let mut progress = false;
+            if let State::AwaitRequest(p) = &self.sides[1].state {
+                let idx = p.idx;
+                let facts = self.request_facts(idx);
+                if !matches!(facts, Facts::NotYet) {
+                    if let State::AwaitRequest(p) = std::mem::replace(&mut self.sides[1].state, State::Idle) {
+                        let known = match facts {
+                            Facts::Known(f) => Some(f),
+                            _ => None,
+                        };
+                        self.frame_response(*p, known);
+                    }
+                    self.pump(Dir::ServerToClient);
+                    progress = true;
+                }
+            }
+            if let State::AwaitTunnel(idx) = self.sides[0].state {
+                if self.tunnel == Some(idx) {
+                    self.become_tunnel(Dir::ClientToServer);
+                    progress = true;
+                } else if !self.server_may_answer(idx) {
+                    self.sides[0].state = State::Idle;
+                    self.pump(Dir::ClientToServer);
+                    progress = true;
+                }
+            }
+            // The response made a tunnel of a request that did not ask for it (no Upgrade):
+            // the client's bytes after that request are not HTTP either.
+            if let Some(t) = self.tunnel {
+                let c = &self.sides[0];
+                if c.next == t + 1 && matches!(c.state, State::Idle | State::Head(_)) {
+                    self.become_tunnel(Dir::ClientToServer);
+                    progress = true;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    fn become_tunnel(&mut self, d: Dir) {
+        let side = self.side(d);
+        side.state = State::Tunnel;
+        side.held.clear();
+        side.held_bytes = 0;
+    }
+
+    /// The client direction may still parse more requests.
+    fn client_may_send(&self) -> bool {
+        !matches!(self.sides[0].state, State::Tunnel | State::Done)
+    }
+
+    /// The server direction may still answer exchange `idx`.
+    fn server_may_answer(&self, idx: u64) -> bool {
+        let s = &self.sides[1];
+        s.next <= idx && !matches!(s.state, State::Tunnel | State::Done)
+    }
+
+    fn request_facts(&mut self, idx: u64) -> Facts {
+        if idx < self.sides[0].next {
+            while self.special.front().is_some_and(|&(i, _)| i < idx) {
+                self.special.pop_front();
+            }
+            match self.special.front() {
+                Some(&(i, f)) if i == idx => Facts::Known(f),
+                _ => Facts::Known(ReqFacts::default()),
+            }
+        } else if self.client_may_send() {
+            Facts::NotYet
+        } else {
+            Facts::Unknown
+        }
+    }
+
+    /// Bytes of one event (or what is left of it).
+    fn data(&mut self, d: Dir, offset: i64, bytes: &[u8], at: PacketRef) {
+        if let State::Hunt(h) = &mut self.side(d).state {
+            h.packet_start(at);
+        }
+        let mut pos = 0;
+        let mut idle_steps = 0;
+        while pos < bytes.len() {
+            let rest = &bytes[pos..];
+            let offset = add(offset, pos);
+            if self.paused(d) {
+                if self.fits(d, rest.len()) {
+                    let side = self.side(d);
+                    side.held_bytes += rest.len();
+                    side.held.push_front(Held::Data {
+                        offset,
+                        bytes: rest.to_vec(),
+                        at,
+                    });
+                    return;
+                }
+                self.give_up(d);
+                continue;
+            }
+            let n = self.step(d, offset, rest, at).min(rest.len());
+            pos += n;
+            // Every step consumes bytes or changes the state so the next one does; this
+            // guard only keeps a bug from turning into an endless loop.
+            idle_steps = if n == 0 { idle_steps + 1 } else { 0 };
+            if idle_steps > 4 {
+                debug_assert!(
+                    false,
+                    "http parser made no progress in {:?}",
+                    self.sides[d.idx()].state
+                );
+                self.halt(
+                    d,
+                    offset,
+                    "internal error: the HTTP parser made no progress".to_string(),
+                    None,
+                );
+                return;
+            }
+        }
+    }
+
+    /// Consumes bytes at the start of `data` according to the state; returns how many.
+    fn step(&mut self, d: Dir, offset: i64, data: &[u8], at: PacketRef) -> usize {
+        match &self.sides[d.idx()].state {
+            State::Idle => self.idle(d, offset, data, at),
+            State::Hunt(_) => self.hunt(d, offset, data, at),
+            State::Head(_) => self.head(d, data, at),
+            State::Body(_) => self.body(d, offset, data, at),
+            State::AwaitRequest(_) | State::AwaitTunnel(_) => 0,
+            State::Tunnel | State::Done => data.len(),
+        }
+    }
+
+    /// At a message boundary.
+    fn idle(&mut self, d: Dir, offset: i64, data: &[u8], at: PacketRef) -> usize {
+        // RFC 9112 section 2.2: empty lines before a start line are ignored (some clients send
+        // a CRLF after a POST body).
+        let empty = data.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+        if empty > 0 {
+            return empty;
+        }
+        let orphan = d == Dir::ServerToClient && !self.from_start && !self.sides[0].started;
+        let side = self.side(d);
+        let first_of_stream = !side.started;
+        side.started = true;
+        side.state = State::Head(HeadBuf::new(offset, at, first_of_stream, orphan));
+        self.head(d, data, at)
+    }
+
+    /// Looking for the first start line of a stream captured mid-connection.
+    fn hunt(&mut self, d: Dir, offset: i64, data: &[u8], at: PacketRef) -> usize {
+        let cap = MAX_HUNT_LINE.min(self.limits.max_header_bytes);
+        let State::Hunt(h) = &mut self.sides[d.idx()].state else {
+            return 0;
+        };
+        let nl = data.iter().position(|&b| b == b'\n');
+        let n = nl.map_or(data.len(), |i| i + 1);
+        if h.line.is_empty() && !h.overflow {
+            h.offset = offset;
+            h.at = at;
+        }
+        if !h.overflow {
+            if h.line.len().saturating_add(n) <= cap {
+                append(&mut h.line, &data[..n], cap);
+            } else {
+                h.overflow = true;
+            }
+        }
+        if nl.is_none() {
+            return n;
+        }
+        let found = if h.overflow {
+            None
+        } else {
+            std::iter::once((0, h.at))
+                .chain(h.marks.iter().copied())
+                .find(|&(p, _)| h.line.get(p..).is_some_and(|l| head::is_start_line(d, l)))
+        };
+        let Some((p, p_at)) = found else {
+            h.reset();
+            return n;
+        };
+        let start = add(h.offset, p);
+        let line = h.line.get(p..).unwrap_or_default().to_vec();
+        let orphan = d == Dir::ServerToClient && !self.sides[0].started;
+        let side = self.side(d);
+        side.skipped = Some(start.saturating_sub(side.first_offset.unwrap_or(start)).max(0) as u64);
+        side.started = true;
+        let mut hb = HeadBuf::new(start, p_at, true, orphan);
+        hb.first_nl = line.len().checked_sub(1);
+        hb.scan = 1;
+        hb.line_ok = true;
+        hb.last = at;
+        hb.buf = line;
+        side.state = State::Head(hb);
+        self.http_seen = true;
+        n
+    }
+
+    /// Inside a head.
+    fn head(&mut self, d: Dir, data: &[u8], at: PacketRef) -> usize {
+        let cap = self.limits.max_header_bytes;
+        let State::Head(mut h) = std::mem::replace(&mut self.side(d).state, State::Idle) else {
+            return 0;
+        };
+        let before = h.buf.len();
+        let mut end = None;
+        for (i, &b) in data.iter().enumerate() {
+            if b == b'\n' && h.first_nl.is_none() {
+                h.first_nl = Some(before + i);
+            }
+            h.scan = match (h.scan, b) {
+                (1 | 2, b'\n') => {
+                    end = Some(i);
+                    break;
+                }
+                (_, b'\n') => 1,
+                (1, b'\r') => 2,
+                _ => 0,
+            };
+        }
+        let n = end.map_or(data.len(), |i| i + 1);
+        h.last = at;
+        if before.saturating_add(n) > cap {
+            let room = cap.saturating_sub(before).min(n);
+            append(&mut h.buf, &data[..room], cap);
+            self.head_too_long(d, h);
+            return data.len();
+        }
+        // A head that arrives whole in one event is parsed where it lies.
+        let in_place = before == 0 && end.is_some();
+        if !in_place {
+            append(&mut h.buf, &data[..n], cap);
+        }
+        let view: &[u8] = if in_place { &data[..n] } else { &h.buf };
+
+        if !h.line_ok {
+            if d == Dir::ClientToServer && h.first_of_stream && self.from_start && view.first() == Some(&0x16)
+            {
+                if is_tls_hello(view) {
+                    self.tls = true;
+                    for d in Dir::BOTH {
+                        let side = self.side(d);
+                        side.state = State::Done;
+                        side.held.clear();
+                        side.held_bytes = 0;
+                    }
+                    return data.len();
+                }
+                if view.len() < 3 && end.is_none() {
+                    self.side(d).state = State::Head(h);
+                    return n;
+                }
+            }
+            let line_complete = h.first_nl.is_some();
+            if line_complete || view.len() <= PROBE_BYTES || end.is_some() {
+                let probe = h.first_nl.and_then(|i| view.get(..=i)).unwrap_or(view);
+                match head::check_start(d, probe, line_complete) {
+                    Start::Valid => {
+                        h.line_ok = true;
+                        self.http_seen = true;
+                    }
+                    Start::Partial { .. } if !line_complete => {}
+                    Start::Partial { .. } => {
+                        self.bad_head(d, &h, httparse::Error::NewLine, view);
+                        return data.len();
+                    }
+                    Start::Invalid(e) => {
+                        self.bad_head(d, &h, e, view);
+                        return data.len();
+                    }
+                }
+            }
+        }
+        if end.is_none() {
+            self.side(d).state = State::Head(h);
+            return n;
+        }
+        let mut msg = head::empty_message(h.offset, h.first);
+        msg.last = h.last;
+        match head::parse(d, view, msg, &self.limits) {
+            Err(e) => {
+                self.bad_head(d, &h, e, view);
+                return data.len();
+            }
+            Ok(p) => match d {
+                Dir::ClientToServer => self.request_head(&h, p),
+                Dir::ServerToClient => self.response_head(&h, p),
+            },
+        }
+        n
+    }
+
+    /// A head grew past `max_header_bytes` without ending.
+    fn head_too_long(&mut self, d: Dir, h: HeadBuf) {
+        let cap = self.limits.max_header_bytes;
+        let line_complete = h.first_nl.is_some();
+        let start = if h.line_ok {
+            Start::Valid
+        } else {
+            let probe = h.first_nl.and_then(|i| h.buf.get(..=i)).unwrap_or(&h.buf);
+            head::check_start(d, probe, line_complete)
+        };
+        match start {
+            Start::Invalid(e) => self.bad_head(d, &h, e, &h.buf),
+            Start::Partial { known: false } => {
+                self.bad_head(d, &h, httparse::Error::Token, &h.buf);
+            }
+            Start::Valid | Start::Partial { known: true } => {
+                self.record_partial(d, &h, &h.buf);
+                let reason = format!(
+                    "{} headers longer than {cap} bytes at offset {}",
+                    what(d),
+                    h.offset
+                );
+                self.halt(d, h.offset, reason, Some(("http_header_too_long", h.last)));
+            }
+        }
+    }
+
+    /// A head that does not parse: an anomaly and a stop; or, for the first bytes of a stream,
+    /// a sign that the connection is not HTTP (decided at the end).
+    fn bad_head(&mut self, d: Dir, h: &HeadBuf, e: httparse::Error, view: &[u8]) {
+        let anomaly = head::error_anomaly(d, e, h.line_ok);
+        let reason = if h.line_ok {
+            self.record_partial(d, h, view);
+            format!("invalid header field in the {} at offset {}", what(d), h.offset)
+        } else {
+            let line = h.first_nl.and_then(|i| view.get(..=i)).unwrap_or(view);
+            let kind = match d {
+                Dir::ClientToServer => "request line",
+                Dir::ServerToClient => "status line",
+            };
+            format!("invalid {kind} at offset {}: \"{}\"", h.offset, head::shown(line))
+        };
+        if h.first_of_stream && self.from_start && !h.line_ok {
+            let side = self.side(d);
+            side.deferred = Some(Deferred {
+                offset: h.offset,
+                at: h.first,
+                anomaly,
+                reason,
+            });
+            side.state = State::Done;
+            return;
+        }
+        self.halt(d, h.offset, reason, Some((anomaly, h.first)));
+    }
+
+    /// Records a message whose head was cut short, if its start line is known.
+    /// `bytes`: the head so far (not always in `h.buf`: a head parsed in place is not).
+    fn record_partial(&mut self, d: Dir, h: &HeadBuf, bytes: &[u8]) {
+        let mut msg = head::empty_message(h.offset, h.first);
+        msg.last = h.last;
+        msg.bytes = bytes.len() as u64;
+        let Some(msg) = head::partial_message(d, bytes, msg, &self.limits) else {
+            return;
+        };
+        self.http_seen = true;
+        let idx = self.sides[d.idx()].next;
+        self.sides[d.idx()].next = idx + 1;
+        if h.orphan {
+            let c = &mut self.sides[0].next;
+            *c = (*c).max(idx + 1);
+        }
+        self.touch(idx, h.first);
+        self.commit(d, idx, msg);
+    }
+
+    /// A request head is complete.
+    fn request_head(&mut self, h: &HeadBuf, p: head::Parsed) {
+        let d = Dir::ClientToServer;
+        let idx = self.sides[0].next;
+        self.sides[0].next = idx + 1;
+        self.touch(idx, h.first);
+        self.remember(idx, p.facts, h.first);
+        let mut msg = p.msg;
+        match head::request_framing(&p.lengths) {
+            Err(bad) => {
+                self.commit(d, idx, msg);
+                self.halt(d, h.offset, bad.reason, Some((bad.anomaly, h.first)));
+            }
+            Ok((framing, note)) => {
+                if let Some(name) = note {
+                    self.anomalies.note(name, Some(h.first.frame));
+                }
+                msg.framing = framing;
+                let body = match framing {
+                    Framing::ContentLength(n) if n > 0 => Body::Length(n),
+                    Framing::Chunked => Body::Chunked(Chunk::Size {
+                        line: Vec::new(),
+                        offset: add64(h.offset, msg.header_bytes),
+                    }),
+                    _ => {
+                        msg.complete = true;
+                        self.commit(d, idx, msg);
+                        self.after_request(idx, p.facts);
+                        return;
+                    }
+                };
+                self.sides[0].state = State::Body(Box::new(Cur {
+                    msg,
+                    idx,
+                    facts: p.facts,
+                    body,
+                }));
+            }
+        }
+    }
+
+    /// Keeps what the response framing needs to know about request `idx`.
+    fn remember(&mut self, idx: u64, facts: ReqFacts, at: PacketRef) {
+        if facts.is_plain() {
+            return;
+        }
+        if let Some(i) = self.guessed.iter().position(|&g| g == idx) {
+            self.guessed.remove(i);
+            if facts.head || facts.connect {
+                self.anomalies
+                    .note("http_response_framing_guessed", Some(at.frame));
+            }
+        }
+        if !self.server_may_answer(idx) {
+            return;
+        }
+        if self.special.len() >= MAX_SPECIAL_REQUESTS {
+            self.anomalies.note("http_pipeline_limit", Some(at.frame));
+            return;
+        }
+        self.special.push_back((idx, facts));
+    }
+
+    /// Request `idx` went out whole: next request, or wait for a tunnel decision.
+    fn after_request(&mut self, idx: u64, facts: ReqFacts) {
+        self.sides[0].state = if self.tunnel == Some(idx) {
+            State::Tunnel
+        } else if (facts.connect || facts.upgrade) && self.server_may_answer(idx) {
+            State::AwaitTunnel(idx)
+        } else {
+            State::Idle
+        };
+    }
+
+    /// A response head is complete.
+    fn response_head(&mut self, h: &HeadBuf, p: head::Parsed) {
+        let status = p.msg.status.unwrap_or(0);
+        let idx = self.sides[1].next;
+        if h.orphan {
+            let c = &mut self.sides[0].next;
+            *c = (*c).max(idx + 1);
+        }
+        self.touch(idx, h.first);
+        if (100..200).contains(&status) && status != 101 {
+            // Interim: the final response of the same exchange follows.
+            if let Some(x) = self.exchange_mut(idx) {
+                if x.interim.len() < MAX_INTERIM {
+                    x.interim.push(Interim { status, at: h.first });
+                    return;
+                }
+            }
+            if idx < self.limits.max_exchanges as u64 {
+                self.anomalies.note("http_interim_limit", Some(h.first.frame));
+            }
+            return;
+        }
+        let pending = Pending {
+            msg: p.msg,
+            lengths: p.lengths,
+            idx,
+        };
+        // Only HEAD (any status but 1xx/204/304, which have no body anyway) and CONNECT (2xx)
+        // change a response's framing.
+        let needs_request = status >= 200 && status != 304 && !h.orphan;
+        let facts = if needs_request {
+            self.request_facts(idx)
+        } else {
+            Facts::Unknown
+        };
+        match facts {
+            Facts::Known(f) => self.frame_response(pending, Some(f)),
+            Facts::Unknown => self.frame_response(pending, None),
+            Facts::NotYet => self.sides[1].state = State::AwaitRequest(Box::new(pending)),
+        }
+    }
+
+    /// A final response's framing, now that what its request was is known (or never will be).
+    fn frame_response(&mut self, p: Pending, req: Option<ReqFacts>) {
+        let d = Dir::ServerToClient;
+        let Pending {
+            mut msg,
+            lengths,
+            idx,
+        } = p;
+        let status = msg.status.unwrap_or(0);
+        self.sides[1].next = idx + 1;
+        self.sides[1].state = State::Idle;
+        match head::response_framing(status, req, &lengths) {
+            Err(bad) => {
+                let (offset, at) = (msg.offset, msg.first);
+                self.commit(d, idx, msg);
+                self.halt(d, offset, bad.reason, Some((bad.anomaly, at)));
+            }
+            Ok((framing, note)) => {
+                if let Some(name) = note {
+                    self.anomalies.note(name, Some(msg.first.frame));
+                }
+                msg.framing = framing;
+                let body = match framing {
+                    Framing::ContentLength(n) if n > 0 => Body::Length(n),
+                    Framing::Chunked => Body::Chunked(Chunk::Size {
+                        line: Vec::new(),
+                        offset: add64(msg.offset, msg.header_bytes),
+                    }),
+                    Framing::UntilClose => Body::UntilClose,
+                    Framing::Tunnel => {
+                        msg.complete = true;
+                        self.commit(d, idx, msg);
+                        self.tunnel = Some(idx);
+                        self.become_tunnel(d);
+                        return;
+                    }
+                    Framing::None | Framing::ContentLength(_) => {
+                        msg.complete = true;
+                        self.commit(d, idx, msg);
+                        return;
+                    }
+                };
+                self.sides[1].state = State::Body(Box::new(Cur {
+                    msg,
+                    idx,
+                    facts: ReqFacts::default(),
+                    body,
+                }));
+            }
+        }
+    }
+
+    /// Inside a body.
+    fn body(&mut self, d: Dir, offset: i64, data: &[u8], at: PacketRef) -> usize {
+        let cap = self.limits.max_header_bytes;
+        let State::Body(cur) = &mut self.sides[d.idx()].state else {
+            return 0;
+        };
+        let (n, step) = cur.data(offset, data, at, cap);
+        match step {
+            Step::More => {}
+            Step::Complete => self.complete(d),
+            Step::Bad(bad, at_offset) => {
+                let frame = at;
+                self.halt(
+                    d,
+                    at_offset,
+                    format!("{} at offset {at_offset}", bad.reason),
+                    Some((bad.anomaly, frame)),
+                );
+                return data.len();
+            }
+        }
+        n
+    }
+
+    /// The body in progress reached its end.
+    fn complete(&mut self, d: Dir) {
+        let State::Body(cur) = std::mem::replace(&mut self.side(d).state, State::Idle) else {
+            return;
+        };
+        let Cur {
+            mut msg, idx, facts, ..
+        } = *cur;
+        msg.complete = true;
+        self.commit(d, idx, msg);
+        if d == Dir::ClientToServer {
+            self.after_request(idx, facts);
+        }
+    }
+
+    /// Bytes the capture does not have.
+    fn gap(&mut self, d: Dir, offset: i64, len: u64, kind: GapKind) {
+        while self.paused(d) {
+            if self.fits(d, 0) {
+                self.side(d).held.push_front(Held::Gap { offset, len, kind });
+                return;
+            }
+            self.give_up(d);
+        }
+        let w = what(d);
+        match &mut self.sides[d.idx()].state {
+            State::Idle => {
+                let reason = if kind == GapKind::Snaplen {
+                    format!("snaplen cut {len} bytes where the next {w} would start, at offset {offset}")
+                } else {
+                    format!(
+                        "gap of {len} bytes where the next {w} would start, at offset {offset} ({})",
+                        gap_kind(kind)
+                    )
+                };
+                self.halt(d, offset, reason, None);
+            }
+            State::Hunt(h) => h.reset(),
+            State::Head(_) => {
+                let State::Head(h) = std::mem::replace(&mut self.side(d).state, State::Idle) else {
+                    return;
+                };
+                self.record_partial(d, &h, &h.buf);
+                let reason = if kind == GapKind::Snaplen {
+                    format!("snaplen cut the {w} headers at offset {offset} ({len} bytes not captured)")
+                } else {
+                    format!(
+                        "gap of {len} bytes inside the {w} headers at offset {offset} ({})",
+                        gap_kind(kind)
+                    )
+                };
+                self.halt(d, offset, reason, None);
+            }
+            State::Body(cur) => {
+                let counted = match &mut cur.body {
+                    Body::Length(left) | Body::Chunked(Chunk::Data(left)) => len.min(*left),
+                    Body::UntilClose => len,
+                    Body::Chunked(_) => 0,
+                };
+                let msg = &mut cur.msg;
+                msg.bytes = msg.bytes.saturating_add(counted);
+                msg.body_bytes = msg.body_bytes.saturating_add(counted);
+                msg.missing = msg.missing.saturating_add(counted);
+                let rest = len - counted;
+                let rest_offset = add64(offset, counted);
+                match &mut cur.body {
+                    Body::UntilClose => {}
+                    Body::Length(left) => {
+                        *left -= counted;
+                        if *left == 0 {
+                            self.complete(d);
+                            if rest > 0 {
+                                // The body is whole; the rest of the gap is where the next
+                                // message starts.
+                                self.gap(d, rest_offset, rest, kind);
+                            }
+                        }
+                    }
+                    Body::Chunked(Chunk::Data(left)) if rest == 0 => {
+                        *left -= counted;
+                        if *left == 0 {
+                            cur.body = Body::Chunked(Chunk::DataEnd { cr: false });
+                        }
+                    }
+                    Body::Chunked(Chunk::Data(_)) => {
+                        let reason = format!(
+                            "gap of {len} bytes runs past the end of a chunk of the {w} body at offset {offset} ({}): the chunk framing is lost",
+                            gap_kind(kind)
+                        );
+                        self.halt(d, rest_offset, reason, None);
+                    }
+                    Body::Chunked(_) => {
+                        let reason = if kind == GapKind::Snaplen {
+                            format!(
+                                "snaplen cut the chunk framing of the {w} body at offset {offset} ({len} bytes not captured)"
+                            )
+                        } else {
+                            format!(
+                                "gap of {len} bytes inside the chunk framing of the {w} body at offset {offset} ({})",
+                                gap_kind(kind)
+                            )
+                        };
+                        self.halt(d, offset, reason, None);
+                    }
+                }
+            }
+            State::AwaitRequest(_) | State::AwaitTunnel(_) | State::Tunnel | State::Done => {}
+        }
+    }
+
+    /// Stops parsing direction `d` at `offset`: the message in progress is kept, incomplete.
+    fn halt(&mut self, d: Dir, offset: i64, reason: String, anomaly: Option<(&'static str, PacketRef)>) {
+        if let Some((name, at)) = anomaly {
+            self.anomalies.note(name, Some(at.frame));
+        }
+        let side = self.side(d);
+        let state = std::mem::replace(&mut side.state, State::Done);
+        side.held.clear();
+        side.held_bytes = 0;
+        match state {
+            State::Body(cur) => self.commit(d, cur.idx, cur.msg),
+            State::AwaitRequest(p) => self.commit(d, p.idx, p.msg),
+            _ => {}
+        }
+        self.stopped.push(Stop {
+            dir: d,
+            offset,
+            reason,
+        });
+    }
+
+    /// Counts exchange `idx` (noting the ones beyond the cap).
+    fn touch(&mut self, idx: u64, at: PacketRef) {
+        if idx >= self.exchanges_seen {
+            self.exchanges_seen = idx + 1;
+            if idx >= self.limits.max_exchanges as u64 {
+                self.anomalies.note("http_exchange_limit", Some(at.frame));
+            }
+        }
+    }
+
+    fn exchange_mut(&mut self, idx: u64) -> Option<&mut Exchange> {
+        let i = usize::try_from(idx)
+            .ok()
+            .filter(|&i| i < self.limits.max_exchanges)?;
+        if self.exchanges.len() <= i {
+            self.exchanges.resize_with(i + 1, Exchange::default);
+        }
+        self.exchanges.get_mut(i)
+    }
+
+    fn commit(&mut self, d: Dir, idx: u64, msg: Message) {
+        if let Some(x) = self.exchange_mut(idx) {
+            match d {
+                Dir::ClientToServer => x.request = Some(msg),
+                Dir::ServerToClient => x.response = Some(msg),
+            }
+        }
+    }
+
+    /// No more events: decide what waits, close what is open.
+    pub fn finish(mut self, ends: [End; 2]) -> HttpSummary {
+        loop {
+            self.wake();
+            let Some(d) = Dir::BOTH.into_iter().find(|&d| self.paused(d)) else {
+                break;
+            };
+            self.give_up(d);
+            self.pump(d);
+        }
+        let mut skipped = [0u64; 2];
+        for d in Dir::BOTH {
+            let side = self.side(d);
+            let state = std::mem::replace(&mut side.state, State::Done);
+            let tail_gap = side.tail_gap;
+            let seen = match (side.first_offset, side.end_offset) {
+                (Some(a), Some(b)) => b.saturating_sub(a).max(0) as u64,
+                _ => 0,
+            };
+            skipped[d.idx()] = match (&state, side.skipped) {
+                (_, Some(n)) => n,
+                (State::Hunt(_), None) => seen,
+                _ => 0,
+            };
+            match state {
+                State::Head(h) => self.record_partial(d, &h, &h.buf),
+                State::Body(cur) => {
+                    let Cur {
+                        mut msg, idx, body, ..
+                    } = *cur;
+                    if matches!(body, Body::UntilClose) {
+                        // The body ran until the close: whole if the server closed with a FIN
+                        // after every byte, and the capture has the last ones.
+                        msg.complete = ends[d.idx()] == End::Fin && !tail_gap;
+                    }
+                    self.commit(d, idx, msg);
+                }
+                _ => {}
+            }
+        }
+        if self.http_seen && !self.tls {
+            for d in Dir::BOTH {
+                if let Some(def) = self.side(d).deferred.take() {
+                    self.anomalies.note(def.anomaly, Some(def.at.frame));
+                    self.stopped.push(Stop {
+                        dir: d,
+                        offset: def.offset,
+                        reason: def.reason,
+                    });
+                }
+            }
+        }
+        self.stopped.sort_by_key(|s| s.dir);
+        let protocol = if self.tls || (self.tls_hint && !self.http_seen) {
+            Protocol::Tls
+        } else if self.http_seen {
+            Protocol::Http
+        } else if self.payload_seen {
+            Protocol::Other
+        } else {
+            Protocol::Empty
+        };
+        HttpSummary {
+            protocol,
+            exchanges: self.exchanges,
+            stopped: self.stopped,
+            anomalies: self.anomalies,
+            skipped,
+        }
+    }
+
+    /// Bytes held in buffers right now (for tests of the memory bounds).
+    #[cfg(test)]
+    pub fn buffered(&self) -> usize {
+        self.sides
+            .iter()
+            .map(|s| {
+                let state = match &s.state {
+                    State::Head(h) => h.buf.capacity(),
+                    State::Hunt(h) => h.line.capacity(),
+                    State::Body(cur) => match &cur.body {
+                        Body::Chunked(Chunk::Size { line, .. }) => line.capacity(),
+                        _ => 0,
+                    },
+                    _ => 0,
+                };
+                state + s.held_bytes
+            })
+            .sum()
+    }
+}
+
+fn ev_len(ev: &StreamEvent<'_>) -> usize {
+    match ev {
+        StreamEvent::Data { bytes, .. } => bytes.len(),
+        StreamEvent::Gap { .. } => 0,
+    }
+}
+
+fn to_held(ev: StreamEvent<'_>) -> Held {
+    match ev {
+        StreamEvent::Data { offset, bytes, at } => Held::Data {
+            offset,
+            bytes: bytes.to_vec(),
+            at,
+        },
+        StreamEvent::Gap { offset, len, kind } => Held::Gap { offset, len, kind },
+    }
+}
