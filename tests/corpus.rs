@@ -93,16 +93,22 @@ fn every_corpus_file_is_read_or_refused_cleanly() {
                         failures.push(format!("{file}: cut short but no warning"));
                     }
                 } else if warnings == 0 {
-                    failures.push(format!("{file}: capinfos cannot read it ({packets}) but bothends gave no warning"));
+                    failures.push(format!(
+                        "{file}: capinfos cannot read it ({packets}) but bothends gave no warning"
+                    ));
                 }
             }
             Some(2) => {
                 let line = r.stderr.trim_end();
                 if !line.contains(file) || line.lines().count() != 1 {
-                    failures.push(format!("{file}: exit 2 without a one-line message naming the file: {line:?}"));
+                    failures.push(format!(
+                        "{file}: exit 2 without a one-line message naming the file: {line:?}"
+                    ));
                 }
                 if !packets.starts_with("unreadable") {
-                    failures.push(format!("{file}: refused, but capinfos reads {packets} packets: {line}"));
+                    failures.push(format!(
+                        "{file}: refused, but capinfos reads {packets} packets: {line}"
+                    ));
                 }
             }
             other => failures.push(format!("{file}: exit code {other:?}, stderr: {}", r.stderr)),
@@ -120,10 +126,18 @@ fn not_a_capture_is_exit_2_naming_the_file() {
     let r = run(&["flows", &manifest.to_string_lossy()]);
     assert_eq!(r.code, Some(2));
     assert!(r.stderr.starts_with("bothends: "), "{}", r.stderr);
-    assert!(r.stderr.contains("Cargo.toml: not a pcap or pcapng capture"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Cargo.toml: not a pcap or pcapng capture"),
+        "{}",
+        r.stderr
+    );
     let r = run(&["flows", "/nonexistent/x.pcap"]);
     assert_eq!(r.code, Some(2));
-    assert!(r.stderr.contains("/nonexistent/x.pcap: cannot open"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("/nonexistent/x.pcap: cannot open"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -33,19 +33,6 @@ struct StreamExpected {
     bytes1: u64,
     missing0: u64,
     missing1: u64,
-    requests: Vec<RequestExpected>,
-    responses: Vec<ResponseExpected>,
-}
-
-#[derive(Deserialize, Debug)]
-struct RequestExpected {
-    method: String,
-    uri: String,
-}
-
-#[derive(Deserialize, Debug)]
-struct ResponseExpected {
-    code: Option<u16>,
 }
 
 pub fn corpus_dir() -> PathBuf {
@@ -71,7 +58,11 @@ const POLICY: &[(&str, u32, &str, Check)] = &[
          tshark reassembles them. The bytes carried in fragments are still known: the receiver \
          acknowledged them, so bothends reports them as acked-unseen.",
         |c, s, n0c| {
-            let (d0, d1) = if n0c { (&c.dirs[0], &c.dirs[1]) } else { (&c.dirs[1], &c.dirs[0]) };
+            let (d0, d1) = if n0c {
+                (&c.dirs[0], &c.dirs[1])
+            } else {
+                (&c.dirs[1], &c.dirs[0])
+            };
             d0.bytes + d0.acked_unseen == s.bytes0 && d1.bytes + d1.acked_unseen == s.bytes1
         },
     ),
@@ -116,7 +107,10 @@ fn byte_counts_match_tshark_follow_stream() {
             let node0_is_client = c.client.to_string() == s.node0;
             if let Some((_, _, why, check)) = POLICY.iter().find(|p| p.0 == cap.file && p.1 == s.stream) {
                 if !check(c, s, node0_is_client) {
-                    failures.push(format!("{} stream {}: the policy check failed ({why})", cap.file, s.stream));
+                    failures.push(format!(
+                        "{} stream {}: the policy check failed ({why})",
+                        cap.file, s.stream
+                    ));
                 }
                 compared += 1;
                 continue;
@@ -124,7 +118,11 @@ fn byte_counts_match_tshark_follow_stream() {
             let got0 = captured_bytes(c, node0_is_client);
             let got1 = captured_bytes(c, !node0_is_client);
             compared += 1;
-            let (d0, d1) = if node0_is_client { (&c.dirs[0], &c.dirs[1]) } else { (&c.dirs[1], &c.dirs[0]) };
+            let (d0, d1) = if node0_is_client {
+                (&c.dirs[0], &c.dirs[1])
+            } else {
+                (&c.dirs[1], &c.dirs[0])
+            };
             // Follow Stream marks "[N bytes missing in capture file]" for the holes it gave up
             // on; bothends' gaps are the holes between the stream's start and its last byte seen.
             if (d0.gaps, d1.gaps) != (s.missing0, s.missing1) {

@@ -191,8 +191,7 @@ fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
     let mut ev = Ev::new();
 
     // --- The handshake did not complete ------------------------------------------------------
-    if p.syn.is_some() && p.syn_ack.is_none() && p.dirs[1].first_data.is_none() {
-        let syn = p.syn.expect("checked");
+    if let (Some(syn), None, None) = (p.syn, p.syn_ack, p.dirs[1].first_data) {
         ev.add(ps, syn, format!("proxy sends SYN to {}", p.server));
         if let Some(rst) = p.dirs[1].rst {
             ev.add(

@@ -537,7 +537,9 @@ impl Parser {
         }
         match ev {
             StreamEvent::Data { offset, bytes, at } => self.data(d, offset, bytes, at),
-            StreamEvent::Gap { offset, len, kind } => self.gap(d, offset, len, kind),
+            StreamEvent::Gap {
+                offset, len, kind, ..
+            } => self.gap(d, offset, len, kind),
         }
         self.wake();
     }
@@ -1411,6 +1413,8 @@ fn to_held(ev: StreamEvent<'_>) -> Held {
             bytes: bytes.to_vec(),
             at,
         },
-        StreamEvent::Gap { offset, len, kind } => Held::Gap { offset, len, kind },
+        StreamEvent::Gap {
+            offset, len, kind, ..
+        } => Held::Gap { offset, len, kind },
     }
 }

@@ -70,7 +70,15 @@ impl Feed {
 
     fn gap(&mut self, d: Dir, len: u64, kind: GapKind) -> &mut Feed {
         let offset = self.off[d.idx()];
-        self.h.on_stream(d, StreamEvent::Gap { offset, len, kind });
+        self.h.on_stream(
+            d,
+            StreamEvent::Gap {
+                offset,
+                len,
+                kind,
+                at: PacketRef::default(),
+            },
+        );
         self.off[d.idx()] += len as i64;
         self
     }

@@ -89,21 +89,26 @@ pub enum StreamEvent<'a> {
         bytes: &'a [u8],
         at: PacketRef,
     },
+    /// `len` bytes at `offset` the capture does not hold; `at` is the packet that revealed the
+    /// gap (the data or acknowledgement beyond it, or the connection's last packet at its end).
     Gap {
         offset: i64,
         len: u64,
         kind: GapKind,
+        at: PacketRef,
     },
 }
 
 /// How a direction ended, as far as this capture saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {
-    /// A FIN, with every byte before it delivered.
+    /// A FIN, with every byte before it delivered (or cut by snaplen) before the connection
+    /// ended: no byte before the FIN was missing from the capture.
     Fin,
     /// A RST.
     Rst,
-    /// Neither (still open when the capture ended, or the FIN came after a gap).
+    /// Neither: still open when the capture ended, or the FIN came after bytes the capture never
+    /// held (lost, or dropped by the capture).
     Open,
 }
 
@@ -941,15 +946,30 @@ impl<H: StreamHandler> Live<H> {
             }
             self.span_ack_cursor[di] = i;
             let handler = &mut self.handler;
-            self.streams[di].ack(ack, budget, &mut |ev| handler.on_stream(d, ev));
+            self.streams[di].ack(ack, at, budget, &mut |ev| handler.on_stream(d, ev));
         }
     }
 
     fn finish(mut self, budget: &mut Budget) -> Connection<H::Output> {
+        // How each direction ended, judged before the final flush turns holes into gaps: a FIN
+        // is a clean end only if everything before it had been delivered.
+        let ends = [0, 1].map(|i| {
+            let ds = &self.conn.dirs[i];
+            if ds.rst.is_some() {
+                End::Rst
+            } else if ds.fin.is_some_and(|f| {
+                self.streams[i].delivered_to() >= f.offset && self.streams[i].not_captured_bytes == 0
+            }) {
+                End::Fin
+            } else {
+                End::Open
+            }
+        });
+        let last = self.conn.last;
         for d in Dir::BOTH {
             let di = d.idx();
             let handler = &mut self.handler;
-            self.streams[di].finish(budget, &mut |ev| handler.on_stream(d, ev));
+            self.streams[di].finish(last, budget, &mut |ev| handler.on_stream(d, ev));
             let s = &self.streams[di];
             let ds = &mut self.conn.dirs[di];
             ds.bytes = s.bytes_seen();
@@ -971,16 +991,6 @@ impl<H: StreamHandler> Live<H> {
                 self.history(d, 'G');
             }
         }
-        let ends = [0, 1].map(|i| {
-            let ds = &self.conn.dirs[i];
-            if ds.rst.is_some() {
-                End::Rst
-            } else if ds.fin.is_some_and(|f| self.streams[i].delivered_to() >= f.offset) {
-                End::Fin
-            } else {
-                End::Open
-            }
-        });
         self.conn.state = conn_state(&self.conn);
         let Live { conn, handler, .. } = self;
         let app = handler.finish(ends);

@@ -197,6 +197,8 @@ pub struct Reassembler {
     acked: Option<i64>,
     /// Where the FIN is (its sequence number's offset), once seen.
     fin: Option<i64>,
+    /// The packet being processed: gaps are reported with the packet that revealed them.
+    now: PacketRef,
     /// Counters for the connection summary.
     pub conflicts: u64,
     pub not_captured_bytes: u64,
@@ -257,6 +259,7 @@ impl Reassembler {
         budget: &mut Budget,
         emit: &mut impl FnMut(StreamEvent<'_>),
     ) -> DataClass {
+        self.now = at;
         let end = offset + wire_len as i64;
         let highest = self.seen.end();
         let newly = self.seen.insert(offset, end);
@@ -319,8 +322,15 @@ impl Reassembler {
     }
 
     /// The receiver acknowledged everything below `offset`.
-    pub fn ack(&mut self, offset: i64, budget: &mut Budget, emit: &mut impl FnMut(StreamEvent<'_>)) {
+    pub fn ack(
+        &mut self,
+        offset: i64,
+        at: PacketRef,
+        budget: &mut Budget,
+        emit: &mut impl FnMut(StreamEvent<'_>),
+    ) {
         if self.acked.is_none_or(|a| offset > a) {
+            self.now = at;
             self.acked = Some(offset);
             self.flush_acked(budget, emit);
         }
@@ -328,7 +338,8 @@ impl Reassembler {
 
     /// End of the connection: deliver everything held, with gaps for what never came, including
     /// bytes the receiver acknowledged after the last byte this capture saw.
-    pub fn finish(&mut self, budget: &mut Budget, emit: &mut impl FnMut(StreamEvent<'_>)) {
+    pub fn finish(&mut self, at: PacketRef, budget: &mut Budget, emit: &mut impl FnMut(StreamEvent<'_>)) {
+        self.now = at;
         if !self.started {
             return;
         }
@@ -411,6 +422,7 @@ impl Reassembler {
             offset: self.next,
             len: len as u64,
             kind,
+            at: self.now,
         });
         match kind {
             GapKind::NotCaptured => self.not_captured_bytes += len as u64,
@@ -519,7 +531,9 @@ mod tests {
             self.r
                 .data(offset, wire, bytes, at(1), &mut self.budget, &mut |e| match e {
                     StreamEvent::Data { bytes, .. } => out.extend_from_slice(bytes),
-                    StreamEvent::Gap { offset, len, kind } => {
+                    StreamEvent::Gap {
+                        offset, len, kind, ..
+                    } => {
                         gaps.push((offset, len, kind));
                         out.extend(std::iter::repeat_n(b'_', len as usize));
                     }
@@ -527,9 +541,11 @@ mod tests {
         }
         fn ack(&mut self, offset: i64) {
             let (out, gaps) = (&mut self.out, &mut self.gaps);
-            self.r.ack(offset, &mut self.budget, &mut |e| match e {
+            self.r.ack(offset, at(1), &mut self.budget, &mut |e| match e {
                 StreamEvent::Data { bytes, .. } => out.extend_from_slice(bytes),
-                StreamEvent::Gap { offset, len, kind } => {
+                StreamEvent::Gap {
+                    offset, len, kind, ..
+                } => {
                     gaps.push((offset, len, kind));
                     out.extend(std::iter::repeat_n(b'_', len as usize));
                 }
@@ -537,9 +553,11 @@ mod tests {
         }
         fn finish(&mut self) -> String {
             let (out, gaps) = (&mut self.out, &mut self.gaps);
-            self.r.finish(&mut self.budget, &mut |e| match e {
+            self.r.finish(at(1), &mut self.budget, &mut |e| match e {
                 StreamEvent::Data { bytes, .. } => out.extend_from_slice(bytes),
-                StreamEvent::Gap { offset, len, kind } => {
+                StreamEvent::Gap {
+                    offset, len, kind, ..
+                } => {
                     gaps.push((offset, len, kind));
                     out.extend(std::iter::repeat_n(b'_', len as usize));
                 }

@@ -9,10 +9,12 @@ The exact tshark commands, for each capture FILE:
   streams:   tshark -n -r FILE -Y tcp -T fields -E separator=/t -e tcp.stream -e frame.number
                  -e ip.src -e ipv6.src -e tcp.srcport -e ip.dst -e ipv6.dst -e tcp.dstport
   bytes:     tshark -n -r FILE -q -z follow,tcp,raw,N          (Follow TCP Stream, per stream N)
-  requests:  tshark -n -r FILE -Y http.request -T fields -E separator=/t
+  requests:  tshark -n -r FILE -Y http.request -T fields -E separator=/t -E aggregator=$'\x1e'
                  -e tcp.stream -e frame.number -e http.request.method -e http.request.uri
-  responses: tshark -n -r FILE -Y http.response -T fields -E separator=/t
+  responses: tshark -n -r FILE -Y http.response -T fields -E separator=/t -E aggregator=$'\x1e'
                  -e tcp.stream -e frame.number -e http.response.code
+(one frame may end several pipelined messages: their fields are joined with the aggregator
+character, 0x1e, which cannot occur in a URI)
 
 Follow TCP Stream prints each direction's reassembled bytes (a retransmission once) as hex lines;
 lines of node 1 are indented with a tab. A hole shows as the text "[N bytes missing in capture
@@ -80,16 +82,17 @@ def follow(path, stream):
 
 def http_fields(path, flt, *fields):
     rows = []
-    args = ["-r", path, "-Y", flt, "-T", "fields", "-E", "separator=/t", "-e", "tcp.stream", "-e", "frame.number"]
+    args = ["-r", path, "-Y", flt, "-T", "fields", "-E", "separator=/t", "-E", "aggregator=\x1e",
+            "-e", "tcp.stream", "-e", "frame.number"]
     for f in fields:
         args += ["-e", f]
     for line in tshark(*args).splitlines():
         f = line.split("\t")
         if not f[0]:
             continue
-        # one frame may carry several messages (pipelining): fields are comma-separated
-        streams_ = f[0].split(",")
-        cols = [c.split(",") for c in f[2:]]
+        # one frame may carry several messages (pipelining): fields are joined with 0x1e
+        streams_ = f[0].split("\x1e")
+        cols = [c.split("\x1e") for c in f[2:]]
         for i in range(max(len(c) for c in cols) if cols else 0):
             rows.append((int(streams_[0]), int(f[1]), *[c[i] if i < len(c) else "" for c in cols]))
     return rows
