@@ -32,6 +32,11 @@ pub struct Context<'a> {
 /// fractions of a millisecond even when the round trip is microseconds.
 const MIN_RACE_WINDOW_NS: i64 = 1_000_000;
 
+/// A keep-alive race needs an idle connection: servers close idle connections after their
+/// keep-alive timeout (seconds; never below tens of milliseconds). A connection busy a moment
+/// before was not closed for being idle.
+const MIN_IDLE_FOR_RACE_NS: i64 = 50_000_000;
+
 pub fn diagnose(cx: &Context<'_>) -> Diagnosis {
     let mut d = match (cx.p, cx.b) {
         (Some(p), b) => with_proxy_view(cx, p, b),
@@ -767,6 +772,10 @@ fn zero_window(
     if zw.reopened.is_some_and(|r| r.ts_ns < close.at.ts_ns) {
         return None;
     }
+    // A backend that closed the connection itself is not stalled: it closed during the request.
+    if close_of(p, 1).is_some_and(|(m, _)| m.at.ts_ns <= close.at.ts_ns) {
+        return None;
+    }
     let from_proxy_view = p.dirs[1].zero_window.is_some();
     let side = if from_proxy_view { ps } else { Side::Backend };
     ev.add(
@@ -804,7 +813,12 @@ fn zero_window(
     ))
 }
 
-/// A request on a reused connection that crossed the backend's FIN and was answered by RST.
+/// A request on a reused, idle connection that crossed the backend's close. Two forms on the wire:
+/// - the backend's FIN and the request cross (the FIN reaches the proxy within about one round
+///   trip of the request leaving), and the backend's kernel answers the request with RST;
+/// - the backend's idle timer fires as the request arrives: it closes with the request unread
+///   in its receive buffer, so its kernel sends RST instead of FIN, within about one round trip of
+///   the request leaving the proxy (too fast for any application to have read it and answered).
 #[allow(clippy::too_many_arguments)]
 fn keepalive_race(
     cx: &Context<'_>,
@@ -816,27 +830,43 @@ fn keepalive_race(
     ev: &mut Ev,
 ) -> Option<Diagnosis> {
     let ps = cx.first_side;
-    let fin = p.dirs[1].fin?;
-    // A reused connection: an earlier exchange completed on it.
+    // A reused connection: an earlier exchange completed on it, and this request got no answer.
+    let e = p.app.exchanges.get(index)?;
     let reused = index > 0
         && p.app.exchanges[..index]
             .iter()
             .all(|e| e.response.as_ref().is_some_and(|r| r.complete));
-    if !reused {
+    if !reused || e.response.is_some() {
         return None;
     }
-    // The backend's FIN must not carry an answer to this request: it closed an idle connection.
     let rst = p.dirs[1].rst.filter(|r| r.at.ts_ns >= req.first.ts_ns)?;
-    let window = rtt(p, true).unwrap_or(0).max(MIN_RACE_WINDOW_NS);
-    let delta = req.first.ts_ns - fin.at.ts_ns;
-    if delta.abs() > window {
-        return None;
-    }
+    let round_trip = rtt(p, true).unwrap_or(0);
+    let window = round_trip.max(MIN_RACE_WINDOW_NS);
+    let fin = p.dirs[1].fin.filter(|f| f.at.ts_ns <= rst.at.ts_ns);
+    let (delta, form) = match fin {
+        Some(fin) => {
+            let delta = req.first.ts_ns - fin.at.ts_ns;
+            if delta.abs() > window {
+                return None;
+            }
+            (delta, "FIN")
+        }
+        None => {
+            let delta = rst.at.ts_ns - req.first.ts_ns;
+            if delta > round_trip + MIN_RACE_WINDOW_NS {
+                return None;
+            }
+            (delta, "RST")
+        }
+    };
     let idle = p.app.exchanges[index - 1]
         .response
         .as_ref()
         .map(|r| req.first.ts_ns - r.last.ts_ns)
         .unwrap_or(0);
+    if idle < MIN_IDLE_FOR_RACE_NS {
+        return None;
+    }
     ev.add(
         ps,
         req.first,
@@ -845,45 +875,70 @@ fn keepalive_race(
             ms(idle)
         ),
     );
-    ev.add(
-        ps,
-        fin.at,
+    let timing = if let Some(fin) = fin {
+        ev.add(
+            ps,
+            fin.at,
+            format!(
+                "backend's FIN arrives {} {} the request left",
+                ms(delta.abs()),
+                if delta >= 0 { "before" } else { "after" }
+            ),
+        );
+        ev.add(ps, rst.at, "backend answers the request with RST");
         format!(
-            "backend's FIN arrives {} {} the request left",
+            "the backend's FIN reached the proxy {} {} the request left (round trip {}), and the backend answered the request with RST",
             ms(delta.abs()),
-            if delta >= 0 { "before" } else { "after" }
-        ),
-    );
-    ev.add(ps, rst.at, "backend answers the request with RST");
+            if delta >= 0 { "before" } else { "after" },
+            ms(round_trip)
+        )
+    } else {
+        ev.add(
+            ps,
+            rst.at,
+            format!(
+                "backend's RST arrives {} after the request left, no FIN before it",
+                ms(delta)
+            ),
+        );
+        format!(
+            "the backend reset the connection {} after the request left (round trip {}) without a FIN: its idle timer closed the connection as the request arrived, with the request unread, so its kernel sent RST",
+            ms(delta),
+            ms(round_trip)
+        )
+    };
     let mut crossing = String::new();
     if let Some(b) = b {
-        if let (Some(bfin), Some(be)) = (b.dirs[1].fin, backend_exchange(p, b, req)) {
-            if let Some(r) = &be.request {
-                ev.add(Side::Backend, bfin.at, "backend closes the idle connection (FIN)");
-                ev.add(
-                    Side::Backend,
-                    r.first,
-                    format!(
-                        "the request arrives {} after the FIN left",
-                        ms(r.first.ts_ns - bfin.at.ts_ns)
-                    ),
-                );
-                if let Some(brst) = b.dirs[1].rst {
-                    ev.add(Side::Backend, brst.at, "backend answers with RST");
+        if let Some(r) = backend_exchange(p, b, req).and_then(|x| x.request.as_ref()) {
+            ev.add(Side::Backend, r.first, "the request arrives at the backend");
+            match (b.dirs[1].fin, b.dirs[1].rst) {
+                (Some(bfin), _) => {
+                    ev.add(Side::Backend, bfin.at, "backend closes the idle connection (FIN)");
+                    if bfin.at.ts_ns <= r.first.ts_ns {
+                        crossing = format!(
+                            " The backend capture shows its FIN leaving {} before the request arrived: the two crossed on the wire.",
+                            ms(r.first.ts_ns - bfin.at.ts_ns)
+                        );
+                    }
                 }
-                crossing = " The backend capture shows its FIN leaving before the request arrived: the two crossed on the wire.".to_string();
+                (None, Some(brst)) => {
+                    ev.add(Side::Backend, brst.at, "backend sends RST");
+                    crossing = format!(
+                        " The backend capture shows the RST leaving {} after the request arrived, with no response byte.",
+                        ms(brst.at.ts_ns - r.first.ts_ns)
+                    );
+                }
+                _ => {}
             }
         }
     }
+    let _ = form;
     Some(verdict(
         Verdict::KeepaliveRace,
         Blame::Proxy,
         format!(
-            "Keep-alive race: the proxy sent {line} on a connection it was reusing after {} idle, just as the backend closed that connection (the backend's FIN reached the proxy {} {} the request left; round trip {}), and the backend answered with RST.{crossing} Apache logs this as AH01102 \"error reading status line\", nginx as \"upstream prematurely closed connection\".",
+            "Keep-alive race: the proxy sent {line} on a connection it was reusing after {} idle, just as the backend closed that connection: {timing}.{crossing} Apache logs this as AH01102 \"error reading status line\", nginx as \"upstream prematurely closed connection\".",
             ms(idle),
-            ms(delta.abs()),
-            if delta >= 0 { "before" } else { "after" },
-            ms(rtt(p, true).unwrap_or(0)),
         ),
         "Make the proxy stop reusing connections before the backend closes them: set the proxy's idle connection timeout below the backend's keep-alive timeout (Apache: ProxyPass ... ttl=N with N below the backend's KeepAliveTimeout, or disablereuse=On, or SetEnv proxy-nokeepalive 1; nginx: keepalive_timeout in the upstream block below the backend's), and let idempotent requests be retried.",
         ev.take(),
