@@ -535,6 +535,12 @@ def main(argv):
         for n, p, _, _ in SCENARIOS:
             print(n)
         return 0
+    import fcntl
+    lock = open("/run/bothends-lab.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        sys.exit("another lab run holds /run/bothends-lab.lock (the lab's namespaces are shared)")
     software()
     want = set(argv)
     unknown = want - {n for n, _, _, _ in SCENARIOS}

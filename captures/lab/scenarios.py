@@ -31,7 +31,8 @@ def status_of(res):
 def log_has(run, *needles):
     text = open(run.proxy_log, errors="replace").read()
     for n in needles:
-        require(n in text, "proxy log lacks %r" % n)
+        alts = n if isinstance(n, tuple) else (n,)
+        require(any(a in text for a in alts), "proxy log lacks %r" % (n,))
     return text
 
 
@@ -527,12 +528,12 @@ def apache_lost_resp(run):
     require(who == "proxy", "proxy did not close first")
     log_has(run, "AH01102")
     run.write("The backend answers GET /mark with a response carrying the header 'X-Lab-Marker: lost-response-marker'; "
-              "the router drops every backend->proxy packet containing that string. The proxy never receives a byte "
-              "of the response and times out after 3 s. %s." % status_of(res),
+              "the router drops every backend->proxy packet containing that string. The proxy never receives the "
+              "start of the response and times out after 3 s. %s." % status_of(res),
               [entry(pc, bc, "lost-in-transit", "network",
                      "Router: iptables -A FORWARD -s 10.0.2.2 -d 10.0.1.2 -m string --string lost-response-marker -j "
-                     "DROP. backend.pcap tcp.stream==%d: the response leaves at frame %d and is retransmitted %d "
-                     "time(s); proxy.pcap tcp.stream==%d: the response's first byte never arrives (%s), the proxy "
+                     "DROP. backend.pcap tcp.stream==%d: the response leaves at frame %d, followed by %d more data "
+                     "segment(s) from the backend (the rest of the response and its retransmissions); proxy.pcap tcp.stream==%d: the response's first byte never arrives (%s), the proxy "
                      "gives up with its %s at frame %d. Check: %s"
                      % (bc.stream, btx[0].frame, len(btx) - 1, pc.stream,
                         ("only a later segment without the marker arrived, out of order: frames %s" %
@@ -945,13 +946,13 @@ def apache_any(run):
 # =============================================================================================
 # keepalive-race: a request sent on a reused connection just as the backend's idle timeout closes it
 
-def _race(run, proxy, needle, idle_ms=400, n=90, retried=False):
+def _race(run, proxy, needle, idle_ms=400, n=90, retried=False, sweep_from=-0.0035):
     run.capture()
     run.backend("--idle-close-ms", str(idle_ms))
     proxy()
     reqs = [{"path": "/ok/race-0"}]
     for i in range(1, n):
-        d = -0.0035 + (i % 45) * 0.0001  # sweep the send time from 3.5 ms before to 1 ms after the idle timeout
+        d = sweep_from + (i % 45) * 0.0001  # sweep the send time over 4.5 ms around the idle timeout
         reqs.append({"path": "/ok/race-%d" % i, "gap": idle_ms / 1000.0 + d, "timeout": 5})
     res = run.client([{"requests": reqs}], max_s=n * (idle_ms / 1000.0 + 0.1) + 30)
     run.finish()
@@ -970,41 +971,63 @@ def _race(run, proxy, needle, idle_ms=400, n=90, retried=False):
             rst_b = bc.first(fromc=False, flags=R)
             syn, synack = pc.first(fromc=True, flags=S), pc.first(fromc=False, flags=S | A)
             rtt = synack.t - syn.t
-            if not (fin_p and fin_b and rst_b and rst_b.t >= max(req_b.t, fin_b.t)
-                    and req_b.t - fin_b.t > -0.001):
-                raise Retry("reused connection failed without a race: %s" % pc.client)
-            delta = req_p.t - fin_p.t
-            if delta > 0.001:
-                raise Retry("request sent %.3f ms after the FIN arrived: not a race" % (delta * 1000))
-            races.append((pc, bc, ex, req_p, fin_p, rst, fin_b, req_b, rst_b, rtt, delta))
+            prev_resp = [s for s in bc.find(fromc=False, data=True) if s.frame < req_b.frame][-1]
+            idle = req_b.t - prev_resp.t
+            require(rst_b is not None and rst_b.t >= req_b.t, "no RST after the request")
+            require(abs(idle - idle_ms / 1000.0) < 0.005, "idle gap %.1f ms is not the backend's timeout" % (idle * 1000))
+            if fin_b is not None:
+                require(fin_p is not None and req_b.t - fin_b.t > -0.001, "FIN long before the request: %s" % pc.client)
+                delta = req_p.t - fin_p.t
+                require(delta <= 0.001, "request sent %.3f ms after the FIN arrived: not a race" % (delta * 1000))
+            else:
+                require(rst_b.t - req_b.t < 0.002, "RST not right after the request")
+                delta = None
+            races.append(dict(pc=pc, bc=bc, ex=ex, req_p=req_p, fin_p=fin_p, rst=rst, fin_b=fin_b, req_b=req_b,
+                              rst_b=rst_b, rtt=rtt, delta=delta, idle=idle))
         elif bc is None or not healthy(pc) or not healthy(bc):
             raise Retry("unexpected unhealthy connection %s" % pc.client)
     require(races, "no keep-alive race happened in %d attempts" % (n - 1))
     log_has(run, needle)
     conns = []
-    for pc, bc, ex, req_p, fin_p, rst, fin_b, req_b, rst_b, rtt, delta in races:
-        conns.append(entry(pc, bc, "keepalive-race", "proxy",
-                           "backend.py --idle-close-ms %d closes an idle keep-alive connection exactly %d ms after its "
-                           "last response; the client paced %d requests to arrive around that moment. This connection "
-                           "carried %d exchange(s), then: backend.pcap tcp.stream==%d: the backend's FIN at frame %d and "
-                           "the proxy's request %s at frame %d cross (request arrives %.3f ms %s the FIN leaves: the "
-                           "backend had already decided to close), answered by RST frame %d. "
-                           "proxy.pcap tcp.stream==%d: the request leaves at frame %d %.3f ms %s the backend's FIN "
-                           "arrives (frame %d; handshake RTT %.3f ms), RST at frame %d. Check: tshark -r proxy.pcap -Y "
-                           "'tcp.stream==%d && (tcp.flags.fin==1 || tcp.flags.reset==1 || http.request)' -T fields "
-                           "-e frame.number -e frame.time_epoch -e tcp.flags.str -e http.request.uri"
-                           % (idle_ms, idle_ms, n, len(ex) - 1, bc.stream, fin_b.frame, ex[-1]["target"],
-                              req_b.frame, abs(req_b.t - fin_b.t) * 1000, "after" if req_b.t >= fin_b.t else "before",
-                              rst_b.frame, pc.stream, req_p.frame,
-                              abs(delta) * 1000, "before" if delta < 0 else "after", fin_p.frame, rtt * 1000,
-                              rst.frame, pc.stream)))
-    codes = sorted({r.get("status") for r in res[0]}, key=str)
+    for r in races:
+        pc, bc, ex = r["pc"], r["bc"], r["ex"]
+        head = ("backend.py --idle-close-ms %d closes a keep-alive connection exactly %d ms after its last response; "
+                "the client paced %d requests to arrive around that moment. This connection carried %d exchange(s); "
+                "the next request %s reached the backend %.3f ms after the backend's last response (backend.pcap "
+                "frame %d), i.e. at the idle timeout. " % (idle_ms, idle_ms, n, len(ex) - 1, ex[-1]["target"],
+                                                         r["idle"] * 1000, r["req_b"].frame))
+        if r["fin_b"] is not None:
+            body = ("backend.pcap tcp.stream==%d: the backend's FIN (frame %d) and the request (frame %d) cross, "
+                    "the request arriving %.3f ms %s the FIN left; RST frame %d answers it. proxy.pcap tcp.stream==%d: "
+                    "the request leaves at frame %d %.3f ms %s the backend's FIN arrives (frame %d; handshake RTT "
+                    "%.3f ms), RST at frame %d." % (
+                        bc.stream, r["fin_b"].frame, r["req_b"].frame, abs(r["req_b"].t - r["fin_b"].t) * 1000,
+                        "after" if r["req_b"].t >= r["fin_b"].t else "before", r["rst_b"].frame, pc.stream,
+                        r["req_p"].frame, abs(r["delta"]) * 1000, "before" if r["delta"] < 0 else "after",
+                        r["fin_p"].frame, r["rtt"] * 1000, r["rst"].frame))
+        else:
+            body = ("Here the backend's idle timer fired while the request was already in its receive buffer, so its "
+                    "close() sent RST without any FIN: backend.pcap tcp.stream==%d request frame %d, RST frame %d "
+                    "%.3f ms later, no response byte; proxy.pcap tcp.stream==%d request frame %d, RST frame %d." % (
+                        bc.stream, r["req_b"].frame, r["rst_b"].frame, (r["rst_b"].t - r["req_b"].t) * 1000,
+                        pc.stream, r["req_p"].frame, r["rst"].frame))
+        conns.append(entry(pc, bc, "keepalive-race", "proxy", head + body + (
+            " Check: tshark -r backend.pcap -Y 'tcp.stream==%d && (tcp.flags.fin==1 || tcp.flags.reset==1 || "
+            "tcp.len>0)' -T fields -e frame.number -e frame.time_epoch -e tcp.flags.str -e tcp.len" % bc.stream)))
+    nf = sum(1 for r in races if r["fin_b"] is None)
+    outcomes = {}
+    for x in res[0]:
+        k = str(x["status"]) if "status" in x else "no response (%s)" % x.get("error", "?")
+        outcomes[k] = outcomes.get(k, 0) + 1
     run.write("The backend closes idle keep-alive connections after exactly %d ms; one client sends %d GETs, each "
               "paced to reach the backend around that moment (offsets swept over a few ms). The proxy reuses its "
-              "pooled connection; %d time(s) its request crossed the backend's FIN on the wire and was answered with "
-              "RST. Client status codes seen: %s.%s" % (idle_ms, n, len(races), codes,
-                                                        " nginx retried each raced GET on a new connection, so the "
-                                                        "client still got 200." if retried else ""),
+              "pooled connection; %d time(s) its request crossed the backend's close on the wire and was answered "
+              "with RST (%d of them with the backend's FIN crossing the request, %d with a bare RST). Client outcomes: "
+              "%s.%s" % (idle_ms, n, len(races), len(races) - nf, nf,
+                         ", ".join("%d x %s" % (v, k) for k, v in sorted(outcomes.items())),
+                         " nginx retried each raced GET on a new connection, so the client still got 200." if retried
+                         else " Apache closes the client connection without a response when a reused backend "
+                              "connection fails, so that the client may retry."),
               conns)
 
 
@@ -1015,4 +1038,6 @@ def apache_race(run):
 
 @scenario("nginx-keepalive-race", "nginx", attempts=4)
 def nginx_race(run):
-    _race(run, lambda: run.nginx(upstream_extra="keepalive 8;"), "upstream prematurely closed", retried=True)
+    _race(run, lambda: run.nginx(upstream_extra="keepalive 8;"), ("upstream prematurely closed", "Connection reset by peer"),
+          retried=True, n=60,
+          sweep_from=-0.0035)
