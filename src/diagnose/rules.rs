@@ -587,11 +587,10 @@ fn forged_rst(cx: &Context<'_>, p: &Conn, b: &Conn, rst: CloseMark, at_proxy: bo
 fn suspicious_rst_single(cx: &Context<'_>, p: &Conn) -> Option<Diagnosis> {
     let rst = p.dirs[1].rst?;
     let (lo, hi) = p.dirs[1].ttl_range?;
-    // Hosts start at 64, 128 or 255; a different number of hops shows as a different TTL.
-    if (rst.ttl as i32 - lo as i32).abs() <= 1
-        || (rst.ttl as i32 - hi as i32).abs() <= 1
-        || !connection_failed(p)
-    {
+    // The backend's packets all cross the same hops, so they arrive with the same TTL; a RST made
+    // by a device in between starts from that device's own initial TTL and crosses fewer hops.
+    // Even one hop of difference is a different origin.
+    if (lo..=hi).contains(&rst.ttl) || !connection_failed(p) {
         return None;
     }
     let mut ev = Ev::new();
@@ -702,8 +701,17 @@ fn lost_in_transit(
     if acked >= end || c2s.retransmissions == 0 {
         return None;
     }
-    let (close, rst) = close_of(p, 0)?;
     let first_unacked = c2s.spans.iter().find(|s| s.end > acked)?;
+    let resends = c2s
+        .spans
+        .iter()
+        .filter(|s| s.kind == crate::tcp::SpanKind::Retransmission && s.end > acked)
+        .count();
+    let close = close_of(p, 0);
+    // Without the proxy giving up, only repeated retransmissions make the loss plain.
+    if close.is_none() && resends < 2 {
+        return None;
+    }
     ev.add(
         ps,
         first_unacked.first,
@@ -715,16 +723,24 @@ fn lost_in_transit(
         .rev()
         .find(|s| s.kind == crate::tcp::SpanKind::Retransmission)
     {
-        ev.add(ps, r.first, "proxy retransmits them");
+        ev.add(ps, r.last, "proxy retransmits them (last time)");
     }
-    ev.add(ps, close.at, format!("proxy gives up and sends {}", kind(rst)));
+    let ending = match close {
+        Some((m, rst)) => {
+            ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
+            "the proxy gave up".to_string()
+        }
+        None => format!(
+            "the capture ended {} after the first transmission, before the proxy gave up",
+            ms(p.last.ts_ns - first_unacked.first.ts_ns)
+        ),
+    };
     Some(verdict(
         Verdict::LostInTransit,
         Blame::Network,
         format!(
-            "The proxy sent {} of {line} and retransmitted them {} times, but the backend never acknowledged bytes past {acked}; the proxy gave up. The bytes were lost on the way (or the backend host froze): a capture on the backend host would tell which.",
+            "The proxy sent {} of {line} and retransmitted them {resends} times, but the backend never acknowledged bytes past {acked}; {ending}. The bytes were lost on the way (or the backend host froze): a capture on the backend host would tell which.",
             bytes((end - acked) as u64),
-            c2s.retransmissions
         ),
         "Look at the network path between proxy and backend for packet loss or a black hole (MTU, firewall drops); capture on the backend host to see whether the segments arrive.",
         ev.take(),
