@@ -116,6 +116,26 @@ fn close_of(c: &Conn, dir: usize) -> Option<(CloseMark, bool)> {
     }
 }
 
+fn ttl_text(lo: u8, hi: u8) -> String {
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}-{hi}")
+    }
+}
+
+/// The first acknowledgement from the receiver that covered `offset` of direction `dir` (spans
+/// remember the first ACK covering their end; the span holding `offset` gives it).
+fn first_ack_covering(c: &Conn, dir: usize, offset: i64) -> Option<PacketRef> {
+    let d = &c.dirs[dir];
+    d.spans
+        .iter()
+        .filter(|s| s.end >= offset && s.start < offset.max(s.start + 1))
+        .filter_map(|s| s.acked)
+        .min()
+        .or_else(|| d.acked.filter(|(a, _)| *a >= offset).map(|(_, at)| at))
+}
+
 fn kind(rst: bool) -> &'static str {
     if rst { "RST" } else { "FIN" }
 }
@@ -510,8 +530,9 @@ fn forged_rst(cx: &Context<'_>, p: &Conn, b: &Conn, rst: CloseMark, at_proxy: bo
         let ttl_note = match p.dirs[1].ttl_range {
             Some((lo, hi)) if rst.ttl < lo || rst.ttl > hi => {
                 format!(
-                    " Its TTL is {}, while the backend's packets arrive with TTL {lo}-{hi}.",
-                    rst.ttl
+                    " Its TTL is {}, while the backend's packets arrive with TTL {}.",
+                    rst.ttl,
+                    ttl_text(lo, hi)
                 )
             }
             Some((lo, hi)) => format!(
@@ -603,15 +624,17 @@ fn suspicious_rst_single(cx: &Context<'_>, p: &Conn) -> Option<Diagnosis> {
         ev.add(
             cx.first_side,
             f,
-            format!("the backend's own packets arrive with TTL {lo}-{hi}"),
+            format!("the backend's own packets arrive with TTL {}", ttl_text(lo, hi)),
         );
     }
     Some(verdict(
         Verdict::RstFromMiddlebox,
         Blame::Network,
         format!(
-            "The proxy received a RST from {} with TTL {}, while the backend's own packets arrive with TTL {lo}-{hi}: it most likely came from a device in between, not from the backend. A capture on the backend host would prove it (the backend would show no RST).",
-            p.server, rst.ttl
+            "The proxy received a RST from {} with TTL {}, while the backend's own packets arrive with TTL {}: it most likely came from a device in between, not from the backend. A capture on the backend host would prove it (the backend would show no RST).",
+            p.server,
+            rst.ttl,
+            ttl_text(lo, hi)
         ),
         "Capture on the backend host to confirm, and look at the firewalls, IPS or load balancers between proxy and backend.",
         ev,
@@ -979,8 +1002,8 @@ fn response_failure(
     let pc_t = proxy_close.map_or(i64::MAX, |(m, _)| m.at.ts_ns);
     let bc_t = backend_close.map_or(i64::MAX, |(m, _)| m.at.ts_ns);
     let req_end = req.offset + req.bytes as i64;
-    let acked = p.dirs[0].acked.filter(|(a, _)| *a >= req_end);
-    if let Some((_, at)) = acked {
+    let acked = first_ack_covering(p, 0, req_end);
+    if let Some(at) = acked {
         ev.add(ps, at, "backend acknowledges the whole request");
     }
     let one_capture_note = if cx.two_captures {

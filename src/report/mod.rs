@@ -103,12 +103,27 @@ pub fn build(analysis: &Analysis, _opts: &ReportOptions) -> Report {
     }
 
     let summary = summary(&connections);
+    let mut backends = IndexMap::new();
+    if !analysis.pairing.backends_proxy_view.is_empty() {
+        let names = |v: &[crate::decode::Endpoint]| v.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+        backends.insert(
+            analysis.sides[0].side.name().to_string(),
+            names(&analysis.pairing.backends_proxy_view),
+        );
+        if let Some(b) = analysis.sides.get(1) {
+            backends.insert(
+                b.side.name().to_string(),
+                names(&analysis.pairing.backends_backend_view),
+            );
+        }
+    }
     Report {
         tool: "bothends".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         schema: SCHEMA,
         captures,
         clock_offset,
+        backends,
         connections,
         summary,
     }

@@ -14,6 +14,9 @@ pub struct Report {
     pub schema: u32,
     pub captures: Vec<CaptureInfo>,
     pub clock_offset: Option<ClockInfo>,
+    /// The backend endpoints the connections were selected by, as each capture sees them (they
+    /// differ through NAT); empty for `flows`.
+    pub backends: IndexMap<String, Vec<String>>,
     pub connections: Vec<ConnectionReport>,
     pub summary: Summary,
 }

@@ -220,7 +220,246 @@ pub fn exchange_line(e: &ExchangeReport) -> String {
     l
 }
 
-/// The `analyze` text report.
+/// Width the `analyze` report wraps its prose to (it fits an 80-column terminal).
+const WIDTH: usize = 78;
+
+/// The `analyze` text report: the answer first (captures, clock, how many connections failed, by
+/// verdict and blame), then each failed connection with its explanation, evidence and next step,
+/// then the healthy ones in one line.
 pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io::Result<()> {
-    write_flows(report, style, out)
+    let mut s = String::new();
+    let total = report.connections.len();
+    let failed: Vec<&ConnectionReport> = report
+        .connections
+        .iter()
+        .filter(|c| c.verdict.as_deref().is_some_and(|v| v != "ok"))
+        .collect();
+    let headline = match failed.len() {
+        0 => format!("no failure in {total} proxy→backend connection{}", plural(total)),
+        n => format!("{n} of {total} proxy→backend connection{} failed", plural(total)),
+    };
+    let _ = writeln!(s, "{}", style.bold(&format!("bothends: {headline}")));
+    let mut by_blame: Vec<String> = Vec::new();
+    for (verdict, n) in &report.summary.by_verdict {
+        if verdict == "ok" {
+            continue;
+        }
+        let blame = report
+            .connections
+            .iter()
+            .find(|c| c.verdict.as_deref() == Some(verdict.as_str()))
+            .and_then(|c| c.blame.clone())
+            .unwrap_or_default();
+        by_blame.push(format!("{n} {verdict} ({blame})"));
+    }
+    if !by_blame.is_empty() {
+        for line in wrap(&by_blame.join(", "), WIDTH - 2) {
+            let _ = writeln!(s, "  {}", style.red(&line));
+        }
+    }
+    let _ = writeln!(s);
+    for cap in &report.captures {
+        let _ = writeln!(
+            s,
+            "{:<8} {} — {} packets, {}",
+            cap.side,
+            cap.files.join(", "),
+            cap.packets,
+            time_range(cap.first_time.as_deref(), cap.last_time.as_deref())
+        );
+    }
+    if let Some(c) = &report.clock_offset {
+        let _ = writeln!(
+            s,
+            "clock    backend capture is {} {} the proxy's (± {}, from {} packets{})",
+            duration(c.backend_minus_proxy_ms.abs()),
+            if c.backend_minus_proxy_ms >= 0.0 {
+                "ahead of"
+            } else {
+                "behind"
+            },
+            duration(c.uncertainty_ms),
+            c.samples,
+            c.drift_ppm
+                .map_or(String::new(), |d| format!("; drift {d:.1} ppm"))
+        );
+    } else if report.captures.len() == 1 {
+        let _ = writeln!(
+            s,
+            "one capture: what only the other end could show is said per connection"
+        );
+    }
+    for (side, eps) in &report.backends {
+        let _ = writeln!(s, "backend  {} ({side} capture's view)", eps.join(", "));
+    }
+    for cap in &report.captures {
+        for w in &cap.warnings {
+            for (i, line) in wrap(&format!("{}: {w}", cap.side), WIDTH - 9)
+                .into_iter()
+                .enumerate()
+            {
+                let _ = writeln!(
+                    s,
+                    "{} {line}",
+                    if i == 0 {
+                        style.yellow("warning:")
+                    } else {
+                        "        ".to_string()
+                    }
+                );
+            }
+        }
+    }
+
+    for (n, c) in failed.iter().enumerate() {
+        let _ = writeln!(s);
+        let title = format!(
+            "{}. {} · blame: {} ",
+            n + 1,
+            c.verdict.as_deref().unwrap_or(""),
+            c.blame.as_deref().unwrap_or("")
+        );
+        let rule = "─".repeat(WIDTH.saturating_sub(title.chars().count() + 3));
+        let _ = writeln!(s, "{}", style.bold(&format!("── {title}{rule}")));
+        let view = c.views.values().next();
+        if let Some(v) = view {
+            let when = c.start.as_deref().and_then(|t| t.get(11..26)).unwrap_or("");
+            let _ = writeln!(
+                s,
+                "   {} → {}  at {when}  (connection {})",
+                v.client, v.server, c.id
+            );
+        }
+        if let Some(x) = c
+            .exchanges
+            .iter()
+            .find(|e| !(e.request_complete && e.response_complete))
+            .or(c.exchanges.last())
+        {
+            let _ = writeln!(s, "   {}", exchange_line(x));
+        }
+        if let Some(e) = &c.explanation {
+            for line in wrap(e, WIDTH - 3) {
+                let _ = writeln!(s, "   {line}");
+            }
+        }
+        if !c.evidence.is_empty() {
+            let _ = writeln!(s, "   evidence:");
+            let fw = c
+                .evidence
+                .iter()
+                .map(|e| e.frame.to_string().len())
+                .max()
+                .unwrap_or(1);
+            for e in &c.evidence {
+                let time = e.time.get(11..26).unwrap_or(&e.time);
+                let head = format!("     {:<7} #{:<fw$}  {time}  ", e.capture, e.frame);
+                let body = wrap(&e.what, WIDTH.saturating_sub(head.chars().count()).max(20));
+                for (i, line) in body.iter().enumerate() {
+                    if i == 0 {
+                        let _ = writeln!(s, "{head}{line}");
+                    } else {
+                        let _ = writeln!(s, "{}{line}", " ".repeat(head.chars().count()));
+                    }
+                }
+            }
+        }
+        if let Some(next) = c.next_step.as_deref().filter(|n| !n.is_empty()) {
+            for (i, line) in wrap(&format!("next step: {next}"), WIDTH - 3)
+                .into_iter()
+                .enumerate()
+            {
+                let _ = writeln!(s, "   {}", if i == 0 { style.bold(&line) } else { line });
+            }
+        }
+        for (side, f) in &c.filters {
+            let _ = writeln!(s, "   wireshark ({side}): {f}");
+        }
+    }
+
+    let healthy: Vec<&ConnectionReport> = report
+        .connections
+        .iter()
+        .filter(|c| c.verdict.as_deref() == Some("ok"))
+        .collect();
+    if !healthy.is_empty() {
+        let exchanges: usize = healthy.iter().map(|c| c.exchanges.len()).sum();
+        let retrans = healthy
+            .iter()
+            .filter(|c| {
+                c.views
+                    .values()
+                    .any(|v| v.retransmissions.client_to_server + v.retransmissions.server_to_client > 0)
+            })
+            .count();
+        let mut line = format!(
+            "{} {} connection{} ok: {exchanges} exchange{} sent and answered in full",
+            style.green("✓"),
+            healthy.len(),
+            plural(healthy.len()),
+            plural(exchanges)
+        );
+        if retrans > 0 {
+            line.push_str(&format!(", {retrans} with retransmissions recovered"));
+        }
+        let _ = writeln!(s);
+        for l in wrap(&line, WIDTH) {
+            let _ = writeln!(s, "{l}");
+        }
+    }
+    out.write_all(s.as_bytes())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn duration(ms: f64) -> String {
+    if ms >= 3_600_000.0 {
+        format!(
+            "{:.0} h {:.1} min",
+            (ms / 3_600_000.0).floor(),
+            (ms % 3_600_000.0) / 60_000.0
+        )
+    } else if ms >= 1000.0 {
+        format!("{:.3} s", ms / 1000.0)
+    } else {
+        format!("{ms:.3} ms")
+    }
+}
+
+/// Greedy word wrap; words longer than the width stay whole.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_words_and_width() {
+        let t = "The backend closed the connection while the proxy was still sending POST /upload";
+        let lines = wrap(t, 30);
+        assert!(lines.iter().all(|l| l.chars().count() <= 30), "{lines:?}");
+        assert_eq!(lines.join(" "), t);
+        assert_eq!(
+            wrap("averyveryverylongword x", 5),
+            vec!["averyveryverylongword", "x"]
+        );
+    }
 }
