@@ -176,14 +176,19 @@ fn http_and_notes(c: &ConnectionReport) -> String {
         if r > 0 {
             parts.push(format!("[{r} retransmitted]"));
         }
+        // Bytes the capture does not hold: acknowledged by the receiver (the capture dropped them)
+        // or not (lost, or outside the capture).
         let g = v.gaps.client_to_server + v.gaps.server_to_client;
-        if g > 0 {
-            parts.push(format!("[{g} B not captured]"));
-        }
         let u = v.acked_unseen.client_to_server + v.acked_unseen.server_to_client;
         if u > 0 {
-            parts.push(format!("[{u} B acked unseen]"));
+            parts.push(format!("[{u} B acked but not captured]"));
         }
+        if g > u {
+            parts.push(format!("[{} B missing]", g - u));
+        }
+    }
+    if let Some(v) = c.verdict.as_deref().filter(|v| *v != "ok") {
+        parts.push(format!("[{v}]"));
     }
     for a in &c.anomalies {
         if a.name != "tcp_retransmission" {
