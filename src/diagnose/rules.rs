@@ -884,8 +884,13 @@ fn keepalive_race(
     let fin = p.dirs[1].fin.filter(|f| f.at.ts_ns <= rst.at.ts_ns);
     let (delta, form) = match fin {
         Some(fin) => {
+            // The request reached the backend after its FIN left exactly when the FIN reached
+            // the proxy less than a round trip after the request left. Later than that, the
+            // backend had the request before it closed: not a race (an empty reply). A FIN that
+            // arrived before the request left means the proxy reused a connection already closed:
+            // the same fault of the proxy's reuse, however long before.
             let delta = req.first.ts_ns - fin.at.ts_ns;
-            if delta.abs() > window {
+            if -delta > window {
                 return None;
             }
             (delta, "FIN")
@@ -976,7 +981,7 @@ fn keepalive_race(
         Verdict::KeepaliveRace,
         Blame::Proxy,
         format!(
-            "Keep-alive race: the proxy sent {line} on a connection it was reusing after {} idle, just as the backend closed that connection: {timing}.{crossing} Apache logs this as AH01102 \"error reading status line\", nginx as \"upstream prematurely closed connection\".",
+            "Keep-alive race: the proxy sent {line} on a connection it was reusing after {} idle, just as the backend closed that connection: {timing}.{crossing} Apache logs this as AH01102 \"error reading status line\", nginx as \"upstream prematurely closed connection\". Remedy on the proxy: a connection ttl below the backend's keep-alive timeout (Apache ProxyPass ttl=, or disablereuse=On, or proxy-nokeepalive; nginx upstream keepalive_timeout).",
             ms(idle),
         ),
         "Make the proxy stop reusing connections before the backend closes them: set the proxy's idle connection timeout below the backend's keep-alive timeout (Apache: ProxyPass ... ttl=N with N below the backend's KeepAliveTimeout, or disablereuse=On, or SetEnv proxy-nokeepalive 1; nginx: keepalive_timeout in the upstream block below the backend's), and let idempotent requests be retried.",

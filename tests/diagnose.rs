@@ -1,0 +1,437 @@
+//! Each diagnosis rule on a small synthetic two-capture timeline (see `kit`), with the boundaries:
+//! a race just outside one round trip is not a race; a retransmission that arrived is not a loss;
+//! a capture gap acknowledged by the receiver is not a loss. The lab captures (tests/lab.rs) are the
+//! real-world evidence; these pin each rule down.
+
+mod kit;
+
+use kit::*;
+
+fn both(w: &Wire) -> (String, String, String) {
+    verdict(&analyze(w, true))
+}
+
+fn proxy_only(w: &Wire) -> (String, String, String) {
+    verdict(&analyze(w, false))
+}
+
+fn vb(v: &(String, String, String)) -> (&str, &str) {
+    (v.0.as_str(), v.1.as_str())
+}
+
+#[test]
+fn ok_connection() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake()
+        .send_request(&get("/a"))
+        .send_response(&ok(3000))
+        .close();
+    let v = both(&w);
+    assert_eq!(vb(&v), ("ok", "none"), "{}", v.2);
+    let a = analyze(&w, true);
+    assert_eq!(
+        a.pairing.pairs[0].method,
+        bothends::pair::MatchMethod::TupleAndIsn
+    );
+    let c = a.pairing.clock.expect("clock offset");
+    assert!(c.backend_minus_proxy_ns.abs() <= c.uncertainty_ns, "{c:?}");
+}
+
+#[test]
+fn connect_refused() {
+    let mut w = Wire::new(1000, 0);
+    w.c2s(SYN, b"")
+        .wait_ms(5.0)
+        .s2c_at(Some(0), RSTACK, b"", Fate::Arrives);
+    assert_eq!(vb(&both(&w)), ("connect-refused", "backend"));
+    let single = proxy_only(&w);
+    assert_eq!(vb(&single), ("connect-refused", "backend"));
+    assert!(single.2.contains("capture on the backend host"), "{}", single.2);
+}
+
+#[test]
+fn a_rst_to_a_syn_that_never_reached_the_backend_is_forged() {
+    let mut w = Wire::new(1000, 0);
+    w.c2s_at(None, SYN, b"", Fate::Lost).forged_rst_to_proxy(64);
+    // the backend capture is empty of this connection: give it something else to read
+    let mut other = Wire::new(7, 9);
+    other.b_client = ([10, 0, 9, 9], 1234);
+    other.handshake();
+    let a = {
+        let sides = vec![
+            side(bothends::pipeline::Side::Proxy, w.proxy_pcap()),
+            side(bothends::pipeline::Side::Backend, other.backend_pcap()),
+        ];
+        bothends::pipeline::analyze(sides, &[])
+    };
+    let d = a
+        .diagnoses
+        .iter()
+        .flatten()
+        .find(|d| d.verdict.label() != "ok")
+        .expect("a failure");
+    assert_eq!(
+        (d.verdict.label(), d.blame.label()),
+        ("rst-from-middlebox", "network"),
+        "{}",
+        d.explanation
+    );
+}
+
+#[test]
+fn connect_timeout_three_ways() {
+    // SYNs lost on the way: network
+    let mut w = Wire::new(1000, 5000);
+    for _ in 0..3 {
+        w.c2s_at(Some(1000), SYN, b"", Fate::Lost).wait_ms(1000.0);
+    }
+    let mut other = Wire::new(7, 9);
+    other.b_client = ([10, 0, 9, 9], 1234);
+    other.handshake();
+    let sides = vec![
+        side(bothends::pipeline::Side::Proxy, w.proxy_pcap()),
+        side(bothends::pipeline::Side::Backend, other.backend_pcap()),
+    ];
+    let a = bothends::pipeline::analyze(sides, &[]);
+    let d = a
+        .diagnoses
+        .iter()
+        .flatten()
+        .find(|d| d.verdict.label() != "ok")
+        .expect("a failure");
+    assert_eq!(
+        (d.verdict.label(), d.blame.label()),
+        ("connect-timeout", "network")
+    );
+    assert!(
+        d.explanation.contains("none of them reached the backend"),
+        "{}",
+        d.explanation
+    );
+
+    // SYNs arrive and are ignored: backend
+    let mut w = Wire::new(1000, 5000);
+    for _ in 0..3 {
+        w.c2s_at(Some(1000), SYN, b"", Fate::Arrives).wait_ms(1000.0);
+    }
+    assert_eq!(vb(&both(&w)), ("connect-timeout", "backend"));
+
+    // SYN-ACKs lost on the way back: network
+    let mut w = Wire::new(1000, 5000);
+    for _ in 0..3 {
+        w.c2s_at(Some(1000), SYN, b"", Fate::Arrives).wait_ms(5.0);
+        w.s2c_at(Some(5000), SYNACK, b"", Fate::Lost).wait_ms(1000.0);
+    }
+    let v = both(&w);
+    assert_eq!(vb(&v), ("connect-timeout", "network"));
+    assert!(v.2.contains("no SYN-ACK came back"), "{}", v.2);
+    // one capture cannot tell: it says so
+    let single = proxy_only(&w);
+    assert_eq!(single.0, "connect-timeout");
+    assert!(
+        single.2.contains("a capture on the backend host would settle it"),
+        "{}",
+        single.2
+    );
+}
+
+#[test]
+fn request_incomplete_when_the_proxy_stops_sending() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    let req = post("/upload", 10_000);
+    w.send_request(&req[..3000])
+        .wait_ms(2000.0)
+        .c2s(FIN, b"")
+        .wait_ms(5.0)
+        .s2c(FIN, b"");
+    assert_eq!(vb(&both(&w)), ("request-incomplete", "proxy"));
+}
+
+#[test]
+fn backend_closed_during_request() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    let req = post("/upload", 100_000);
+    w.send_request(&req[..20_000]).s2c(RSTACK, b"");
+    let v = both(&w);
+    assert_eq!(vb(&v), ("backend-closed-during-request", "backend"), "{}", v.2);
+}
+
+#[test]
+fn backend_empty_reply() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake()
+        .send_request(&get("/x"))
+        .wait_ms(1.0)
+        .s2c(FIN, b"")
+        .wait_ms(10.0)
+        .c2s(FIN, b"");
+    assert_eq!(vb(&both(&w)), ("backend-empty-reply", "backend"));
+}
+
+#[test]
+fn response_truncated() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake().send_request(&get("/x"));
+    let resp = ok(10_000);
+    w.send_response(&resp[..4000])
+        .s2c(FIN, b"")
+        .wait_ms(10.0)
+        .c2s(FIN, b"");
+    assert_eq!(vb(&both(&w)), ("response-truncated", "backend"));
+}
+
+#[test]
+fn backend_timeout() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake()
+        .send_request(&get("/slow"))
+        .wait_ms(30_000.0)
+        .c2s(FIN, b"");
+    let v = both(&w);
+    assert_eq!(vb(&v), ("backend-timeout", "backend"), "{}", v.2);
+    assert!(v.2.contains("30.0") || v.2.contains("30.01"), "{}", v.2);
+}
+
+#[test]
+fn zero_window_stall() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    let req = post("/upload", 200_000);
+    w.send_request(&req[..50_000]);
+    w.s_win = 0;
+    w.s2c(ACK, b"")
+        .wait_ms(3000.0)
+        .s2c(ACK, b"")
+        .wait_ms(3000.0)
+        .c2s(RSTACK, b"");
+    let v = both(&w);
+    assert_eq!(vb(&v), ("zero-window-stall", "backend"), "{}", v.2);
+}
+
+#[test]
+fn a_zero_window_that_reopened_is_flow_control_not_a_stall() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    let req = post("/upload", 4000);
+    w.send_request(&req[..2000]);
+    w.s_win = 0;
+    w.s2c(ACK, b"").wait_ms(100.0);
+    w.s_win = 64240;
+    w.s2c(ACK, b"")
+        .send_request(&req[2000..])
+        .send_response(&ok(10))
+        .close();
+    assert_eq!(vb(&both(&w)), ("ok", "none"));
+}
+
+/// Two exchanges, then the backend's FIN reaches the proxy `fin_after_request_ms` after the third
+/// request left (negative: before), and the backend answers the request with RST.
+fn race(fin_after_request_ms: f64) -> Wire {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    for _ in 0..2 {
+        w.send_request(&get("/again")).send_response(&ok(100));
+    }
+    w.wait_ms(5000.0);
+    let owd = w.owd as f64 / 1e6;
+    if fin_after_request_ms >= 0.0 {
+        // The FIN leaves the backend at (request departure + fin_after - owd).
+        let req_at = w.now;
+        w.now = req_at + ((fin_after_request_ms - owd) * 1e6) as i64;
+        w.s2c(FIN, b"");
+        w.now = req_at;
+        w.c2s(PSH, &get("/third"));
+        w.now = req_at + ((fin_after_request_ms - owd).max(owd) * 1e6) as i64;
+        w.wait_ms(0.1);
+        w.s2c(RST, b"");
+    } else {
+        w.s2c(FIN, b"");
+        w.wait_ms(owd - fin_after_request_ms);
+        w.c2s(PSH, &get("/third"));
+        w.wait_ms(owd);
+        w.s2c(RST, b"");
+    }
+    w
+}
+
+#[test]
+fn keepalive_race_within_one_round_trip() {
+    // round trip 10 ms: the FIN reaches the proxy 9 ms after the request left → crossed
+    let v = proxy_only(&race(9.0));
+    assert_eq!(vb(&v), ("keepalive-race", "proxy"), "{}", v.2);
+    assert!(v.2.contains("ttl="), "names the remedies: {}", v.2);
+    let v = both(&race(9.0));
+    assert_eq!(vb(&v), ("keepalive-race", "proxy"), "{}", v.2);
+}
+
+#[test]
+fn a_fin_arriving_just_outside_one_round_trip_is_not_a_race() {
+    // 11 ms > one round trip: the request reached the backend before it closed
+    let v = proxy_only(&race(11.0));
+    assert_eq!(vb(&v), ("backend-empty-reply", "backend"), "{}", v.2);
+}
+
+#[test]
+fn a_request_sent_after_the_fin_arrived_is_the_proxy_reusing_a_closed_connection() {
+    let v = proxy_only(&race(-20.0));
+    assert_eq!(vb(&v), ("keepalive-race", "proxy"), "{}", v.2);
+    assert!(v.2.contains("before the request left"), "{}", v.2);
+}
+
+#[test]
+fn the_rst_form_of_the_race_needs_an_idle_connection() {
+    // Reused after 5 s idle, RST 0.2 ms after the request arrives: race.
+    let mut w = Wire::new(1000, 5000);
+    w.handshake()
+        .send_request(&get("/a"))
+        .send_response(&ok(10))
+        .wait_ms(5000.0);
+    w.c2s(PSH, &get("/b")).wait_ms(5.2).s2c(RSTACK, b"");
+    assert_eq!(vb(&proxy_only(&w)), ("keepalive-race", "proxy"));
+    // The same on a connection busy 1 ms before: the backend reset a request it had.
+    let mut w = Wire::new(1000, 5000);
+    w.handshake().send_request(&get("/a")).send_response(&ok(10));
+    w.c2s(PSH, &get("/b")).wait_ms(5.2).s2c(RSTACK, b"");
+    assert_eq!(vb(&proxy_only(&w)), ("backend-empty-reply", "backend"));
+}
+
+#[test]
+fn lost_in_transit_when_the_request_never_arrives() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    let req = get("/lost");
+    let seq = w.cseq;
+    w.c2s_at(None, PSH, &req, Fate::Lost);
+    for _ in 0..4 {
+        w.wait_ms(400.0).c2s_at(Some(seq), PSH, &req, Fate::Lost);
+    }
+    w.wait_ms(3000.0).c2s(FIN, b"");
+    let v = both(&w);
+    assert_eq!(vb(&v), ("lost-in-transit", "network"), "{}", v.2);
+    assert!(v.2.contains("5 transmissions"), "{}", v.2);
+    let single = proxy_only(&w);
+    assert_eq!(vb(&single), ("lost-in-transit", "network"), "{}", single.2);
+}
+
+#[test]
+fn a_retransmission_that_arrived_is_not_a_loss() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    let req = get("/x");
+    let seq = w.cseq;
+    w.c2s_at(None, PSH, &req, Fate::Lost).wait_ms(200.0);
+    w.c2s_at(Some(seq), PSH, &req, Fate::Arrives)
+        .wait_ms(5.0)
+        .s2c(ACK, b"")
+        .send_response(&ok(100))
+        .close();
+    let a = analyze(&w, true);
+    let v = verdict(&a);
+    assert_eq!(vb(&v), ("ok", "none"), "{}", v.2);
+    assert!(
+        v.2.contains("1 lost in transit"),
+        "the recovered loss is noted: {}",
+        v.2
+    );
+    let al = a.alignments[0].as_ref().expect("aligned");
+    assert_eq!(al.dirs[0].arrived_late.len(), 1);
+    assert!(al.dirs[0].lost.is_empty());
+}
+
+#[test]
+fn a_capture_gap_acked_by_the_receiver_is_not_a_loss() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    let req = post("/up", 5000);
+    let (a, b) = req.split_at(1448);
+    let (b, c) = b.split_at(1448);
+    w.c2s(PSH, a)
+        .c2s_at(None, PSH, b, Fate::NotCapturedAtReceiver)
+        .c2s(PSH, c)
+        .wait_ms(5.0)
+        .s2c(ACK, b"");
+    w.wait_ms(5.0).send_response(&ok(10)).close();
+    let an = analyze(&w, true);
+    let v = verdict(&an);
+    assert_eq!(vb(&v), ("capture-incomplete", "capture"), "{}", v.2);
+    assert!(v.2.contains("backend capture missed 1448 bytes"), "{}", v.2);
+    let al = an.alignments[0].as_ref().expect("aligned");
+    assert!(al.dirs[0].lost.is_empty(), "{:?}", al.dirs[0].lost);
+    assert_eq!(al.dirs[0].receiver_capture_missed, 1448);
+}
+
+#[test]
+fn rst_from_middlebox_during_a_request() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake().send_request(&get("/a")).send_response(&ok(10));
+    w.c2s_at(None, PSH, &get("/forbidden"), Fate::Lost)
+        .forged_rst_to_proxy(64);
+    let v = both(&w);
+    assert_eq!(vb(&v), ("rst-from-middlebox", "network"), "{}", v.2);
+    assert!(v.2.contains("TTL is 64"), "{}", v.2);
+    // one capture: the TTL gives it away
+    let v = proxy_only(&w);
+    assert_eq!(vb(&v), ("rst-from-middlebox", "network"), "{}", v.2);
+}
+
+#[test]
+fn proxy_aborted_mid_response() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake().send_request(&get("/big"));
+    let resp = ok(100_000);
+    w.send_response(&resp[..30_000])
+        .c2s(RSTACK, b"")
+        .wait_ms(1.0)
+        .s2c(PSH, &resp[30_000..31_448]);
+    assert_eq!(vb(&both(&w)), ("proxy-aborted", "proxy"));
+}
+
+#[test]
+fn a_connection_opened_before_the_capture_is_capture_incomplete() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    let mut late = Wire::new(0, 0);
+    std::mem::swap(&mut late.cseq, &mut w.cseq);
+    late.sseq = w.sseq;
+    late.c_rcv = w.c_rcv;
+    late.s_rcv = w.s_rcv;
+    late.now = w.now;
+    late.send_request(&get("/a")).send_response(&ok(10));
+    let v = both(&late);
+    assert_eq!(vb(&v), ("capture-incomplete", "capture"), "{}", v.2);
+    let a = analyze(&late, true);
+    assert_eq!(a.pairing.pairs[0].method, bothends::pair::MatchMethod::Payload);
+}
+
+#[test]
+fn nat_between_the_captures_and_a_clock_hours_off() {
+    let mut w = Wire::new(77, 99);
+    w.b_client = ([192, 168, 7, 1], 61000);
+    w.b_server = ([192, 168, 9, 9], 80);
+    w.clock = 3 * 3600 * 1_000_000_000 + 250_000_000;
+    w.handshake()
+        .send_request(&get("/a"))
+        .send_response(&ok(10))
+        .send_request(&get("/b"))
+        .wait_ms(1.0)
+        .s2c(FIN, b"")
+        .wait_ms(10.0)
+        .c2s(FIN, b"");
+    let a = analyze(&w, true);
+    assert_eq!(a.pairing.pairs.len(), 1);
+    assert_eq!(
+        a.pairing.pairs[0].method,
+        bothends::pair::MatchMethod::IsnThroughNat
+    );
+    let c = a.pairing.clock.expect("clock");
+    assert!(
+        (c.backend_minus_proxy_ns - w.clock).abs() <= c.uncertainty_ns,
+        "{c:?} vs {}",
+        w.clock
+    );
+    assert!(c.uncertainty_ns <= w.owd, "{c:?}");
+    let d = a.diagnoses[0].as_ref().unwrap();
+    assert_eq!(d.verdict.label(), "backend-empty-reply", "{}", d.explanation);
+}
