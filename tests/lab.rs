@@ -236,3 +236,66 @@ fn lab_scenarios_get_their_ground_truth() {
         problems.join("\n")
     );
 }
+
+/// With the proxy capture alone, each listed connection gets its two-capture verdict, or — where
+/// one capture cannot tell — one of these, with an explanation that says what a capture on the
+/// backend host would settle. (two-capture verdict/blame, one-capture verdict/blame, why)
+const ONE_CAPTURE_FALLBACKS: &[(&str, &str, &str)] = &[
+    (
+        "connect-timeout/network",
+        "connect-timeout/backend",
+        "a lost SYN, an ignored SYN and a lost SYN-ACK look the same from the proxy",
+    ),
+    (
+        "lost-in-transit/network",
+        "backend-timeout/backend",
+        "a response lost on the way back looks like no response from the proxy",
+    ),
+    (
+        "capture-incomplete/capture",
+        "ok/none",
+        "the packets the backend capture dropped are all in the proxy capture",
+    ),
+];
+
+#[test]
+fn lab_scenarios_with_the_proxy_capture_only() {
+    let mut problems = Vec::new();
+    for dir in scenarios() {
+        let e: Expected =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        if KNOWN_WRONG.iter().any(|(k, _)| *k == e.scenario) {
+            continue;
+        }
+        let a = analyze(&dir, &e, false);
+        for x in &e.connections {
+            let Some(v) = &x.proxy else { continue };
+            let Some(k) = a.pairing.pairs.iter().position(|p| {
+                p.proxy.is_some_and(|i| {
+                    let c = &a.sides[0].connections[i];
+                    c.client.to_string() == v.client && c.first.frame.frame == v.first_frame
+                })
+            }) else {
+                problems.push(format!("{}: {} not reported", e.scenario, v.client));
+                continue;
+            };
+            let d = a.diagnoses[k].as_ref().unwrap();
+            let got = format!("{}/{}", d.verdict, d.blame);
+            let want = format!("{}/{}", x.verdict, x.blame);
+            if got == want {
+                continue;
+            }
+            let allowed = ONE_CAPTURE_FALLBACKS
+                .iter()
+                .any(|(w, g, _)| *w == want && *g == got);
+            let says = d.explanation.contains("capture on the backend host") || got == "ok/none";
+            if !allowed || !says {
+                problems.push(format!(
+                    "{}: {got} with one capture, {want} with two: {}",
+                    e.scenario, d.explanation
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
