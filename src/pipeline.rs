@@ -185,6 +185,24 @@ fn diagnose_all(sides: Vec<SideResult>, pairing: crate::pair::Pairing) -> Analys
             .unwrap_or(i64::MAX)
     };
     let (proxy_end, backend_end) = (end(0), end(1));
+    // Keep-alive timeouts per backend endpoint (as the first capture sees it).
+    let mut idle_timeouts = std::collections::HashMap::new();
+    for ep in pairing
+        .pairs
+        .iter()
+        .filter_map(|p| p.proxy.and_then(|i| sides[0].connections.get(i)))
+        .map(|c| c.server)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let conns = pairing
+            .pairs
+            .iter()
+            .filter_map(|p| p.proxy.and_then(|i| sides[0].connections.get(i)))
+            .filter(|c| c.server == ep);
+        if let Some(t) = crate::diagnose::idle_close_timeout(conns) {
+            idle_timeouts.insert(ep, t);
+        }
+    }
     let mut alignments = Vec::with_capacity(pairing.pairs.len());
     let mut diagnoses = Vec::with_capacity(pairing.pairs.len());
     for pair in &pairing.pairs {
@@ -209,6 +227,7 @@ fn diagnose_all(sides: Vec<SideResult>, pairing: crate::pair::Pairing) -> Analys
             alignment: alignment.as_ref(),
             proxy_capture_end: proxy_end,
             backend_capture_end: backend_end,
+            backend_idle_timeout: p.and_then(|c| idle_timeouts.get(&c.server).copied()),
         };
         diagnoses.push(Some(crate::diagnose::diagnose(&cx)));
         alignments.push(alignment);

@@ -145,3 +145,40 @@ pub struct Diagnosis {
 mod rules;
 
 pub use rules::{Context, diagnose};
+
+use crate::pipeline::Conn;
+
+/// The backend's keep-alive timeout, read off the connections it closed while idle: every
+/// exchange answered, then the backend's FIN a fixed time after its last response. At least three
+/// such closes must agree (the median, with most of the others within a few percent of it);
+/// otherwise None. A race is then recognisable by its timing: the backend's FIN comes exactly this
+/// long after the previous response, whatever the request did meanwhile.
+pub fn idle_close_timeout<'a>(conns: impl Iterator<Item = &'a Conn>) -> Option<i64> {
+    let mut idles: Vec<i64> = conns
+        .filter_map(|c| {
+            let last = c.app.exchanges.last()?;
+            let resp = last.response.as_ref().filter(|r| r.complete)?;
+            if c.app
+                .exchanges
+                .iter()
+                .any(|e| e.response.as_ref().is_none_or(|r| !r.complete))
+            {
+                return None;
+            }
+            let fin = c.dirs[1].fin?;
+            // The backend closed first.
+            if c.dirs[0].fin.is_some_and(|f| f.at < fin.at) || c.dirs[0].rst.is_some_and(|r| r.at < fin.at) {
+                return None;
+            }
+            let idle = fin.at.ts_ns - resp.last.ts_ns;
+            (idle > 0).then_some(idle)
+        })
+        .collect();
+    if idles.len() < 3 {
+        return None;
+    }
+    idles.sort_unstable();
+    let t = idles[idles.len() / 2];
+    let agree = idles.iter().filter(|&&i| rules::is_idle_close(i, t)).count();
+    (agree >= 3 && agree * 2 > idles.len()).then_some(t)
+}
