@@ -70,12 +70,21 @@ pub fn open_side(inputs: &[Input]) -> Result<CaptureSet, CaptureError> {
 pub fn read_side(side: Side, mut set: CaptureSet, opts: SideOptions) -> SideResult {
     let http = opts.http;
     let mut table = ConnectionTable::new(opts.tcp, move |from_start| HttpHandler::new(http, from_start));
+    table.set_compactor(compact);
     let mut stats = DecodeStats::default();
     let mut anomalies = Anomalies::default();
     let mut packet_warnings = Vec::new();
     let mut more_warnings = 0u64;
     let files = set.summary().files;
+    let mut connections = Vec::new();
+    let mut since_collect = 0u32;
     while let Some(packet) = set.next() {
+        // Now and then, collect the connections that finished and compact them.
+        since_collect += 1;
+        if since_collect == 4096 {
+            since_collect = 0;
+            connections.extend(table.take_finished());
+        }
         let r = decode::decode(&packet);
         stats.count(&r);
         match r {
@@ -106,7 +115,8 @@ pub fn read_side(side: Side, mut set: CaptureSet, opts: SideOptions) -> SideResu
     }
     let capture = set.summary();
     anomalies.merge(&table.anomalies);
-    let connections = table.finish();
+    connections.extend(table.finish());
+    connections.sort_by_key(|c| c.index);
     let mut warnings = capture.warnings.clone();
     warnings.extend(packet_warnings);
     if more_warnings > 0 {
@@ -120,6 +130,46 @@ pub fn read_side(side: Side, mut set: CaptureSet, opts: SideOptions) -> SideResu
         warnings,
         connections,
     }
+}
+
+/// Drops what a finished connection keeps only for reports about failures — its packet log (for
+/// ladder diagrams) and the HTTP headers — when nothing in it looks wrong from this capture, and
+/// gives back the spare capacity of its vectors. A connection that turns out to have failed only
+/// in the other capture's view is then drawn from that capture's packets alone.
+fn compact(c: &mut Conn) {
+    if looks_healthy(c) {
+        c.log = crate::tcp::PacketLog::default();
+        for e in &mut c.app.exchanges {
+            for m in [e.request.as_mut(), e.response.as_mut()].into_iter().flatten() {
+                m.headers = Vec::new();
+            }
+        }
+    }
+    for d in &mut c.dirs {
+        d.spans.shrink_to_fit();
+    }
+    c.app.exchanges.shrink_to_fit();
+    c.history.shrink_to_fit();
+}
+
+/// Nothing in this capture's view of the connection hints at a failure: handshake and FINs both
+/// ways, no RST, every exchange complete, no retransmission, gap, zero window or anomaly.
+fn looks_healthy(c: &Conn) -> bool {
+    c.syn.is_some()
+        && c.syn_ack.is_some()
+        && c.anomalies.is_empty()
+        && c.app.anomalies.is_empty()
+        && c.dirs.iter().all(|d| {
+            d.fin.is_some()
+                && d.rst.is_none()
+                && d.retransmissions == 0
+                && d.gaps == 0
+                && d.acked_unseen == 0
+                && d.zero_window.is_none()
+        })
+        && c.app.exchanges.iter().all(|e| {
+            e.request.as_ref().is_some_and(|m| m.complete) && e.response.as_ref().is_some_and(|m| m.complete)
+        })
 }
 
 /// Reads the given sides in parallel, one thread each; results in the order given.

@@ -483,6 +483,8 @@ pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
     /// Anomalies that belong to no connection.
     pub anomalies: Anomalies,
     pub evicted: u64,
+    /// Applied to every connection as it finishes (to drop what the caller will not need).
+    compact: Option<fn(&mut Connection<H::Output>)>,
 }
 
 impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
@@ -501,7 +503,14 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             now: i64::MIN,
             anomalies: Anomalies::default(),
             evicted: 0,
+            compact: None,
         }
+    }
+
+    /// Sets a function applied to each connection when it finishes, before it lingers for
+    /// stragglers or is handed out.
+    pub fn set_compactor(&mut self, compact: fn(&mut Connection<H::Output>)) {
+        self.compact = Some(compact);
     }
 
     /// Connections being reassembled (not counting closed ones lingering for stragglers).
@@ -575,7 +584,10 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             };
             let history_seen = live.history_seen;
             let index = live.conn.index;
-            let conn = live.finish(&mut self.budget);
+            let mut conn = live.finish(&mut self.budget);
+            if let Some(compact) = self.compact {
+                compact(&mut conn);
+            }
             self.open
                 .insert(key, Slot::Closed(Box::new(Closed { conn, history_seen })));
             let deadline = seg.ts_ns.saturating_add(self.limits.linger_ns);
@@ -682,7 +694,10 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     fn finish_key(&mut self, key: FlowKey) {
         match self.open.remove(&key) {
             Some(Slot::Live(live)) => {
-                let conn = live.finish(&mut self.budget);
+                let mut conn = live.finish(&mut self.budget);
+                if let Some(compact) = self.compact {
+                    compact(&mut conn);
+                }
                 self.finished.push(conn);
             }
             Some(Slot::Closed(closed)) => {
