@@ -1,0 +1,245 @@
+//! The code of the fuzz targets, one function per target. Shared by the cargo-fuzz binaries in
+//! `fuzz_targets/` (libFuzzer feeds them) and by `tests/fuzz_seeds.rs` (plain `cargo test` runs them
+//! over the seed corpus and the committed crash inputs, so CI exercises the same paths on stable).
+//!
+//! Every function takes arbitrary bytes and must return without panicking, in bounded time and
+//! memory. The few assertions check the guarantees the stages document.
+#![allow(dead_code)]
+
+use std::io::Write;
+
+use bothends::capture::{CaptureSet, FrameRef, LinkType, MAX_RECORD_BYTES, Packet};
+use bothends::http::{HttpHandler, HttpLimits};
+use bothends::pipeline::{self, Side, SideOptions};
+use bothends::report::{self, ReportOptions, text::Style};
+use bothends::tcp::{Dir, End, GapKind, Limits, PacketRef, StreamEvent, StreamHandler};
+
+/// The link types `decode` reads, picked by the first byte of a `decode` input.
+pub const LINKS: [u16; 11] = [0, 1, 12, 14, 101, 108, 113, 228, 229, 239, 276];
+
+/// Target `capture`: the bytes are a capture file (pcap, pcapng, gzip or not); read every packet.
+pub fn capture(data: &[u8]) {
+    let mut set = match CaptureSet::from_bytes("fuzz.pcap", data.to_vec()) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.starts_with("fuzz.pcap: "), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+            return;
+        }
+    };
+    let mut n = 0u64;
+    while let Some(p) = set.next() {
+        n += 1;
+        assert!(p.data.len() <= MAX_RECORD_BYTES);
+        assert!(p.orig_len as usize >= p.data.len());
+        assert_eq!(p.frame.file, 0);
+    }
+    let s = set.summary();
+    assert_eq!(s.packets, n);
+    for w in &s.warnings {
+        assert!(!w.contains('\n'), "{w}");
+    }
+}
+
+/// Target `decode`: first byte picks the link type (among [`LINKS`]), second byte how many bytes
+/// snaplen cut (times 16), the rest is the frame.
+pub fn decode(data: &[u8]) {
+    let [sel, cut, frame @ ..] = data else { return };
+    let link = LinkType(LINKS[*sel as usize % LINKS.len()]);
+    let p = Packet {
+        frame: FrameRef { file: 0, frame: 1 },
+        ts_ns: 0,
+        link,
+        data: frame,
+        orig_len: frame.len() as u32 + *cut as u32 * 16,
+    };
+    if let Ok(seg) = bothends::decode::decode(&p) {
+        assert!(seg.payload.len() as u64 <= seg.payload_len as u64, "{seg:?}");
+        assert!(seg.options.sack_len as usize <= 4);
+        let _ = seg.options.sack_blocks();
+        let _ = format!("{} {} {}", seg.src, seg.dst, seg.flags);
+    }
+}
+
+/// Small limits, so that fuzzing reaches the caps with small inputs.
+pub fn small_http_limits() -> HttpLimits {
+    HttpLimits {
+        max_header_bytes: 200,
+        max_headers: 4,
+        max_value_bytes: 16,
+        max_exchanges: 3,
+    }
+}
+
+/// Target `http`: a configuration byte, then a list of events fed to the HTTP handler, the way
+/// `tcp` would feed it (offsets contiguous per direction), then `finish`.
+///
+/// Configuration byte: bit 0 the handshake was seen (`from_start`); bit 1 small limits; bits 2-3
+/// and 4-5 how each direction ended (0 FIN, 1 RST, else open).
+/// Each event starts with a control byte `c`: bit 0 the direction (server to client when set).
+/// - bit 1 clear: data. Length `(c >> 2) + 1`, or when `c >> 2 == 63`, the next two bytes
+///   (little-endian) + 1; the bytes follow (fewer at the end of the input).
+/// - bit 1 set: a gap. Kind `(c >> 2) & 3`; its length from the next byte `b`: `b + 1` below 128,
+///   else `1 << (b - 128) % 48`.
+pub fn http(data: &[u8]) {
+    let Some((&cfg, mut rest)) = data.split_first() else {
+        return;
+    };
+    let limits = if cfg & 2 != 0 {
+        small_http_limits()
+    } else {
+        HttpLimits::default()
+    };
+    let mut h = HttpHandler::new(limits, cfg & 1 != 0);
+    let mut offset = [0i64; 2];
+    let mut frame = 0u32;
+    while let Some((&c, r)) = rest.split_first() {
+        rest = r;
+        let dir = if c & 1 == 0 {
+            Dir::ClientToServer
+        } else {
+            Dir::ServerToClient
+        };
+        frame += 1;
+        let at = PacketRef {
+            frame: FrameRef { file: 0, frame },
+            ts_ns: frame as i64 * 1_000_000,
+        };
+        let off = &mut offset[dir.idx()];
+        if c & 2 == 0 {
+            let mut n = (c >> 2) as usize + 1;
+            if n == 64 {
+                let Some((ab, r)) = rest.split_first_chunk::<2>() else {
+                    break;
+                };
+                rest = r;
+                n = u16::from_le_bytes(*ab) as usize + 1;
+            }
+            let n = n.min(rest.len());
+            if n == 0 {
+                break;
+            }
+            let (bytes, r) = rest.split_at(n);
+            rest = r;
+            h.on_stream(
+                dir,
+                StreamEvent::Data {
+                    offset: *off,
+                    bytes,
+                    at,
+                },
+            );
+            *off += n as i64;
+        } else {
+            let kind = match (c >> 2) & 3 {
+                0 => GapKind::NotCaptured,
+                1 => GapKind::Snaplen,
+                2 => GapKind::Missing,
+                _ => GapKind::Abandoned,
+            };
+            let Some((&b, r)) = rest.split_first() else { break };
+            rest = r;
+            let len = if b < 128 {
+                b as u64 + 1
+            } else {
+                1u64 << ((b - 128) % 48)
+            };
+            h.on_stream(
+                dir,
+                StreamEvent::Gap {
+                    offset: *off,
+                    len,
+                    kind,
+                    at,
+                },
+            );
+            *off += len as i64;
+        }
+    }
+    let end = |bits: u8| match bits & 3 {
+        0 => End::Fin,
+        1 => End::Rst,
+        _ => End::Open,
+    };
+    let s = h.finish([end(cfg >> 2), end(cfg >> 4)]);
+    assert!(s.exchanges.len() <= limits.max_exchanges, "{}", s.exchanges.len());
+    for e in &s.exchanges {
+        for m in [e.request.as_ref(), e.response.as_ref()].into_iter().flatten() {
+            assert!(m.headers.len() <= limits.max_headers);
+        }
+    }
+}
+
+/// Splits a `pipeline` input: a configuration byte, a 4-byte little-endian length, the proxy
+/// capture (that many bytes, or what is left), the backend capture (the rest; none when empty).
+pub fn split_pipeline(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let [cfg, a, b, c, d, rest @ ..] = data else {
+        return None;
+    };
+    let n = (u32::from_le_bytes([*a, *b, *c, *d]) as usize).min(rest.len());
+    let (proxy, backend) = rest.split_at(n);
+    Some((*cfg, proxy, backend))
+}
+
+/// Builds a `pipeline` input from two captures (seeds).
+pub fn join_pipeline(cfg: u8, proxy: &[u8], backend: &[u8]) -> Vec<u8> {
+    let mut v = vec![cfg];
+    v.extend_from_slice(&(proxy.len() as u32).to_le_bytes());
+    v.extend_from_slice(proxy);
+    v.extend_from_slice(backend);
+    v
+}
+
+/// Target `pipeline`: two captures (see [`split_pipeline`]) → `read_side` ×2 → `analyze` (or
+/// `flows` for one capture when bit 1 of the configuration is set) → every report format.
+/// Configuration byte: bit 0 small limits; bit 1 flows; bit 2 show secrets; bit 3 color.
+pub fn pipeline(data: &[u8]) {
+    let Some((cfg, proxy, backend)) = split_pipeline(data) else {
+        return;
+    };
+    let opts = if cfg & 1 != 0 {
+        SideOptions {
+            tcp: Limits {
+                max_open: 4,
+                max_pending_bytes: 3000,
+                linger_ns: 1_000_000_000,
+                idle_ns: 10_000_000_000,
+                packet_log: true,
+            },
+            http: small_http_limits(),
+        }
+    } else {
+        SideOptions::default()
+    };
+    let Ok(p) = CaptureSet::from_bytes("proxy.pcap", proxy.to_vec()) else {
+        return;
+    };
+    let mut sides = vec![pipeline::read_side(Side::Proxy, p, opts)];
+    if !backend.is_empty() {
+        if let Ok(b) = CaptureSet::from_bytes("backend.pcap", backend.to_vec()) {
+            sides.push(pipeline::read_side(Side::Backend, b, opts));
+        }
+    }
+    let analysis = if cfg & 2 != 0 && sides.len() == 1 {
+        let mut side = sides.pop().unwrap();
+        side.side = Side::Single;
+        pipeline::flows(side)
+    } else {
+        pipeline::analyze(sides, &[])
+    };
+    let ropts = ReportOptions {
+        show_secrets: cfg & 4 != 0,
+        redact_headers: vec!["x-secret".into()],
+    };
+    let report = report::build(&analysis, &ropts);
+    let style = Style { color: cfg & 8 != 0 };
+    let mut out = Vec::new();
+    report::text::write_analysis(&report, style, &mut out).expect("text analysis");
+    report::text::write_flows(&report, style, &mut out).expect("text flows");
+    out.clear();
+    report::json::write_json(&report, &mut out).expect("json");
+    out.clear();
+    report::json::write_ndjson(&report, &mut out).expect("ndjson");
+    let _ = std::io::sink().write_all(&out);
+}
