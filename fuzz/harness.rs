@@ -202,6 +202,7 @@ pub fn pipeline(data: &[u8]) {
         SideOptions {
             tcp: Limits {
                 max_open: 4,
+                max_connections: 12,
                 max_pending_bytes: 3000,
                 linger_ns: 1_000_000_000,
                 idle_ns: 10_000_000_000,

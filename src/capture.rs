@@ -32,6 +32,14 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 /// The largest record (pcap) or block (pcapng) we accept. tcpdump's maximum snaplen is 256 KiB;
 /// anything claiming more than this is a damaged file, not a packet.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+/// A gzip-compressed file is read while its data expands at most this many times its compressed
+/// size (past the first [`GZIP_FREE_BYTES`]). Real captures compress up to about 100:1 (HTTP
+/// bodies of one repeated byte); deflate's limit is about 1030:1, reached by long runs of one byte:
+/// a decompression bomb. Reading stops there with a warning; the time a file costs is then bounded
+/// by its compressed size, and memory does not depend on it (the data is streamed).
+pub const MAX_GZIP_RATIO: u64 = 400;
+/// Decompressed bytes read before [`MAX_GZIP_RATIO`] applies.
+pub const GZIP_FREE_BYTES: u64 = 64 * 1024 * 1024;
 /// How many warnings of one kind a file keeps; the rest are counted.
 const MAX_WARNINGS_PER_FILE: usize = 20;
 
@@ -147,6 +155,52 @@ impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.progress.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// How far a gzip stream has gone: compressed bytes in, and whether it was stopped as a bomb.
+#[derive(Debug, Default)]
+struct GzipMeter {
+    compressed: AtomicU64,
+    /// Decompressed bytes when the ratio was exceeded (0: not exceeded).
+    stopped_at: AtomicU64,
+}
+
+/// Counts the compressed bytes read from a gzip file.
+struct CompressedCount<R> {
+    inner: R,
+    meter: Arc<GzipMeter>,
+}
+
+impl<R: Read> Read for CompressedCount<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.meter.compressed.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Ends a gzip stream (as if the file ended there) once it has expanded more than
+/// [`MAX_GZIP_RATIO`] times past [`GZIP_FREE_BYTES`].
+struct BombGuard<R> {
+    inner: R,
+    meter: Arc<GzipMeter>,
+    out: u64,
+}
+
+impl<R: Read> Read for BombGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.meter.stopped_at.load(Ordering::Relaxed) > 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let allowed = GZIP_FREE_BYTES
+            .saturating_add(MAX_GZIP_RATIO.saturating_mul(self.meter.compressed.load(Ordering::Relaxed)));
+        if self.out > allowed {
+            self.meter.stopped_at.store(self.out, Ordering::Relaxed);
+        }
         Ok(n)
     }
 }
@@ -316,6 +370,7 @@ enum Format {
     Pcap {
         link: LinkType,
         nanos: bool,
+        big_endian: bool,
     },
     /// The interfaces of the current section (a new section starts a new table), and the
     /// section's byte order (option values are raw bytes in that order).
@@ -355,6 +410,8 @@ struct FileReader {
     pending: usize,
     head: Option<Head>,
     done: bool,
+    /// The gzip stream's meter, when the file is compressed.
+    gzip: Option<Arc<GzipMeter>>,
 }
 
 /// Everything a block handler may change, apart from the reader (whose borrow the block holds).
@@ -384,10 +441,19 @@ impl FileReader {
         if prefix.is_empty() {
             return Err(CaptureError::Empty { path: name });
         }
+        let mut gzip = None;
         let stream: Box<dyn Read + Send> = if prefix.starts_with(&[0x1f, 0x8b]) {
-            Box::new(MultiGzDecoder::new(BufReader::new(
-                Cursor::new(prefix).chain(raw),
-            )))
+            let meter = Arc::new(GzipMeter::default());
+            gzip = Some(meter.clone());
+            let compressed = CompressedCount {
+                inner: Cursor::new(prefix).chain(raw),
+                meter: meter.clone(),
+            };
+            Box::new(BombGuard {
+                inner: MultiGzDecoder::new(BufReader::new(compressed)),
+                meter,
+                out: 0,
+            })
         } else {
             Box::new(Cursor::new(prefix).chain(raw))
         };
@@ -485,11 +551,19 @@ impl FileReader {
                     state: FileState {
                         min_snaplen: (snaplen > 0).then_some(snaplen),
                         link_types: vec![link],
-                        ..FileState::new(name, Format::Pcap { link, nanos })
+                        ..FileState::new(
+                            name,
+                            Format::Pcap {
+                                link,
+                                nanos,
+                                big_endian: be,
+                            },
+                        )
                     },
                     pending: 0,
                     head: None,
                     done: false,
+                    gzip,
                 });
             }
             _ => return Err(not_a_capture()),
@@ -501,7 +575,31 @@ impl FileReader {
             pending: 0,
             head: None,
             done: false,
+            gzip,
         })
+    }
+
+    /// The gzip stream was ended as a decompression bomb: say so (once) instead of what the end
+    /// of the data looks like to the reader.
+    fn stopped_as_bomb(gzip: &mut Option<Arc<GzipMeter>>, state: &mut FileState, consumed: usize) -> bool {
+        let Some(at) = gzip
+            .as_ref()
+            .map(|m| m.stopped_at.load(Ordering::Relaxed))
+            .filter(|&at| at > 0)
+        else {
+            return false;
+        };
+        *gzip = None;
+        let mib = at / (1024 * 1024);
+        state.stop(
+            consumed,
+            &format!(
+                "the gzip data expanded to {mib} MiB, more than {MAX_GZIP_RATIO} times its compressed size: \
+                 a decompression bomb, not a capture (decompress it yourself, e.g. with gunzip, to read \
+                 it all)"
+            ),
+        );
+        true
     }
 
     fn head_ts(&self) -> Option<i64> {
@@ -537,6 +635,7 @@ impl FileReader {
             let step = match self.reader.next() {
                 Ok((offset, block)) => self.state.on_block(offset, block),
                 Err(PcapError::Eof) => {
+                    Self::stopped_as_bomb(&mut self.gzip, &mut self.state, consumed);
                     self.done = true;
                     return;
                 }
@@ -556,11 +655,17 @@ impl FileReader {
                     continue;
                 }
                 Err(PcapError::UnexpectedEof) => {
-                    let left = self.reader.data().len();
-                    let what = format!(
-                        "the last record is cut short ({left} bytes of it in the file): the capture was \
-                         interrupted while writing (e.g. tcpdump killed)"
-                    );
+                    self.done = true;
+                    if Self::stopped_as_bomb(&mut self.gzip, &mut self.state, consumed) {
+                        return;
+                    }
+                    let data = self.reader.data();
+                    let what = explain_damage(&self.state.format, data).unwrap_or_else(|| {
+                        format!(
+                            "the last record is cut short ({} bytes of it in the file): {INTERRUPTED}",
+                            data.len()
+                        )
+                    });
                     self.state.stop(consumed, &what);
                     self.done = true;
                     return;
@@ -568,17 +673,26 @@ impl FileReader {
                 Err(PcapError::BufferTooSmall) => {
                     let size = self.reader.data().len().max(READ_BUFFER_BYTES) * 2;
                     if size > MAX_RECORD_BYTES || !self.reader.grow(size) {
-                        let what = format!(
-                            "a record or block claims more than {} MiB",
-                            MAX_RECORD_BYTES / (1024 * 1024)
-                        );
+                        let what =
+                            explain_damage(&self.state.format, self.reader.data()).unwrap_or_else(|| {
+                                format!(
+                                    "a record or block claims more than {} MiB",
+                                    MAX_RECORD_BYTES / (1024 * 1024)
+                                )
+                            });
                         self.state.stop(consumed, &what);
                         self.done = true;
                     }
                     continue;
                 }
                 Err(e) => {
-                    let what = format!("malformed record or block ({})", describe(&e));
+                    self.done = true;
+                    if Self::stopped_as_bomb(&mut self.gzip, &mut self.state, consumed) {
+                        return;
+                    }
+                    let why = describe(&e);
+                    let what = explain_damage(&self.state.format, self.reader.data())
+                        .unwrap_or_else(|| format!("malformed record or block ({why})"));
                     self.state.stop(consumed, &what);
                     self.done = true;
                     return;
@@ -694,7 +808,7 @@ impl FileState {
         match block {
             PcapBlockOwned::LegacyHeader(_) => Ok(Step::Skip(offset)),
             PcapBlockOwned::Legacy(b) => {
-                let Format::Pcap { link, nanos } = self.format else {
+                let Format::Pcap { link, nanos, .. } = self.format else {
                     return Ok(Step::Skip(offset));
                 };
                 let frac = if nanos {
@@ -892,18 +1006,174 @@ fn option_u64(value: &[u8], big_endian: bool) -> Option<u64> {
 /// Checks the first Section Header Block: whole, well-formed, version 1.
 fn check_section_header(head: &[u8]) -> Result<(), String> {
     match pcap_parser::pcapng::parse_sectionheaderblock(head) {
-        Ok((_, shb)) if shb.major_version == 1 => Ok(()),
+        Ok((_, shb)) if shb.major_version == 1 => match section_header_damage(head) {
+            // The parser does not check that the length is a multiple of 4 nor the trailer.
+            Some(damage) if !damage.contains("more than 64 KiB") => Err(damage),
+            _ => Ok(()),
+        },
         Ok((_, shb)) => Err(format!(
             "unsupported pcapng version {}.{} (only 1.x exists)",
             shb.major_version, shb.minor_version
         )),
-        Err(pcap_parser::nom::Err::Incomplete(_)) => {
-            Err("the pcapng section header block is cut short".to_string())
+        Err(pcap_parser::nom::Err::Incomplete(_)) => Err(section_header_damage(head)
+            .unwrap_or_else(|| "the pcapng section header block is cut short".to_string())),
+        Err(pcap_parser::nom::Err::Error(e) | pcap_parser::nom::Err::Failure(e)) => {
+            Err(section_header_damage(head).unwrap_or_else(|| {
+                format!("the pcapng section header block is malformed ({})", describe(&e))
+            }))
         }
-        Err(pcap_parser::nom::Err::Error(e) | pcap_parser::nom::Err::Failure(e)) => Err(format!(
-            "the pcapng section header block is malformed ({})",
-            describe(&e)
-        )),
+    }
+}
+
+/// What is wrong with the first section header block, in capture terms (`head` is the start of
+/// the file, up to 64 KiB of it).
+fn section_header_damage(head: &[u8]) -> Option<String> {
+    let field = |o: usize| -> Option<[u8; 4]> { head.get(o..o + 4)?.try_into().ok() };
+    let bom = field(8)?;
+    let be = match u32::from_le_bytes(bom) {
+        0x1A2B_3C4D => false,
+        0x4D3C_2B1A => true,
+        other => {
+            return Some(format!(
+                "the pcapng section header's byte-order magic is 0x{other:08x}, neither 0x1a2b3c4d nor \
+                 0x4d3c2b1a: not a pcapng file, or a damaged one"
+            ));
+        }
+    };
+    let len = read_u32(field(4)?, be);
+    let what = "the pcapng section header block";
+    if len < 28 {
+        Some(format!(
+            "{what} declares {len} bytes, less than its smallest size (28): its length field is damaged"
+        ))
+    } else if len % 4 != 0 {
+        Some(format!(
+            "{what} declares {len} bytes, not a multiple of 4: its length field is damaged"
+        ))
+    } else if len as usize > head.len() {
+        if head.len() < 64 * 1024 {
+            Some(format!(
+                "{what} declares {len} bytes and the file ends after {}",
+                head.len()
+            ))
+        } else {
+            Some(format!(
+                "{what} declares {len} bytes, more than 64 KiB: its length field is damaged"
+            ))
+        }
+    } else {
+        let trailer = read_u32(field(len as usize - 4)?, be);
+        (trailer != len).then(|| {
+            format!("{what} declares {len} bytes at its start and {trailer} at its end: its length field is damaged")
+        })
+    }
+}
+
+fn read_u32(b: [u8; 4], big_endian: bool) -> u32 {
+    if big_endian {
+        u32::from_be_bytes(b)
+    } else {
+        u32::from_le_bytes(b)
+    }
+}
+
+/// Said of a file whose last record is cut short.
+const INTERRUPTED: &str = "the capture was interrupted while writing (e.g. tcpdump killed)";
+
+/// What is wrong with the record (pcap) or block (pcapng) at the start of `data`, the rest of the
+/// file from the damage on (or of the read buffer), in capture terms; None when its header looks
+/// right or is not all there.
+fn explain_damage(format: &Format, data: &[u8]) -> Option<String> {
+    let field = |o: usize| -> Option<[u8; 4]> { data.get(o..o + 4)?.try_into().ok() };
+    let max = MAX_RECORD_BYTES / (1024 * 1024);
+    match *format {
+        Format::Pcap { big_endian, .. } => {
+            let caplen = read_u32(field(8)?, big_endian);
+            let whole = 16 + caplen as u64;
+            if caplen as usize > MAX_RECORD_BYTES {
+                Some(format!(
+                    "a record declares {caplen} captured bytes, more than {max} MiB: its header is damaged"
+                ))
+            } else if whole > data.len() as u64 {
+                Some(format!(
+                    "the last record is cut short ({} of its {whole} bytes in the file): {INTERRUPTED}",
+                    data.len()
+                ))
+            } else {
+                None
+            }
+        }
+        Format::PcapNg { big_endian, .. } => {
+            let kind_raw = field(0)?;
+            let kind = read_u32(kind_raw, big_endian);
+            // A section header's own byte-order magic says how to read its length.
+            let be = if u32::from_le_bytes(kind_raw) == 0x0A0D_0D0A {
+                match field(8).map(u32::from_le_bytes) {
+                    Some(0x4D3C_2B1A) => true,
+                    Some(0x1A2B_3C4D) => false,
+                    Some(other) => {
+                        return Some(format!(
+                            "a section header's byte-order magic is 0x{other:08x}, neither 0x1a2b3c4d nor \
+                             0x4d3c2b1a: the file is damaged here"
+                        ));
+                    }
+                    None => big_endian,
+                }
+            } else {
+                big_endian
+            };
+            let len = read_u32(field(4)?, be);
+            let name = match u32::from_le_bytes(kind_raw) {
+                0x0A0D_0D0A => "a section header block".to_string(),
+                _ => match kind {
+                    1 => "an interface description block".to_string(),
+                    2 => "a packet block".to_string(),
+                    3 => "a simple packet block".to_string(),
+                    5 => "an interface statistics block".to_string(),
+                    6 => "an enhanced packet block".to_string(),
+                    k => format!("a block of type 0x{k:08x}"),
+                },
+            };
+            if len < 12 {
+                Some(format!(
+                    "{name} declares {len} bytes, less than a block's header and trailer (12): its length field is damaged"
+                ))
+            } else if len % 4 != 0 {
+                Some(format!(
+                    "{name} declares {len} bytes, not a multiple of 4: its length field is damaged"
+                ))
+            } else if len as usize > MAX_RECORD_BYTES {
+                Some(format!(
+                    "{name} declares {len} bytes, more than {max} MiB: its length field is damaged"
+                ))
+            } else if len as usize > data.len() {
+                Some(format!(
+                    "the last block is cut short ({name}, {} of its {len} bytes in the file): {INTERRUPTED}",
+                    data.len()
+                ))
+            } else if let Some(trailer) = field(len as usize - 4)
+                .map(|b| read_u32(b, be))
+                .filter(|&t| t != len)
+            {
+                Some(format!(
+                    "{name} declares {len} bytes at its start and {trailer} at its end: its length field is damaged"
+                ))
+            } else if kind == 6 && len >= 32 {
+                let caplen = read_u32(field(20)?, be);
+                (caplen as u64 + 32 > len as u64).then(|| {
+                    format!(
+                        "{name} declares {caplen} captured bytes, more than its {len}-byte block holds: \
+                         the block is damaged"
+                    )
+                })
+            } else if kind == 6 {
+                Some(format!(
+                    "{name} declares {len} bytes, less than its fixed fields (32): the block is damaged"
+                ))
+            } else {
+                None
+            }
+        }
     }
 }
 
@@ -947,7 +1217,17 @@ fn describe<I>(e: &PcapError<I>) -> String {
         PcapError::Incomplete(n) => format!("{n} more bytes needed"),
         PcapError::HeaderNotRecognized => "header not recognized".into(),
         PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
-            format!("{} check failed", kind.description())
+            use pcap_parser::nom::error::ErrorKind;
+            match kind {
+                ErrorKind::Verify => "a length or magic field has an impossible value".into(),
+                ErrorKind::Eof | ErrorKind::Complete => "the data ends inside a field".into(),
+                ErrorKind::Tag => "an unexpected magic number or block type".into(),
+                ErrorKind::TooLarge => "a length field is too large".into(),
+                other => format!(
+                    "unexpected bytes (the parser's {} check failed)",
+                    other.description()
+                ),
+            }
         }
     }
 }

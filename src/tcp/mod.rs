@@ -414,6 +414,9 @@ const HISTORY_LETTERS: [char; 11] = ['S', 'H', 'A', 'D', 'F', 'R', 'T', 'G', 'W'
 pub struct Limits {
     /// Open connections at once; beyond, the least recently active one is closed early.
     pub max_open: usize,
+    /// Connections of a capture in all (each costs memory until the report is written); beyond,
+    /// the packets of new connections are counted (`connection_limit`), not analysed.
+    pub max_connections: usize,
     /// Out-of-order bytes held by all connections together.
     pub max_pending_bytes: usize,
     /// A closed connection (FIN both ways, or RST) is finished this long after its last packet.
@@ -428,6 +431,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_open: 1_000_000,
+            max_connections: 1_000_000,
             max_pending_bytes: 256 * 1024 * 1024,
             linger_ns: 30_000_000_000,
             idle_ns: 2 * 3600 * 1_000_000_000,
@@ -564,6 +568,10 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             None => {}
         }
         if !self.open.contains_key(&key) {
+            if self.next_index >= self.limits.max_connections as u64 {
+                self.anomalies.note("connection_limit", Some(seg.frame));
+                return;
+            }
             if self.open.len() >= self.limits.max_open {
                 self.evict_one();
             }

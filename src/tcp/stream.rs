@@ -23,6 +23,16 @@ pub const MAX_PENDING_PER_DIRECTION: usize = 1024 * 1024;
 /// The most disjoint ranges (holes + 1) one direction tracks exactly; beyond, the smallest
 /// new hole is treated as seen and the gap count becomes a lower bound.
 pub const MAX_RANGES: usize = 4096;
+/// What one buffered out-of-order segment costs beside its bytes (its map entry, its allocation),
+/// charged to the caps with them: without it, a flood of 1-byte segments would hold a hundred
+/// times the cap in bookkeeping (measured: about 115 bytes per entry).
+pub const PENDING_OVERHEAD: usize = 128;
+
+/// What a buffered segment of `bytes` captured bytes counts against the caps.
+fn pending_cost(bytes: usize) -> usize {
+    bytes + PENDING_OVERHEAD
+}
+
 /// How many of the last delivered bytes are kept to compare retransmissions with.
 const RECENT_BYTES: usize = 2048;
 
@@ -286,7 +296,7 @@ impl Reassembler {
             return class;
         }
         if offset > self.next {
-            let want = captured.len();
+            let want = pending_cost(captured.len());
             let fits_direction = self.pending_bytes + want <= MAX_PENDING_PER_DIRECTION;
             if fits_direction && want <= budget.remaining {
                 match self.pending.get(&offset) {
@@ -301,8 +311,8 @@ impl Reassembler {
                                 at,
                             },
                         ) {
-                            self.pending_bytes -= old.bytes.len();
-                            budget.remaining += old.bytes.len();
+                            self.pending_bytes -= pending_cost(old.bytes.len());
+                            budget.remaining += pending_cost(old.bytes.len());
                         }
                         self.pending_bytes += want;
                         budget.remaining -= want;
@@ -440,8 +450,8 @@ impl Reassembler {
                 break;
             }
             let (offset, p) = entry.remove_entry();
-            self.pending_bytes -= p.bytes.len();
-            budget.remaining += p.bytes.len();
+            self.pending_bytes -= pending_cost(p.bytes.len());
+            budget.remaining += pending_cost(p.bytes.len());
             if offset + p.wire_len as i64 > self.next {
                 self.deliver(offset, p.wire_len, &p.bytes, p.at, emit);
             }
@@ -670,7 +680,7 @@ mod tests {
     #[test]
     fn the_buffer_cap_abandons_the_hole() {
         let mut r = Run::new();
-        r.budget.remaining = 10;
+        r.budget.remaining = pending_cost(8) + 2;
         r.r.start_at_zero();
         r.seg(0, b"a");
         r.seg(5, b"bbbbbbbb");
@@ -678,7 +688,26 @@ mod tests {
         assert!(r.r.overflowed);
         assert_eq!(r.gaps[0], (1, 4, GapKind::Abandoned));
         assert_eq!(r.finish(), "a____bbbbbbbb_______cccccccc");
-        assert_eq!(r.budget.remaining, 10, "budget given back");
+        assert_eq!(r.budget.remaining, pending_cost(8) + 2, "budget given back");
+    }
+
+    /// Regression (hostile input: millions of tiny out-of-order segments): 1-byte segments held
+    /// out of order cost their bookkeeping too, so the per-direction cap bounds the entries, not
+    /// only the payload bytes (a million entries used to be held for 1 MiB of bytes).
+    #[test]
+    fn one_byte_out_of_order_flood_is_capped_with_its_bookkeeping() {
+        let mut r = Run::new();
+        r.r.start_at_zero();
+        for o in (1..200_000i64).rev() {
+            r.seg(o, b"z");
+            assert!(r.r.pending.len() <= MAX_PENDING_PER_DIRECTION / PENDING_OVERHEAD);
+        }
+        assert!(r.r.overflowed);
+        r.seg(0, b"a");
+        let out = r.finish();
+        assert_eq!(out.len(), 200_000);
+        assert!(out.ends_with('z'));
+        assert!(r.gaps.iter().any(|g| g.2 == GapKind::Abandoned), "{:?}", r.gaps);
     }
 
     /// Any permutation, duplication and overlap of segments of a stream delivers the stream

@@ -1,0 +1,793 @@
+//! Hostile inputs: captures built to exhaust bothends. Each case is generated in memory, run
+//! through the whole pipeline (capture → decode → tcp → http, then pairing, diagnosis and every
+//! report format), and must finish, with memory under the documented cap, the cap's anomaly or
+//! warning in the result, and the rest of the analysis intact.
+//!
+//! Memory is measured with a counting global allocator: the peak of bytes allocated while the case
+//! ran, above what was allocated when it started (the generated capture itself is allocated
+//! before and not counted). Cases run one at a time (a lock), so the peak is theirs.
+
+mod kit;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bothends::capture::{CaptureSet, MAX_RECORD_BYTES};
+use bothends::http::HttpLimits;
+use bothends::pipeline::{self, Analysis, Side, SideOptions, SideResult};
+use bothends::report::{self, ReportOptions, text::Style};
+use bothends::tcp::{Limits, MAX_PENDING_PER_DIRECTION};
+use etherparse::PacketBuilder;
+use kit::Pcap;
+
+// ---------------------------------------------------------------------------------------------
+// Counting allocator
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(n: usize) {
+    let now = CURRENT.fetch_add(n, Ordering::Relaxed) + n;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                grew(new_size - layout.size());
+            } else {
+                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const MIB: usize = 1024 * 1024;
+
+/// Every case holds this for its whole run (building its capture allocates too).
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` and returns its result, the peak of bytes it had allocated at once, and the time it
+/// took. The caller holds [`alone`].
+fn measure<T>(name: &str, f: impl FnOnce() -> T) -> (T, usize, Duration) {
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let start = Instant::now();
+    let r = f();
+    let took = start.elapsed();
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    eprintln!(
+        "{name}: peak {:.1} MiB above the input, {:.2} s",
+        peak as f64 / MIB as f64,
+        took.as_secs_f64()
+    );
+    (r, peak, took)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building captures
+
+const PROXY: [u8; 4] = [10, 0, 1, 2];
+const BACKEND: [u8; 4] = [10, 0, 2, 2];
+const PORT: u16 = 8080;
+
+/// A raw-IPv4 TCP frame (LINKTYPE 101) built by etherparse.
+#[allow(clippy::too_many_arguments)]
+fn frame(
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    seq: u32,
+    ack: Option<u32>,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(src.0, dst.0, 64).tcp(src.1, dst.1, seq, 65535);
+    if let Some(a) = ack {
+        b = b.ack(a);
+    }
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            'P' => b.psh(),
+            _ => b,
+        };
+    }
+    let mut v = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut v, payload).expect("frame");
+    v
+}
+
+/// One connection from the proxy (client port `cport`) to the backend, written into a capture.
+struct Conn<'a> {
+    pcap: &'a mut Pcap,
+    t: i64,
+    cport: u16,
+    /// Next sequence numbers of the client and the server.
+    cseq: u32,
+    sseq: u32,
+}
+
+impl<'a> Conn<'a> {
+    fn open(pcap: &'a mut Pcap, t: i64, cport: u16, cisn: u32, sisn: u32) -> Conn<'a> {
+        let mut c = Conn {
+            pcap,
+            t,
+            cport,
+            cseq: cisn,
+            sseq: sisn,
+        };
+        c.c2s_raw(cisn, None, "S", b"");
+        c.s2c_raw(sisn, Some(cisn.wrapping_add(1)), "S", b"");
+        c.cseq = cisn.wrapping_add(1);
+        c.sseq = sisn.wrapping_add(1);
+        c.c2s_raw(c.cseq, Some(c.sseq), "", b"");
+        c
+    }
+    fn tick(&mut self) -> i64 {
+        self.t += 10_000;
+        self.t
+    }
+    fn c2s_raw(&mut self, seq: u32, ack: Option<u32>, flags: &str, payload: &[u8]) {
+        let f = frame((PROXY, self.cport), (BACKEND, PORT), seq, ack, flags, payload);
+        let t = self.tick();
+        self.pcap.record(t, &f, None);
+    }
+    fn s2c_raw(&mut self, seq: u32, ack: Option<u32>, flags: &str, payload: &[u8]) {
+        let f = frame((BACKEND, PORT), (PROXY, self.cport), seq, ack, flags, payload);
+        let t = self.tick();
+        self.pcap.record(t, &f, None);
+    }
+    /// Client data in segments of at most `mss` bytes, each acknowledged.
+    fn send(&mut self, data: &[u8], mss: usize) {
+        for chunk in data.chunks(mss) {
+            self.c2s_raw(self.cseq, Some(self.sseq), "P", chunk);
+            self.cseq = self.cseq.wrapping_add(chunk.len() as u32);
+            self.s2c_raw(self.sseq, Some(self.cseq), "", b"");
+        }
+    }
+    fn reply(&mut self, data: &[u8], mss: usize) {
+        for chunk in data.chunks(mss) {
+            self.s2c_raw(self.sseq, Some(self.cseq), "P", chunk);
+            self.sseq = self.sseq.wrapping_add(chunk.len() as u32);
+            self.c2s_raw(self.cseq, Some(self.sseq), "", b"");
+        }
+    }
+    fn close(&mut self) {
+        self.c2s_raw(self.cseq, Some(self.sseq), "F", b"");
+        self.s2c_raw(self.sseq, Some(self.cseq.wrapping_add(1)), "F", b"");
+        self.c2s_raw(
+            self.cseq.wrapping_add(1),
+            Some(self.sseq.wrapping_add(1)),
+            "",
+            b"",
+        );
+    }
+}
+
+/// A healthy GET → 200 connection, appended after a hostile one: the analysis must still see it.
+fn healthy(pcap: &mut Pcap, t: i64, cport: u16) {
+    let mut c = Conn::open(pcap, t, cport, 1000, 2000);
+    c.send(&kit::get("/after"), 1460);
+    c.reply(&kit::ok(10), 1460);
+    c.close();
+}
+
+/// Everything the pipeline does with one capture: read it, diagnose it (as `analyze` with the
+/// proxy capture only, then as `flows`), and write every report format to a sink.
+fn run_all(bytes: Vec<u8>, opts: SideOptions) -> SideResult {
+    let set = CaptureSet::from_bytes("hostile.pcap", bytes).expect("opens");
+    let side = pipeline::read_side(Side::Proxy, set, opts);
+    let analysis = pipeline::analyze(vec![side], &[]);
+    write_reports(&analysis);
+    let mut side = analysis.sides.into_iter().next().expect("one side");
+    side.side = Side::Single;
+    let flows = pipeline::flows(side);
+    write_reports(&flows);
+    flows.sides.into_iter().next().expect("one side")
+}
+
+fn write_reports(a: &Analysis) {
+    let r = report::build(a, &ReportOptions::default());
+    let mut sink = std::io::sink();
+    report::text::write_analysis(&r, Style { color: false }, &mut sink).expect("text");
+    report::text::write_flows(&r, Style { color: false }, &mut sink).expect("flows");
+    report::json::write_json(&r, &mut sink).expect("json");
+    report::json::write_ndjson(&r, &mut sink).expect("ndjson");
+}
+
+/// Finds the connection from the proxy's port `cport`.
+fn conn(side: &SideResult, cport: u16) -> &pipeline::Conn {
+    side.connections
+        .iter()
+        .find(|c| c.client.port == cport)
+        .unwrap_or_else(|| panic!("connection from port {cport}"))
+}
+
+fn anomaly_names(c: &pipeline::Conn) -> Vec<&'static str> {
+    c.anomalies
+        .iter()
+        .chain(c.app.anomalies.iter())
+        .map(|a| a.name)
+        .collect()
+}
+
+/// The healthy connection after the hostile one was analysed as usual.
+fn assert_healthy_after(side: &SideResult) {
+    let c = conn(side, 50000);
+    assert_eq!(c.app.exchanges.len(), 1, "{:?}", c.app.exchanges);
+    let e = &c.app.exchanges[0];
+    assert!(
+        e.request
+            .as_ref()
+            .is_some_and(|m| m.complete && m.target.as_deref() == Some("/after"))
+    );
+    assert!(
+        e.response
+            .as_ref()
+            .is_some_and(|m| m.complete && m.status == Some(200))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases
+
+/// A million SYNs from random ports, none answered: a million connections open at once (the
+/// default `Limits::max_open` and `Limits::max_connections`). Scaled to `N` SYNs so the test is
+/// fast (a million take about 5 minutes in a debug build); the memory per connection it measures,
+/// through reading, diagnosis and every report, must stay under the documented 10 KB (10 GB for
+/// a million).
+#[test]
+fn million_syns_from_random_ports() {
+    let _alone = alone();
+    const N: u32 = 50_000;
+    let syn = frame((PROXY, 1), (BACKEND, PORT), 0, None, "S", b"");
+    let mut pcap = Pcap::new(101);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut f = syn.clone();
+    for i in 0..N {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        // A distinct source address and port per SYN, and a random ISN.
+        f[12..16].copy_from_slice(&[10, 1, (i >> 8) as u8, i as u8]);
+        f[20..22].copy_from_slice(&(1024 + (rng as u16 % 60000)).to_be_bytes());
+        f[24..28].copy_from_slice(&(rng >> 32).to_be_bytes()[4..]);
+        pcap.record(1_000_000_000 + i as i64 * 1000, &f, None);
+    }
+    let bytes = pcap.bytes();
+    let (side, peak, took) = measure("million_syns (scaled)", || run_all(bytes, SideOptions::default()));
+    assert_eq!(side.connections.len(), N as usize);
+    assert!(
+        side.connections
+            .iter()
+            .all(|c| c.syn.is_some() && c.syn_ack.is_none())
+    );
+    let per_conn = peak / N as usize;
+    eprintln!(
+        "  {per_conn} bytes and {:.1} µs per connection: a million SYNs ≈ {} MiB, {:.0} s (debug build)",
+        took.as_secs_f64() * 1e6 / N as f64,
+        per_conn * 1_000_000 / MIB,
+        took.as_secs_f64() * 1e6 / N as f64
+    );
+    assert!(per_conn < 10_000, "{per_conn} bytes per connection");
+}
+
+/// The connection table's cap: more SYNs than `max_open` evicts the least recently started
+/// connections (each still reported), with a `connection_table_full` anomaly.
+#[test]
+fn connection_table_cap_evicts_and_goes_on() {
+    let _alone = alone();
+    let mut pcap = Pcap::new(101);
+    for i in 0..5000u16 {
+        let f = frame(
+            ([10, 9, (i >> 8) as u8, i as u8], 40000),
+            (BACKEND, PORT),
+            7,
+            None,
+            "S",
+            b"",
+        );
+        pcap.record(1_000_000_000 + i as i64 * 1000, &f, None);
+    }
+    healthy(&mut pcap, 2_000_000_000, 50000);
+    let opts = SideOptions {
+        tcp: Limits {
+            max_open: 1000,
+            ..Limits::default()
+        },
+        ..SideOptions::default()
+    };
+    let bytes = pcap.bytes();
+    drop(pcap);
+    let (side, peak, _) = measure("connection_table_cap", || run_all(bytes, opts));
+    assert_eq!(side.connections.len(), 5001);
+    assert!(
+        side.anomalies.count("connection_table_full") >= 4000,
+        "{:?}",
+        side.anomalies
+    );
+    assert_healthy_after(&side);
+    assert!(peak < 64 * MIB, "{peak}");
+}
+
+/// Sequence numbers that jump by 2^31 (half the sequence space: neither ahead nor behind).
+#[test]
+fn sequence_numbers_jumping_by_2_pow_31() {
+    let _alone = alone();
+    let mut pcap = Pcap::new(101);
+    {
+        let mut c = Conn::open(&mut pcap, 1_000_000_000, 40001, 100, 9000);
+        let req = kit::post("/jump", 4000);
+        c.send(&req[..1000], 500);
+        for i in 0..20_000u32 {
+            let seq = c
+                .cseq
+                .wrapping_add(if i % 2 == 0 { 1 << 31 } else { (1 << 31) + 7 * i });
+            c.c2s_raw(seq, Some(c.sseq), "P", &[b'j'; 100]);
+            c.s2c_raw(
+                c.sseq.wrapping_add(1 << 31),
+                Some(seq.wrapping_add(1 << 31)),
+                "",
+                b"",
+            );
+        }
+        c.send(&req[1000..], 500);
+        c.reply(&kit::ok(5), 1460);
+        c.close();
+    }
+    healthy(&mut pcap, 2_000_000_000, 50000);
+    let bytes = pcap.bytes();
+    drop(pcap);
+    let (side, peak, _) = measure("seq_jump_2_31", || run_all(bytes, SideOptions::default()));
+    let c = conn(&side, 40001);
+    assert!(c.dirs[0].bytes > 0);
+    assert_healthy_after(&side);
+    assert!(peak < 2 * MAX_PENDING_PER_DIRECTION + 32 * MIB, "{peak}");
+}
+
+/// Retransmissions that overlap what was sent, with different bytes: the first copy wins, each
+/// is counted as a conflict.
+#[test]
+fn overlapping_retransmissions_with_different_bytes() {
+    let _alone = alone();
+    let mut pcap = Pcap::new(101);
+    {
+        let mut c = Conn::open(&mut pcap, 1_000_000_000, 40002, 100, 9000);
+        let req = kit::get("/first-copy-wins");
+        let start = c.cseq;
+        c.send(&req, 10);
+        // Every overlap of every length, shifted, with other bytes.
+        for shift in 0..req.len() as u32 {
+            let evil = vec![b'X'; 13];
+            c.c2s_raw(start.wrapping_add(shift), Some(c.sseq), "P", &evil);
+        }
+        c.reply(&kit::ok(3), 1460);
+        c.close();
+    }
+    healthy(&mut pcap, 2_000_000_000, 50000);
+    let bytes = pcap.bytes();
+    drop(pcap);
+    let (side, peak, _) = measure("overlapping_retransmissions", || {
+        run_all(bytes, SideOptions::default())
+    });
+    let c = conn(&side, 40002);
+    assert!(c.dirs[0].conflicts > 0, "{:?}", c.dirs[0]);
+    assert_eq!(
+        c.app.exchanges[0]
+            .request
+            .as_ref()
+            .and_then(|m| m.target.as_deref()),
+        Some("/first-copy-wins")
+    );
+    assert_healthy_after(&side);
+    assert!(peak < 16 * MIB, "{peak}");
+}
+
+/// A header line of 100 MB: parsing gives up on the message at `max_header_bytes`
+/// (`http_header_too_long`), memory stays flat.
+#[test]
+fn header_line_of_100_mb() {
+    let _alone = alone();
+    let mut pcap = Pcap::new(101);
+    {
+        let mut c = Conn::open(&mut pcap, 1_000_000_000, 40003, 100, 9000);
+        c.send(b"GET / HTTP/1.1\r\nX-Long: ", 1460);
+        let block = vec![b'a'; 65000];
+        for _ in 0..(100_000_000 / block.len()) {
+            c.send(&block, 65000);
+        }
+        c.close();
+    }
+    healthy(&mut pcap, 2_000_000_000, 50000);
+    let bytes = pcap.bytes();
+    drop(pcap);
+    let (side, peak, _) = measure("header_line_100_mb", || run_all(bytes, SideOptions::default()));
+    let c = conn(&side, 40003);
+    assert!(
+        anomaly_names(c).contains(&"http_header_too_long"),
+        "{:?}",
+        anomaly_names(c)
+    );
+    assert_healthy_after(&side);
+    assert!(peak < 16 * MIB, "{peak}");
+}
+
+/// A chunk size of 2^64 (one more than u64 can hold).
+#[test]
+fn chunk_size_of_2_pow_64() {
+    let _alone = alone();
+    let mut pcap = Pcap::new(101);
+    {
+        let mut c = Conn::open(&mut pcap, 1_000_000_000, 40004, 100, 9000);
+        c.send(&kit::get("/chunky"), 1460);
+        c.reply(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nabc\r\n0\r\n\r\n",
+            1460,
+        );
+        c.close();
+    }
+    healthy(&mut pcap, 2_000_000_000, 50000);
+    let bytes = pcap.bytes();
+    drop(pcap);
+    let (side, peak, _) = measure("chunk_size_2_64", || run_all(bytes, SideOptions::default()));
+    let c = conn(&side, 40004);
+    assert!(
+        anomaly_names(c).contains(&"http_chunk_size_too_large"),
+        "{:?}",
+        anomaly_names(c)
+    );
+    let resp = c.app.exchanges[0].response.as_ref().expect("response");
+    assert!(!resp.complete);
+    assert_healthy_after(&side);
+    assert!(peak < 16 * MIB, "{peak}");
+}
+
+/// A Content-Length of 10^18, in the request and in the response.
+#[test]
+fn content_length_of_10_pow_18() {
+    let _alone = alone();
+    let mut pcap = Pcap::new(101);
+    {
+        let mut c = Conn::open(&mut pcap, 1_000_000_000, 40005, 100, 9000);
+        c.send(
+            b"POST /huge HTTP/1.1\r\nContent-Length: 1000000000000000000\r\n\r\n",
+            1460,
+        );
+        c.send(&[b'b'; 5000], 1460);
+        c.close();
+    }
+    {
+        let mut c = Conn::open(&mut pcap, 1_500_000_000, 40006, 100, 9000);
+        c.send(&kit::get("/huge"), 1460);
+        c.reply(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000000\r\n\r\n",
+            1460,
+        );
+        c.reply(&[b'c'; 5000], 1460);
+        c.close();
+    }
+    healthy(&mut pcap, 2_000_000_000, 50000);
+    let bytes = pcap.bytes();
+    drop(pcap);
+    let (side, peak, _) = measure("content_length_10_18", || run_all(bytes, SideOptions::default()));
+    let req = conn(&side, 40005).app.exchanges[0]
+        .request
+        .clone()
+        .expect("request");
+    assert_eq!(req.body_bytes, 5000);
+    assert!(!req.complete);
+    let resp = conn(&side, 40006).app.exchanges[0]
+        .response
+        .clone()
+        .expect("response");
+    assert_eq!(resp.body_bytes, 5000);
+    assert!(!resp.complete);
+    assert_healthy_after(&side);
+    assert!(peak < 16 * MIB, "{peak}");
+}
+
+/// Millions of tiny out-of-order segments: 1-byte segments sent backwards after a hole, in one
+/// direction. What reassembly holds out of order (bytes and bookkeeping) stays under
+/// `MAX_PENDING_PER_DIRECTION`; the rest is abandoned (`GapKind::Abandoned`) and analysis goes on.
+#[test]
+fn millions_of_tiny_out_of_order_segments() {
+    let _alone = alone();
+    const N: u32 = 2_000_000;
+    let mut pcap = Pcap::new(101);
+    {
+        let mut c = Conn::open(&mut pcap, 1_000_000_000, 40007, 100, 9000);
+        c.send(b"POST /tiny HTTP/1.1\r\nContent-Length: 2000001\r\n\r\n", 1460);
+        let base = c.cseq;
+        let mut f = frame((PROXY, 40007), (BACKEND, PORT), 0, Some(c.sseq), "P", b"z");
+        // Backwards from the end: every segment but the last is out of order (byte 0 missing).
+        for i in (1..=N).rev() {
+            f[24..28].copy_from_slice(&base.wrapping_add(i).to_be_bytes());
+            let t = c.tick();
+            c.pcap.record(t, &f, None);
+        }
+        c.c2s_raw(base, Some(c.sseq), "P", b"z");
+        c.cseq = base.wrapping_add(N + 1);
+        c.reply(&kit::ok(2), 1460);
+        c.close();
+    }
+    healthy(&mut pcap, 2_000_000_000, 50000);
+    let bytes = pcap.bytes();
+    drop(pcap);
+    let (side, peak, _) = measure("tiny_out_of_order", || run_all(bytes, SideOptions::default()));
+    let c = conn(&side, 40007);
+    assert_eq!(c.dirs[0].bytes, 2_000_048 + 1, "{:?}", c.dirs[0].bytes);
+    assert!(c.dirs[0].abandoned > 0);
+    assert_healthy_after(&side);
+    assert!(peak < 2 * MAX_PENDING_PER_DIRECTION + 16 * MIB, "{peak}");
+}
+
+/// The out-of-order budget of a whole capture (`Limits::max_pending_bytes`), here set to 4 MiB:
+/// 16 connections each holding 1 MiB out of order stay under it.
+#[test]
+fn out_of_order_bytes_in_total_stay_under_the_budget() {
+    let _alone = alone();
+    let mut pcap = Pcap::new(101);
+    let mut t = 1_000_000_000;
+    for k in 0..16u16 {
+        let mut c = Conn::open(&mut pcap, t, 41000 + k, 100, 9000);
+        c.send(b"POST /x HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 1460);
+        let hole = c.cseq;
+        c.cseq = hole.wrapping_add(1000);
+        // 1 MiB after a 1000-byte hole, never filled (the connection stays open).
+        for _ in 0..(MIB / 1000) {
+            c.c2s_raw(c.cseq, Some(c.sseq), "P", &[b'q'; 1000]);
+            c.cseq = c.cseq.wrapping_add(1000);
+        }
+        t = c.t;
+    }
+    healthy(&mut pcap, t + 1_000_000, 50000);
+    let opts = SideOptions {
+        tcp: Limits {
+            max_pending_bytes: 4 * MIB,
+            ..Limits::default()
+        },
+        ..SideOptions::default()
+    };
+    let bytes = pcap.bytes();
+    drop(pcap);
+    let (side, peak, _) = measure("out_of_order_total", || run_all(bytes, opts));
+    assert_eq!(side.connections.len(), 17);
+    assert_healthy_after(&side);
+    assert!(peak < 4 * MIB + 16 * MIB, "{peak}");
+}
+
+/// Twenty thousand pipelined requests on one connection: `max_exchanges` are kept, the rest
+/// counted (`http_exchange_limit`).
+#[test]
+fn exchanges_per_connection_are_capped() {
+    let _alone = alone();
+    let mut pcap = Pcap::new(101);
+    {
+        let mut c = Conn::open(&mut pcap, 1_000_000_000, 40008, 100, 9000);
+        let req = kit::get("/p").repeat(20_000);
+        c.send(&req, 1460);
+        let resp = kit::ok(0).repeat(20_000);
+        c.reply(&resp, 1460);
+        c.close();
+    }
+    healthy(&mut pcap, 2_000_000_000, 50000);
+    let bytes = pcap.bytes();
+    drop(pcap);
+    let (side, peak, _) = measure("exchanges_per_connection", || {
+        run_all(bytes, SideOptions::default())
+    });
+    let c = conn(&side, 40008);
+    let max = HttpLimits::default().max_exchanges;
+    assert_eq!(c.app.exchanges.len(), max);
+    assert!(
+        anomaly_names(c).contains(&"http_exchange_limit"),
+        "{:?}",
+        anomaly_names(c)
+    );
+    assert_healthy_after(&side);
+    assert!(peak < 64 * MIB, "{peak}");
+}
+
+#[test]
+fn record_cap_is_documented_size() {
+    let _alone = alone();
+    assert_eq!(MAX_RECORD_BYTES, 16 * MIB);
+}
+
+/// A gzip bomb: a pcap header, then 10 GiB of zeros (zero-length records), compressed to about
+/// 10 MB (10240 gzip members of 1 MiB of zeros each). Reading stops once the data has expanded
+/// more than `MAX_GZIP_RATIO` times past `GZIP_FREE_BYTES`, with a warning that says so; the
+/// packets before are analysed; memory is the reader's buffer.
+#[test]
+fn gzip_bomb_stops_with_a_warning() {
+    use bothends::capture::{GZIP_FREE_BYTES, MAX_GZIP_RATIO};
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let _alone = alone();
+    let gz = |data: &[u8]| {
+        let mut e = GzEncoder::new(Vec::new(), Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let mut first = Pcap::new(101);
+    healthy(&mut first, 1_000_000_000, 50000);
+    let mut head = first.bytes();
+    head.resize(MIB, 0);
+    let zeros = gz(&vec![0u8; MIB]);
+    let mut bomb = gz(&head);
+    for _ in 1..10 * 1024 {
+        bomb.extend_from_slice(&zeros);
+    }
+    eprintln!("gzip bomb: {} bytes for 10 GiB", bomb.len());
+    let (side, peak, took) = measure("gzip_bomb", || run_all(bomb, SideOptions::default()));
+    let w = side.warnings.join("\n");
+    assert!(w.contains("decompression bomb"), "{w}");
+    assert!(w.starts_with("hostile.pcap: at byte "), "{w}");
+    assert!(side.warnings.len() <= 25, "{w}");
+    assert_healthy_after(&side);
+    // Stopped after about GZIP_FREE_BYTES / (1 - MAX_GZIP_RATIO / 1030) bytes.
+    let read = side.capture.packets * 16;
+    assert!(read < 2 * GZIP_FREE_BYTES, "{read}");
+    const { assert!(MAX_GZIP_RATIO < 1000) };
+    assert!(took < Duration::from_secs(120), "{took:?}");
+    assert!(peak < 16 * MIB, "{peak}");
+}
+
+/// pcapng blocks whose lengths lie. Each file has one good packet first: it is kept, and reading
+/// stops at the lie with a warning naming the file and the byte; or, when the first block lies,
+/// the file is refused with one line naming it.
+#[test]
+fn pcapng_blocks_with_lengths_that_lie() {
+    let _alone = alone();
+    fn block(kind: u32, body: &[u8], total: Option<u32>, trailer: Option<u32>) -> Vec<u8> {
+        let len = 12 + body.len() as u32;
+        let mut v = kind.to_le_bytes().to_vec();
+        v.extend_from_slice(&total.unwrap_or(len).to_le_bytes());
+        v.extend_from_slice(body);
+        v.extend_from_slice(&trailer.unwrap_or(len).to_le_bytes());
+        v
+    }
+    let shb = |total: Option<u32>| {
+        let mut body = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
+        body.extend_from_slice(&1u16.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&(-1i64).to_le_bytes());
+        block(0x0A0D_0D0A, &body, total, None)
+    };
+    let idb = {
+        let mut body = 101u16.to_le_bytes().to_vec();
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&65535u32.to_le_bytes());
+        block(1, &body, None, None)
+    };
+    let pkt = frame((PROXY, 40000), (BACKEND, PORT), 1, None, "S", b"");
+    let epb = |caplen: u32, total: Option<u32>, trailer: Option<u32>| {
+        let mut body = Vec::new();
+        for x in [0u32, 0, 1_000_000, caplen, pkt.len() as u32] {
+            body.extend_from_slice(&x.to_le_bytes());
+        }
+        body.extend_from_slice(&pkt);
+        while body.len() % 4 != 0 {
+            body.push(0);
+        }
+        block(6, &body, total, trailer)
+    };
+    let good = epb(pkt.len() as u32, None, None);
+    let n = pkt.len() as u32;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("length 4 GiB", epb(n, Some(0xFFFF_FFF0), None)),
+        ("length past the end", epb(n, Some(4096), None)),
+        ("length below a block header", epb(n, Some(8), None)),
+        ("length 0", epb(n, Some(0), None)),
+        ("length not a multiple of 4", epb(n, Some(63), None)),
+        ("trailing length differs", epb(n, None, Some(12))),
+        ("captured length beyond the block", epb(60_000, None, None)),
+        (
+            "unknown block type, huge",
+            block(0x0BAD, &[0; 8], Some(0x7FFF_FFF0), None),
+        ),
+    ];
+    for (what, lie) in cases {
+        let mut file = shb(None);
+        file.extend_from_slice(&idb);
+        file.extend_from_slice(&good);
+        file.extend_from_slice(&lie);
+        file.extend_from_slice(&good);
+        let (side, peak, _) = measure(what, || run_all(file, SideOptions::default()));
+        eprintln!("  {what}: {} packets; {:?}", side.capture.packets, side.warnings);
+        assert!(side.capture.packets >= 1, "{what}");
+        for w in &side.warnings {
+            assert!(w.starts_with("hostile.pcap: "), "{what}: {w}");
+            assert!(!w.contains('\n'), "{what}: {w}");
+        }
+        assert!(peak < MAX_RECORD_BYTES + 16 * MIB, "{what}: {peak}");
+    }
+    // The section header itself lies.
+    for total in [0xFFFF_FFF0u32, 8, 29, 1000] {
+        let mut file = shb(Some(total));
+        file.extend_from_slice(&idb);
+        file.extend_from_slice(&good);
+        match CaptureSet::from_bytes("lie.pcapng", file) {
+            Err(e) => {
+                let msg = e.to_string();
+                eprintln!("  section header length {total}: {msg}");
+                assert!(msg.starts_with("lie.pcapng: "), "{msg}");
+            }
+            Ok(mut set) => {
+                while set.next().is_some() {}
+                let w = set.summary().warnings;
+                eprintln!("  section header length {total}: read, {w:?}");
+                assert!(w.iter().all(|w| w.starts_with("lie.pcapng: ")), "{w:?}");
+            }
+        }
+    }
+}
+
+/// The cap on a capture's connections in all (`Limits::max_connections`, here 2000): the packets
+/// of later connections are counted (`connection_limit`), the first ones analysed as usual.
+#[test]
+fn connections_past_the_cap_are_counted_not_analysed() {
+    let _alone = alone();
+    let mut pcap = Pcap::new(101);
+    healthy(&mut pcap, 1_000_000_000, 50000);
+    for i in 0..5000u16 {
+        let f = frame(
+            ([10, 8, (i >> 8) as u8, i as u8], 40000),
+            (BACKEND, PORT),
+            7,
+            None,
+            "S",
+            b"",
+        );
+        pcap.record(1_500_000_000 + i as i64 * 1000, &f, None);
+    }
+    let bytes = pcap.bytes();
+    drop(pcap);
+    let opts = SideOptions {
+        tcp: Limits {
+            max_connections: 2000,
+            ..Limits::default()
+        },
+        ..SideOptions::default()
+    };
+    let (side, peak, _) = measure("connection_limit", || run_all(bytes, opts));
+    assert_eq!(side.connections.len(), 2000);
+    assert_eq!(side.anomalies.count("connection_limit"), 3001);
+    assert_healthy_after(&side);
+    assert!(peak < 32 * MIB, "{peak}");
+}
