@@ -104,10 +104,12 @@ pub struct Packet<'a> {
 /// A capture file that cannot be read at all. Shown to the user as one line; exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("{path}: cannot open: {source}")]
-    Open { path: String, source: io::Error },
-    #[error("{path}: cannot read: {source}")]
-    Read { path: String, source: io::Error },
+    // The io::Error is part of the message, not a `source`: callers print the error chain
+    // (`{:#}`), which would say it twice.
+    #[error("{path}: cannot open: {error}")]
+    Open { path: String, error: io::Error },
+    #[error("{path}: cannot read: {error}")]
+    Read { path: String, error: io::Error },
     #[error("{path}: empty file, not a capture")]
     Empty { path: String },
     #[error("{path}: not a pcap or pcapng capture (it starts with bytes {first_bytes})")]
@@ -159,12 +161,22 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// How far a gzip stream has gone: compressed bytes in, and whether it was stopped as a bomb.
+/// How far a gzip stream has gone: compressed bytes in, and whether it was stopped as a bomb or
+/// ended by damage.
 #[derive(Debug, Default)]
 struct GzipMeter {
     compressed: AtomicU64,
     /// Decompressed bytes when the ratio was exceeded (0: not exceeded).
     stopped_at: AtomicU64,
+    /// The decompressor's error and the decompressed bytes before it, when the gzip data is
+    /// damaged (a download cut short): the stream ends there, like a capture cut short.
+    damaged: std::sync::Mutex<Option<(u64, String)>>,
+}
+
+impl GzipMeter {
+    fn damage(&self) -> Option<(u64, String)> {
+        self.damaged.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Counts the compressed bytes read from a gzip file.
@@ -194,7 +206,15 @@ impl<R: Read> Read for BombGuard<R> {
         if self.meter.stopped_at.load(Ordering::Relaxed) > 0 {
             return Ok(0);
         }
-        let n = self.inner.read(buf)?;
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                let mut damaged = self.meter.damaged.lock().unwrap_or_else(|p| p.into_inner());
+                damaged.get_or_insert((self.out, e.to_string()));
+                return Ok(0);
+            }
+        };
         self.out += n as u64;
         let allowed = GZIP_FREE_BYTES
             .saturating_add(MAX_GZIP_RATIO.saturating_mul(self.meter.compressed.load(Ordering::Relaxed)));
@@ -258,9 +278,9 @@ impl CaptureSet {
         for (i, input) in inputs.iter().enumerate() {
             let name = input.display_name();
             let raw: Box<dyn Read + Send> = match input {
-                Input::Path(p) => Box::new(File::open(p).map_err(|source| CaptureError::Open {
+                Input::Path(p) => Box::new(File::open(p).map_err(|error| CaptureError::Open {
                     path: name.clone(),
-                    source,
+                    error,
                 })?),
                 Input::Stdin => Box::new(io::stdin()),
             };
@@ -434,9 +454,9 @@ impl FileReader {
     fn open(name: String, index: u16, raw: Box<dyn Read + Send>) -> Result<FileReader, CaptureError> {
         // Sniff the first bytes to tell gzip from a capture, then hand the readers a stream
         // that starts with the bytes we already took.
-        let (prefix, raw) = read_prefix(raw, 4).map_err(|source| CaptureError::Read {
+        let (prefix, raw) = read_prefix(raw, 4).map_err(|error| CaptureError::Read {
             path: name.clone(),
-            source,
+            error,
         })?;
         if prefix.is_empty() {
             return Err(CaptureError::Empty { path: name });
@@ -459,10 +479,21 @@ impl FileReader {
         };
         // The readers expect their first read to hold the whole file header: give them a
         // generous prefix (a gzip stream may return a few bytes per read).
-        let (head, rest) = read_prefix(stream, 64 * 1024).map_err(|source| CaptureError::Read {
+        let (head, rest) = read_prefix(stream, 64 * 1024).map_err(|error| CaptureError::Read {
             path: name.clone(),
-            source: annotate_gzip(source),
+            error,
         })?;
+        if let Some((_, why)) = gzip.as_ref().and_then(|m| m.damage()).filter(|_| head.len() < 24) {
+            return Err(CaptureError::BadHeader {
+                path: name,
+                what: match head.len() {
+                    0 => format!("the gzip data is damaged ({why}) before any data"),
+                    n => format!(
+                        "the gzip data is damaged ({why}) after {n} bytes, too few for a capture header"
+                    ),
+                },
+            });
+        }
         if head.is_empty() {
             return Err(CaptureError::Empty { path: name });
         }
@@ -579,9 +610,24 @@ impl FileReader {
         })
     }
 
-    /// The gzip stream was ended as a decompression bomb: say so (once) instead of what the end
-    /// of the data looks like to the reader.
+    /// The gzip stream was ended as a decompression bomb, or by damaged gzip data: say so (once)
+    /// instead of what the end of the data looks like to the reader.
     fn stopped_as_bomb(gzip: &mut Option<Arc<GzipMeter>>, state: &mut FileState, consumed: usize) -> bool {
+        if let Some((at, why)) = gzip.as_ref().and_then(|m| m.damage()) {
+            *gzip = None;
+            let what = if why.contains("invalid gzip header") {
+                // MultiGzDecoder looks for another member after each one: these bytes are not one.
+                format!(
+                    "after its gzip data ({at} bytes decompressed) the file holds bytes that are not gzip; they are ignored"
+                )
+            } else {
+                format!(
+                    "the gzip data is damaged after {at} decompressed bytes ({why}): the file was cut short or corrupted"
+                )
+            };
+            state.stop(consumed, &what);
+            return true;
+        }
         let Some(at) = gzip
             .as_ref()
             .map(|m| m.stopped_at.load(Ordering::Relaxed))
@@ -872,6 +918,13 @@ impl FileState {
                 self.note_link(link);
                 if snaplen > 0 {
                     self.min_snaplen = Some(self.min_snaplen.map_or(snaplen, |s| s.min(snaplen)));
+                }
+                if link.name() == "unknown" {
+                    let n = self.interface_count() - 1;
+                    self.warn(format!(
+                        "interface {n} declares link type {}, which bothends does not read: its packets are skipped",
+                        link.0
+                    ));
                 }
                 if bad_resol {
                     let n = self.interface_count() - 1;
@@ -1195,10 +1248,6 @@ fn read_prefix(mut r: Box<dyn Read + Send>, n: usize) -> io::Result<(Vec<u8>, Bo
     Ok((buf, r))
 }
 
-fn annotate_gzip(e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("gzip data is damaged: {e}"))
-}
-
 fn hex_prefix(bytes: &[u8]) -> String {
     bytes
         .iter()
@@ -1349,6 +1398,108 @@ mod tests {
         let mut set = CaptureSet::from_bytes("x.pcap", gz.finish().unwrap()).unwrap();
         assert_eq!(read_all(&mut set), vec![(1, 3_000_001_000, 3, 3)]);
         assert_eq!(set.summary().link_types, vec![LinkType::RAW]);
+    }
+
+    /// Regression: the command prints the error chain (`{:#}`), which said the OS error twice
+    /// ("cannot open: No such file or directory (os error 2): No such file or directory (os error 2)").
+    #[test]
+    fn open_error_says_the_os_error_once() {
+        let e = CaptureSet::open(&[Input::from_arg("/nonexistent/x.pcap")])
+            .err()
+            .unwrap();
+        let shown = format!("{:#}", anyhow::Error::new(e));
+        assert_eq!(shown.matches("os error 2").count(), 1, "{shown}");
+        assert!(shown.starts_with("/nonexistent/x.pcap: cannot open: "), "{shown}");
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use flate2::Compression;
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    /// Regression: a gzip file cut short (an interrupted download) was an error ("cannot read:
+    /// gzip data is damaged") when the cut fell in its first 64 KiB; it is a capture cut short:
+    /// the frames before are kept, with a warning.
+    #[test]
+    fn gzip_cut_short_keeps_the_frames_before() {
+        let mut f = pcap_header(0xa1b2_c3d4, 1, false);
+        for i in 0..2000u32 {
+            let data: Vec<u8> = (0..60u32).map(|j| (i * 7 + j * 13) as u8).collect();
+            record(&mut f, i, 0, &data, 60, false);
+        }
+        let mut gz = gzip(&f);
+        gz.truncate(gz.len() / 2);
+        let mut set = CaptureSet::from_bytes("cut.pcap.gz", gz).unwrap();
+        let n = read_all(&mut set).len();
+        assert!(n > 100 && n < 2000, "{n}");
+        let w = set.summary().warnings;
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("the gzip data is damaged after"), "{}", w[0]);
+        assert!(w[0].contains("cut short or corrupted"), "{}", w[0]);
+        // Damaged from the start: one line naming the file.
+        let e = CaptureSet::from_bytes("bad.gz", b"\x1f\x8b\x08\x00garbage".to_vec())
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().starts_with("bad.gz: the gzip data is damaged ("),
+            "{e}"
+        );
+        // Bytes after the gzip data: all the frames, and a warning.
+        let mut trailing = gzip(&f);
+        trailing.extend_from_slice(b"these bytes are not gzip\n");
+        let mut set = CaptureSet::from_bytes("t.gz", trailing).unwrap();
+        assert_eq!(read_all(&mut set).len(), 2000);
+        let w = set.summary().warnings;
+        assert!(w[0].contains("holds bytes that are not gzip"), "{w:?}");
+    }
+
+    /// Regression: damage was described in the parser's terms ("predicate verification check
+    /// failed"); it says which field of which block is wrong.
+    #[test]
+    fn damaged_blocks_are_explained_in_capture_terms() {
+        let ng = Format::PcapNg {
+            interfaces: Vec::new(),
+            big_endian: false,
+            section: 1,
+        };
+        let block = |len: u32, trailer: u32| {
+            let mut v = 6u32.to_le_bytes().to_vec();
+            v.extend_from_slice(&len.to_le_bytes());
+            v.resize(len.max(12) as usize - 4, 0);
+            v.extend_from_slice(&trailer.to_le_bytes());
+            v
+        };
+        let say = |d: &[u8]| explain_damage(&ng, d).unwrap_or_default();
+        assert!(say(&block(8, 8)).contains("declares 8 bytes, less than a block's header"));
+        assert!(say(&block(62, 62)).contains("not a multiple of 4"));
+        assert!(say(&block(64, 12)).contains("declares 64 bytes at its start and 12 at its end"));
+        assert!(
+            say(&block(64, 64)).contains("captured bytes, more than its 64-byte block holds")
+                || say(&block(64, 64)).is_empty()
+        );
+        let mut cut = block(64, 64);
+        cut.truncate(40);
+        assert!(
+            say(&cut)
+                .starts_with("the last block is cut short (an enhanced packet block, 40 of its 64 bytes")
+        );
+        let pcap = Format::Pcap {
+            link: LinkType::ETHERNET,
+            nanos: false,
+            big_endian: false,
+        };
+        let mut rec = vec![0u8; 8];
+        rec.extend_from_slice(&u32::MAX.to_le_bytes());
+        rec.extend_from_slice(&[0; 4]);
+        assert!(
+            explain_damage(&pcap, &rec)
+                .unwrap()
+                .contains("a record declares 4294967295 captured bytes")
+        );
     }
 
     #[test]
