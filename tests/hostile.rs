@@ -374,6 +374,14 @@ fn sequence_numbers_jumping_by_2_pow_31() {
     drop(pcap);
     let (side, peak, _) = measure("seq_jump_2_31", || run_all(bytes, SideOptions::default()));
     let c = conn(&side, 40001);
+    eprintln!(
+        "  bytes {} gaps {} (approximate: {}), anomalies {:?}, exchanges {}",
+        c.dirs[0].bytes,
+        c.dirs[0].gaps,
+        c.dirs[0].gaps_approximate,
+        anomaly_names(c),
+        c.app.exchanges.len()
+    );
     assert!(c.dirs[0].bytes > 0);
     assert_healthy_after(&side);
     assert!(peak < 2 * MAX_PENDING_PER_DIRECTION + 32 * MIB, "{peak}");
@@ -551,6 +559,11 @@ fn millions_of_tiny_out_of_order_segments() {
     let c = conn(&side, 40007);
     assert_eq!(c.dirs[0].bytes, 2_000_048 + 1, "{:?}", c.dirs[0].bytes);
     assert!(c.dirs[0].abandoned > 0);
+    assert!(
+        anomaly_names(c).contains(&"tcp_reassembly_buffer_full"),
+        "{:?}",
+        anomaly_names(c)
+    );
     assert_healthy_after(&side);
     assert!(peak < 2 * MAX_PENDING_PER_DIRECTION + 16 * MIB, "{peak}");
 }
