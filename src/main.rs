@@ -255,7 +255,7 @@ impl ProgressBar {
                     ),
                     None => indicatif::ProgressBar::new_spinner().with_style(
                         indicatif::ProgressStyle::with_template(
-                            "{spinner} reading captures: {binary_bytes} ({binary_bytes_per_sec})",
+                            "{spinner} reading captures: {binary_bytes} read in {elapsed}",
                         )
                         .expect("a valid template"),
                     ),

@@ -91,7 +91,7 @@ svg.ladder .origin { stroke: #cf222e; stroke-width: 1.5; fill: #fff; }
 svg.ladder .tick { fill: #57606a; }
 svg.ladder .idleband { fill: #f6f8fa; }
 svg.ladder .capedge { stroke: #8250df; stroke-width: 1; stroke-dasharray: 3 2; }
-svg.ladder text.capedge { fill: #8250df; font-size: 10px; }
+svg.ladder text.capedge { fill: #8250df; stroke: none; font-size: 10px; }
 [hidden] { display: none !important; }
 @media print { .controls { display: none; } }
 "#;
@@ -558,13 +558,18 @@ struct Lanes {
 }
 
 impl Lanes {
-    fn free(&mut self, lane: usize, y: f64, gap: f64, force: bool) -> bool {
-        if force || y - self.last[lane] >= gap {
-            self.last[lane] = y;
-            true
+    /// Where to put a label wanted at `y` in `lane`: there if it is free; a little lower if the
+    /// label must be drawn (`force`) and the lane is taken; nowhere otherwise.
+    fn place(&mut self, lane: usize, y: f64, gap: f64, force: bool) -> Option<f64> {
+        let y = if y - self.last[lane] >= gap {
+            y
+        } else if force {
+            self.last[lane] + gap
         } else {
-            false
-        }
+            return None;
+        };
+        self.last[lane] = y;
+        Some(y)
     }
 }
 
@@ -610,14 +615,22 @@ fn ladder_svg(s: &mut String, l: &Ladder, id: &str) {
         esc(id)
     );
 
-    // The capture points.
+    // The capture points: solid while that capture ran, dotted before and after.
+    let (first, last) = (
+        axis.stops.first().map_or(0, |&(t, _)| t),
+        axis.stops.last().map_or(0, |&(t, _)| t),
+    );
     for (i, name) in l.lines.iter().enumerate() {
         let x = x_line(i);
+        let (start, end) = l.capture_span.get(i).copied().unwrap_or((i64::MIN, i64::MAX));
+        let y_start = if start > first { axis.y(start) } else { TOP };
+        let y_end = if end < last { axis.y(end) } else { height - 20.0 };
         let _ = writeln!(
             s,
             "<text class=\"head\" x=\"{x}\" y=\"22\" text-anchor=\"middle\">{} capture</text>\
              <text class=\"gutter\" x=\"{x}\" y=\"38\" text-anchor=\"middle\">frame  time on its clock</text>\
-             <line class=\"capline\" x1=\"{x}\" y1=\"{TOP}\" x2=\"{x}\" y2=\"{:.1}\"/>",
+             <line class=\"farline\" x1=\"{x}\" y1=\"{TOP}\" x2=\"{x}\" y2=\"{:.1}\"/>\
+             <line class=\"capline\" x1=\"{x}\" y1=\"{y_start:.1}\" x2=\"{x}\" y2=\"{y_end:.1}\"/>",
             esc(name),
             height - 20.0
         );
@@ -723,13 +736,17 @@ fn arrow_svg(
             let yr = axis.y(rp.t).max(ys + 2.0);
             (x_line(sp.line), ys, x_line(rp.line), yr)
         }
+        // Seen only where it arrived: it starts between the lines, nearer the sender's.
         (Fate::ReceiverOnly, _, Some(rp)) => {
             let yr = axis.y(rp.t);
-            (x_mid, yr - 10.0, x_line(rp.line), yr)
+            let x = x_line(rp.line);
+            (x + (x_mid - x) * 1.16, yr - 12.0, x, yr)
         }
+        // Never arrived: it ends between the lines, nearer the sender's.
         (Fate::Lost, Some(sp), _) => {
             let ys = axis.y(sp.t);
-            (x_line(sp.line), ys, x_mid, ys + 10.0)
+            let x = x_line(sp.line);
+            (x, ys, x + (x_mid - x) * 0.84, ys + 10.0)
         }
         (Fate::NotCapturedAtReceiver, Some(sp), _) => {
             let ys = axis.y(sp.t);
@@ -857,14 +874,21 @@ fn arrow_svg(
         ArrowKind::Syn | ArrowKind::SynAck | ArrowKind::Fin | ArrowKind::Rst
     ) || matches!(a.fate, Fate::Lost | Fate::ReceiverOnly)
         || a.zero_window;
-    let lane = if a.to_backend { 0 } else { 1 };
-    let label_y = y1 + (y2 - y1) * 0.12 - 3.0;
-    if lanes.free(lane, label_y, 12.0, important) {
-        let (lx, anchor) = if x2 >= x1 {
-            (x1 + 10.0, "start")
-        } else {
-            (x1 - 10.0, "end")
-        };
+    // Labels on the left half and on the right half of the drawing avoid each other.
+    let (lx, anchor) = match (a.fate, x2 >= x1) {
+        // From its origin mark, away from where it is going.
+        (Fate::ReceiverOnly, true) => (x1 - 8.0, "end"),
+        (Fate::ReceiverOnly, false) => (x1 + 8.0, "start"),
+        (_, true) => (x1 + 10.0, "start"),
+        (_, false) => (x1 - 10.0, "end"),
+    };
+    let lane = if lx < x_mid { 0 } else { 1 };
+    let want_y = if a.fate == Fate::ReceiverOnly {
+        y1 + 4.0
+    } else {
+        y1 + (y2 - y1) * 0.12 - 3.0
+    };
+    if let Some(label_y) = lanes.place(lane, want_y, 12.0, important) {
         let _ = write!(
             s,
             "<text class=\"lbl\" x=\"{lx:.1}\" y=\"{label_y:.1}\" text-anchor=\"{anchor}\">{}</text>",
@@ -876,7 +900,7 @@ fn arrow_svg(
         let x = x_line(p.line);
         let y = if Some(*p) == a.sent { y1 } else { y2 };
         let lane = 2 + p.line.min(1);
-        if gutters.free(lane, y, 11.0, false) {
+        if gutters.place(lane, y, 11.0, false).is_some() {
             let (gx, anchor) = if p.line == 0 {
                 (x - 8.0, "end")
             } else {

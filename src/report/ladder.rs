@@ -332,8 +332,14 @@ fn two_captures(
                 }
             };
             let mut label = label(s);
-            if fate == Fate::Lost {
-                label.push_str(" — never arrived");
+            let receiver = &analysis.sides[r_line].side;
+            match fate {
+                Fate::Lost => label.push_str(" — never arrived"),
+                Fate::NotCapturedAtReceiver => {
+                    label.push_str(&format!(" — arrived, the {receiver} capture missed it"))
+                }
+                Fate::OutsideCapture => label.push_str(&format!(" — the {receiver} capture was not running")),
+                _ => {}
             }
             arrows.push(Arrow {
                 to_backend: dir == Dir::ClientToServer,
