@@ -114,6 +114,10 @@ const JS: &str = r#"
     }
     shown.textContent = String(n);
   }
+  // A link can preselect a filter: report.html#only-failures, report.html#verdict=keepalive-race
+  var m = /^#(?:verdict=([A-Za-z-]+)|(only-failures))$/.exec(window.location.hash);
+  if (m && m[1]) { sel.value = m[1]; }
+  if (m && m[2]) { only.checked = true; }
   only.addEventListener('change', apply);
   sel.addEventListener('change', apply);
   var links = document.querySelectorAll('[data-filter-verdict]');
@@ -384,10 +388,23 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
     if let Some(l) = &c.ladder {
         let _ = writeln!(s, "<figure>");
         ladder_svg(s, l, &c.id);
+        let what = if l.lines.len() == 1 {
+            format!(
+                "Each arrow is one packet leaving or reaching the {} capture point (time runs down, from {}); \
+                 the other end was not captured.",
+                esc(&l.lines[0]),
+                esc(&date_time(&rfc3339(l.t0_ns)))
+            )
+        } else {
+            format!(
+                "Each arrow is one packet, from when it left one capture point to when it arrived at the other \
+                 (time runs down; both captures on the proxy capture's clock, from {}).",
+                esc(&date_time(&rfc3339(l.t0_ns)))
+            )
+        };
         let _ = writeln!(
             s,
-            "<figcaption>Each arrow is one packet, from when it left one capture point to when it arrived at the other \
-             (time runs down; both captures on the proxy capture's clock, from {}). \
+            "<figcaption>{what} \
              Steps are not to scale; breaks mark idle time. Hover an arrow for its frames and times.\
              <div class=\"legend\"><span><i style=\"border-color:#0969da\"></i>request bytes</span>\
              <span><i style=\"border-color:#1a7f37\"></i>response bytes</span>\
@@ -396,8 +413,7 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
              <span><i style=\"border-color:#bc4c00\"></i>FIN</span>\
              <span><i style=\"border-color:#cf222e\"></i>RST</span>\
              <span><i style=\"border-style:dashed;border-color:#57606a\"></i>retransmission</span>\
-             <span>✕ never arrived</span><span>○ seen only where it arrived</span></div></figcaption>",
-            esc(&date_time(&rfc3339(l.t0_ns)))
+             <span>✕ never arrived</span><span>○ seen only where it arrived</span></div></figcaption>"
         );
         let _ = writeln!(s, "</figure>");
     }
@@ -593,7 +609,7 @@ fn ladder_svg(s: &mut String, l: &Ladder, id: &str) {
     let one = l.lines.len() == 1;
     let x_line = |line: usize| if line == 0 { X_LEFT } else { X_RIGHT };
     let x_mid = (X_LEFT + X_RIGHT) / 2.0;
-    let far_x = X_LEFT + 260.0;
+    let far_x = X_RIGHT;
 
     let mut times: Vec<i64> = Vec::new();
     for a in &l.arrows {
