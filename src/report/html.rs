@@ -933,3 +933,48 @@ fn arrow_svg(
     }
     let _ = writeln!(s, "</g>");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn esc_escapes_markup_and_quotes() {
+        assert_eq!(
+            esc("<a href=\"x\">&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(esc("bell\u{7}"), "bell\u{FFFD}");
+    }
+
+    #[test]
+    fn the_axis_keeps_order_and_breaks_idle_time() {
+        let ms = 1_000_000;
+        let axis = Axis::new(vec![0, ms, 2 * ms, 2 * ms, 5_000 * ms, 5_000 * ms + 10], 10);
+        let ys: Vec<f64> = axis.stops.iter().map(|&(_, y)| y).collect();
+        assert_eq!(ys.len(), 5, "equal times share a row");
+        assert!(ys.windows(2).all(|w| w[1] > w[0]), "{ys:?}");
+        // Longer gaps take more room, up to the idle threshold...
+        assert!(axis.y(2 * ms) - axis.y(ms) > axis.y(5_000 * ms + 10) - axis.y(5_000 * ms));
+        // ...and the 5 s of idle time are one fixed break.
+        assert_eq!(axis.breaks.len(), 1);
+        assert_eq!(axis.breaks[0].1, 4_998 * ms);
+        assert_eq!(idle_words(axis.breaks[0].1), "5.0 s");
+        assert!((axis.y(5_000 * ms) - axis.y(2 * ms) - IDLE_PX).abs() < 1e-9);
+        // Between two events, y is interpolated; outside, clamped.
+        let mid = axis.y(ms / 2);
+        assert!(mid > axis.y(0) && mid < axis.y(ms));
+        assert_eq!(axis.y(-5), axis.y(0));
+    }
+
+    #[test]
+    fn forced_labels_move_down_others_give_way() {
+        let mut lanes = Lanes {
+            last: [f64::NEG_INFINITY; 4],
+        };
+        assert_eq!(lanes.place(0, 100.0, 12.0, false), Some(100.0));
+        assert_eq!(lanes.place(0, 105.0, 12.0, false), None);
+        assert_eq!(lanes.place(0, 105.0, 12.0, true), Some(112.0));
+        assert_eq!(lanes.place(1, 105.0, 12.0, false), Some(105.0));
+    }
+}

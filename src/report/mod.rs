@@ -1,11 +1,14 @@
 //! # report: analysis → what people read
 //!
-//! In: an [`Analysis`] (the sides, the pairing, the diagnoses). Out: one [`Report`] model, rendered
-//! as text, JSON, NDJSON (and Markdown, HTML). The report never sees pcap-parser, etherparse or
-//! httparse types; it reads the stages' plain data and builds its own view types (`model`).
+//! In: an [`Analysis`] (the sides, the pairing, the alignments, the diagnoses). Out: one [`Report`]
+//! model (`model`), rendered as text (`text`), JSON and NDJSON (`json`: the model as is), Markdown
+//! for tickets (`markdown`) and self-contained HTML (`html`) with a ladder diagram per failed
+//! connection (`ladder` matches each packet sent at one end with its arrival at the other). The
+//! report never sees pcap-parser, etherparse or httparse types; it reads the stages' plain data and
+//! builds its own view types.
 //!
 //! Redaction happens here, once, when the model is built: header values that carry credentials
-//! never reach a renderer unless asked for.
+//! never reach a renderer unless asked for (`--show-secrets`).
 
 pub mod html;
 pub mod json;
