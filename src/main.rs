@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bothends::capture::{CaptureError, Input};
-use bothends::pipeline::{self, Side, SideOptions};
+use bothends::pipeline::{self, Analysis, Mode, Side, SideOptions};
 use bothends::report::{self, ReportOptions, text::Style};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -150,8 +150,7 @@ fn flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("standard input (-) can be given once");
     }
     let set = open(&args.files)?;
-    let side = pipeline::read_side(Side::Single, set, SideOptions::default());
-    let analysis = pipeline::flows(side);
+    let analysis = Analysis::run(vec![(Side::Single, set)], SideOptions::default(), Mode::Flows);
     let opts = report_options(&args.common);
     let report = report::build(&analysis, &opts);
     let style = style(&args.common);
@@ -178,8 +177,10 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if !backend.is_empty() {
         sides.push((Side::Backend, open(&backend)?));
     }
-    let results = pipeline::read_sides(sides, SideOptions::default());
-    let analysis = pipeline::analyze(results, &args.backend);
+    let mode = Mode::Analyze {
+        backends: args.backend.clone(),
+    };
+    let analysis = Analysis::run(sides, SideOptions::default(), mode);
     let opts = report_options(&args.common);
     let report = report::build(&analysis, &opts);
     let style = style(&args.common);
