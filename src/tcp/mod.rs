@@ -471,7 +471,9 @@ struct Closed<O> {
 
 /// The connection table of one capture.
 pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
-    open: HashMap<FlowKey, Slot<H>>,
+    /// Keyed by a hash that is fast and randomly seeded: captures are untrusted, and a fixed hash
+    /// would let crafted 4-tuples collide.
+    open: HashMap<FlowKey, Slot<H>, foldhash::fast::RandomState>,
     /// (deadline, key, connection index): checked in order; stale entries are skipped.
     timers: VecDeque<(i64, FlowKey, u64)>,
     new_handler: F,
@@ -491,7 +493,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     /// `new_handler(handshake_seen)` makes the stream handler of each new connection.
     pub fn new(limits: Limits, new_handler: F) -> Self {
         ConnectionTable {
-            open: HashMap::new(),
+            open: HashMap::default(),
             timers: VecDeque::new(),
             new_handler,
             next_index: 0,
