@@ -274,7 +274,19 @@ pub(super) fn partial_message(
             let mut res = httparse::Response::new(&mut []);
             let _ = res.parse(bytes);
             msg.status = Some(res.code?);
-            msg.reason = res.reason.map(|r| truncate(r.as_bytes(), cap));
+            // A reason phrase cut before its line end is kept as far as it goes.
+            let cut_reason = || {
+                let rest = bytes.get(13..).filter(|_| bytes.get(12) == Some(&b' '))?;
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'\r' || b == b'\n')
+                    .unwrap_or(rest.len());
+                Some(truncate(&rest[..end], cap))
+            };
+            msg.reason = res
+                .reason
+                .map(|r| truncate(r.as_bytes(), cap))
+                .or_else(cut_reason);
             msg.version = version_name(res.version);
         }
     }

@@ -149,7 +149,8 @@ pub struct Stop {
 pub struct HttpSummary {
     pub protocol: Protocol,
     pub exchanges: Vec<Exchange>,
-    /// At most a few per direction (`parser::MAX_STOPS`); `stops_not_kept` counts the others.
+    /// At most [`MAX_STOPS`] per direction (a capture with a small snaplen loses sync at every
+    /// message); `stops_not_kept` counts the others.
     pub stopped: Vec<Stop>,
     pub stops_not_kept: u64,
     pub anomalies: Anomalies,
@@ -158,6 +159,9 @@ pub struct HttpSummary {
     /// 0 when the capture saw the handshake.
     pub skipped: [u64; 2],
 }
+
+/// Stops kept per direction in [`HttpSummary::stopped`].
+pub const MAX_STOPS: usize = 16;
 
 /// Limits that keep one connection's HTTP state bounded.
 #[derive(Clone, Copy, Debug)]

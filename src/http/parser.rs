@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 
 use super::head::{self, Bad, Lengths, ReqFacts, Start};
 use super::pairing::{self, Lost, ReqEntry, RespEntry};
-use super::{Framing, HttpLimits, HttpSummary, Interim, Message, Protocol, Stop};
+use super::{Framing, HttpLimits, HttpSummary, Interim, MAX_STOPS, Message, Protocol, Stop};
 use crate::anomaly::Anomalies;
 use crate::tcp::{Dir, End, GapKind, PacketRef, StreamEvent};
 
@@ -40,8 +40,6 @@ const MAX_INTERIM: usize = 8;
 const MAX_SPECIAL_REQUESTS: usize = 4096;
 /// Start times of requests not answered yet, kept for framing a response after a loss of sync.
 const MAX_RECENT_REQUESTS: usize = 4096;
-/// Stops kept per direction (a capture with a small snaplen loses sync at every message).
-pub(super) const MAX_STOPS: usize = 16;
 /// Events a waiting direction holds (their bytes are capped by `max_header_bytes`).
 const MAX_HELD_EVENTS: usize = 1024;
 /// Bytes of a line kept while looking for a message start.
