@@ -131,6 +131,8 @@ struct Cut {
     offset: i64,
     /// Bytes snaplen cut since its start.
     missing: u64,
+    /// The last packet known to carry bytes of it.
+    last: PacketRef,
 }
 
 #[derive(Debug)]
@@ -901,6 +903,10 @@ impl Parser {
         };
         let Some((p, p_at)) = found else {
             h.reset();
+            // Not a message start: still the message whose head snaplen cut, if any.
+            if let Some(c) = &mut self.sides[d.idx()].cut {
+                c.last = at;
+            }
             return n;
         };
         let start = add(h.offset, p);
@@ -947,6 +953,7 @@ impl Parser {
                 // Still the message whose head snaplen cut, if any.
                 if let Some(c) = &mut self.side(d).cut {
                     c.missing = c.missing.saturating_add(len);
+                    c.last = at;
                 }
             } else if resync {
                 // Requests may hide in these bytes too (already lost: one stretch).
@@ -974,6 +981,7 @@ impl Parser {
                 entry,
                 offset: start,
                 missing: len,
+                last: at,
             });
         }
     }
@@ -1022,6 +1030,7 @@ impl Parser {
         msg.bytes = msg.bytes.max(span);
         msg.missing = c.missing.min(msg.bytes);
         msg.complete = complete;
+        msg.last = c.last;
     }
 
     /// Inside a head.
@@ -1557,6 +1566,7 @@ impl Parser {
                         entry,
                         offset: h.offset,
                         missing: len,
+                        last: at,
                     });
                 }
             }

@@ -21,6 +21,8 @@ struct Feed {
     frame: u32,
     /// Every event of a direction carries the same packet (for comparing splits).
     fixed: bool,
+    /// The packet of each direction's last data event.
+    last: [PacketRef; 2],
 }
 
 impl Feed {
@@ -34,6 +36,7 @@ impl Feed {
             off: [0, 0],
             frame: 0,
             fixed: false,
+            last: [PacketRef::default(); 2],
         }
     }
 
@@ -54,6 +57,7 @@ impl Feed {
 
     fn data(&mut self, d: Dir, bytes: &[u8]) -> &mut Feed {
         let at = self.next_at(d);
+        self.last[d.idx()] = at;
         let offset = self.off[d.idx()];
         self.h.on_stream(d, StreamEvent::Data { offset, bytes, at });
         self.off[d.idx()] += bytes.len() as i64;
@@ -74,6 +78,7 @@ impl Feed {
         );
         self.off[d.idx()] += bytes.len() as i64;
         self.frame = self.frame.max(frame);
+        self.last[d.idx()] = at(frame);
         self
     }
 
@@ -85,15 +90,22 @@ impl Feed {
         self.data(S, bytes)
     }
 
+    /// A gap; snaplen cuts the packet of the direction's last data event, and that packet is
+    /// the one that reveals it (other gaps: an unknown packet).
     fn gap(&mut self, d: Dir, len: u64, kind: GapKind) -> &mut Feed {
         let offset = self.off[d.idx()];
+        let at = if kind == GapKind::Snaplen {
+            self.last[d.idx()]
+        } else {
+            PacketRef::default()
+        };
         self.h.on_stream(
             d,
             StreamEvent::Gap {
                 offset,
                 len,
                 kind,
-                at: PacketRef::default(),
+                at,
             },
         );
         self.off[d.idx()] += len as i64;
@@ -998,6 +1010,9 @@ fn snaplen_cut_heads_then_resync() {
     assert_eq!((req(&s, 0).missing, res(&s, 0).missing), (100, 1500));
     assert_eq!((req(&s, 1).missing, res(&s, 1).missing), (5000, 40));
     assert_eq!(res(&s, 2).reason.as_deref(), Some("Not"));
+    // The last packets that carried bytes of them: the body packets.
+    assert_eq!((res(&s, 0).first, res(&s, 0).last), (at(2), at(3)));
+    assert_eq!((req(&s, 1).first, req(&s, 1).last), (at(4), at(5)));
     let client: Vec<(i64, Option<i64>)> = s
         .stopped
         .iter()
