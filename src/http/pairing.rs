@@ -21,12 +21,16 @@
 //!    (`http_request_not_captured`). With pipelining seen on the connection (a request started
 //!    before the response to the previous one ended) and more than one candidate, the response
 //!    could answer any of them: it is left unpaired (`http_response_unpaired`) rather than
-//!    guessed.
+//!    guessed. A stretch that snaplen cut is a candidate only with pipelining: snaplen keeps the
+//!    first bytes of every packet, so only a request that started inside a packet can hide
+//!    there, and without pipelining a request goes out after the previous response, in a new
+//!    packet.
 //!
 //! A response framed online with what its request seemed to be (HEAD, CONNECT) that turns out to
 //! answer another request is noted (`http_response_framing_guessed`).
 //!
-//! Cost: one pass over both lists, a binary search per response that needs time.
+//! Cost: one pass over both lists, a binary search per response that needs time. Memory: the
+//! lists (at most `max_exchanges` entries each) and a flag per request.
 
 use super::head::ReqFacts;
 use super::{Exchange, Framing, Interim, Message};
@@ -172,10 +176,11 @@ pub(super) fn pair(
             // previous response, at the start of a packet).
             let end = k + reqs[k..].partition_point(|e| e.ts() <= ts);
             let candidate = |e: &ReqEntry| pipelined || !matches!(e, ReqEntry::Lost { kind: Lost::Cut, .. });
-            let count = reqs[k..end].iter().filter(|e| candidate(e)).count();
+            // (Lost stretches never follow one another: both searches stop within two steps.)
             let last = reqs[k..end].iter().rposition(candidate).map(|i| k + i);
+            let several = last.is_some_and(|c| reqs[k..c].iter().any(candidate));
             // Without pipelining the latest candidate; with it, only a single one.
-            let decided = last.filter(|_| count == 1 || !pipelined);
+            let decided = last.filter(|_| !several || !pipelined);
             if let Some(c) = decided {
                 for e in &reqs[k..c] {
                     if let (ReqEntry::Msg { msg, .. }, true) = (e, s.after_loss) {
@@ -193,7 +198,7 @@ pub(super) fn pair(
                         None
                     }
                 }
-            } else if count > 1 {
+            } else if several {
                 anomalies.note("http_response_unpaired", frame);
                 None
             } else {

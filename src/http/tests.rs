@@ -821,6 +821,31 @@ fn gap_covering_exactly_one_whole_response() {
 }
 
 #[test]
+fn response_framed_for_the_request_time_chose() {
+    // After the lost response to a GET, the next response answers a HEAD: no body, whatever
+    // its Content-Length says, and the response after it is found where it starts.
+    let head_ok = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+    let s = Feed::new(true)
+        .c(b"GET /a HTTP/1.1\r\n\r\n")
+        .gap(S, 45, GapKind::NotCaptured)
+        .c(b"HEAD /b HTTP/1.1\r\n\r\n")
+        .s(head_ok)
+        .c(b"GET /c HTTP/1.1\r\n\r\n")
+        .s(&ok_len("c"))
+        .done();
+    assert_eq!(
+        rows(&s),
+        vec![
+            row("GET", "/a", 19, true, 0, 0, false),
+            row("HEAD", "/b", 20, true, 200, n(head_ok), true),
+            row("GET", "/c", 19, true, 200, n(&ok_len("c")), true),
+        ]
+    );
+    assert_eq!(res(&s, 1).framing, Framing::None);
+    assert_eq!(s.anomalies.count("http_response_framing_guessed"), 0);
+}
+
+#[test]
 fn client_gap_hiding_a_request() {
     // The capture lost a whole request; the server answered it. Its response is kept without a
     // request (noted), and the next exchange pairs as it should.
