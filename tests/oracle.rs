@@ -506,3 +506,101 @@ const HTTP_POLICY: &[HttpPolicy] = &[
         },
     },
 ];
+
+/// The lab scenarios (`captures/*/expected.json`, ground truth from tshark on the full traffic):
+/// per connection, the exchanges (method, target, status) bothends finds in the proxy capture;
+/// and in both captures of the snaplen scenario, where snaplen cut every head after 30 bytes
+/// (what is kept of a target cut there must be the beginning of the true one).
+#[test]
+fn lab_exchanges_match_ground_truth() {
+    let labs = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&labs)
+        .expect("captures/ lists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("expected.json").is_file())
+        .collect();
+    dirs.sort();
+    for dir in &dirs {
+        let truth: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).expect("reads"))
+                .expect("expected.json parses");
+        let name = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let sides: &[&str] = if name == "apache-snaplen96-truncated" {
+            &["proxy", "backend"]
+        } else {
+            &["proxy"]
+        };
+        for side in sides {
+            let inputs: Vec<Input> = truth[format!("{side}_capture")]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|f| f.as_str())
+                        .map(|f| Input::from(dir.join(f).as_path()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let set = CaptureSet::open(&inputs).expect("lab capture opens");
+            let conns = pipeline::read_side(Side::Single, set, SideOptions::default()).connections;
+            for c in truth["connections"].as_array().into_iter().flatten() {
+                let want = &c[side];
+                let (Some(client), Some(first)) = (want["client"].as_str(), want["first_frame"].as_u64())
+                else {
+                    continue;
+                };
+                let expected: Vec<(String, String, Option<u16>)> = c["exchanges"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| {
+                        (
+                            x["method"].as_str().unwrap_or_default().to_string(),
+                            x["target"].as_str().unwrap_or_default().to_string(),
+                            x["status"].as_u64().and_then(|s| u16::try_from(s).ok()),
+                        )
+                    })
+                    .collect();
+                let Some(conn) = conns
+                    .iter()
+                    .find(|k| k.client.to_string() == client && u64::from(k.first.frame.frame) == first)
+                else {
+                    failures.push(format!("{name} {side}: no connection {client} at frame {first}"));
+                    continue;
+                };
+                compared += 1;
+                let got: Vec<(String, String, bool, Option<u16>)> = conn
+                    .app
+                    .exchanges
+                    .iter()
+                    .map(|e| {
+                        let q = e.request.as_ref();
+                        (
+                            q.and_then(|m| m.method.clone()).unwrap_or_default(),
+                            q.and_then(|m| m.target.clone()).unwrap_or_default(),
+                            q.is_some_and(|m| m.target_cut),
+                            e.response.as_ref().and_then(|m| m.status),
+                        )
+                    })
+                    .collect();
+                let same = got.len() == expected.len()
+                    && got.iter().zip(&expected).all(|((m, t, cut, s), (em, et, es))| {
+                        m == em && s == es && (t == et || (*cut && et.starts_with(t.as_str())))
+                    });
+                if !same {
+                    failures.push(format!(
+                        "{name} {side} {client}:\n  truth:    {expected:?}\n  bothends: {got:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(compared >= 40, "{compared} connections compared");
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
