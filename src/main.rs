@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bothends::capture::{CaptureError, CaptureSet, Input, Progress};
-use bothends::pipeline::{self, Side, SideOptions};
+use bothends::pipeline::{self, Analysis, Mode, Side, SideOptions};
 use bothends::report::{self, ReportOptions, text::Style};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
@@ -300,9 +300,8 @@ fn flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
         total_size(&args.files),
         !args.common.no_progress,
     );
-    let side = pipeline::read_side(Side::Single, set, SideOptions::default());
+    let analysis = Analysis::run(vec![(Side::Single, set)], SideOptions::default(), Mode::Flows);
     bar.finish();
-    let analysis = pipeline::flows(side);
     let opts = report_options(&args.common, false);
     let report = report::build(&analysis, &opts);
     let style = style(&args.common);
@@ -330,14 +329,12 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         sides.push((Side::Backend, open(&backend)?));
     }
     let total = total_size(&proxy).zip(total_size(&backend)).map(|(a, b)| a + b);
-    let bar = ProgressBar::start(
-        sides.iter().map(|(_, s)| s.progress()).collect(),
-        total,
-        !args.common.no_progress,
-    );
-    let results = pipeline::read_sides(sides, SideOptions::default());
+    let bar = ProgressBar::start(pipeline::progress_of(&sides), total, !args.common.no_progress);
+    let mode = Mode::Analyze {
+        backends: args.backend.clone(),
+    };
+    let analysis = Analysis::run(sides, SideOptions::default(), mode);
     bar.finish();
-    let analysis = pipeline::analyze(results, &args.backend);
     let opts = report_options(&args.common, args.format == Format::Html);
     let report = report::build(&analysis, &opts);
     let style = style(&args.common);

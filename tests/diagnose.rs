@@ -227,7 +227,8 @@ fn a_zero_window_that_reopened_is_flow_control_not_a_stall() {
 }
 
 /// Two exchanges, then the backend's FIN reaches the proxy `fin_after_request_ms` after the third
-/// request left (negative: before), and the backend answers the request with RST.
+/// request left (negative: before), and the backend answers the request with RST. The FIN's
+/// acknowledgement covers the request only if the FIN left after the request arrived.
 fn race(fin_after_request_ms: f64) -> Wire {
     let mut w = Wire::new(1000, 5000);
     w.handshake();
@@ -236,23 +237,21 @@ fn race(fin_after_request_ms: f64) -> Wire {
     }
     w.wait_ms(5000.0);
     let owd = w.owd as f64 / 1e6;
-    if fin_after_request_ms >= 0.0 {
-        // The FIN leaves the backend at (request departure + fin_after - owd).
-        let req_at = w.now;
-        w.now = req_at + ((fin_after_request_ms - owd) * 1e6) as i64;
-        w.s2c(FIN, b"");
-        w.now = req_at;
-        w.c2s(PSH, &get("/third"));
-        w.now = req_at + ((fin_after_request_ms - owd).max(owd) * 1e6) as i64;
-        w.wait_ms(0.1);
-        w.s2c(RST, b"");
-    } else {
-        w.s2c(FIN, b"");
-        w.wait_ms(owd - fin_after_request_ms);
-        w.c2s(PSH, &get("/third"));
-        w.wait_ms(owd);
-        w.s2c(RST, b"");
+    let req_at = w.now;
+    let before = w.s_rcv;
+    w.c2s(PSH, &get("/third"));
+    let after = w.s_rcv;
+    // When the FIN leaves the backend, and when the request arrives there.
+    let fin_leaves = req_at + ((fin_after_request_ms - owd) * 1e6) as i64;
+    let request_arrives = req_at + w.owd;
+    if fin_leaves < request_arrives {
+        w.s_rcv = before;
     }
+    w.now = fin_leaves;
+    w.s2c(FIN, b"");
+    w.s_rcv = after;
+    w.now = fin_leaves.max(request_arrives) + 100_000;
+    w.s2c(RST, b"");
     w
 }
 
@@ -434,4 +433,74 @@ fn nat_between_the_captures_and_a_clock_hours_off() {
     assert!(c.uncertainty_ns <= w.owd, "{c:?}");
     let d = a.diagnoses[0].as_ref().unwrap();
     assert_eq!(d.verdict.label(), "backend-empty-reply", "{}", d.explanation);
+}
+
+/// A backend that closes idle connections after 400 ms: three connections closed while idle show
+/// the timeout; on a fourth, the request arrives 0.1 ms before the idle timer fires, the FIN
+/// acknowledges it (it had arrived) and the backend's lingering close discards it: a race all the
+/// same, told by the FIN coming exactly 400 ms after the previous response.
+#[test]
+fn an_idle_timer_firing_as_the_request_arrives_is_a_race() {
+    let mut wires = Vec::new();
+    for k in 0..3u16 {
+        let mut w = Wire::new(100 + k as u32, 900 + k as u32);
+        w.p_client.1 = 41000 + k;
+        w.b_client.1 = 41000 + k;
+        w.now += k as i64 * 10_000_000_000;
+        w.handshake().send_request(&get("/a")).send_response(&ok(10));
+        // the backend's FIN leaves 400 ms after its last response byte
+        w.wait_ms(400.0 - 5.0 - 5.0)
+            .s2c(FIN, b"")
+            .wait_ms(5.0)
+            .c2s(FIN, b"")
+            .wait_ms(5.0)
+            .s2c(ACK, b"");
+        wires.push(w);
+    }
+    let mut w = Wire::new(7, 9);
+    w.p_client.1 = 42000;
+    w.b_client.1 = 42000;
+    w.now += 40_000_000_000;
+    w.handshake().send_request(&get("/a")).send_response(&ok(10));
+    // 400 ms after the last response: the request arrives 0.1 ms before the FIN leaves.
+    w.wait_ms(400.0 - 10.0 - 5.1)
+        .c2s(PSH, &get("/b"))
+        .wait_ms(5.1)
+        .s2c(FIN, b"")
+        .wait_ms(5.0)
+        .c2s(FIN, b"")
+        .wait_ms(5.0)
+        .s2c(ACK, b"");
+    wires.push(w);
+    let (proxy, backend) = Wire::merge(&wires);
+    for with_backend in [false, true] {
+        let mut sides = vec![side(bothends::pipeline::Side::Proxy, proxy.clone())];
+        if with_backend {
+            sides.push(side(bothends::pipeline::Side::Backend, backend.clone()));
+        }
+        let a = bothends::pipeline::analyze(sides, &[]);
+        let verdicts: Vec<&str> = a.diagnoses.iter().flatten().map(|d| d.verdict.label()).collect();
+        assert_eq!(
+            verdicts,
+            ["ok", "ok", "ok", "keepalive-race"],
+            "backend capture: {with_backend}"
+        );
+    }
+}
+
+/// Without other idle closes to learn the timeout from, a FIN that acknowledges the request means
+/// the backend had the request when it closed: an empty reply, not a race.
+#[test]
+fn a_fin_that_acknowledges_the_request_alone_is_an_empty_reply() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake()
+        .send_request(&get("/a"))
+        .send_response(&ok(10))
+        .wait_ms(400.0);
+    w.c2s(PSH, &get("/b"))
+        .wait_ms(5.1)
+        .s2c(FIN, b"")
+        .wait_ms(5.0)
+        .c2s(FIN, b"");
+    assert_eq!(vb(&both(&w)), ("backend-empty-reply", "backend"));
 }

@@ -299,3 +299,55 @@ fn lab_scenarios_with_the_proxy_capture_only() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The streaming engine (what the command runs: readers in parallel, pairing as connections
+/// finish) judges every scenario exactly as the batch path does.
+#[test]
+fn streaming_and_batch_runs_agree() {
+    for dir in scenarios() {
+        let e: Expected =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        let batch = analyze(&dir, &e, true);
+        let mut sides = vec![(Side::Proxy, open(&dir, &e.proxy_capture))];
+        if !e.backend_capture.is_empty() {
+            sides.push((Side::Backend, open(&dir, &e.backend_capture)));
+        }
+        let streamed = Analysis::run(
+            sides,
+            SideOptions::default(),
+            pipeline::Mode::Analyze { backends: vec![] },
+        );
+        let key = |a: &Analysis| {
+            let mut v: Vec<(String, String, String)> = a
+                .pairing
+                .pairs
+                .iter()
+                .zip(&a.diagnoses)
+                .map(|(p, d)| {
+                    let c = p
+                        .proxy
+                        .map(|i| &a.sides[0].connections[i])
+                        .or(p.backend.map(|j| &a.sides[1].connections[j]));
+                    let id = c.map_or(String::new(), |c| {
+                        format!("{}>{}#{}", c.client, c.server, c.first.frame.frame)
+                    });
+                    let d = d.as_ref().unwrap();
+                    (
+                        id,
+                        format!("{:?}", p.method),
+                        format!("{}/{}", d.verdict, d.blame),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(key(&batch), key(&streamed), "{}", e.scenario);
+        assert_eq!(
+            batch.pairing.clock.map(|c| c.backend_minus_proxy_ns),
+            streamed.pairing.clock.map(|c| c.backend_minus_proxy_ns),
+            "{}",
+            e.scenario
+        );
+    }
+}

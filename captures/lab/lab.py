@@ -173,6 +173,32 @@ ProxyTimeout 3
 {extra}
 """
 
+BACKEND_APACHE_CONF = """ServerRoot {root}
+ServerName backend.lab.test
+Listen 10.0.2.2:8080
+PidFile {root}/httpd.pid
+DefaultRuntimeDir {root}
+Mutex file:{root} default
+ErrorLog {root}/error.log
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authn_core_module /usr/lib/apache2/modules/mod_authn_core.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+User www-data
+Group www-data
+StartServers 1
+ServerLimit 1
+ThreadLimit 25
+ThreadsPerChild 25
+MaxRequestWorkers 25
+DocumentRoot {root}/htdocs
+<Directory {root}/htdocs>
+    Require all granted
+</Directory>
+KeepAlive On
+KeepAliveTimeout {keepalive_ms}ms
+MaxKeepAliveRequests 0
+"""
+
 NGINX_CONF = """worker_processes 1;
 daemon off;
 pid {root}/nginx.pid;
@@ -323,6 +349,27 @@ class Run:
         require(b"listening" in line, "backend did not start")
         self.backend_proc = p
         return p
+
+    def apache_backend(self, keepalive_ms=400):
+        """A real Apache httpd as the backend (static files), for keep-alive timeouts."""
+        root = os.path.join(self.tmp, "apache-backend")
+        docs = os.path.join(root, "htdocs")
+        os.makedirs(docs)
+        os.chmod(root, 0o777)
+        with open(os.path.join(docs, "race.txt"), "w") as f:
+            f.write("bothends lab static file served by a real Apache httpd backend\n" * 2)
+        conf = os.path.join(root, "httpd.conf")
+        with open(conf, "w") as f:
+            f.write(BACKEND_APACHE_CONF.format(root=root, keepalive_ms=keepalive_ms))
+        self.backend_proc = self.popen("backend", ["apache2", "-f", conf, "-DFOREGROUND"],
+                                       stderr=open(os.path.join(root, "stderr"), "w"))
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if "10.0.2.2:8080" in nsx("backend", "ss -Hltn", check=False).stdout:
+                time.sleep(0.2)
+                return
+            time.sleep(0.1)
+        raise Retry("backend apache did not listen")
 
     def apache(self, proxypass=None, extra=""):
         self.software = APACHE_SW

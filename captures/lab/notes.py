@@ -20,6 +20,7 @@ HARD = {
     "nginx-ok-keepalive-uploads": "keep-alive reuse (upstream keepalive), 1 MiB POST, chunked body streamed, Expect answered by nginx",
     "apache-keepalive-race": "keep-alive race that happened (request crossed the backend's FIN)",
     "nginx-keepalive-race": "keep-alive race that happened; nginx retries transparently",
+    "nginx-keepalive-race-apache-backend": "keep-alive race with a real Apache httpd backend (KeepAliveTimeout 400ms): FIN crosses the request, lingering close, no RST",
     "apache-nat-empty-reply": "NAT between the capture points (DNAT + SNAT, different 4-tuples)",
     "apache-response-truncated": "backend clock off by seconds (editcap -t -3.5)",
     "nginx-backend-timeout": "backend clock off by hours (editcap -t 10800.25)",

@@ -378,7 +378,7 @@ def apache_closed(run):
 
 @scenario("nginx-backend-closed-during-request", "nginx")
 def nginx_closed(run):
-    _closed_during(run, run.nginx, "while sending request to upstream")
+    _closed_during(run, run.nginx, ("while sending request to upstream", "while reading response header from upstream"))
 
 
 # =============================================================================================
@@ -742,28 +742,39 @@ def apache_snap(run):
     res = run.client([{"requests": [{"path": "/ok/a?size=20000"}, {"method": "POST", "path": "/ok/b", "body": 100000},
                                     {"path": "/truncate?size=150000&send=40000"}]}])
     run.finish()
+    fmap = {}
     for side in ("proxy", "backend"):
-        n_cut = len(pt.read_segments(run.proxy_pcap if side == "proxy" else run.backend_pcap))
-        n_full = len(pt.read_segments(run.full_proxy if side == "proxy" else run.full_backend))
-        require(n_cut == n_full, "%s: snaplen and full captures differ (%d vs %d)" % (side, n_cut, n_full))
-    P, B = run.conns("proxy"), run.conns("backend")
-    Pc, Bc = run.conns("proxy", full=False), run.conns("backend", full=False)
-    require([c.first_frame for c in P] == [c.first_frame for c in Pc], "frame numbering differs")
+        cut = pt.read_segments(run.proxy_pcap if side == "proxy" else run.backend_pcap)
+        full = pt.read_segments(run.full_proxy if side == "proxy" else run.full_backend)
+        require(len(cut) == len(full), "%s: snaplen and full captures differ (%d vs %d TCP segments)"
+                % (side, len(cut), len(full)))
+        for (_, a), (_, b) in zip(full, cut):
+            require((a.seq, a.ack, a.len, a.flags) == (b.seq, b.ack, b.len, b.flags), "segment order differs")
+        fmap[side] = {a.frame: b.frame for (_, a), (_, b) in zip(full, cut)}
+    P, B = run.conns("proxy"), run.conns("backend")          # full snaplen: for the HTTP truth
+    Pc, Bc = run.conns("proxy", full=False), run.conns("backend", full=False)   # committed: for the views
     conns = []
-    for pc, bc in run.pair(P, B):
+    for (pc, bc), (pcc, bcc) in zip(run.pair(P, B), run.pair(Pc, Bc)):
+        require(pc.isn_c == pcc.isn_c and bc and bcc and bc.isn_c == bcc.isn_c, "pairing differs")
         ex = pt.http(pc)
         if ex[-1]["target"].startswith("/truncate"):
             require(ex[-1]["status"] == 200 and not ex[-1]["response_complete"] and first_close(bc)[1] == "backend", "")
-            conns.append(entry(pc, bc, "response-truncated", "backend",
+            conns.append(entry(pcc, bcc, "response-truncated", "backend",
                                "backend.py mode /truncate (Content-Length 150000, 40000 body bytes sent, then close). "
                                "The committed captures were written by tcpdump -s 96 (headers cut); a full-snaplen "
-                               "tcpdump ran beside each one on the same interface (same frames, checked) and was read "
-                               "with tshark for this truth: proxy.pcap tcp.stream==%d response header at frame %d, %d "
-                               "body bytes, backend FIN at frame %d." % (pc.stream, ex[-1]["resp_frame"],
-                                                                          ex[-1]["resp"]["body_seen"],
-                                                                          pc.first(fromc=False, flags=F).frame)))
+                               "tcpdump ran beside each one on the same interface (same TCP segments in the same "
+                               "order, checked) and was read with tshark for this truth: proxy.pcap tcp.stream==%d "
+                               "response header at frame %d, %d body bytes, backend FIN at frame %d (frame numbers of "
+                               "the committed proxy.pcap)." % (
+                                   pcc.stream, fmap["proxy"][ex[-1]["resp_frame"]], ex[-1]["resp"]["body_seen"],
+                                   fmap["proxy"][pc.first(fromc=False, flags=F).frame]),
+                               exchanges=pt.exchanges_json(ex)))
         else:
-            conns.append(ok_entry(pc, bc))
+            require(healthy(pc) and healthy(bc), "not healthy")
+            conns.append(entry(pcc, bcc, "ok", "none",
+                               "Normal traffic, no fault injected. From the full-snaplen companion captures: %s, all "
+                               "complete." % ", ".join("%s %s -> %s" % (e["method"], e["target"], e["status"])
+                                                       for e in ex), exchanges=pt.exchanges_json(ex)))
     run.write("Both captures taken with tcpdump -s 96, so HTTP headers are cut after a few bytes. GET /ok, a 100 kB "
               "POST and GET /truncate (Content-Length 150000, only 40000 body bytes, then the backend closes) on one "
               "backend connection. %s." % status_of(res), conns)
@@ -875,10 +886,11 @@ def apache_busy(run):
                                (", response at frame %d" % e["resp_frame"]) if e["resp_frame"] else "",
                                tsh("proxy.pcap", pc))))
     require(len(conns) == len(BUSY_FAIL) and len(kinds) == 5, "failures: %d, kinds %s" % (len(conns), kinds))
+    reused = sum(1 for c in P if len(pt.http(c)) >= 2)
     run.write("48 clients start within 0.6 s, each sending two requests through the proxy (%d backend connections, "
-              "many reused). Six requests are made to fail in five different ways (empty reply x2, truncated "
+              "%d of them reused for a second request). Six requests are made to fail in five different ways (empty reply x2, truncated "
               "response, backend timeout, backend closing during a 300 kB POST, forged RST from the router); every "
-              "other backend connection is healthy." % len(P), conns, others="ok")
+              "other backend connection is healthy." % (len(P), reused), conns, others="ok")
 
 
 # =============================================================================================
@@ -946,14 +958,21 @@ def apache_any(run):
 # =============================================================================================
 # keepalive-race: a request sent on a reused connection just as the backend's idle timeout closes it
 
-def _race(run, proxy, needle, idle_ms=400, n=90, retried=False, sweep_from=-0.0035):
+def _race(run, proxy, needle, idle_ms=400, n=90, retried=False, sweep_from=-0.0035, real_backend=False):
     run.capture()
-    run.backend("--idle-close-ms", str(idle_ms))
+    if real_backend:
+        run.apache_backend(idle_ms)
+        path = "/race.txt?n=%d"
+        who = "Apache httpd as the backend (KeepAliveTimeout %dms) closes" % idle_ms
+    else:
+        run.backend("--idle-close-ms", str(idle_ms))
+        path = "/ok/race-%d"
+        who = "backend.py --idle-close-ms %d closes" % idle_ms
     proxy()
-    reqs = [{"path": "/ok/race-0"}]
+    reqs = [{"path": path % 0}]
     for i in range(1, n):
         d = sweep_from + (i % 45) * 0.0001  # sweep the send time over 4.5 ms around the idle timeout
-        reqs.append({"path": "/ok/race-%d" % i, "gap": idle_ms / 1000.0 + d, "timeout": 5})
+        reqs.append({"path": path % i, "gap": idle_ms / 1000.0 + d, "timeout": 5})
     res = run.client([{"requests": reqs}], max_s=n * (idle_ms / 1000.0 + 0.1) + 30)
     run.finish()
     P, B = run.conns("proxy"), run.conns("backend")
@@ -961,10 +980,10 @@ def _race(run, proxy, needle, idle_ms=400, n=90, retried=False, sweep_from=-0.00
     for pc, bc in run.pair(P, B):
         ex = pt.http(pc)
         rst = pc.first(fromc=False, flags=R)
-        if len(ex) >= 2 and ex[-1]["status"] is None and rst is not None:
+        fin_p = pc.first(fromc=False, flags=F)
+        if len(ex) >= 2 and ex[-1]["status"] is None and (rst is not None or fin_p is not None):
             require(bc is not None, "race connection without backend view")
             req_p = next(s for s in pc.segs if s.frame == ex[-1]["req_frame"])
-            fin_p = pc.first(fromc=False, flags=F)
             bex = pt.http(bc)
             req_b = next(s for s in bc.segs if s.frame == bex[-1]["req_frame"])
             fin_b = bc.first(fromc=False, flags=F)
@@ -973,14 +992,15 @@ def _race(run, proxy, needle, idle_ms=400, n=90, retried=False, sweep_from=-0.00
             rtt = synack.t - syn.t
             prev_resp = [s for s in bc.find(fromc=False, data=True) if s.frame < req_b.frame][-1]
             idle = req_b.t - prev_resp.t
-            require(rst_b is not None and rst_b.t >= req_b.t, "no RST after the request")
+            require(not [s for s in bc.find(fromc=False, data=True) if s.frame > req_b.frame], "response data")
             require(abs(idle - idle_ms / 1000.0) < 0.005, "idle gap %.1f ms is not the backend's timeout" % (idle * 1000))
             if fin_b is not None:
                 require(fin_p is not None and req_b.t - fin_b.t > -0.001, "FIN long before the request: %s" % pc.client)
                 delta = req_p.t - fin_p.t
                 require(delta <= 0.001, "request sent %.3f ms after the FIN arrived: not a race" % (delta * 1000))
+                require(rst_b is None or rst_b.t >= req_b.t, "RST before the request")
             else:
-                require(rst_b.t - req_b.t < 0.002, "RST not right after the request")
+                require(rst_b is not None and 0 <= rst_b.t - req_b.t < 0.002, "RST not right after the request")
                 delta = None
             races.append(dict(pc=pc, bc=bc, ex=ex, req_p=req_p, fin_p=fin_p, rst=rst, fin_b=fin_b, req_b=req_b,
                               rst_b=rst_b, rtt=rtt, delta=delta, idle=idle))
@@ -991,20 +1011,24 @@ def _race(run, proxy, needle, idle_ms=400, n=90, retried=False, sweep_from=-0.00
     conns = []
     for r in races:
         pc, bc, ex = r["pc"], r["bc"], r["ex"]
-        head = ("backend.py --idle-close-ms %d closes a keep-alive connection exactly %d ms after its last response; "
+        head = ("%s a keep-alive connection %d ms after its last response; "
                 "the client paced %d requests to arrive around that moment. This connection carried %d exchange(s); "
                 "the next request %s reached the backend %.3f ms after the backend's last response (backend.pcap "
-                "frame %d), i.e. at the idle timeout. " % (idle_ms, idle_ms, n, len(ex) - 1, ex[-1]["target"],
+                "frame %d), i.e. at the idle timeout. " % (who, idle_ms, n, len(ex) - 1, ex[-1]["target"],
                                                          r["idle"] * 1000, r["req_b"].frame))
         if r["fin_b"] is not None:
+            answer = ("RST frame %d answers it" % r["rst_b"].frame) if r["rst_b"] is not None else (
+                "the backend (Apache closing the idle connection: shutdown of its side, then a lingering close that "
+                "reads and discards) ACKs and throws the request away: no response byte and no RST, just the two FINs")
             body = ("backend.pcap tcp.stream==%d: the backend's FIN (frame %d) and the request (frame %d) cross, "
-                    "the request arriving %.3f ms %s the FIN left; RST frame %d answers it. proxy.pcap tcp.stream==%d: "
+                    "the request arriving %.3f ms %s the FIN left; %s. proxy.pcap tcp.stream==%d: "
                     "the request leaves at frame %d %.3f ms %s the backend's FIN arrives (frame %d; handshake RTT "
-                    "%.3f ms), RST at frame %d." % (
+                    "%.3f ms)%s." % (
                         bc.stream, r["fin_b"].frame, r["req_b"].frame, abs(r["req_b"].t - r["fin_b"].t) * 1000,
-                        "after" if r["req_b"].t >= r["fin_b"].t else "before", r["rst_b"].frame, pc.stream,
+                        "after" if r["req_b"].t >= r["fin_b"].t else "before", answer, pc.stream,
                         r["req_p"].frame, abs(r["delta"]) * 1000, "before" if r["delta"] < 0 else "after",
-                        r["fin_p"].frame, r["rtt"] * 1000, r["rst"].frame))
+                        r["fin_p"].frame, r["rtt"] * 1000,
+                        (", RST at frame %d" % r["rst"].frame) if r["rst"] is not None else ", no RST"))
         else:
             body = ("Here the backend's idle timer fired while the request was already in its receive buffer, so its "
                     "close() sent RST without any FIN: backend.pcap tcp.stream==%d request frame %d, RST frame %d "
@@ -1015,15 +1039,20 @@ def _race(run, proxy, needle, idle_ms=400, n=90, retried=False, sweep_from=-0.00
             " Check: tshark -r backend.pcap -Y 'tcp.stream==%d && (tcp.flags.fin==1 || tcp.flags.reset==1 || "
             "tcp.len>0)' -T fields -e frame.number -e frame.time_epoch -e tcp.flags.str -e tcp.len" % bc.stream)))
     nf = sum(1 for r in races if r["fin_b"] is None)
+    nl = sum(1 for r in races if r["fin_b"] is not None and r["rst_b"] is None)
     outcomes = {}
     for x in res[0]:
         k = str(x["status"]) if "status" in x else "no response (%s)" % x.get("error", "?")
         outcomes[k] = outcomes.get(k, 0) + 1
-    run.write("The backend closes idle keep-alive connections after exactly %d ms; one client sends %d GETs, each "
+    intro = ("A real Apache httpd backend (KeepAliveTimeout %dms) closes idle keep-alive connections; one client "
+             "sends %d GETs, each " if real_backend else
+             "The backend closes idle keep-alive connections after exactly %d ms; one client sends %d GETs, each ")
+    run.write((intro % (idle_ms, n)) +
               "paced to reach the backend around that moment (offsets swept over a few ms). The proxy reuses its "
-              "pooled connection; %d time(s) its request crossed the backend's close on the wire and was answered "
-              "with RST (%d of them with the backend's FIN crossing the request, %d with a bare RST). Client outcomes: "
-              "%s.%s" % (idle_ms, n, len(races), len(races) - nf, nf,
+              "pooled connection; %d time(s) its request crossed the backend's close on the wire (%d: the backend's "
+              "FIN crossed the request, which was answered by RST; %d: a bare RST from a close with the request "
+              "unread; %d: the FIN crossed the request, which the backend's lingering close swallowed without RST). "
+              "Client outcomes: %s.%s" % (len(races), len(races) - nf - nl, nf, nl,
                          ", ".join("%d x %s" % (v, k) for k, v in sorted(outcomes.items())),
                          " nginx retried each raced GET on a new connection, so the client still got 200." if retried
                          else " Apache closes the client connection without a response when a reused backend "
@@ -1034,6 +1063,12 @@ def _race(run, proxy, needle, idle_ms=400, n=90, retried=False, sweep_from=-0.00
 @scenario("apache-keepalive-race", "apache", attempts=4)
 def apache_race(run):
     _race(run, run.apache, "AH01102")
+
+
+@scenario("nginx-keepalive-race-apache-backend", "nginx", attempts=4)
+def nginx_race_real(run):
+    _race(run, lambda: run.nginx(upstream_extra="keepalive 8;"), ("upstream prematurely closed", "Connection reset by peer"),
+          retried=True, n=60, sweep_from=-0.0035, real_backend=True)
 
 
 @scenario("nginx-keepalive-race", "nginx", attempts=4)

@@ -26,11 +26,19 @@ pub struct Context<'a> {
     /// Last packet time of each capture (own clocks), to tell "never sent" from "after the end".
     pub proxy_capture_end: i64,
     pub backend_capture_end: i64,
+    /// The backend's keep-alive (idle) timeout, when its idle closes of other connections show
+    /// it (see [`super::idle_close_timeout`]).
+    pub backend_idle_timeout: Option<i64>,
 }
 
-/// The smallest window a keep-alive race is judged in: timestamps of busy hosts jitter by
-/// fractions of a millisecond even when the round trip is microseconds.
-const MIN_RACE_WINDOW_NS: i64 = 1_000_000;
+/// Slack on the keep-alive race's one-round-trip window for timestamp jitter: a FIN that crossed
+/// the request reaches the proxy less than one round trip after the request left (the request
+/// reached the backend after the FIN left), so the window is the round trip plus this.
+const RACE_TIMESTAMP_SLACK_NS: i64 = 50_000;
+
+/// How long a backend may take, after the request arrived, to reset a connection its idle timer
+/// closed with the request unread (no FIN): its timer fires about when the request arrives.
+const RACE_RST_REACTION_NS: i64 = 1_000_000;
 
 /// A keep-alive race needs an idle connection: servers close idle connections after their
 /// keep-alive timeout (seconds; never below tens of milliseconds). A connection busy a moment
@@ -114,6 +122,17 @@ fn close_of(c: &Conn, dir: usize) -> Option<(CloseMark, bool)> {
         (None, Some(r)) => Some((r, true)),
         (None, None) => None,
     }
+}
+
+/// Is an idle period ending in the backend's close the backend's idle timeout `t`?
+pub(super) fn is_idle_close(idle: i64, t: i64) -> bool {
+    (idle - t).abs() <= idle_tolerance(t)
+}
+
+/// How far an idle close may land from the timeout: timers fire late by scheduling, by up to a
+/// few milliseconds or a few percent.
+fn idle_tolerance(t: i64) -> i64 {
+    (t / 50).max(5_000_000)
 }
 
 fn ttl_text(lo: u8, hi: u8) -> String {
@@ -878,30 +897,51 @@ fn keepalive_race(
     if !reused || e.response.is_some() {
         return None;
     }
-    let rst = p.dirs[1].rst.filter(|r| r.at.ts_ns >= req.first.ts_ns)?;
+    let rst = p.dirs[1].rst.filter(|r| r.at.ts_ns >= req.first.ts_ns);
     let round_trip = rtt(p, true).unwrap_or(0);
-    let window = round_trip.max(MIN_RACE_WINDOW_NS);
-    let fin = p.dirs[1].fin.filter(|f| f.at.ts_ns <= rst.at.ts_ns);
-    let (delta, form) = match fin {
-        Some(fin) => {
+    let window = round_trip + RACE_TIMESTAMP_SLACK_NS;
+    let fin = p.dirs[1]
+        .fin
+        .filter(|f| rst.is_none_or(|r| f.at.ts_ns <= r.at.ts_ns));
+    let delta = match (fin, rst) {
+        (Some(fin), _) => {
             // The request reached the backend after its FIN left exactly when the FIN reached
             // the proxy less than a round trip after the request left. Later than that, the
             // backend had the request before it closed: not a race (an empty reply). A FIN that
             // arrived before the request left means the proxy reused a connection already closed:
-            // the same fault of the proxy's reuse, however long before.
+            // the same fault of the proxy's reuse, however long before. What follows the crossing
+            // varies with the backend: a RST from its kernel, or nothing (a lingering close reads
+            // and discards the request).
             let delta = req.first.ts_ns - fin.at.ts_ns;
-            if -delta > window {
+            // The FIN's acknowledgement number is the witness: it says what the backend had
+            // received when it sent the FIN. A FIN that does not acknowledge the request left
+            // before the request arrived — they crossed. Timing (within one round trip) only
+            // decides when the FIN carries no acknowledgement.
+            let crossed = match fin.ack {
+                Some(a) => a <= req.offset,
+                None => -delta <= window,
+            };
+            // A FIN that came exactly the backend's idle timeout after the previous response,
+            // as the request arrived, is the idle timer firing, even if the request had just
+            // arrived (a lingering close then reads and discards it).
+            let timer_fired = cx.backend_idle_timeout.is_some_and(|t| {
+                let prev_end = p.app.exchanges[index - 1].response.as_ref().map(|r| r.last.ts_ns);
+                prev_end.is_some_and(|e| is_idle_close(fin.at.ts_ns - e, t))
+                    && -delta <= round_trip + RACE_RST_REACTION_NS
+            });
+            if !crossed && !timer_fired && delta < 0 {
                 return None;
             }
-            (delta, "FIN")
+            delta
         }
-        None => {
+        (None, Some(rst)) => {
             let delta = rst.at.ts_ns - req.first.ts_ns;
-            if delta > round_trip + MIN_RACE_WINDOW_NS {
+            if delta > round_trip + RACE_RST_REACTION_NS {
                 return None;
             }
-            (delta, "RST")
+            delta
         }
+        (None, None) => return None,
     };
     let idle = p.app.exchanges[index - 1]
         .response
@@ -929,14 +969,20 @@ fn keepalive_race(
                 if delta >= 0 { "before" } else { "after" }
             ),
         );
-        ev.add(ps, rst.at, "backend answers the request with RST");
+        let answer = match rst {
+            Some(r) => {
+                ev.add(ps, r.at, "backend answers the request with RST");
+                "the backend answered the request with RST"
+            }
+            None => "the backend never answered it (its close read and discarded the request)",
+        };
         format!(
-            "the backend's FIN reached the proxy {} {} the request left (round trip {}), and the backend answered the request with RST",
+            "the backend's FIN reached the proxy {} {} the request left (round trip {}), and {answer}",
             ms(delta.abs()),
             if delta >= 0 { "before" } else { "after" },
             ms(round_trip)
         )
-    } else {
+    } else if let Some(rst) = rst {
         ev.add(
             ps,
             rst.at,
@@ -950,6 +996,8 @@ fn keepalive_race(
             ms(delta),
             ms(round_trip)
         )
+    } else {
+        return None;
     };
     let mut crossing = String::new();
     if let Some(b) = b {
@@ -976,7 +1024,6 @@ fn keepalive_race(
             }
         }
     }
-    let _ = form;
     Some(verdict(
         Verdict::KeepaliveRace,
         Blame::Proxy,
@@ -1266,6 +1313,7 @@ fn backend_only(cx: &Context<'_>, b: &Conn) -> Diagnosis {
         alignment: None,
         proxy_capture_end: cx.backend_capture_end,
         backend_capture_end: cx.backend_capture_end,
+        backend_idle_timeout: cx.backend_idle_timeout,
     };
     let mut d = with_proxy_view(&sub, b, None);
     d.explanation.push_str(" This connection is not in the proxy capture (another client, or the proxy capture did not cover it).");

@@ -265,7 +265,7 @@ fn capture_info(s: &SideResult) -> CaptureInfo {
             malformed: s.decode.malformed,
             unsupported_link: s.decode.unsupported_link,
         },
-        tcp_connections: s.connections.len() as u64,
+        tcp_connections: s.tcp_connections,
         snaplen: s.capture.snaplen,
         truncated_packets: s.capture.truncated_packets,
         reported_drops: s.capture.reported_drops,

@@ -446,9 +446,34 @@ impl FlowKey {
     }
 }
 
+/// A 4-tuple's entry in the table: a connection being reassembled, or one that closed recently
+/// (its reassembly and HTTP state already finished and freed) whose 4-tuple still takes the
+/// stragglers: the last ACK, a retransmitted FIN, a RST after the FINs.
+enum Slot<H: StreamHandler> {
+    Live(Box<Live<H>>),
+    Closed(Box<Closed<H::Output>>),
+}
+
+impl<H: StreamHandler> Slot<H> {
+    fn index(&self) -> u64 {
+        match self {
+            Slot::Live(l) => l.conn.index,
+            Slot::Closed(c) => c.conn.index,
+        }
+    }
+}
+
+/// A finished connection lingering in the table.
+struct Closed<O> {
+    conn: Connection<O>,
+    history_seen: [u16; 2],
+}
+
 /// The connection table of one capture.
 pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
-    open: HashMap<FlowKey, Live<H>>,
+    /// Keyed by a hash that is fast and randomly seeded: captures are untrusted, and a fixed hash
+    /// would let crafted 4-tuples collide.
+    open: HashMap<FlowKey, Slot<H>, foldhash::fast::RandomState>,
     /// (deadline, key, connection index): checked in order; stale entries are skipped.
     timers: VecDeque<(i64, FlowKey, u64)>,
     new_handler: F,
@@ -460,13 +485,15 @@ pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
     /// Anomalies that belong to no connection.
     pub anomalies: Anomalies,
     pub evicted: u64,
+    /// Applied to every connection as it finishes (to drop what the caller will not need).
+    compact: Option<fn(&mut Connection<H::Output>)>,
 }
 
 impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     /// `new_handler(handshake_seen)` makes the stream handler of each new connection.
     pub fn new(limits: Limits, new_handler: F) -> Self {
         ConnectionTable {
-            open: HashMap::new(),
+            open: HashMap::default(),
             timers: VecDeque::new(),
             new_handler,
             next_index: 0,
@@ -478,11 +505,19 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             now: i64::MIN,
             anomalies: Anomalies::default(),
             evicted: 0,
+            compact: None,
         }
     }
 
+    /// Sets a function applied to each connection when it finishes, before it lingers for
+    /// stragglers or is handed out.
+    pub fn set_compactor(&mut self, compact: fn(&mut Connection<H::Output>)) {
+        self.compact = Some(compact);
+    }
+
+    /// Connections being reassembled (not counting closed ones lingering for stragglers).
     pub fn open_connections(&self) -> usize {
-        self.open.len()
+        self.open.values().filter(|s| matches!(s, Slot::Live(_))).count()
     }
 
     /// Connections finished so far (take them to keep memory flat).
@@ -515,10 +550,20 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         };
         let f = seg.flags;
         // A SYN on a known 4-tuple with a new ISN starts a new connection (port reuse).
-        if let Some(live) = self.open.get(&key) {
-            if f.syn() && !f.rst() && starts_new_connection(live, seg) {
+        match self.open.get_mut(&key) {
+            Some(Slot::Live(live)) if f.syn() && !f.rst() && starts_new_connection(&live.conn, seg) => {
                 self.finish_key(key);
             }
+            Some(Slot::Live(_)) => {}
+            Some(Slot::Closed(closed)) => {
+                if f.syn() && !f.rst() && starts_new_connection(&closed.conn, seg) {
+                    self.finish_key(key);
+                } else {
+                    closed.straggler(seg, at, self.limits.packet_log);
+                    return;
+                }
+            }
+            None => {}
         }
         if !self.open.contains_key(&key) {
             if self.open.len() >= self.limits.max_open {
@@ -527,16 +572,28 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             let live = self.new_live(seg, at);
             let deadline = seg.ts_ns.saturating_add(self.limits.idle_ns);
             self.timers.push_back((deadline, key, live.conn.index));
-            self.open.insert(key, live);
+            self.open.insert(key, Slot::Live(Box::new(live)));
         }
-        let Some(live) = self.open.get_mut(&key) else {
+        let Some(Slot::Live(live)) = self.open.get_mut(&key) else {
             return;
         };
-        let was_closed = live.closed_at.is_some();
         live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
-        if !was_closed && live.closed_at.is_some() {
+        if live.closed_at.is_some() && live.fully_delivered() {
+            // Closed, with nothing left to reassemble: finish it now and free its state; the
+            // 4-tuple lingers to take stragglers.
+            let Some(Slot::Live(live)) = self.open.remove(&key) else {
+                return;
+            };
+            let history_seen = live.history_seen;
+            let index = live.conn.index;
+            let mut conn = live.finish(&mut self.budget);
+            if let Some(compact) = self.compact {
+                compact(&mut conn);
+            }
+            self.open
+                .insert(key, Slot::Closed(Box::new(Closed { conn, history_seen })));
             let deadline = seg.ts_ns.saturating_add(self.limits.linger_ns);
-            self.timers.push_back((deadline, key, live.conn.index));
+            self.timers.push_back((deadline, key, index));
         }
     }
 
@@ -601,16 +658,18 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
                 break;
             }
             self.timers.pop_front();
-            let Some(live) = self.open.get(&key) else {
+            let Some(slot) = self.open.get(&key) else {
                 continue;
             };
-            if live.conn.index != index {
+            if slot.index() != index {
                 continue;
             }
-            let last = live.conn.last.ts_ns;
-            let due = match live.closed_at {
-                Some(_) => last.saturating_add(self.limits.linger_ns),
-                None => last.saturating_add(self.limits.idle_ns),
+            let due = match slot {
+                Slot::Closed(c) => c.conn.last.ts_ns.saturating_add(self.limits.linger_ns),
+                Slot::Live(l) if l.closed_at.is_some() => {
+                    l.conn.last.ts_ns.saturating_add(self.limits.linger_ns)
+                }
+                Slot::Live(l) => l.conn.last.ts_ns.saturating_add(self.limits.idle_ns),
             };
             if due <= self.now {
                 self.finish_key(key);
@@ -623,8 +682,10 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     fn evict_one(&mut self) {
         // The oldest timer entry belongs to (one of) the least recently started connections.
         while let Some((_, key, index)) = self.timers.pop_front() {
-            if self.open.get(&key).is_some_and(|l| l.conn.index == index) {
-                self.anomalies.note("connection_table_full", None);
+            if self.open.get(&key).is_some_and(|s| s.index() == index) {
+                if matches!(self.open.get(&key), Some(Slot::Live(_))) {
+                    self.anomalies.note("connection_table_full", None);
+                }
                 self.evicted += 1;
                 self.finish_key(key);
                 return;
@@ -633,16 +694,26 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     }
 
     fn finish_key(&mut self, key: FlowKey) {
-        if let Some(live) = self.open.remove(&key) {
-            let conn = live.finish(&mut self.budget);
-            self.finished.push(conn);
+        match self.open.remove(&key) {
+            Some(Slot::Live(live)) => {
+                let mut conn = live.finish(&mut self.budget);
+                if let Some(compact) = self.compact {
+                    compact(&mut conn);
+                }
+                self.finished.push(conn);
+            }
+            Some(Slot::Closed(closed)) => {
+                let mut conn = closed.conn;
+                conn.state = conn_state(&conn);
+                self.finished.push(conn);
+            }
+            None => {}
         }
     }
 }
 
-/// A SYN on a live 4-tuple: a retransmission of the same SYN, or a new connection?
-fn starts_new_connection<H>(live: &Live<H>, seg: &Segment<'_>) -> bool {
-    let c = &live.conn;
+/// A SYN on a known 4-tuple: a retransmission of the same SYN, or a new connection?
+fn starts_new_connection<O>(c: &Connection<O>, seg: &Segment<'_>) -> bool {
     let from_client = seg.src == c.client;
     if !seg.flags.ack() {
         // A bare SYN from the client is the same connection when it is a retransmission (same
@@ -665,26 +736,125 @@ fn starts_new_connection<H>(live: &Live<H>, seg: &Segment<'_>) -> bool {
     }
 }
 
+impl<O> Closed<O> {
+    /// A packet after the connection closed: counted on the finished record, not reassembled.
+    fn straggler(&mut self, seg: &Segment<'_>, at: PacketRef, log: bool) {
+        let c = &mut self.conn;
+        let d = if seg.src == c.client {
+            Dir::ClientToServer
+        } else {
+            Dir::ServerToClient
+        };
+        let f = seg.flags;
+        c.last = at;
+        c.packets += 1;
+        c.dirs[d.idx()].packets += 1;
+        let letter = if f.rst() {
+            Some('R')
+        } else if f.fin() {
+            Some('F')
+        } else if seg.payload_len > 0 {
+            Some('D')
+        } else if f.ack() {
+            Some('A')
+        } else {
+            None
+        };
+        if let Some(l) = letter {
+            note_history(&mut c.history, &mut self.history_seen, d, l);
+        }
+        let ds = &mut c.dirs[d.idx()];
+        let mark = CloseMark {
+            at,
+            offset: 0,
+            ack: None,
+            ttl: seg.ttl,
+            ip_id: seg.ip_id,
+        };
+        if f.rst() {
+            ds.rst_count += 1;
+            if ds.rst.is_none() {
+                // Offsets of stragglers are not tracked: the RST's position is the end of the data.
+                ds.rst = Some(CloseMark {
+                    offset: ds.data_end.unwrap_or(0),
+                    ..mark
+                });
+            }
+        } else if f.fin() {
+            ds.fin_count += 1;
+        }
+        // Its offset, unwrapped near the end of the data seen (the sequence space is gone).
+        let offset = ds.origin.map_or(0, |o| {
+            let mut space = SeqSpace::new(o);
+            space.advance(o.wrapping_add(ds.data_end.unwrap_or(0) as u32), 0);
+            space.offset(seg.seq)
+        });
+        if seg.payload_len > 0 {
+            let end = offset + seg.payload_len as i64;
+            let kind = if ds.data_end.is_some_and(|e| end <= e) {
+                ds.retransmissions += 1;
+                SpanKind::Retransmission
+            } else {
+                ds.bytes += (end - ds.data_end.unwrap_or(offset).max(offset)) as u64;
+                ds.data_end = Some(end);
+                SpanKind::New
+            };
+            ds.add_span(offset, end, at, kind);
+            c.anomalies.note("tcp_data_after_close", Some(at.frame));
+        }
+        if log {
+            c.log.push(LoggedPacket {
+                at,
+                dir: d,
+                flags: f,
+                offset,
+                len: seg.payload_len,
+                ack: None,
+                window: seg.window as u32,
+                class: if seg.payload_len > 0 {
+                    PacketClass::Retransmission
+                } else {
+                    PacketClass::Control
+                },
+            });
+        }
+    }
+}
+
+/// Adds a history letter once per direction (upper case for the client, lower for the server).
+fn note_history(history: &mut String, seen: &mut [u16; 2], d: Dir, letter: char) {
+    let Some(bit) = HISTORY_LETTERS.iter().position(|&c| c == letter) else {
+        return;
+    };
+    let seen = &mut seen[d.idx()];
+    if *seen & (1 << bit) == 0 {
+        *seen |= 1 << bit;
+        history.push(if d == Dir::ClientToServer || letter == '^' {
+            letter
+        } else {
+            letter.to_ascii_lowercase()
+        });
+    }
+}
+
 impl<H: StreamHandler> Live<H> {
+    /// Everything up to each FIN has been delivered (nothing is waiting for a retransmission).
+    fn fully_delivered(&self) -> bool {
+        (0..2).all(|i| {
+            let d = &self.conn.dirs[i];
+            d.rst.is_some()
+                || self.conn.dirs[1 - i].rst.is_some()
+                || d.fin.is_some_and(|f| self.streams[i].delivered_to() >= f.offset)
+        })
+    }
+
     fn set_origin(&mut self, d: Dir, seq: u32) {
         self.spaces[d.idx()] = Some(SeqSpace::new(seq));
         self.conn.dirs[d.idx()].origin = Some(seq);
     }
 
     fn history(&mut self, d: Dir, letter: char) {
-        let Some(bit) = HISTORY_LETTERS.iter().position(|&c| c == letter) else {
-            return;
-        };
-        let seen = &mut self.history_seen[d.idx()];
-        if *seen & (1 << bit) == 0 {
-            *seen |= 1 << bit;
-            let c = if d == Dir::ClientToServer || letter == '^' {
-                letter
-            } else {
-                letter.to_ascii_lowercase()
-            };
-            self.conn.history.push(c);
-        }
+        note_history(&mut self.conn.history, &mut self.history_seen, d, letter);
     }
 
     fn on_segment(&mut self, seg: &Segment<'_>, at: PacketRef, budget: &mut Budget, log: bool) {

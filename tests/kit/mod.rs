@@ -350,6 +350,13 @@ impl Wire {
         p.bytes()
     }
 
+    /// The captures of several connections together: (proxy, backend).
+    pub fn merge(wires: &[Wire]) -> (Vec<u8>, Vec<u8>) {
+        let p: Vec<(i64, Vec<u8>)> = wires.iter().flat_map(|w| w.proxy.iter().cloned()).collect();
+        let b: Vec<(i64, Vec<u8>)> = wires.iter().flat_map(|w| w.backend.iter().cloned()).collect();
+        (Self::pcap(&p, None), Self::pcap(&b, None))
+    }
+
     pub fn proxy_pcap(&self) -> Vec<u8> {
         Self::pcap(&self.proxy, self.snaplen)
     }
