@@ -183,7 +183,10 @@ enum Failure<'a> {
 fn first_failure(c: &Conn) -> Option<Failure<'_>> {
     for (i, e) in c.app.exchanges.iter().enumerate() {
         let Some(req) = &e.request else { continue };
-        if !req.complete {
+        // A request whose length the capture cannot tell (snaplen cut its headers) is judged by
+        // its answer: a response that started means the backend took the request in.
+        let unknown_but_answered = req.framing == Framing::Unknown && e.response.is_some();
+        if !req.complete && !unknown_but_answered {
             return Some(Failure::Request(i, e, req));
         }
         if e.response.as_ref().is_none_or(|r| !r.complete) {
@@ -1132,18 +1135,22 @@ fn response_failure(
         Some(r) => {
             let status = r.status.map_or("?".to_string(), |s| s.to_string());
             ev.add(ps, r.first, format!("response {status} starts arriving"));
-            let expected = match r.framing {
-                Framing::ContentLength(n) => format!(" of a {}-byte body", n),
-                Framing::Chunked => " of a chunked body (no last chunk)".to_string(),
-                _ => String::new(),
+            // How much of the response came, in the terms its framing allows.
+            let (got, expected) = match r.framing {
+                Framing::ContentLength(n) => (bytes(r.body_bytes), format!(" of a {n}-byte body")),
+                Framing::Chunked => (
+                    bytes(r.body_bytes),
+                    " of a chunked body (no last chunk)".to_string(),
+                ),
+                Framing::Unknown => (
+                    format!("{} of the response", bytes(r.bytes)),
+                    " (snaplen cut its headers, so its full length is not in the capture)".to_string(),
+                ),
+                _ => (bytes(r.body_bytes), String::new()),
             };
             if bc_t <= pc_t && bc_t != i64::MAX {
                 let (m, rst) = backend_close.expect("checked");
-                ev.add(
-                    ps,
-                    r.last,
-                    format!("last response byte ({} of the body)", r.body_bytes),
-                );
+                ev.add(ps, r.last, format!("last response byte ({got})"));
                 ev.add(ps, m.at, format!("backend sends {} mid-response", kind(rst)));
                 if let Some(b) = b {
                     if let Some((bm, brst)) = close_of(b, 1) {
@@ -1154,9 +1161,8 @@ fn response_failure(
                     Verdict::ResponseTruncated,
                     Blame::Backend,
                     format!(
-                        "The backend started answering {line} with {status} but {} the connection after {}{expected}: the response is truncated. Clients get a cut-off body or a 502.{one_capture_note}",
+                        "The backend started answering {line} with {status} but {} the connection after {got}{expected}: the response is truncated. Clients get a cut-off body or a 502.{one_capture_note}",
                         if rst { "reset" } else { "closed" },
-                        bytes(r.body_bytes)
                     ),
                     "Look at the backend's logs at this time: the response was cut short (a crash or timeout while writing, a wrong Content-Length, a worker killed mid-response).",
                     ev,
@@ -1173,9 +1179,8 @@ fn response_failure(
                     Verdict::ProxyAborted,
                     Blame::Proxy,
                     format!(
-                        "The proxy {} the connection while the backend was still sending its {status} response to {line}: it had received {}{expected}. The backend was answering; the proxy stopped reading — typically its client went away or a proxy timeout fired.",
+                        "The proxy {} the connection while the backend was still sending its {status} response to {line}: it had received {got}{expected}. The backend was answering; the proxy stopped reading — typically its client went away or a proxy timeout fired.",
                         if rst { "reset" } else { "closed" },
-                        bytes(r.body_bytes)
                     ),
                     "Look at the proxy's access log for this request (status 499 in nginx, a client abort in Apache) and at its timeouts for sending the response to its client.",
                     ev,

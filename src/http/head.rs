@@ -259,7 +259,11 @@ pub(super) fn partial_message(
                 (Some(method), Some(target)) => {
                     msg.method = Some(method.to_string());
                     msg.target = Some(truncate(target.as_bytes(), cap));
-                    msg.target_cut = target.len() > cap;
+                    // A target reaching the end of the bytes, with no space after it, may go on
+                    // past what was captured.
+                    let reaches_end =
+                        target.as_ptr() as usize + target.len() == bytes.as_ptr() as usize + bytes.len();
+                    msg.target_cut = target.len() > cap || reaches_end;
                     msg.version = version_name(req.version);
                 }
                 _ => {

@@ -1761,3 +1761,34 @@ fn random_conversations_with_small_limits() {
         }
     }
 }
+
+#[test]
+fn a_target_running_to_the_end_of_a_cut_head_is_flagged_cut() {
+    let m = super::head::partial_message(
+        Dir::ClientToServer,
+        b"GET /truncate?size=150000&send",
+        Message {
+            method: None,
+            target: None,
+            status: None,
+            reason: None,
+            version: String::new(),
+            headers: Vec::new(),
+            framing: Framing::Unknown,
+            offset: 0,
+            header_bytes: 0,
+            bytes: 0,
+            body_bytes: 0,
+            complete: false,
+            missing: 0,
+            first: PacketRef::default(),
+            last: PacketRef::default(),
+            expect_continue: false,
+            target_cut: false,
+        },
+        &HttpLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(m.target.as_deref(), Some("/truncate?size=150000&send"));
+    assert!(m.target_cut);
+}

@@ -578,7 +578,13 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             return;
         };
         live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
-        if live.closed_at.is_some() && live.fully_delivered() {
+        // Closed by FINs both ways, with nothing left to reassemble: no data can follow. (A RST
+        // closes too, but real captures show data after a RST — the other end answering what it
+        // had — so those connections linger whole.)
+        if live.closed_at.is_some()
+            && live.conn.dirs.iter().all(|d| d.fin.is_some())
+            && live.fully_delivered()
+        {
             // Closed, with nothing left to reassemble: finish it now and free its state; the
             // 4-tuple lingers to take stragglers.
             let Some(Slot::Live(live)) = self.open.remove(&key) else {
