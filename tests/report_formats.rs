@@ -7,6 +7,8 @@
 //! `BOTHENDS_BLESS=1 cargo test --test report_formats schema` (or `cargo run -- schema >
 //! schema/report.schema.json` and `cargo run -- schema --ndjson > schema/connection.schema.json`).
 
+mod kit;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -452,4 +454,45 @@ fn flows_json_validates_too() {
         let v = serde_json::to_value(&r).unwrap();
         validate(&validator, &v, f);
     }
+}
+
+/// A connection of more than 2000 packets: each capture's log keeps the first and last 1000, so
+/// the ladder leaves the middle out; packets whose counterpart falls in the other capture's left-out
+/// part are not drawn as lost.
+#[test]
+fn a_long_failed_connection_is_drawn_without_false_losses() {
+    let mut w = kit::Wire::new(10_000, 20_000);
+    w.handshake();
+    // 1500 segments, each acknowledged: 3000 packets each way.
+    let body = 1500 * 1000;
+    let req = kit::post("/big", body);
+    for chunk in req.chunks(1000) {
+        w.c2s(kit::PSH, chunk);
+        w.wait_ms(0.1);
+        w.s2c(kit::ACK, b"");
+        w.wait_ms(0.1);
+    }
+    w.wait_ms(20.0);
+    w.s2c(kit::RSTACK, b"");
+    let a = kit::analyze(&w, true);
+    let r = report::build(&a, &options());
+    assert!(r.summary.failed == 1, "{:?}", r.summary);
+    let html = render(|o| report::html::write_html(&r, o));
+    check_html(&html, &a, &r, "long connection");
+    assert!(html.contains("packets not drawn"));
+    assert!(
+        !html.contains("class=\"arrow k-data d-c2s f-lost"),
+        "a false loss"
+    );
+    let l = r.connections[0].ladder.as_ref().unwrap();
+    assert!(
+        l.arrows
+            .iter()
+            .all(|a| a.fate != bothends::report::ladder::Fate::Lost)
+    );
+    assert!(
+        l.arrows
+            .iter()
+            .any(|a| a.fate == bothends::report::ladder::Fate::NotDrawn)
+    );
 }

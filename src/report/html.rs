@@ -84,7 +84,7 @@ svg.ladder .k-rst line { stroke: #cf222e; stroke-width: 2.5; }
 svg.ladder .k-fin text.lbl { fill: #bc4c00; font-weight: 700; }
 svg.ladder .k-rst text.lbl { fill: #cf222e; font-weight: 700; }
 svg.ladder .retrans line { stroke-dasharray: 6 3; }
-svg.ladder .f-not-captured line, svg.ladder .f-outside-capture line { stroke-dasharray: 2 3; }
+svg.ladder .f-not-captured line, svg.ladder .f-outside-capture line, svg.ladder .f-not-drawn line { stroke-dasharray: 2 3; }
 svg.ladder .f-lost text.lbl, svg.ladder .f-receiver-only text.lbl { fill: #cf222e; }
 svg.ladder .mark { stroke: #cf222e; stroke-width: 2.5; fill: none; }
 svg.ladder .origin { stroke: #cf222e; stroke-width: 1.5; fill: #fff; }
@@ -769,7 +769,7 @@ fn arrow_svg(
             let xr = x_line(1 - sp.line.min(1));
             (x_line(sp.line), ys, xr, ys + 12.0)
         }
-        (Fate::OutsideCapture, Some(sp), _) => {
+        (Fate::OutsideCapture | Fate::NotDrawn, Some(sp), _) => {
             let ys = axis.y(sp.t);
             let x = x_line(sp.line);
             let x2 = if sp.line == 0 { x + 120.0 } else { x - 120.0 };
@@ -838,6 +838,7 @@ fn arrow_svg(
             title.push_str("\narrived (the receiver acknowledged it) but its capture missed it")
         }
         Fate::OutsideCapture => title.push_str("\nthe other end's capture was not running"),
+        Fate::NotDrawn => title.push_str("\nthe other end's packets of this moment are not drawn"),
         Fate::ReceiverOnly => title.push_str("\nseen only where it arrived"),
         _ => {}
     }

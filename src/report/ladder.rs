@@ -126,6 +126,9 @@ pub enum Fate {
     NotCapturedAtReceiver,
     /// Seen leaving while the other end's capture was not running.
     OutsideCapture,
+    /// Seen leaving; the other end's packets of that moment are in the part of its log that is
+    /// not drawn (a connection of more than 2000 packets).
+    NotDrawn,
     /// Seen only arriving: the sender never sent it (a forged packet) or its capture missed it.
     ReceiverOnly,
     /// One capture only: a packet out of or into the capturing host.
@@ -139,6 +142,7 @@ impl Fate {
             Fate::Lost => "lost",
             Fate::NotCapturedAtReceiver => "not-captured",
             Fate::OutsideCapture => "outside-capture",
+            Fate::NotDrawn => "not-drawn",
             Fate::ReceiverOnly => "receiver-only",
             Fate::OneCapture => "one-capture",
         }
@@ -301,6 +305,18 @@ fn two_captures(
         span(&analysis.sides[1], t0, |t| to_common(1, t)),
     ];
 
+    // Per line: the time window (common axis, absolute) whose packets the log left out, if any.
+    let gaps: [Option<(i64, i64)>; 2] = [0, 1].map(|l| {
+        let c = views[l]?;
+        if c.log.elided == 0 {
+            return None;
+        }
+        let last_head = c.log.head.last()?.at.ts_ns;
+        let first_tail = c.log.packets().nth(c.log.head.len())?.at.ts_ns;
+        Some((to_common(l, last_head), to_common(l, first_tail)))
+    });
+    let in_gap = |line: usize, t: i64| gaps[line].is_some_and(|(lo, hi)| t >= lo - tol && t <= hi + tol);
+
     let mut arrows: Vec<Arrow> = Vec::new();
     for dir in Dir::BOTH {
         let (s_line, r_line) = if dir == Dir::ClientToServer {
@@ -324,6 +340,8 @@ fn two_captures(
                     let at = s.t - t0;
                     if at > rs.1 || at < rs.0 - tol {
                         Fate::OutsideCapture
+                    } else if in_gap(r_line, s.t) {
+                        Fate::NotDrawn
                     } else if s.is_data() && receiver_acked.is_some_and(|a| a >= s.off + s.len()) {
                         Fate::NotCapturedAtReceiver
                     } else {
@@ -339,6 +357,9 @@ fn two_captures(
                     label.push_str(&format!(" — arrived, the {receiver} capture missed it"))
                 }
                 Fate::OutsideCapture => label.push_str(&format!(" — the {receiver} capture was not running")),
+                Fate::NotDrawn => {
+                    label.push_str(&format!(" — its arrival is in the {receiver} packets not drawn"))
+                }
                 _ => {}
             }
             arrows.push(Arrow {
@@ -360,6 +381,8 @@ fn two_captures(
             let sender = if s_line == 0 { "proxy" } else { "backend" };
             if p.lp.flags.rst() && forged.is_some_and(|f| f.at == p.lp.at) {
                 label.push_str(&format!(" — the {sender} never sent it"));
+            } else if in_gap(s_line, p.t) {
+                label.push_str(&format!(" — its departure is in the {sender} packets not drawn"));
             } else {
                 label.push_str(&format!(" — not in the {sender} capture"));
             }
