@@ -135,6 +135,15 @@ fn idle_tolerance(t: i64) -> i64 {
     (t / 50).max(5_000_000)
 }
 
+/// A byte range of a stream, ends included, as the ladder diagrams label them: `bytes 197-395`.
+fn byte_range(start: i64, end: i64) -> String {
+    if end - start == 1 {
+        format!("byte {start}")
+    } else {
+        format!("bytes {start}-{}", end - 1)
+    }
+}
+
 fn ttl_text(lo: u8, hi: u8) -> String {
     if lo == hi {
         lo.to_string()
@@ -585,8 +594,8 @@ fn forged_rst(cx: &Context<'_>, p: &Conn, b: &Conn, rst: CloseMark, at_proxy: bo
                     ps,
                     l[0].first_sent,
                     format!(
-                        "proxy sends bytes {}-{} that never reach the backend",
-                        l[0].start, l[0].end
+                        "proxy sends {} that never reach the backend",
+                        byte_range(l[0].start, l[0].end)
                     ),
                 );
                 format!(
@@ -686,8 +695,8 @@ fn lost_in_transit(
             sender_side,
             lost.first_sent,
             format!(
-                "{from} sends bytes {}-{} of the {what} stream",
-                lost.start, lost.end
+                "{from} sends {} of the {what} stream",
+                byte_range(lost.start, lost.end)
             ),
         );
         if lost.transmissions > 1 {
@@ -727,10 +736,9 @@ fn lost_in_transit(
             Verdict::LostInTransit,
             Blame::Network,
             format!(
-                "{} of the {what} for {line} left the {from} ({} transmission{}) and never reached the {to}: the {to}'s capture does not show them and the {to} never acknowledged them.{closer}",
+                "{} of the {what} for {line} left the {from} ({}) and never reached the {to}: the {to}'s capture does not show them and the {to} never acknowledged them.{closer}",
                 capitalize(&bytes(total as u64)),
-                lost.transmissions,
-                if lost.transmissions == 1 { "" } else { "s" },
+                transmissions_text(lost.transmissions, lost.while_receiver_captured, to),
             ),
             "Look at the network path between proxy and backend: packet loss or a black hole on this path (MTU problems drop large segments but pass small ones; check for ICMP fragmentation-needed being blocked), firewall or IPS drops.",
             ev.take(),
@@ -760,7 +768,10 @@ fn lost_in_transit(
     ev.add(
         ps,
         first_unacked.first,
-        format!("proxy sends bytes {}-{}", first_unacked.start, first_unacked.end),
+        format!(
+            "proxy sends {}",
+            byte_range(first_unacked.start, first_unacked.end)
+        ),
     );
     if let Some(r) = c2s
         .spans
@@ -797,6 +808,16 @@ impl Ev {
         Ev {
             list: std::mem::take(&mut self.list),
         }
+    }
+}
+
+/// "6 transmissions, 3 of them while the backend's capture was running"
+fn transmissions_text(all: u32, captured: u32, receiver: &str) -> String {
+    let n = format!("{all} transmission{}", if all == 1 { "" } else { "s" });
+    if captured < all {
+        format!("{n}, {captured} of them while the {receiver}'s capture was running")
+    } else {
+        n
     }
 }
 

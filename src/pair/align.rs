@@ -35,6 +35,9 @@ pub struct Lost {
     pub first_sent: PacketRef,
     /// How many times the sender's capture shows it sent.
     pub transmissions: u32,
+    /// How many of those left while the receiver's capture was running (the others cannot be
+    /// shown lost).
+    pub while_receiver_captured: u32,
     pub last_sent: PacketRef,
 }
 
@@ -156,11 +159,16 @@ fn align_dir(
                 .iter()
                 .filter(|r| r.kind == SpanKind::Retransmission && r.start < e && r.end > s)
                 .collect();
+            let captured = resends
+                .iter()
+                .filter(|r| to_receiver_clock(r.first.ts_ns) <= receiver_capture_end)
+                .count();
             out.lost.push(Lost {
                 start: s,
                 end: e,
                 first_sent: span.first,
                 transmissions: 1 + resends.len() as u32,
+                while_receiver_captured: 1 + captured as u32,
                 last_sent: resends.last().map_or(span.last, |r| r.last),
             });
         }
@@ -222,6 +230,7 @@ fn merge_lost(v: &mut Vec<Lost>) {
             Some(last) if l.start <= last.end => {
                 last.end = last.end.max(l.end);
                 last.transmissions = last.transmissions.max(l.transmissions);
+                last.while_receiver_captured = last.while_receiver_captured.max(l.while_receiver_captured);
                 last.last_sent = last.last_sent.max(l.last_sent);
             }
             _ => out.push(l),
