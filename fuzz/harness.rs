@@ -192,7 +192,8 @@ pub fn join_pipeline(cfg: u8, proxy: &[u8], backend: &[u8]) -> Vec<u8> {
 }
 
 /// Target `pipeline`: two captures (see [`split_pipeline`]) → `read_side` ×2 → `analyze` (or
-/// `flows` for one capture when bit 1 of the configuration is set) → every report format.
+/// `flows` for one capture when bit 1 of the configuration is set) → every report format (text
+/// analysis and flows, JSON, NDJSON, Markdown, HTML with ladders).
 /// Configuration byte: bit 0 small limits; bit 1 flows; bit 2 show secrets; bit 3 color.
 pub fn pipeline(data: &[u8]) {
     let Some((cfg, proxy, backend)) = split_pipeline(data) else {
@@ -232,6 +233,7 @@ pub fn pipeline(data: &[u8]) {
     let ropts = ReportOptions {
         show_secrets: cfg & 4 != 0,
         redact_headers: vec!["x-secret".into()],
+        ladders: true,
     };
     let report = report::build(&analysis, &ropts);
     let style = Style { color: cfg & 8 != 0 };
@@ -242,5 +244,9 @@ pub fn pipeline(data: &[u8]) {
     report::json::write_json(&report, &mut out).expect("json");
     out.clear();
     report::json::write_ndjson(&report, &mut out).expect("ndjson");
+    out.clear();
+    report::markdown::write_markdown(&report, &mut out).expect("markdown");
+    out.clear();
+    report::html::write_html(&report, &mut out).expect("html");
     let _ = std::io::sink().write_all(&out);
 }

@@ -672,7 +672,9 @@ impl FileReader {
     /// Moves to the next packet of this file; `head` is `None` afterwards at the end.
     fn advance(&mut self) {
         if self.pending > 0 {
-            self.reader.consume(self.pending);
+            // No shift here: refill() moves the unread tail to the front when it needs room, so
+            // the buffer is not memmoved every time half of it has been read.
+            self.reader.consume_noshift(self.pending);
             self.pending = 0;
         }
         self.head = None;
@@ -750,7 +752,7 @@ impl FileReader {
                     self.head = Some(head);
                     return;
                 }
-                Ok(Step::Skip(offset)) => self.reader.consume(offset),
+                Ok(Step::Skip(offset)) => self.reader.consume_noshift(offset),
                 Err(what) => {
                     self.state.stop(consumed, &what);
                     self.done = true;

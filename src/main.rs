@@ -1,15 +1,21 @@
 //! The `bothends` command: parses arguments, runs the library's pipeline, renders the report,
 //! and maps the outcome to an exit code (0: no failure found, 1: at least one failure verdict,
 //! 2: usage or input error). A closed stdout (`| head`) is not an error.
+//!
+//! Besides `analyze` and `flows`: `schema` prints the JSON Schema of the report, `completions`
+//! and `man` generate shell completions and man pages from these very definitions.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use bothends::capture::{CaptureError, Input};
-use bothends::pipeline::{self, Side, SideOptions};
+use bothends::capture::{CaptureError, CaptureSet, Input, Progress};
+use bothends::pipeline::{self, Analysis, Mode, Side, SideOptions};
 use bothends::report::{self, ReportOptions, text::Style};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -17,7 +23,10 @@ Examples:
   bothends analyze proxy.pcapng.gz backend.pcap --format markdown -o findings.md
   bothends analyze --proxy p1.pcap --proxy p2.pcap --backend-capture b.pcap --backend 10.0.2.2:8080
   bothends flows capture.pcap --format json | jq '.connections[] | select(.protocol==\"http\")'
+  bothends analyze proxy.pcap backend.pcap --format html -o findings.html
   tcpdump -r big.pcap -w - 'port 8080' | bothends flows -
+  bothends completions bash > /etc/bash_completion.d/bothends
+  bothends man --dir /usr/local/share/man/man1
 
 Exit codes: 0 no failure found, 1 at least one failure verdict, 2 usage or input error.";
 
@@ -39,6 +48,33 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// List the TCP connections and HTTP exchanges of one capture.
     Flows(FlowsArgs),
+    /// Print the JSON Schema of the JSON report (or, with --ndjson, of one NDJSON line).
+    Schema(SchemaArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per command into a directory.
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+struct SchemaArgs {
+    /// The schema of one NDJSON line (a connection) instead of the whole document.
+    #[arg(long)]
+    ndjson: bool,
+}
+
+#[derive(Args, Debug)]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+struct ManArgs {
+    /// Write bothends.1, bothends-analyze.1, ... into DIR instead of printing bothends(1).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -81,12 +117,17 @@ struct Common {
     /// Color the text output: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
-    /// Show the values of Authorization, Proxy-Authorization, Cookie and Set-Cookie headers.
+    /// Show the values of Authorization, Proxy-Authorization, Cookie and Set-Cookie headers
+    /// (and of --redact-header ones) instead of "[redacted]".
     #[arg(long)]
     show_secrets: bool,
     /// Redact this header's value too (case-insensitive); repeatable.
     #[arg(long = "redact-header", value_name = "NAME")]
     redact_header: Vec<String>,
+    /// Never show a progress bar (it shows on a terminal's stderr for inputs that take more than
+    /// a second).
+    #[arg(long)]
+    no_progress: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -137,12 +178,116 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Flows(args) => flows(args),
         Command::Analyze(args) => analyze(args),
+        Command::Schema(args) => {
+            let schema = if args.ndjson {
+                report::connection_schema()
+            } else {
+                report::report_schema()
+            };
+            let mut out = io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &schema)?;
+            writeln!(out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions(args) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(args.shell, &mut cmd, "bothends", &mut io::stdout().lock());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(args) => {
+            let cmd = Cli::command();
+            match args.dir {
+                None => clap_mangen::Man::new(cmd).render(&mut io::stdout().lock())?,
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+                    clap_mangen::generate_to(cmd, &dir)
+                        .map_err(|e| anyhow::anyhow!("cannot write into {}: {e}", dir.display()))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-fn open(inputs: &[String]) -> Result<bothends::capture::CaptureSet, CaptureError> {
+fn open(inputs: &[String]) -> Result<CaptureSet, CaptureError> {
     let inputs: Vec<Input> = inputs.iter().map(|a| Input::from_arg(a)).collect();
     pipeline::open_side(&inputs)
+}
+
+/// The total size of the inputs in bytes, or None when one is standard input (or unknown).
+fn total_size(inputs: &[String]) -> Option<u64> {
+    inputs
+        .iter()
+        .map(|f| match f.as_str() {
+            "-" => None,
+            path => std::fs::metadata(path).ok().map(|m| m.len()),
+        })
+        .sum()
+}
+
+/// A progress bar on stderr while the captures are read, shown only when stderr is a terminal
+/// and the reading has taken more than a second; a spinner when the size is unknown (stdin).
+struct ProgressBar {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressBar {
+    fn start(handles: Vec<Progress>, total: Option<u64>, enabled: bool) -> ProgressBar {
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = (enabled && io::stderr().is_terminal()).then(|| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(1) {
+                    if done.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let bar = match total {
+                    Some(t) => indicatif::ProgressBar::new(t).with_style(
+                        indicatif::ProgressStyle::with_template(
+                            "reading captures {wide_bar} {binary_bytes}/{binary_total_bytes} ({eta})",
+                        )
+                        .expect("a valid template"),
+                    ),
+                    None => indicatif::ProgressBar::new_spinner().with_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{spinner} reading captures: {binary_bytes} read in {elapsed}",
+                        )
+                        .expect("a valid template"),
+                    ),
+                };
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                while !done.load(Ordering::Relaxed) {
+                    bar.set_position(handles.iter().map(Progress::bytes_read).sum());
+                    bar.tick();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                bar.finish_and_clear();
+            })
+        });
+        ProgressBar { done, thread }
+    }
+
+    fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ProgressBar {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 fn flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
@@ -150,9 +295,14 @@ fn flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("standard input (-) can be given once");
     }
     let set = open(&args.files)?;
-    let side = pipeline::read_side(Side::Single, set, SideOptions::default());
-    let analysis = pipeline::flows(side);
-    let opts = report_options(&args.common);
+    let bar = ProgressBar::start(
+        vec![set.progress()],
+        total_size(&args.files),
+        !args.common.no_progress,
+    );
+    let analysis = Analysis::run(vec![(Side::Single, set)], SideOptions::default(), Mode::Flows);
+    bar.finish();
+    let opts = report_options(&args.common, false);
     let report = report::build(&analysis, &opts);
     let style = style(&args.common);
     write_output(args.common.output.as_deref(), |out| match args.format {
@@ -178,16 +328,22 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if !backend.is_empty() {
         sides.push((Side::Backend, open(&backend)?));
     }
-    let results = pipeline::read_sides(sides, SideOptions::default());
-    let analysis = pipeline::analyze(results, &args.backend);
-    let opts = report_options(&args.common);
+    let total = total_size(&proxy).zip(total_size(&backend)).map(|(a, b)| a + b);
+    let bar = ProgressBar::start(pipeline::progress_of(&sides), total, !args.common.no_progress);
+    let mode = Mode::Analyze {
+        backends: args.backend.clone(),
+    };
+    let analysis = Analysis::run(sides, SideOptions::default(), mode);
+    bar.finish();
+    let opts = report_options(&args.common, args.format == Format::Html);
     let report = report::build(&analysis, &opts);
     let style = style(&args.common);
     write_output(args.common.output.as_deref(), |out| match args.format {
         Format::Text => report::text::write_analysis(&report, style, out),
         Format::Json => report::json::write_json(&report, out),
         Format::Ndjson => report::json::write_ndjson(&report, out),
-        Format::Markdown | Format::Html => Err(io::Error::other("this format is not available yet")),
+        Format::Markdown => report::markdown::write_markdown(&report, out),
+        Format::Html => report::html::write_html(&report, out),
     })?;
     Ok(if report.summary.failed > 0 {
         ExitCode::from(1)
@@ -196,10 +352,11 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn report_options(c: &Common) -> ReportOptions {
+fn report_options(c: &Common, ladders: bool) -> ReportOptions {
     ReportOptions {
         show_secrets: c.show_secrets,
         redact_headers: c.redact_header.clone(),
+        ladders,
     }
 }
 

@@ -4,11 +4,13 @@
 //! `tests/oracle/expected.json`, written by `tests/oracle/make_expected.py` (which states the exact
 //! tshark commands); this test does not run tshark.
 //!
-//! Where bothends and tshark disagree on purpose, `POLICY` says why, case by case.
+//! Where bothends and tshark disagree on purpose, `POLICY` (bytes) and `HTTP_POLICY` (messages)
+//! say why, case by case, and what is checked instead.
 
 use std::path::{Path, PathBuf};
 
 use bothends::capture::{CaptureSet, Input};
+use bothends::http::{Framing, Protocol};
 use bothends::pipeline::{self, Conn, Side, SideOptions};
 use serde::Deserialize;
 
@@ -33,6 +35,19 @@ struct StreamExpected {
     bytes1: u64,
     missing0: u64,
     missing1: u64,
+    requests: Vec<RequestExpected>,
+    responses: Vec<ResponseExpected>,
+}
+
+#[derive(Deserialize, Debug)]
+struct RequestExpected {
+    method: String,
+    uri: String,
+}
+
+#[derive(Deserialize, Debug)]
+struct ResponseExpected {
+    code: Option<u16>,
 }
 
 pub fn corpus_dir() -> PathBuf {
@@ -144,6 +159,447 @@ fn byte_counts_match_tshark_follow_stream() {
     assert!(
         failures.is_empty(),
         "{} of {compared} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// HTTP requests (method, target) and response statuses, per connection, in order, as tshark's
+/// HTTP dissector reports them (`http.request.method`, `http.request.uri`, `http.response.code`).
+#[test]
+fn http_messages_match_tshark() {
+    let expected: Expected =
+        serde_json::from_str(include_str!("oracle/expected.json")).expect("expected.json parses");
+    let mut failures = Vec::new();
+    let (mut requests, mut responses) = (0, 0);
+    let mut policy_used = vec![0usize; HTTP_POLICY.len()];
+    for cap in &expected.captures {
+        let conns = read(&corpus_dir().join(&cap.file));
+        for s in &cap.connections {
+            let Some(c) = conns.iter().find(|c| {
+                c.first.frame.frame == s.first_frame
+                    && [c.client.to_string(), c.server.to_string()].contains(&s.node0)
+            }) else {
+                failures.push(format!("{} stream {}: no connection", cap.file, s.stream));
+                continue;
+            };
+            let view = HttpView::of(c);
+            let theirs_req: Vec<(String, String)> = s
+                .requests
+                .iter()
+                .map(|r| (r.method.clone(), r.uri.clone()))
+                .collect();
+            let theirs_resp: Vec<Option<u16>> = s.responses.iter().map(|r| r.code).collect();
+            requests += theirs_req.len();
+            responses += theirs_resp.len();
+            if let Some(i) = HTTP_POLICY
+                .iter()
+                .position(|p| p.file == cap.file && p.streams.contains(&s.stream))
+            {
+                let p = &HTTP_POLICY[i];
+                policy_used[i] += 1;
+                if !(p.check)(&view, s) {
+                    failures.push(format!(
+                        "{} stream {}: the policy check failed ({})\n  tshark:   {:?} {:?}\n  bothends: {:?} {:?}",
+                        cap.file,
+                        s.stream,
+                        p.why,
+                        short(&theirs_req),
+                        short(&theirs_resp),
+                        short(&view.requests),
+                        short(&view.responses)
+                    ));
+                }
+                continue;
+            }
+            if !view.requests_match(&theirs_req) {
+                failures.push(format!(
+                    "{} stream {}: requests differ\n  tshark:   {:?}\n  bothends: {:?}",
+                    cap.file,
+                    s.stream,
+                    short(&theirs_req),
+                    short(&view.requests)
+                ));
+            }
+            if view.responses != theirs_resp {
+                failures.push(format!(
+                    "{} stream {}: responses differ\n  tshark:   {:?}\n  bothends: {:?}",
+                    cap.file,
+                    s.stream,
+                    short(&theirs_resp),
+                    short(&view.responses)
+                ));
+            }
+        }
+    }
+    for (p, used) in HTTP_POLICY.iter().zip(&policy_used) {
+        if *used != p.streams.len() {
+            failures.push(format!(
+                "policy for {} {:?} matched {used} streams",
+                p.file, p.streams
+            ));
+        }
+    }
+    assert!(
+        requests > 1000 && responses > 1000,
+        "{requests} requests, {responses} responses compared"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// bothends' messages of one connection, as the oracle compares them.
+struct HttpView<'a> {
+    conn: &'a Conn,
+    /// (method, target, target_cut) of each request, in order.
+    requests: Vec<(String, String, bool)>,
+    /// The status of each response, interim (1xx) ones included, in order: tshark lists interim
+    /// responses among the responses; bothends keeps them with their exchange.
+    responses: Vec<Option<u16>>,
+}
+
+impl HttpView<'_> {
+    fn of(c: &Conn) -> HttpView<'_> {
+        let x = &c.app.exchanges;
+        HttpView {
+            conn: c,
+            requests: x
+                .iter()
+                .filter_map(|e| e.request.as_ref())
+                .map(|m| {
+                    (
+                        m.method.clone().unwrap_or_default(),
+                        m.target.clone().unwrap_or_default(),
+                        m.target_cut,
+                    )
+                })
+                .collect(),
+            responses: x
+                .iter()
+                .flat_map(|e| {
+                    e.interim
+                        .iter()
+                        .map(|i| Some(i.status))
+                        .chain(e.response.as_ref().map(|m| m.status))
+                })
+                .collect(),
+        }
+    }
+
+    /// Same methods and targets; a target bothends keeps only the beginning of (`target_cut`:
+    /// the capture cut it, or it is longer than `HttpLimits::max_value_bytes`) is that
+    /// beginning of tshark's.
+    fn requests_match(&self, theirs: &[(String, String)]) -> bool {
+        self.requests.len() == theirs.len()
+            && self
+                .requests
+                .iter()
+                .zip(theirs)
+                .all(|((m, t, cut), (tm, tt))| m == tm && (t == tt || (*cut && tt.starts_with(t.as_str()))))
+    }
+
+    fn statuses(&self) -> Vec<u16> {
+        self.responses.iter().map(|s| s.unwrap_or(0)).collect()
+    }
+
+    /// The i-th exchange's response, if there is one.
+    fn response(&self, i: usize) -> Option<&bothends::http::Message> {
+        self.conn.app.exchanges.get(i)?.response.as_ref()
+    }
+}
+
+fn short<T: std::fmt::Debug>(v: &[T]) -> String {
+    if v.len() <= 6 {
+        format!("{v:?}")
+    } else {
+        format!("{:?} ... ({} in all)", &v[..6], v.len())
+    }
+}
+
+/// A connection where bothends' HTTP view differs from tshark's on purpose: why (with what was
+/// looked at to find out who is right), and the check that replaces equality.
+struct HttpPolicy {
+    file: &'static str,
+    /// tshark stream numbers.
+    streams: &'static [u32],
+    why: &'static str,
+    check: fn(&HttpView, &StreamExpected) -> bool,
+}
+
+fn tshark_requests(s: &StreamExpected) -> Vec<(String, String)> {
+    s.requests
+        .iter()
+        .map(|r| (r.method.clone(), r.uri.clone()))
+        .collect()
+}
+
+/// A response that went out whole although the capture lost `missing` bytes of its body.
+fn whole_with_missing(v: &HttpView, i: usize, missing: u64) -> bool {
+    v.response(i).is_some_and(|r| r.complete && r.missing == missing)
+}
+
+const HTTP_POLICY: &[HttpPolicy] = &[
+    HttpPolicy {
+        file: "arkime/http-ipv4-fragments.pcap",
+        streams: &[0],
+        why: "by design: IP fragments are counted, not reassembled (see POLICY). tshark -r F shows a \
+              SOCKS5 prelude in whole segments (frames 4, 5, 7: 05 01 00 / 05 00 / 05 01 00 03 0e \
+              www.google.com), then the request in IPv4 fragments 10-27 (GET / reassembled at frame \
+              27) and the 302 in fragments 28-67. bothends sees the SOCKS bytes, not HTTP, and the \
+              fragmented bytes only as acknowledged-unseen.",
+        check: |v, _| v.conn.app.protocol == Protocol::Other && v.conn.app.exchanges.is_empty(),
+    },
+    HttpPolicy {
+        file: "arkime/http-retrans-chunked.pcap",
+        streams: &[0],
+        why: "tshark is wrong: it dissects retransmitted responses a second time. tshark -r F -Y http \
+              lists 6 responses, but frames 42 and 86 are '[TCP Fast Retransmission]' of frames 41 \
+              and 85 (same tcp.seq 145 and 433, tcp.len 144, same bytes): 4 requests (POST \
+              /exhmedmx at frames 21, 39, 61, 80), 4 responses.",
+        check: |v, s| {
+            v.requests_match(&tshark_requests(s))
+                && v.statuses() == [200; 4]
+                && (0..4).all(|i| v.response(i).is_some_and(|r| r.complete))
+        },
+    },
+    HttpPolicy {
+        file: "arkime/http-two-vlan.pcap",
+        streams: &[0],
+        why: "by design: the capture ends inside the response. tshark -Y 'tcp.stream==0' shows the \
+              200 head at frame 6 (4344 bytes of a Content-Length 104548 body), then nothing: \
+              tshark lists a response only once reassembled whole; bothends keeps its status, \
+              incomplete.",
+        check: |v, s| {
+            v.requests_match(&tshark_requests(s))
+                && v.statuses() == [200]
+                && v.response(0).is_some_and(|r| !r.complete)
+        },
+    },
+    HttpPolicy {
+        file: "suricata/http-connect.pcap",
+        streams: &[0],
+        why: "by design: a 2xx to CONNECT makes the connection a tunnel (RFC 9110 9.3.6), whose \
+              bytes bothends does not parse (TLS in real life). tshark dissects frame 9's 'GET / \
+              HTTP/1.1' inside the tunnel as HTTP (but not frame 11's response to it).",
+        check: |v, _| {
+            v.requests == [("CONNECT".into(), "abc:443".into(), false)]
+                && v.statuses() == [200]
+                && v.response(0).is_some_and(|r| r.framing == Framing::Tunnel)
+        },
+    },
+    HttpPolicy {
+        file: "suricata/http-gap-simple.pcap",
+        streams: &[0],
+        why: "tshark drops a response whose body has a hole. tshark -Y 'tcp.stream==0' -T fields -e \
+              frame.number -e tcp.seq -e tcp.len: the second response (head at frame 13, \
+              Content-Length 70) continues at frames 15 (seq 250, 14 bytes), 18 (seq 278), 20, 22; \
+              seq 264-277 was never captured (frame 17 ACKs 278: 'ACKed unseen segment'). tshark \
+              lists the responses of frames 9 and 26 only; the second went out whole, 14 bytes \
+              missing from the capture.",
+        check: |v, s| {
+            v.requests_match(&tshark_requests(s)) && v.statuses() == [200; 3] && whole_with_missing(v, 1, 14)
+        },
+    },
+    HttpPolicy {
+        file: "suricata/http-pipeline-files-with-gap.pcap",
+        streams: &[0],
+        why: "tshark drops a response whose body has a hole, and the next one with it. The second \
+              response (frame 109: Content-Length 733) has its whole body missing (frame 111: \
+              'previous segment not captured', seq 26681; frame 112 ACKs 26681); the third \
+              (frame 115, seq 26681: 'HTTP/1.1 200 OK', Content-Length 34152) ends exactly at the \
+              server's FIN (seq 61109, frame 168). tshark -Y http lists neither: tshark -2 -V \
+              -Y frame.number==115 shows only 'TCP segment data', the reassembly begun at frame \
+              109 never completes across the hole. bothends: three 200s, the second with 733 \
+              bytes missing.",
+        check: |v, s| {
+            v.requests_match(&tshark_requests(s))
+                && v.statuses() == [200; 3]
+                && whole_with_missing(v, 1, 733)
+                && whole_with_missing(v, 2, 0)
+        },
+    },
+    HttpPolicy {
+        file: "suricata/http-snaplen-ooo-rst.pcap",
+        streams: &[0],
+        why: "by design: the capture ends inside the response. The 200 head is at frame 7 \
+              (Content-Length 181348); the server's segments reach seq 58761 with two holes \
+              (see POLICY), then the connection ends. tshark lists a response only once \
+              reassembled whole; bothends keeps its status, incomplete.",
+        check: |v, s| {
+            v.requests_match(&tshark_requests(s))
+                && v.statuses() == [200]
+                && v.response(0).is_some_and(|r| !r.complete)
+        },
+    },
+    HttpPolicy {
+        file: "zeek/http-206-example-b.pcap",
+        streams: &[0],
+        why: "tshark's default preferences do not reassemble out-of-order segments: the first \
+              206 (head at frame 5, Content-Length 816896) has 108 retransmitted or out-of-order \
+              segments (from frame 217) and is never shown. tshark -r F -o \
+              tcp.reassemble_out_of_order:TRUE -Y http shows both 206s (frames 953 and 1213), \
+              as bothends does.",
+        check: |v, s| {
+            v.requests_match(&tshark_requests(s))
+                && v.statuses() == [206, 206]
+                && whole_with_missing(v, 0, 0)
+                && whole_with_missing(v, 1, 0)
+        },
+    },
+    HttpPolicy {
+        file: "zeek/http-bro.org.pcap",
+        streams: &[2],
+        why: "tshark drops a response whose body has a hole. tshark -Y 'tcp.stream==2': the first \
+              response (frame 97, Content-Length 31052) has seq 7241-14480 never captured \
+              (frame 147 ACKs 14481: 'ACKed unseen segment'; frame 179: 'previous segment not \
+              captured'); tshark lists the other five. The response went out whole, 7240 bytes \
+              missing from the capture.",
+        check: |v, s| {
+            v.requests_match(&tshark_requests(s))
+                && v.statuses() == [200; 6]
+                && whole_with_missing(v, 0, 7240)
+        },
+    },
+    HttpPolicy {
+        file: "zeek/http-entity-gap.pcap",
+        streams: &[0],
+        why: "tshark drops a response whose body has a hole. The response (frame 6, Content-Length \
+              4705) lacks seq 1449-2896 (frame 7: 'previous segment not captured'; frame 9 ACKs \
+              2897): it went out whole, 1448 bytes missing from the capture.",
+        check: |v, s| {
+            v.requests_match(&tshark_requests(s)) && v.statuses() == [200] && whole_with_missing(v, 0, 1448)
+        },
+    },
+    HttpPolicy {
+        file: "zeek/http-methods.pcap",
+        streams: &[1, 3, 5, 6, 15, 16, 20, 21, 25, 26, 30, 31, 35, 36, 40, 41, 45, 46],
+        why: "by design: request lines that are not HTTP/1.x. tshark -Y 'tcp.stream==N && \
+              tcp.len>0' shows each client sending one malformed line: 'OPTIONS HTTP/1.1' \
+              (stream 1), 'OPTIONS' (3), 'GET / HTTP/1.' (5), 'GET /HTTP/1.1' (6), and the same \
+              two forms for CCM_POST, CONNECT, TRACE, DELETE, PUT, POST, HEAD; tshark's \
+              dissector takes the first words as method and URI. bothends refuses them \
+              (http_bad_request_line), still says the connection is HTTP, and keeps the server's \
+              answer (400/403/405/411, or 200 to 'GET / HTTP/1.' and 'HEAD / HTTP/1.') without a \
+              request.",
+        check: |v, s| {
+            let theirs: Vec<Option<u16>> = s.responses.iter().map(|r| r.code).collect();
+            v.requests.is_empty()
+                && v.responses == theirs
+                && v.conn.app.protocol == Protocol::Http
+                && v.conn.app.anomalies.count("http_bad_request_line") == 1
+        },
+    },
+    HttpPolicy {
+        file: "zeek/tcp-http-with-padding.pcap",
+        streams: &[0],
+        why: "tshark misses the request: port 27272 is not an HTTP port, and its heuristic does \
+              not recognise a request typed one or two bytes per segment (frames 4-18: 'G', 'E', \
+              'T / HTTP', ...); it does recognise the response. tshark -r F -d \
+              tcp.port==27272,http -Y http.request shows 'GET /' at frame 18, as bothends does.",
+        check: |v, s| {
+            let theirs: Vec<Option<u16>> = s.responses.iter().map(|r| r.code).collect();
+            v.requests == [("GET".into(), "/".into(), false)] && v.responses == theirs
+        },
+    },
+];
+
+/// The lab scenarios (`captures/*/expected.json`, ground truth from tshark on the full traffic):
+/// per connection, the exchanges (method, target, status) bothends finds in the proxy capture;
+/// and in both captures of the snaplen scenario, where snaplen cut every head after 30 bytes
+/// (what is kept of a target cut there must be the beginning of the true one).
+#[test]
+fn lab_exchanges_match_ground_truth() {
+    let labs = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&labs)
+        .expect("captures/ lists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("expected.json").is_file())
+        .collect();
+    dirs.sort();
+    for dir in &dirs {
+        let truth: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).expect("reads"))
+                .expect("expected.json parses");
+        let name = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let sides: &[&str] = if name == "apache-snaplen96-truncated" {
+            &["proxy", "backend"]
+        } else {
+            &["proxy"]
+        };
+        for side in sides {
+            let inputs: Vec<Input> = truth[format!("{side}_capture")]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|f| f.as_str())
+                        .map(|f| Input::from(dir.join(f).as_path()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let set = CaptureSet::open(&inputs).expect("lab capture opens");
+            let conns = pipeline::read_side(Side::Single, set, SideOptions::default()).connections;
+            for c in truth["connections"].as_array().into_iter().flatten() {
+                let want = &c[side];
+                let (Some(client), Some(first)) = (want["client"].as_str(), want["first_frame"].as_u64())
+                else {
+                    continue;
+                };
+                let expected: Vec<(String, String, Option<u16>)> = c["exchanges"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| {
+                        (
+                            x["method"].as_str().unwrap_or_default().to_string(),
+                            x["target"].as_str().unwrap_or_default().to_string(),
+                            x["status"].as_u64().and_then(|s| u16::try_from(s).ok()),
+                        )
+                    })
+                    .collect();
+                let Some(conn) = conns
+                    .iter()
+                    .find(|k| k.client.to_string() == client && u64::from(k.first.frame.frame) == first)
+                else {
+                    failures.push(format!("{name} {side}: no connection {client} at frame {first}"));
+                    continue;
+                };
+                compared += 1;
+                let got: Vec<(String, String, bool, Option<u16>)> = conn
+                    .app
+                    .exchanges
+                    .iter()
+                    .map(|e| {
+                        let q = e.request.as_ref();
+                        (
+                            q.and_then(|m| m.method.clone()).unwrap_or_default(),
+                            q.and_then(|m| m.target.clone()).unwrap_or_default(),
+                            q.is_some_and(|m| m.target_cut),
+                            e.response.as_ref().and_then(|m| m.status),
+                        )
+                    })
+                    .collect();
+                let same = got.len() == expected.len()
+                    && got.iter().zip(&expected).all(|((m, t, cut, s), (em, et, es))| {
+                        m == em && s == es && (t == et || (*cut && et.starts_with(t.as_str())))
+                    });
+                if !same {
+                    failures.push(format!(
+                        "{name} {side} {client}:\n  truth:    {expected:?}\n  bothends: {got:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(compared >= 40, "{compared} connections compared");
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
         failures.len(),
         failures.join("\n")
     );

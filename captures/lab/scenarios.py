@@ -378,7 +378,7 @@ def apache_closed(run):
 
 @scenario("nginx-backend-closed-during-request", "nginx")
 def nginx_closed(run):
-    _closed_during(run, run.nginx, "while sending request to upstream")
+    _closed_during(run, run.nginx, ("while sending request to upstream", "while reading response header from upstream"))
 
 
 # =============================================================================================
@@ -742,28 +742,39 @@ def apache_snap(run):
     res = run.client([{"requests": [{"path": "/ok/a?size=20000"}, {"method": "POST", "path": "/ok/b", "body": 100000},
                                     {"path": "/truncate?size=150000&send=40000"}]}])
     run.finish()
+    fmap = {}
     for side in ("proxy", "backend"):
-        n_cut = len(pt.read_segments(run.proxy_pcap if side == "proxy" else run.backend_pcap))
-        n_full = len(pt.read_segments(run.full_proxy if side == "proxy" else run.full_backend))
-        require(n_cut == n_full, "%s: snaplen and full captures differ (%d vs %d)" % (side, n_cut, n_full))
-    P, B = run.conns("proxy"), run.conns("backend")
-    Pc, Bc = run.conns("proxy", full=False), run.conns("backend", full=False)
-    require([c.first_frame for c in P] == [c.first_frame for c in Pc], "frame numbering differs")
+        cut = pt.read_segments(run.proxy_pcap if side == "proxy" else run.backend_pcap)
+        full = pt.read_segments(run.full_proxy if side == "proxy" else run.full_backend)
+        require(len(cut) == len(full), "%s: snaplen and full captures differ (%d vs %d TCP segments)"
+                % (side, len(cut), len(full)))
+        for (_, a), (_, b) in zip(full, cut):
+            require((a.seq, a.ack, a.len, a.flags) == (b.seq, b.ack, b.len, b.flags), "segment order differs")
+        fmap[side] = {a.frame: b.frame for (_, a), (_, b) in zip(full, cut)}
+    P, B = run.conns("proxy"), run.conns("backend")          # full snaplen: for the HTTP truth
+    Pc, Bc = run.conns("proxy", full=False), run.conns("backend", full=False)   # committed: for the views
     conns = []
-    for pc, bc in run.pair(P, B):
+    for (pc, bc), (pcc, bcc) in zip(run.pair(P, B), run.pair(Pc, Bc)):
+        require(pc.isn_c == pcc.isn_c and bc and bcc and bc.isn_c == bcc.isn_c, "pairing differs")
         ex = pt.http(pc)
         if ex[-1]["target"].startswith("/truncate"):
             require(ex[-1]["status"] == 200 and not ex[-1]["response_complete"] and first_close(bc)[1] == "backend", "")
-            conns.append(entry(pc, bc, "response-truncated", "backend",
+            conns.append(entry(pcc, bcc, "response-truncated", "backend",
                                "backend.py mode /truncate (Content-Length 150000, 40000 body bytes sent, then close). "
                                "The committed captures were written by tcpdump -s 96 (headers cut); a full-snaplen "
-                               "tcpdump ran beside each one on the same interface (same frames, checked) and was read "
-                               "with tshark for this truth: proxy.pcap tcp.stream==%d response header at frame %d, %d "
-                               "body bytes, backend FIN at frame %d." % (pc.stream, ex[-1]["resp_frame"],
-                                                                          ex[-1]["resp"]["body_seen"],
-                                                                          pc.first(fromc=False, flags=F).frame)))
+                               "tcpdump ran beside each one on the same interface (same TCP segments in the same "
+                               "order, checked) and was read with tshark for this truth: proxy.pcap tcp.stream==%d "
+                               "response header at frame %d, %d body bytes, backend FIN at frame %d (frame numbers of "
+                               "the committed proxy.pcap)." % (
+                                   pcc.stream, fmap["proxy"][ex[-1]["resp_frame"]], ex[-1]["resp"]["body_seen"],
+                                   fmap["proxy"][pc.first(fromc=False, flags=F).frame]),
+                               exchanges=pt.exchanges_json(ex)))
         else:
-            conns.append(ok_entry(pc, bc))
+            require(healthy(pc) and healthy(bc), "not healthy")
+            conns.append(entry(pcc, bcc, "ok", "none",
+                               "Normal traffic, no fault injected. From the full-snaplen companion captures: %s, all "
+                               "complete." % ", ".join("%s %s -> %s" % (e["method"], e["target"], e["status"])
+                                                       for e in ex), exchanges=pt.exchanges_json(ex)))
     run.write("Both captures taken with tcpdump -s 96, so HTTP headers are cut after a few bytes. GET /ok, a 100 kB "
               "POST and GET /truncate (Content-Length 150000, only 40000 body bytes, then the backend closes) on one "
               "backend connection. %s." % status_of(res), conns)

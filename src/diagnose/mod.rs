@@ -146,39 +146,80 @@ mod rules;
 
 pub use rules::{Context, diagnose};
 
+use std::collections::HashMap;
+
+use crate::decode::Endpoint;
 use crate::pipeline::Conn;
 
-/// The backend's keep-alive timeout, read off the connections it closed while idle: every
+/// Samples kept per backend endpoint, and endpoints tracked.
+const IDLE_SAMPLES: usize = 1024;
+const IDLE_ENDPOINTS: usize = 4096;
+
+/// Each backend's keep-alive timeout, learned from the connections it closed while idle: every
 /// exchange answered, then the backend's FIN a fixed time after its last response. At least three
-/// such closes must agree (the median, with most of the others within a few percent of it);
-/// otherwise None. A race is then recognisable by its timing: the backend's FIN comes exactly this
-/// long after the previous response, whatever the request did meanwhile.
-pub fn idle_close_timeout<'a>(conns: impl Iterator<Item = &'a Conn>) -> Option<i64> {
-    let mut idles: Vec<i64> = conns
-        .filter_map(|c| {
-            let last = c.app.exchanges.last()?;
-            let resp = last.response.as_ref().filter(|r| r.complete)?;
-            if c.app
-                .exchanges
-                .iter()
-                .any(|e| e.response.as_ref().is_none_or(|r| !r.complete))
-            {
-                return None;
-            }
-            let fin = c.dirs[1].fin?;
-            // The backend closed first.
-            if c.dirs[0].fin.is_some_and(|f| f.at < fin.at) || c.dirs[0].rst.is_some_and(|r| r.at < fin.at) {
-                return None;
-            }
-            let idle = fin.at.ts_ns - resp.last.ts_ns;
-            (idle > 0).then_some(idle)
-        })
-        .collect();
+/// such closes must agree (the median, with most of the others within a few percent of it). A race
+/// is then recognisable by its timing: the backend's FIN comes exactly this long after the previous
+/// response, whatever the request did meanwhile.
+#[derive(Debug, Default)]
+pub struct IdleCloses {
+    by_server: HashMap<Endpoint, IdleSamples>,
+}
+
+#[derive(Debug, Default)]
+struct IdleSamples {
+    idles: Vec<i64>,
+    /// The estimate from `idles`, recomputed when a sample is added.
+    timeout: Option<i64>,
+}
+
+impl IdleCloses {
+    /// Learns from a connection (as the proxy capture, or the only capture, saw it).
+    pub fn observe(&mut self, c: &Conn) {
+        let Some(idle) = idle_close(c) else { return };
+        if !self.by_server.contains_key(&c.server) && self.by_server.len() >= IDLE_ENDPOINTS {
+            return;
+        }
+        let s = self.by_server.entry(c.server).or_default();
+        if s.idles.len() >= IDLE_SAMPLES {
+            return;
+        }
+        s.idles.push(idle);
+        s.timeout = estimate(&s.idles);
+    }
+
+    /// The keep-alive timeout of a backend endpoint, once its idle closes show it.
+    pub fn timeout(&self, server: Endpoint) -> Option<i64> {
+        self.by_server.get(&server)?.timeout
+    }
+}
+
+/// How long a connection closed by the backend had been idle, if that is what happened.
+fn idle_close(c: &Conn) -> Option<i64> {
+    let last = c.app.exchanges.last()?;
+    let resp = last.response.as_ref().filter(|r| r.complete)?;
+    if c.app
+        .exchanges
+        .iter()
+        .any(|e| e.response.as_ref().is_none_or(|r| !r.complete))
+    {
+        return None;
+    }
+    let fin = c.dirs[1].fin?;
+    // The backend closed first.
+    if c.dirs[0].fin.is_some_and(|f| f.at < fin.at) || c.dirs[0].rst.is_some_and(|r| r.at < fin.at) {
+        return None;
+    }
+    let idle = fin.at.ts_ns - resp.last.ts_ns;
+    (idle > 0).then_some(idle)
+}
+
+fn estimate(idles: &[i64]) -> Option<i64> {
     if idles.len() < 3 {
         return None;
     }
-    idles.sort_unstable();
-    let t = idles[idles.len() / 2];
-    let agree = idles.iter().filter(|&&i| rules::is_idle_close(i, t)).count();
-    (agree >= 3 && agree * 2 > idles.len()).then_some(t)
+    let mut sorted = idles.to_vec();
+    sorted.sort_unstable();
+    let t = sorted[sorted.len() / 2];
+    let agree = sorted.iter().filter(|&&i| rules::is_idle_close(i, t)).count();
+    (agree >= 3 && agree * 2 > sorted.len()).then_some(t)
 }

@@ -135,6 +135,15 @@ fn idle_tolerance(t: i64) -> i64 {
     (t / 50).max(5_000_000)
 }
 
+/// A byte range of a stream, ends included, as the ladder diagrams label them: `bytes 197-395`.
+fn byte_range(start: i64, end: i64) -> String {
+    if end - start == 1 {
+        format!("byte {start}")
+    } else {
+        format!("bytes {start}-{}", end - 1)
+    }
+}
+
 fn ttl_text(lo: u8, hi: u8) -> String {
     if lo == hi {
         lo.to_string()
@@ -183,7 +192,10 @@ enum Failure<'a> {
 fn first_failure(c: &Conn) -> Option<Failure<'_>> {
     for (i, e) in c.app.exchanges.iter().enumerate() {
         let Some(req) = &e.request else { continue };
-        if !req.complete {
+        // A request whose length the capture cannot tell (snaplen cut its headers) is judged by
+        // its answer: a response that started means the backend took the request in.
+        let unknown_but_answered = req.framing == Framing::Unknown && e.response.is_some();
+        if !req.complete && !unknown_but_answered {
             return Some(Failure::Request(i, e, req));
         }
         if e.response.as_ref().is_none_or(|r| !r.complete) {
@@ -582,8 +594,8 @@ fn forged_rst(cx: &Context<'_>, p: &Conn, b: &Conn, rst: CloseMark, at_proxy: bo
                     ps,
                     l[0].first_sent,
                     format!(
-                        "proxy sends bytes {}-{} that never reach the backend",
-                        l[0].start, l[0].end
+                        "proxy sends {} that never reach the backend",
+                        byte_range(l[0].start, l[0].end)
                     ),
                 );
                 format!(
@@ -683,8 +695,8 @@ fn lost_in_transit(
             sender_side,
             lost.first_sent,
             format!(
-                "{from} sends bytes {}-{} of the {what} stream",
-                lost.start, lost.end
+                "{from} sends {} of the {what} stream",
+                byte_range(lost.start, lost.end)
             ),
         );
         if lost.transmissions > 1 {
@@ -724,10 +736,9 @@ fn lost_in_transit(
             Verdict::LostInTransit,
             Blame::Network,
             format!(
-                "{} of the {what} for {line} left the {from} ({} transmission{}) and never reached the {to}: the {to}'s capture does not show them and the {to} never acknowledged them.{closer}",
+                "{} of the {what} for {line} left the {from} ({}) and never reached the {to}: the {to}'s capture does not show them and the {to} never acknowledged them.{closer}",
                 capitalize(&bytes(total as u64)),
-                lost.transmissions,
-                if lost.transmissions == 1 { "" } else { "s" },
+                transmissions_text(lost.transmissions, lost.while_receiver_captured, to),
             ),
             "Look at the network path between proxy and backend: packet loss or a black hole on this path (MTU problems drop large segments but pass small ones; check for ICMP fragmentation-needed being blocked), firewall or IPS drops.",
             ev.take(),
@@ -757,7 +768,10 @@ fn lost_in_transit(
     ev.add(
         ps,
         first_unacked.first,
-        format!("proxy sends bytes {}-{}", first_unacked.start, first_unacked.end),
+        format!(
+            "proxy sends {}",
+            byte_range(first_unacked.start, first_unacked.end)
+        ),
     );
     if let Some(r) = c2s
         .spans
@@ -794,6 +808,16 @@ impl Ev {
         Ev {
             list: std::mem::take(&mut self.list),
         }
+    }
+}
+
+/// "6 transmissions, 3 of them while the backend's capture was running"
+fn transmissions_text(all: u32, captured: u32, receiver: &str) -> String {
+    let n = format!("{all} transmission{}", if all == 1 { "" } else { "s" });
+    if captured < all {
+        format!("{n}, {captured} of them while the {receiver}'s capture was running")
+    } else {
+        n
     }
 }
 
@@ -1132,18 +1156,22 @@ fn response_failure(
         Some(r) => {
             let status = r.status.map_or("?".to_string(), |s| s.to_string());
             ev.add(ps, r.first, format!("response {status} starts arriving"));
-            let expected = match r.framing {
-                Framing::ContentLength(n) => format!(" of a {}-byte body", n),
-                Framing::Chunked => " of a chunked body (no last chunk)".to_string(),
-                _ => String::new(),
+            // How much of the response came, in the terms its framing allows.
+            let (got, expected) = match r.framing {
+                Framing::ContentLength(n) => (bytes(r.body_bytes), format!(" of a {n}-byte body")),
+                Framing::Chunked => (
+                    bytes(r.body_bytes),
+                    " of a chunked body (no last chunk)".to_string(),
+                ),
+                Framing::Unknown => (
+                    format!("{} of the response", bytes(r.bytes)),
+                    " (snaplen cut its headers, so its full length is not in the capture)".to_string(),
+                ),
+                _ => (bytes(r.body_bytes), String::new()),
             };
             if bc_t <= pc_t && bc_t != i64::MAX {
                 let (m, rst) = backend_close.expect("checked");
-                ev.add(
-                    ps,
-                    r.last,
-                    format!("last response byte ({} of the body)", r.body_bytes),
-                );
+                ev.add(ps, r.last, format!("last response byte ({got})"));
                 ev.add(ps, m.at, format!("backend sends {} mid-response", kind(rst)));
                 if let Some(b) = b {
                     if let Some((bm, brst)) = close_of(b, 1) {
@@ -1154,9 +1182,8 @@ fn response_failure(
                     Verdict::ResponseTruncated,
                     Blame::Backend,
                     format!(
-                        "The backend started answering {line} with {status} but {} the connection after {}{expected}: the response is truncated. Clients get a cut-off body or a 502.{one_capture_note}",
+                        "The backend started answering {line} with {status} but {} the connection after {got}{expected}: the response is truncated. Clients get a cut-off body or a 502.{one_capture_note}",
                         if rst { "reset" } else { "closed" },
-                        bytes(r.body_bytes)
                     ),
                     "Look at the backend's logs at this time: the response was cut short (a crash or timeout while writing, a wrong Content-Length, a worker killed mid-response).",
                     ev,
@@ -1173,9 +1200,8 @@ fn response_failure(
                     Verdict::ProxyAborted,
                     Blame::Proxy,
                     format!(
-                        "The proxy {} the connection while the backend was still sending its {status} response to {line}: it had received {}{expected}. The backend was answering; the proxy stopped reading — typically its client went away or a proxy timeout fired.",
+                        "The proxy {} the connection while the backend was still sending its {status} response to {line}: it had received {got}{expected}. The backend was answering; the proxy stopped reading — typically its client went away or a proxy timeout fired.",
                         if rst { "reset" } else { "closed" },
-                        bytes(r.body_bytes)
                     ),
                     "Look at the proxy's access log for this request (status 499 in nginx, a client abort in Apache) and at its timeouts for sending the response to its client.",
                     ev,

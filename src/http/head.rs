@@ -167,6 +167,7 @@ pub(super) fn empty_message(offset: i64, first: PacketRef) -> Message {
     Message {
         method: None,
         target: None,
+        target_cut: false,
         status: None,
         reason: None,
         version: String::new(),
@@ -193,8 +194,56 @@ fn version_name(v: Option<u8>) -> String {
     }
 }
 
+/// A request line cut inside its target: the method and the target's first bytes.
+/// `METHOD SP target-prefix` with a plausible method and at least one byte of target, up to the
+/// end of `bytes` (no space, no line end after it).
+fn cut_request_line(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let sp = bytes.iter().position(|&b| b == b' ')?;
+    let method = std::str::from_utf8(&bytes[..sp])
+        .ok()
+        .filter(|m| plausible_method(m))?;
+    let target = &bytes[sp + 1..];
+    let visible = |b: &u8| b.is_ascii_graphic() || *b >= 0x80;
+    (!target.is_empty() && target.iter().all(visible)).then_some((method, target))
+}
+
+/// The captured first bytes of a packet, cut by snaplen before the end of their first line:
+/// do they look like the start of a message? (Used after a loss of sync: stricter than what
+/// [`partial_message`] takes from a head already known to start a message.) A request needs a
+/// plausible method and a target in origin, absolute or asterisk form (authority form for
+/// CONNECT); a response its version and status code.
+pub(super) fn is_cut_start(dir: Dir, bytes: &[u8]) -> bool {
+    match dir {
+        Dir::ClientToServer => {
+            // The target may be whole (a space and part of the version follow) or cut.
+            let (method, rest) = match cut_request_line(bytes) {
+                Some(cut) => cut,
+                None => {
+                    let mut req = httparse::Request::new(&mut []);
+                    let parsed = req.parse(bytes);
+                    match (parsed, req.method, req.path) {
+                        (Ok(_), Some(m), Some(p)) if plausible_method(m) => (m, p.as_bytes()),
+                        _ => return false,
+                    }
+                }
+            };
+            match rest.first() {
+                Some(b'/' | b'*') => true,
+                Some(_) if method == "CONNECT" => true,
+                _ => rest.starts_with(b"http://") || rest.starts_with(b"https://"),
+            }
+        }
+        Dir::ServerToClient => {
+            let mut res = httparse::Response::new(&mut []);
+            let _ = res.parse(bytes);
+            res.code.is_some() && bytes.first() == Some(&b'H')
+        }
+    }
+}
+
 /// The start line of an unfinished head, as far as it parsed (for a message cut short: the
-/// stream ended, a gap, or the head grew past its cap). None when not even that is known.
+/// stream ended, a gap, snaplen, or the head grew past its cap). None when not even that is
+/// known. A target cut short is kept as far as it goes, with `target_cut`.
 pub(super) fn partial_message(
     dir: Dir,
     bytes: &[u8],
@@ -206,17 +255,42 @@ pub(super) fn partial_message(
         Dir::ClientToServer => {
             let mut req = httparse::Request::new(&mut []);
             let _ = req.parse(bytes);
-            let method = req.method.filter(|m| plausible_method(m))?;
-            let target = req.path?;
-            msg.method = Some(method.to_string());
-            msg.target = Some(truncate(target.as_bytes(), cap));
-            msg.version = version_name(req.version);
+            match (req.method.filter(|m| plausible_method(m)), req.path) {
+                (Some(method), Some(target)) => {
+                    msg.method = Some(method.to_string());
+                    msg.target = Some(truncate(target.as_bytes(), cap));
+                    // A target reaching the end of the bytes, with no space after it, may go on
+                    // past what was captured.
+                    let reaches_end =
+                        target.as_ptr() as usize + target.len() == bytes.as_ptr() as usize + bytes.len();
+                    msg.target_cut = target.len() > cap || reaches_end;
+                    msg.version = version_name(req.version);
+                }
+                _ => {
+                    let (method, target) = cut_request_line(bytes)?;
+                    msg.method = Some(method.to_string());
+                    msg.target = Some(truncate(target, cap));
+                    msg.target_cut = true;
+                }
+            }
         }
         Dir::ServerToClient => {
             let mut res = httparse::Response::new(&mut []);
             let _ = res.parse(bytes);
             msg.status = Some(res.code?);
-            msg.reason = res.reason.map(|r| truncate(r.as_bytes(), cap));
+            // A reason phrase cut before its line end is kept as far as it goes.
+            let cut_reason = || {
+                let rest = bytes.get(13..).filter(|_| bytes.get(12) == Some(&b' '))?;
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'\r' || b == b'\n')
+                    .unwrap_or(rest.len());
+                Some(truncate(&rest[..end], cap))
+            };
+            msg.reason = res
+                .reason
+                .map(|r| truncate(r.as_bytes(), cap))
+                .or_else(cut_reason);
             msg.version = version_name(res.version);
         }
     }
@@ -243,6 +317,7 @@ pub(super) fn parse(
             }
             msg.method = req.method.map(str::to_string);
             msg.target = req.path.map(|p| truncate(p.as_bytes(), cap));
+            msg.target_cut = req.path.is_some_and(|p| p.len() > cap);
             msg.version = version_name(req.version);
             req.headers
         }

@@ -2,25 +2,35 @@
 //!
 //! In: the in-order bytes and gaps of both directions of one connection ([`StreamEvent`]s, from
 //! `tcp`). Out: an [`HttpSummary`]: what the connection carried (HTTP/1.x, TLS, something else),
-//! its request/response [`Exchange`]s in order, and where and why parsing stopped, if it did.
+//! its request/response [`Exchange`]s in order, and where and why parsing lost track, if it did.
 //!
 //! This file holds the types the later stages read; the state machine is `parser.rs`, start lines,
-//! header fields and the RFC 9112 body-length rules are `head.rs`.
+//! header fields and the RFC 9112 body-length rules are `head.rs`, and the pairing of responses
+//! with requests is `pairing.rs`.
 //!
 //! Guarantees: no input makes it panic; memory per connection is bounded by [`HttpLimits`]
-//! (one head being parsed and a few held events per direction, the kept exchanges), never by
+//! (one head being parsed and a few held events per direction, the kept messages), never by
 //! body sizes: body bytes are counted, not stored. Bytes of a gap (see `tcp::GapKind`) inside a
-//! body of known length are counted as sent and missing, and parsing goes on; a gap where the
-//! framing cannot be followed (inside a head, a chunk-size line, or at a message start) stops
-//! parsing that direction with a [`Stop`] that says where and why.
+//! body of known length are counted as sent and missing, and parsing goes on. A gap where the
+//! framing cannot be followed (inside a head, a chunk-size line, or at a message start) loses
+//! sync: a [`Stop`] says where and why, and parsing resumes at the next line or packet that starts
+//! a message (`Stop::resumed`). A head cut by snaplen keeps what its captured bytes show (method,
+//! target, status), with [`Framing::Unknown`].
+//!
+//! Requests and responses are paired by position while both directions are in sync, and by time
+//! after a loss of sync (a response answers a request that started before it); see `pairing.rs`.
+//! A pairing is never guessed silently: requests whose response the capture lost, responses whose
+//! request it lost, and responses no request asked for are anomalies.
 //!
 //! Names of the anomalies it notes (`http_*`): `bad_request_line`, `bad_status_line`,
 //! `bad_header`, `header_too_long`, `bad_content_length`, `bad_transfer_encoding`, `te_and_cl`,
 //! `bad_chunk_size`, `chunk_size_too_large`, `chunk_line_too_long`, `bad_chunk_end`,
 //! `trailers_too_long`, `exchange_limit`, `interim_limit`, `pipeline_limit`,
-//! `response_framing_guessed`.
+//! `response_framing_guessed`, `response_not_captured`, `request_not_captured`,
+//! `response_without_request`, `response_unpaired`.
 
 mod head;
+mod pairing;
 mod parser;
 #[cfg(test)]
 mod tests;
@@ -51,6 +61,9 @@ pub enum Framing {
     UntilClose,
     /// After a 101 Switching Protocols or a 2xx to CONNECT: not HTTP anymore.
     Tunnel,
+    /// The head was cut short (snaplen, a gap, the end of the stream, the header cap) before the
+    /// fields that frame the body could be read: the body length is not known.
+    Unknown,
 }
 
 /// A header line, as captured (value possibly cut to `MAX_HEADER_VALUE` bytes).
@@ -64,12 +77,18 @@ pub struct Header {
 ///
 /// A message cut short (the stream ended, a gap or an error stopped parsing inside it) is kept
 /// with `complete: false` when its start line is known; the [`Stop`]s say whether the capture or
-/// the wire is to blame.
+/// the wire is to blame. A message whose head snaplen cut has `framing: Unknown`; it counts the
+/// bytes up to the next message of its direction (or the stream's end), and is `complete` when
+/// that next message started with nothing but snaplen-cut bytes in between (every packet's first
+/// bytes are captured, so no message start was missed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// Requests: method and target. Responses: status and reason.
     pub method: Option<String>,
     pub target: Option<String>,
+    /// The target is only the beginning of the one sent: the capture cut it (snaplen, a gap, the
+    /// end of the stream), or it was longer than `HttpLimits::max_value_bytes`.
+    pub target_cut: bool,
     pub status: Option<u16>,
     pub reason: Option<String>,
     /// "HTTP/1.1" or "HTTP/1.0".
@@ -113,12 +132,16 @@ pub struct Exchange {
     pub response: Option<Message>,
 }
 
-/// Where HTTP parsing of a direction stopped before the end of the stream, and why.
+/// Where HTTP parsing of a direction lost track of the messages (a gap or a snaplen cut the
+/// framing could not follow, an error), and why; and where it found the next message, if it did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stop {
     pub dir: Dir,
     pub offset: i64,
     pub reason: String,
+    /// Stream offset of the next message start found after the loss, where parsing went on
+    /// (None: it never did; an error stops a direction for good).
+    pub resumed: Option<i64>,
 }
 
 /// The HTTP view of one connection.
@@ -126,13 +149,19 @@ pub struct Stop {
 pub struct HttpSummary {
     pub protocol: Protocol,
     pub exchanges: Vec<Exchange>,
+    /// At most [`MAX_STOPS`] per direction (a capture with a small snaplen loses sync at every
+    /// message); `stops_not_kept` counts the others.
     pub stopped: Vec<Stop>,
+    pub stops_not_kept: u64,
     pub anomalies: Anomalies,
     /// Per direction (index by `Dir::idx`): bytes before the first message start that were
     /// skipped because the capture began mid-connection (all of them when no start was found).
     /// 0 when the capture saw the handshake.
     pub skipped: [u64; 2],
 }
+
+/// Stops kept per direction in [`HttpSummary::stopped`].
+pub const MAX_STOPS: usize = 16;
 
 /// Limits that keep one connection's HTTP state bounded.
 #[derive(Clone, Copy, Debug)]
@@ -143,7 +172,8 @@ pub struct HttpLimits {
     pub max_headers: usize,
     /// Bytes kept of a header value or a target.
     pub max_value_bytes: usize,
-    /// Exchanges kept per connection (later ones are counted, not kept).
+    /// Exchanges kept per connection (later ones are counted, not kept); also the number of
+    /// requests and of responses kept for pairing them.
     pub max_exchanges: usize,
 }
 

@@ -1,22 +1,35 @@
 //! The HTTP/1.x state machine of one connection.
 //!
-//! Each direction has a [`State`]; events (bytes, gaps) move it. Requests and responses are paired
-//! by position: the n-th request and the n-th final response form exchange n, whichever is seen
-//! first. Response framing needs the request (HEAD, CONNECT), so a response whose head is
-//! complete before its request's head waits ([`State::AwaitRequest`]), holding the server's
-//! later events (bounded), until the request is parsed or cannot come anymore. A request that may
-//! turn the connection into a tunnel (CONNECT, Upgrade) makes the client direction wait
+//! Each direction has a [`State`]; events (bytes, gaps) move it. Each direction's messages are
+//! kept in stream order (requests with the stretches where sync was lost); which request a
+//! response answers is decided at the end, by `pairing.rs`, from positions and times.
+//!
+//! While parsing, a response's framing needs to know what its request was (HEAD, CONNECT): the
+//! parser takes the request of the same position (the n-th request for the n-th final response),
+//! or after a loss of sync the latest request that started before the response. A response whose
+//! head is complete before that request's head waits ([`State::AwaitRequest`]), holding the
+//! server's later events (bounded), until the request is parsed or cannot come anymore. A request
+//! that may turn the connection into a tunnel (CONNECT, Upgrade) makes the client direction wait
 //! ([`State::AwaitTunnel`]) for its response in the same way.
+//!
+//! A gap the framing cannot follow (at a message start, inside a head or a chunk-size line, past
+//! the end of a chunk) loses sync: a [`Stop`] is recorded and the direction looks for the next
+//! message start ([`State::Hunt`]): a line that is a start line, at a line start or at the start
+//! of a packet's data. Snaplen cuts every packet after its first bytes: a head cut short keeps its
+//! start line (as far as captured) with [`Framing::Unknown`], and the next message is found at a
+//! later packet's start, even if its own start line is cut.
 //!
 //! Memory per connection: one head being parsed per direction (at most `max_header_bytes`), the
 //! events held by a waiting direction (at most `max_header_bytes`), a chunk-size line, the kept
-//! exchanges (at most `max_exchanges`) and a bounded list of pipelined HEAD/CONNECT/Upgrade
-//! requests. Body bytes are counted, never stored.
+//! requests and responses (at most `max_exchanges` each), a bounded list of pipelined
+//! HEAD/CONNECT/Upgrade requests and of the start times of unanswered requests, and at most
+//! [`MAX_STOPS`] stops per direction. Body bytes are counted, never stored.
 
 use std::collections::VecDeque;
 
 use super::head::{self, Bad, Lengths, ReqFacts, Start};
-use super::{Exchange, Framing, HttpLimits, HttpSummary, Interim, Message, Protocol, Stop};
+use super::pairing::{self, Lost, ReqEntry, RespEntry};
+use super::{Framing, HttpLimits, HttpSummary, Interim, MAX_STOPS, Message, Protocol, Stop};
 use crate::anomaly::Anomalies;
 use crate::tcp::{Dir, End, GapKind, PacketRef, StreamEvent};
 
@@ -25,11 +38,11 @@ const MAX_INTERIM: usize = 8;
 /// Pipelined requests with a special response framing (HEAD, CONNECT, Upgrade) remembered
 /// while their responses have not been parsed; beyond, they are framed as plain (noted).
 const MAX_SPECIAL_REQUESTS: usize = 4096;
-/// Responses framed without their request, remembered to check when the request shows up.
-const MAX_GUESSED: usize = 64;
+/// Start times of requests not answered yet, kept for framing a response after a loss of sync.
+const MAX_RECENT_REQUESTS: usize = 4096;
 /// Events a waiting direction holds (their bytes are capped by `max_header_bytes`).
 const MAX_HELD_EVENTS: usize = 1024;
-/// Bytes of a line kept while looking for the first message start of a mid-stream capture.
+/// Bytes of a line kept while looking for a message start.
 const MAX_HUNT_LINE: usize = 8 * 1024;
 /// Packet starts inside one line tried as message starts while hunting.
 const MAX_HUNT_MARKS: usize = 8;
@@ -44,15 +57,23 @@ pub(super) struct Parser {
     from_start: bool,
     /// Indexed by `Dir::idx`.
     sides: [Side; 2],
-    exchanges: Vec<Exchange>,
-    /// Exchange positions seen so far, kept or not.
+    /// The client direction's requests and lost stretches, and the server direction's responses,
+    /// in stream order (at most `max_exchanges` each), for `pairing`.
+    reqs: Vec<ReqEntry>,
+    resps: Vec<RespEntry>,
+    /// Interim responses of the final response to come, and whether sync was lost before them.
+    interim: Option<RespEntry>,
+    /// Exchange positions seen so far (request numbers, final response numbers), kept or not.
     exchanges_seen: u64,
-    /// Requests parsed whose response is not framed like a GET's, by exchange index, oldest
+    /// Final responses seen so far.
+    responses_seen: u64,
+    /// Requests parsed whose response is not framed like a GET's, by request number, oldest
     /// first; a parsed request not listed here is plain.
     special: VecDeque<(u64, ReqFacts)>,
-    /// Responses framed before their request was known.
-    guessed: VecDeque<u64>,
-    /// The exchange whose response turned the connection into a tunnel.
+    /// Request numbers and start times of the requests the server direction has not answered
+    /// yet, oldest first (bounded).
+    recent: VecDeque<(u64, i64)>,
+    /// The request whose response turned the connection into a tunnel.
     tunnel: Option<u64>,
     tls: bool,
     /// (Mid-stream) a direction's first bytes look like a TLS record header: the connection is
@@ -63,6 +84,7 @@ pub(super) struct Parser {
     /// Some payload (bytes or a gap) was seen.
     payload_seen: bool,
     stopped: Vec<Stop>,
+    stops_not_kept: u64,
     anomalies: Anomalies,
 }
 
@@ -70,7 +92,8 @@ pub(super) struct Parser {
 #[derive(Debug)]
 struct Side {
     state: State,
-    /// Exchange index of this direction's next message (for responses: next final response).
+    /// Requests: number of the next request. Responses: number of the request the next final
+    /// response is taken to answer (for its framing).
     next: u64,
     /// A message start was seen in this direction.
     started: bool,
@@ -87,6 +110,29 @@ struct Side {
     /// Garbage where the first message of a stream should have started: an anomaly if the
     /// connection turns out to be HTTP, nothing if it is some other protocol.
     deferred: Option<Deferred>,
+    /// Sync was lost since this direction's last message start.
+    lost: bool,
+    /// Timestamp of the last data parsed (where a stretch of lost requests can begin).
+    last_ts: Option<i64>,
+    /// The stop of the current loss of sync (index in `stopped`), to say where parsing resumed.
+    open_stop: Option<usize>,
+    /// Stops recorded for this direction.
+    stops: usize,
+    /// A message whose head snaplen cut, while its extent is being found out.
+    cut: Option<Cut>,
+}
+
+/// A message whose head snaplen cut: it runs until the next message start of its direction if
+/// nothing but snaplen-cut bytes come before it.
+#[derive(Debug)]
+struct Cut {
+    /// Index in `reqs` or `resps`.
+    entry: usize,
+    offset: i64,
+    /// Bytes snaplen cut since its start.
+    missing: u64,
+    /// The last packet known to carry bytes of it.
+    last: PacketRef,
 }
 
 #[derive(Debug)]
@@ -101,7 +147,7 @@ struct Deferred {
 enum State {
     /// At a message boundary.
     Idle,
-    /// Captured mid-stream: looking for a line that starts a message.
+    /// Looking for a line that starts a message: captured mid-stream, or after a loss of sync.
     Hunt(Hunt),
     /// Inside a start line and header fields.
     Head(HeadBuf),
@@ -113,7 +159,7 @@ enum State {
     AwaitTunnel(u64),
     /// Not HTTP anymore (101, 2xx to CONNECT): bytes are ignored.
     Tunnel,
-    /// Stopped (a gap or an error), or not HTTP: bytes are ignored.
+    /// Stopped (an error), or not HTTP: bytes are ignored.
     Done,
 }
 
@@ -135,6 +181,7 @@ enum Held {
         offset: i64,
         len: u64,
         kind: GapKind,
+        at: PacketRef,
     },
 }
 
@@ -165,6 +212,9 @@ struct HeadBuf {
     first_of_stream: bool,
     /// (Response) its request was sent before the capture started.
     orphan: bool,
+    /// Found by looking for a message start (`Some(true)`: after a loss of sync): a head that
+    /// does not parse was a false start, and the looking goes on.
+    hunted: Option<bool>,
 }
 
 impl HeadBuf {
@@ -179,6 +229,7 @@ impl HeadBuf {
             line_ok: false,
             first_of_stream,
             orphan,
+            hunted: None,
         }
     }
 }
@@ -194,21 +245,47 @@ struct Hunt {
     overflow: bool,
     /// Packet starts inside the line: a message may start there (after a binary body).
     marks: Vec<(usize, PacketRef)>,
+    /// The next bytes are the start of a packet's data.
+    fresh: bool,
+    /// The current line began at the start of a packet's data.
+    line_at_packet: bool,
+    /// After a loss of sync (not the first message of a stream captured mid-connection).
+    resync: bool,
 }
 
 impl Hunt {
+    fn resync() -> Hunt {
+        Hunt {
+            resync: true,
+            ..Hunt::default()
+        }
+    }
+
     fn reset(&mut self) {
         self.line.clear();
         self.overflow = false;
         self.marks.clear();
+        self.fresh = false;
+        self.line_at_packet = false;
     }
 
     fn packet_start(&mut self, at: PacketRef) {
         if self.overflow {
             self.reset();
-        } else if !self.line.is_empty() && self.marks.len() < MAX_HUNT_MARKS {
+        }
+        if self.line.is_empty() {
+            self.fresh = true;
+        } else if self.marks.len() < MAX_HUNT_MARKS {
             self.marks.push((self.line.len(), at));
         }
+    }
+
+    /// Where the current line, cut short by snaplen, may hold the start of a message: its start
+    /// if that was a packet start, and the packet starts inside it.
+    fn cut_starts(&self) -> impl Iterator<Item = (usize, PacketRef)> + '_ {
+        let own = (self.line_at_packet && !self.overflow).then_some((0, self.at));
+        own.into_iter()
+            .chain(self.marks.iter().copied().filter(|_| !self.overflow))
     }
 }
 
@@ -216,10 +293,13 @@ impl Hunt {
 #[derive(Debug)]
 struct Cur {
     msg: Message,
-    idx: u64,
+    /// Requests: its number. Responses: the request it was framed for, if any.
+    idx: Option<u64>,
     /// Requests: what it asked (for a tunnel); responses: default.
     facts: ReqFacts,
     body: Body,
+    /// Responses: interim responses and pairing facts.
+    meta: RespEntry,
 }
 
 #[derive(Debug)]
@@ -246,7 +326,9 @@ enum Chunk {
 struct Pending {
     msg: Message,
     lengths: Lengths,
-    idx: u64,
+    /// The request it is taken to answer (None: none known).
+    idx: Option<u64>,
+    meta: RespEntry,
 }
 
 /// What a body step found.
@@ -263,6 +345,8 @@ enum Facts {
     Unknown,
     /// The client direction may still parse it.
     NotYet,
+    /// It started after the response: the response does not answer it.
+    Later,
 }
 
 fn add(offset: i64, n: usize) -> i64 {
@@ -466,21 +550,30 @@ impl Parser {
             end_offset: None,
             skipped: None,
             deferred: None,
+            lost: false,
+            last_ts: None,
+            open_stop: None,
+            stops: 0,
+            cut: None,
         };
         Parser {
             limits,
             from_start,
             sides: [side(), side()],
-            exchanges: Vec::new(),
+            reqs: Vec::new(),
+            resps: Vec::new(),
+            interim: None,
             exchanges_seen: 0,
+            responses_seen: 0,
             special: VecDeque::new(),
-            guessed: VecDeque::new(),
+            recent: VecDeque::new(),
             tunnel: None,
             tls: false,
             tls_hint: false,
             http_seen: false,
             payload_seen: false,
             stopped: Vec::new(),
+            stops_not_kept: 0,
             anomalies: Anomalies::default(),
         }
     }
@@ -538,8 +631,11 @@ impl Parser {
         match ev {
             StreamEvent::Data { offset, bytes, at } => self.data(d, offset, bytes, at),
             StreamEvent::Gap {
-                offset, len, kind, ..
-            } => self.gap(d, offset, len, kind),
+                offset,
+                len,
+                kind,
+                at,
+            } => self.gap(d, offset, len, kind, at),
         }
         self.wake();
     }
@@ -560,7 +656,12 @@ impl Parser {
             side.held_bytes -= held.len();
             match held {
                 Held::Data { offset, bytes, at } => self.data(d, offset, &bytes, at),
-                Held::Gap { offset, len, kind } => self.gap(d, offset, len, kind),
+                Held::Gap {
+                    offset,
+                    len,
+                    kind,
+                    at,
+                } => self.gap(d, offset, len, kind, at),
             }
         }
     }
@@ -569,15 +670,7 @@ impl Parser {
     /// take the request as not turning the connection into a tunnel.
     fn give_up(&mut self, d: Dir) {
         match std::mem::replace(&mut self.side(d).state, State::Idle) {
-            State::AwaitRequest(p) => {
-                if self.client_may_send() {
-                    if self.guessed.len() >= MAX_GUESSED {
-                        self.guessed.pop_front();
-                    }
-                    self.guessed.push_back(p.idx);
-                }
-                self.frame_response(*p, None);
-            }
+            State::AwaitRequest(p) => self.frame_response(*p, None),
             State::AwaitTunnel(_) => {}
             other => self.side(d).state = other,
         }
@@ -588,12 +681,21 @@ impl Parser {
         loop {
             let mut progress = false;
             if let State::AwaitRequest(p) = &self.sides[1].state {
-                let idx = p.idx;
-                let facts = self.request_facts(idx);
+                let ts = p.ts();
+                let facts = match p.idx {
+                    Some(idx) => self.request_facts(idx, ts),
+                    None => Facts::Unknown,
+                };
                 if !matches!(facts, Facts::NotYet) {
-                    if let State::AwaitRequest(p) = std::mem::replace(&mut self.sides[1].state, State::Idle) {
+                    if let State::AwaitRequest(mut p) =
+                        std::mem::replace(&mut self.sides[1].state, State::Idle)
+                    {
                         let known = match facts {
                             Facts::Known(f) => Some(f),
+                            Facts::Later => {
+                                p.idx = None;
+                                None
+                            }
                             _ => None,
                         };
                         self.frame_response(*p, known);
@@ -616,7 +718,7 @@ impl Parser {
             // the client's bytes after that request are not HTTP either.
             if let Some(t) = self.tunnel {
                 let c = &self.sides[0];
-                if c.next == t + 1 && matches!(c.state, State::Idle | State::Head(_)) {
+                if c.next == t + 1 && matches!(c.state, State::Idle | State::Head(_) | State::Hunt(_)) {
                     self.become_tunnel(Dir::ClientToServer);
                     progress = true;
                 }
@@ -639,14 +741,23 @@ impl Parser {
         !matches!(self.sides[0].state, State::Tunnel | State::Done)
     }
 
-    /// The server direction may still answer exchange `idx`.
+    /// The server direction may still answer request `idx`.
     fn server_may_answer(&self, idx: u64) -> bool {
         let s = &self.sides[1];
         s.next <= idx && !matches!(s.state, State::Tunnel | State::Done)
     }
 
-    fn request_facts(&mut self, idx: u64) -> Facts {
+    /// What request `idx` asked, for framing a response that started at `ts`.
+    fn request_facts(&mut self, idx: u64, ts: i64) -> Facts {
         if idx < self.sides[0].next {
+            while self.recent.front().is_some_and(|&(i, _)| i < idx) {
+                self.recent.pop_front();
+            }
+            if let Some(&(i, start)) = self.recent.front() {
+                if i == idx && start > ts {
+                    return Facts::Later;
+                }
+            }
             while self.special.front().is_some_and(|&(i, _)| i < idx) {
                 self.special.pop_front();
             }
@@ -661,9 +772,32 @@ impl Parser {
         }
     }
 
+    /// The request a final response that started at `ts` is taken to answer, for its framing:
+    /// the next one in order; after a loss of sync, the latest one known to have started before
+    /// it. None for a response to a request sent before the capture started.
+    fn provisional(&self, orphan: bool, after_loss: bool, ts: i64) -> Option<u64> {
+        if orphan {
+            return None;
+        }
+        let next = self.sides[1].next;
+        if after_loss {
+            if let Some(&(i, _)) = self
+                .recent
+                .iter()
+                .rev()
+                .find(|&&(i, start)| i >= next && start <= ts)
+            {
+                return Some(i);
+            }
+        }
+        Some(next)
+    }
+
     /// Bytes of one event (or what is left of it).
     fn data(&mut self, d: Dir, offset: i64, bytes: &[u8], at: PacketRef) {
-        if let State::Hunt(h) = &mut self.side(d).state {
+        let side = self.side(d);
+        side.last_ts = Some(at.ts_ns);
+        if let State::Hunt(h) = &mut side.state {
             h.packet_start(at);
         }
         let mut pos = 0;
@@ -735,7 +869,8 @@ impl Parser {
         self.head(d, data, at)
     }
 
-    /// Looking for the first start line of a stream captured mid-connection.
+    /// Looking for a message start: the first of a stream captured mid-connection, or the next
+    /// one after a loss of sync.
     fn hunt(&mut self, d: Dir, offset: i64, data: &[u8], at: PacketRef) -> usize {
         let cap = MAX_HUNT_LINE.min(self.limits.max_header_bytes);
         let State::Hunt(h) = &mut self.sides[d.idx()].state else {
@@ -746,7 +881,9 @@ impl Parser {
         if h.line.is_empty() && !h.overflow {
             h.offset = offset;
             h.at = at;
+            h.line_at_packet = h.fresh;
         }
+        h.fresh = false;
         if !h.overflow {
             if h.line.len().saturating_add(n) <= cap {
                 append(&mut h.line, &data[..n], cap);
@@ -766,23 +903,134 @@ impl Parser {
         };
         let Some((p, p_at)) = found else {
             h.reset();
+            // Not a message start: still the message whose head snaplen cut, if any.
+            if let Some(c) = &mut self.sides[d.idx()].cut {
+                c.last = at;
+            }
             return n;
         };
         let start = add(h.offset, p);
         let line = h.line.get(p..).unwrap_or_default().to_vec();
-        let orphan = d == Dir::ServerToClient && !self.sides[0].started;
+        let resync = h.resync;
+        let orphan = d == Dir::ServerToClient && !self.from_start && !self.sides[0].started;
         let side = self.side(d);
-        side.skipped = Some(start.saturating_sub(side.first_offset.unwrap_or(start)).max(0) as u64);
         side.started = true;
-        let mut hb = HeadBuf::new(start, p_at, true, orphan);
+        let mut hb = HeadBuf::new(start, p_at, !resync, orphan);
         hb.first_nl = line.len().checked_sub(1);
         hb.scan = 1;
         hb.line_ok = true;
         hb.last = at;
         hb.buf = line;
+        hb.hunted = Some(resync);
         side.state = State::Head(hb);
         self.http_seen = true;
         n
+    }
+
+    /// A gap while looking for a message start. Snaplen keeps the first bytes of every packet:
+    /// a line it cut that began at a packet start may still show a message start.
+    fn hunt_gap(&mut self, d: Dir, offset: i64, len: u64, kind: GapKind, at: PacketRef) {
+        let State::Hunt(h) = &mut self.sides[d.idx()].state else {
+            return;
+        };
+        let resync = h.resync;
+        let found = if kind == GapKind::Snaplen {
+            h.cut_starts()
+                .find(|&(p, _)| h.line.get(p..).is_some_and(|l| head::is_cut_start(d, l)))
+                .map(|(p, p_at)| {
+                    (
+                        add(h.offset, p),
+                        h.line.get(p..).unwrap_or_default().to_vec(),
+                        p_at,
+                    )
+                })
+        } else {
+            None
+        };
+        h.reset();
+        let Some((start, line, p_at)) = found else {
+            if kind == GapKind::Snaplen {
+                // Still the message whose head snaplen cut, if any.
+                if let Some(c) = &mut self.side(d).cut {
+                    c.missing = c.missing.saturating_add(len);
+                    c.last = at;
+                }
+            } else if resync {
+                // Requests may hide in these bytes too (already lost: one stretch).
+                let ts = self.sides[d.idx()].last_ts.unwrap_or(at.ts_ns);
+                if d == Dir::ClientToServer {
+                    self.push_lost(ts, Lost::Gap);
+                }
+            }
+            return;
+        };
+        let orphan = d == Dir::ServerToClient && !self.from_start && !self.sides[0].started;
+        self.side(d).started = true;
+        self.http_seen = true;
+        let mut hb = HeadBuf::new(start, p_at, !resync, orphan);
+        hb.line_ok = true;
+        hb.hunted = Some(resync);
+        let entry = self.record_partial(d, &hb, &line);
+        let reason = format!(
+            "snaplen cut the {} headers at offset {offset} ({len} bytes not captured)",
+            what(d)
+        );
+        self.lose_sync(d, offset, reason, Lost::Cut, at);
+        if let Some(entry) = entry {
+            self.side(d).cut = Some(Cut {
+                entry,
+                offset: start,
+                missing: len,
+                last: at,
+            });
+        }
+    }
+
+    /// A message found by looking for it is confirmed: say where parsing resumed (or how many
+    /// bytes a mid-stream capture skipped before its first message).
+    fn found(&mut self, d: Dir, h: &HeadBuf) {
+        match h.hunted {
+            Some(true) => self.resumed(d, h.offset),
+            Some(false) => {
+                let side = self.side(d);
+                let first = side.first_offset.unwrap_or(h.offset);
+                side.skipped = Some(h.offset.saturating_sub(first).max(0) as u64);
+            }
+            None => {}
+        }
+    }
+
+    /// Parsing found the next message at `offset` after a loss of sync.
+    fn resumed(&mut self, d: Dir, offset: i64) {
+        if let Some(i) = self.side(d).open_stop.take() {
+            if let Some(stop) = self.stopped.get_mut(i) {
+                stop.resumed = Some(offset);
+            }
+        }
+        self.end_cut(d, offset, true);
+    }
+
+    /// The message whose head snaplen cut ran until `end` (`complete`: the next message started
+    /// there, after nothing but snaplen-cut bytes).
+    fn end_cut(&mut self, d: Dir, end: i64, complete: bool) {
+        let Some(c) = self.side(d).cut.take() else {
+            return;
+        };
+        let msg = match d {
+            Dir::ClientToServer => match self.reqs.get_mut(c.entry) {
+                Some(ReqEntry::Msg { msg, .. }) => msg,
+                _ => return,
+            },
+            Dir::ServerToClient => match self.resps.get_mut(c.entry).and_then(|r| r.msg.as_mut()) {
+                Some(msg) => msg,
+                None => return,
+            },
+        };
+        let span = end.saturating_sub(c.offset).max(0) as u64;
+        msg.bytes = msg.bytes.max(span);
+        msg.missing = c.missing.min(msg.bytes);
+        msg.complete = complete;
+        msg.last = c.last;
     }
 
     /// Inside a head.
@@ -812,8 +1060,8 @@ impl Parser {
         if before.saturating_add(n) > cap {
             let room = cap.saturating_sub(before).min(n);
             append(&mut h.buf, &data[..room], cap);
-            self.head_too_long(d, h);
-            return data.len();
+            let false_start = self.head_too_long(d, h);
+            return if false_start { n } else { data.len() };
         }
         // A head that arrives whole in one event is parsed where it lies.
         let in_place = before == 0 && end.is_some();
@@ -821,6 +1069,9 @@ impl Parser {
             append(&mut h.buf, &data[..n], cap);
         }
         let view: &[u8] = if in_place { &data[..n] } else { &h.buf };
+        // After a head that does not parse: a false start (found by looking) leaves the rest of
+        // the event to the looking; an error stops the direction.
+        let after_bad = |false_start: bool| if false_start { n } else { data.len() };
 
         if !h.line_ok {
             if d == Dir::ClientToServer && h.first_of_stream && self.from_start && view.first() == Some(&0x16)
@@ -850,13 +1101,9 @@ impl Parser {
                     }
                     Start::Partial { .. } if !line_complete => {}
                     Start::Partial { .. } => {
-                        self.bad_head(d, &h, httparse::Error::NewLine, view);
-                        return data.len();
+                        return after_bad(self.bad_head(d, &h, httparse::Error::NewLine, view));
                     }
-                    Start::Invalid(e) => {
-                        self.bad_head(d, &h, e, view);
-                        return data.len();
-                    }
+                    Start::Invalid(e) => return after_bad(self.bad_head(d, &h, e, view)),
                 }
             }
         }
@@ -867,21 +1114,26 @@ impl Parser {
         let mut msg = head::empty_message(h.offset, h.first);
         msg.last = h.last;
         match head::parse(d, view, msg, &self.limits) {
-            Err(e) => {
-                self.bad_head(d, &h, e, view);
-                return data.len();
+            Err(e) => return after_bad(self.bad_head(d, &h, e, view)),
+            Ok(p) => {
+                self.found(d, &h);
+                match d {
+                    Dir::ClientToServer => self.request_head(&h, p),
+                    Dir::ServerToClient => self.response_head(&h, p),
+                }
             }
-            Ok(p) => match d {
-                Dir::ClientToServer => self.request_head(&h, p),
-                Dir::ServerToClient => self.response_head(&h, p),
-            },
         }
         n
     }
 
-    /// A head grew past `max_header_bytes` without ending.
-    fn head_too_long(&mut self, d: Dir, h: HeadBuf) {
+    /// A head grew past `max_header_bytes` without ending. Returns true for a false start.
+    fn head_too_long(&mut self, d: Dir, h: HeadBuf) -> bool {
         let cap = self.limits.max_header_bytes;
+        if let Some(resync) = h.hunted {
+            // Found by looking: taken for a start line, it was not one.
+            self.side(d).state = State::Hunt(if resync { Hunt::resync() } else { Hunt::default() });
+            return true;
+        }
         let line_complete = h.first_nl.is_some();
         let start = if h.line_ok {
             Start::Valid
@@ -891,9 +1143,7 @@ impl Parser {
         };
         match start {
             Start::Invalid(e) => self.bad_head(d, &h, e, &h.buf),
-            Start::Partial { known: false } => {
-                self.bad_head(d, &h, httparse::Error::Token, &h.buf);
-            }
+            Start::Partial { known: false } => self.bad_head(d, &h, httparse::Error::Token, &h.buf),
             Start::Valid | Start::Partial { known: true } => {
                 self.record_partial(d, &h, &h.buf);
                 let reason = format!(
@@ -902,13 +1152,19 @@ impl Parser {
                     h.offset
                 );
                 self.halt(d, h.offset, reason, Some(("http_header_too_long", h.last)));
+                false
             }
         }
     }
 
     /// A head that does not parse: an anomaly and a stop; or, for the first bytes of a stream,
-    /// a sign that the connection is not HTTP (decided at the end).
-    fn bad_head(&mut self, d: Dir, h: &HeadBuf, e: httparse::Error, view: &[u8]) {
+    /// a sign that the connection is not HTTP (decided at the end); or, for a head found by
+    /// looking for a message start, a false start: the looking goes on (returns true).
+    fn bad_head(&mut self, d: Dir, h: &HeadBuf, e: httparse::Error, view: &[u8]) -> bool {
+        if let Some(resync) = h.hunted {
+            self.side(d).state = State::Hunt(if resync { Hunt::resync() } else { Hunt::default() });
+            return true;
+        }
         let anomaly = head::error_anomaly(d, e, h.line_ok);
         let reason = if h.line_ok {
             self.record_partial(d, h, view);
@@ -930,29 +1186,57 @@ impl Parser {
                 reason,
             });
             side.state = State::Done;
-            return;
+            if d == Dir::ClientToServer {
+                // If the connection turns out to be HTTP, a response may answer these bytes.
+                self.push_lost(h.first.ts_ns, Lost::Unparsed);
+            }
+            return false;
         }
         self.halt(d, h.offset, reason, Some((anomaly, h.first)));
+        false
     }
 
-    /// Records a message whose head was cut short, if its start line is known.
+    /// Records a message whose head was cut short, if its start line is known (as far as it
+    /// was captured); returns its index in `reqs` or `resps`.
     /// `bytes`: the head so far (not always in `h.buf`: a head parsed in place is not).
-    fn record_partial(&mut self, d: Dir, h: &HeadBuf, bytes: &[u8]) {
+    fn record_partial(&mut self, d: Dir, h: &HeadBuf, bytes: &[u8]) -> Option<usize> {
         let mut msg = head::empty_message(h.offset, h.first);
         msg.last = h.last;
         msg.bytes = bytes.len() as u64;
-        let Some(msg) = head::partial_message(d, bytes, msg, &self.limits) else {
-            return;
-        };
+        msg.framing = Framing::Unknown;
+        let msg = head::partial_message(d, bytes, msg, &self.limits)?;
         self.http_seen = true;
-        let idx = self.sides[d.idx()].next;
-        self.sides[d.idx()].next = idx + 1;
-        if h.orphan {
-            let c = &mut self.sides[0].next;
-            *c = (*c).max(idx + 1);
+        self.found(d, h);
+        match d {
+            Dir::ClientToServer => {
+                let idx = self.sides[0].next;
+                self.sides[0].next = idx + 1;
+                self.touch(idx, h.first);
+                let method = msg.method.as_deref().unwrap_or("");
+                let facts = ReqFacts {
+                    head: method == "HEAD",
+                    connect: method == "CONNECT",
+                    upgrade: false,
+                };
+                self.remember(idx, facts, h.first);
+                self.note_request(idx, msg.first.ts_ns);
+                self.push_request(msg, facts)
+            }
+            Dir::ServerToClient => {
+                let status = msg.status.unwrap_or(0);
+                if (100..200).contains(&status) && status != 101 {
+                    self.interim(status, h.first);
+                    return None;
+                }
+                self.touch_response(h.first);
+                let meta = self.response_meta(h.orphan);
+                let idx = self.provisional(h.orphan, meta.after_loss, resp_ts(&msg, &meta));
+                if let Some(i) = idx {
+                    self.sides[1].next = i + 1;
+                }
+                self.push_response(Some(msg), meta)
+            }
         }
-        self.touch(idx, h.first);
-        self.commit(d, idx, msg);
     }
 
     /// A request head is complete.
@@ -962,10 +1246,11 @@ impl Parser {
         self.sides[0].next = idx + 1;
         self.touch(idx, h.first);
         self.remember(idx, p.facts, h.first);
+        self.note_request(idx, h.first.ts_ns);
         let mut msg = p.msg;
         match head::request_framing(&p.lengths) {
             Err(bad) => {
-                self.commit(d, idx, msg);
+                self.push_request(msg, p.facts);
                 self.halt(d, h.offset, bad.reason, Some((bad.anomaly, h.first)));
             }
             Ok((framing, note)) => {
@@ -981,16 +1266,17 @@ impl Parser {
                     }),
                     _ => {
                         msg.complete = true;
-                        self.commit(d, idx, msg);
+                        self.push_request(msg, p.facts);
                         self.after_request(idx, p.facts);
                         return;
                     }
                 };
                 self.sides[0].state = State::Body(Box::new(Cur {
                     msg,
-                    idx,
+                    idx: Some(idx),
                     facts: p.facts,
                     body,
+                    meta: RespEntry::default(),
                 }));
             }
         }
@@ -998,17 +1284,7 @@ impl Parser {
 
     /// Keeps what the response framing needs to know about request `idx`.
     fn remember(&mut self, idx: u64, facts: ReqFacts, at: PacketRef) {
-        if facts.is_plain() {
-            return;
-        }
-        if let Some(i) = self.guessed.iter().position(|&g| g == idx) {
-            self.guessed.remove(i);
-            if facts.head || facts.connect {
-                self.anomalies
-                    .note("http_response_framing_guessed", Some(at.frame));
-            }
-        }
-        if !self.server_may_answer(idx) {
+        if facts.is_plain() || !self.server_may_answer(idx) {
             return;
         }
         if self.special.len() >= MAX_SPECIAL_REQUESTS {
@@ -1016,6 +1292,14 @@ impl Parser {
             return;
         }
         self.special.push_back((idx, facts));
+    }
+
+    /// Keeps when request `idx` started, for framing a response after a loss of sync.
+    fn note_request(&mut self, idx: u64, ts: i64) {
+        if self.recent.len() >= MAX_RECENT_REQUESTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((idx, ts));
     }
 
     /// Request `idx` went out whole: next request, or wait for a tunnel decision.
@@ -1029,44 +1313,59 @@ impl Parser {
         };
     }
 
+    /// An interim (1xx) response: kept for the final response that follows.
+    fn interim(&mut self, status: u16, at: PacketRef) {
+        let lost = std::mem::take(&mut self.sides[1].lost);
+        let e = self.interim.get_or_insert_with(RespEntry::default);
+        e.after_loss |= lost;
+        if e.interim.len() < MAX_INTERIM {
+            e.interim.push(Interim { status, at });
+        } else {
+            self.anomalies.note("http_interim_limit", Some(at.frame));
+        }
+    }
+
+    /// The pairing facts of a final response starting now (with the interim responses before it).
+    fn response_meta(&mut self, orphan: bool) -> RespEntry {
+        let lost = std::mem::take(&mut self.sides[1].lost);
+        let mut meta = self.interim.take().unwrap_or_default();
+        meta.after_loss |= lost;
+        meta.orphan |= orphan;
+        meta
+    }
+
     /// A response head is complete.
     fn response_head(&mut self, h: &HeadBuf, p: head::Parsed) {
         let status = p.msg.status.unwrap_or(0);
-        let idx = self.sides[1].next;
-        if h.orphan {
-            let c = &mut self.sides[0].next;
-            *c = (*c).max(idx + 1);
-        }
-        self.touch(idx, h.first);
         if (100..200).contains(&status) && status != 101 {
             // Interim: the final response of the same exchange follows.
-            if let Some(x) = self.exchange_mut(idx) {
-                if x.interim.len() < MAX_INTERIM {
-                    x.interim.push(Interim { status, at: h.first });
-                    return;
-                }
-            }
-            if idx < self.limits.max_exchanges as u64 {
-                self.anomalies.note("http_interim_limit", Some(h.first.frame));
-            }
+            self.interim(status, h.first);
             return;
         }
-        let pending = Pending {
+        self.touch_response(h.first);
+        let meta = self.response_meta(h.orphan);
+        let ts = resp_ts(&p.msg, &meta);
+        let idx = self.provisional(h.orphan, meta.after_loss, ts);
+        let mut pending = Pending {
             msg: p.msg,
             lengths: p.lengths,
             idx,
+            meta,
         };
         // Only HEAD (any status but 1xx/204/304, which have no body anyway) and CONNECT (2xx)
         // change a response's framing.
-        let needs_request = status >= 200 && status != 304 && !h.orphan;
-        let facts = if needs_request {
-            self.request_facts(idx)
-        } else {
-            Facts::Unknown
+        let needs_request = status >= 200 && status != 304;
+        let facts = match idx {
+            Some(idx) if needs_request => self.request_facts(idx, ts),
+            _ => Facts::Unknown,
         };
         match facts {
             Facts::Known(f) => self.frame_response(pending, Some(f)),
             Facts::Unknown => self.frame_response(pending, None),
+            Facts::Later => {
+                pending.idx = None;
+                self.frame_response(pending, None);
+            }
             Facts::NotYet => self.sides[1].state = State::AwaitRequest(Box::new(pending)),
         }
     }
@@ -1078,14 +1377,18 @@ impl Parser {
             mut msg,
             lengths,
             idx,
+            mut meta,
         } = p;
         let status = msg.status.unwrap_or(0);
-        self.sides[1].next = idx + 1;
+        if let Some(i) = idx {
+            self.sides[1].next = i + 1;
+        }
+        meta.used = req;
         self.sides[1].state = State::Idle;
         match head::response_framing(status, req, &lengths) {
             Err(bad) => {
                 let (offset, at) = (msg.offset, msg.first);
-                self.commit(d, idx, msg);
+                self.push_response(Some(msg), meta);
                 self.halt(d, offset, bad.reason, Some((bad.anomaly, at)));
             }
             Ok((framing, note)) => {
@@ -1102,14 +1405,16 @@ impl Parser {
                     Framing::UntilClose => Body::UntilClose,
                     Framing::Tunnel => {
                         msg.complete = true;
-                        self.commit(d, idx, msg);
-                        self.tunnel = Some(idx);
+                        self.push_response(Some(msg), meta);
+                        if idx.is_some() {
+                            self.tunnel = idx;
+                        }
                         self.become_tunnel(d);
                         return;
                     }
-                    Framing::None | Framing::ContentLength(_) => {
+                    Framing::None | Framing::ContentLength(_) | Framing::Unknown => {
                         msg.complete = true;
-                        self.commit(d, idx, msg);
+                        self.push_response(Some(msg), meta);
                         return;
                     }
                 };
@@ -1118,6 +1423,7 @@ impl Parser {
                     idx,
                     facts: ReqFacts::default(),
                     body,
+                    meta,
                 }));
             }
         }
@@ -1152,25 +1458,81 @@ impl Parser {
         let State::Body(cur) = std::mem::replace(&mut self.side(d).state, State::Idle) else {
             return;
         };
-        let Cur {
-            mut msg, idx, facts, ..
-        } = *cur;
-        msg.complete = true;
-        self.commit(d, idx, msg);
-        if d == Dir::ClientToServer {
+        let mut cur = *cur;
+        cur.msg.complete = true;
+        let (idx, facts) = (cur.idx, cur.facts);
+        self.commit(d, cur);
+        if let (Dir::ClientToServer, Some(idx)) = (d, idx) {
             self.after_request(idx, facts);
         }
     }
 
+    /// Keeps a message whose body ended (or stopped).
+    fn commit(&mut self, d: Dir, cur: Cur) {
+        match d {
+            Dir::ClientToServer => {
+                self.push_request(cur.msg, cur.facts);
+            }
+            Dir::ServerToClient => {
+                self.push_response(Some(cur.msg), cur.meta);
+            }
+        }
+    }
+
+    fn push_request(&mut self, msg: Message, facts: ReqFacts) -> Option<usize> {
+        if self.reqs.len() >= self.limits.max_exchanges {
+            return None;
+        }
+        self.reqs.push(ReqEntry::Msg {
+            msg: Box::new(msg),
+            facts,
+        });
+        Some(self.reqs.len() - 1)
+    }
+
+    fn push_response(&mut self, msg: Option<Message>, mut meta: RespEntry) -> Option<usize> {
+        if self.resps.len() >= self.limits.max_exchanges {
+            return None;
+        }
+        meta.msg = msg;
+        self.resps.push(meta);
+        Some(self.resps.len() - 1)
+    }
+
+    /// A stretch of the client direction where requests may hide (one for consecutive losses).
+    fn push_lost(&mut self, ts: i64, kind: Lost) {
+        if matches!(self.reqs.last(), Some(ReqEntry::Lost { .. }))
+            || self.reqs.len() >= self.limits.max_exchanges
+        {
+            return;
+        }
+        self.reqs.push(ReqEntry::Lost { ts, kind });
+    }
+
     /// Bytes the capture does not have.
-    fn gap(&mut self, d: Dir, offset: i64, len: u64, kind: GapKind) {
+    fn gap(&mut self, d: Dir, offset: i64, len: u64, kind: GapKind, at: PacketRef) {
         while self.paused(d) {
             if self.fits(d, 0) {
-                self.side(d).held.push_front(Held::Gap { offset, len, kind });
+                self.side(d).held.push_front(Held::Gap {
+                    offset,
+                    len,
+                    kind,
+                    at,
+                });
                 return;
             }
             self.give_up(d);
         }
+        // Bytes the capture lost (not cut by snaplen) end what is known of a message whose head
+        // snaplen cut.
+        if kind != GapKind::Snaplen {
+            self.end_cut(d, offset, false);
+        }
+        let lost = if kind == GapKind::Snaplen {
+            Lost::Cut
+        } else {
+            Lost::Gap
+        };
         let w = what(d);
         match &mut self.sides[d.idx()].state {
             State::Idle => {
@@ -1182,14 +1544,14 @@ impl Parser {
                         gap_kind(kind)
                     )
                 };
-                self.halt(d, offset, reason, None);
+                self.lose_sync(d, offset, reason, lost, at);
             }
-            State::Hunt(h) => h.reset(),
+            State::Hunt(_) => self.hunt_gap(d, offset, len, kind, at),
             State::Head(_) => {
                 let State::Head(h) = std::mem::replace(&mut self.side(d).state, State::Idle) else {
                     return;
                 };
-                self.record_partial(d, &h, &h.buf);
+                let entry = self.record_partial(d, &h, &h.buf);
                 let reason = if kind == GapKind::Snaplen {
                     format!("snaplen cut the {w} headers at offset {offset} ({len} bytes not captured)")
                 } else {
@@ -1198,7 +1560,15 @@ impl Parser {
                         gap_kind(kind)
                     )
                 };
-                self.halt(d, offset, reason, None);
+                self.lose_sync(d, offset, reason, lost, at);
+                if let (GapKind::Snaplen, Some(entry)) = (kind, entry) {
+                    self.side(d).cut = Some(Cut {
+                        entry,
+                        offset: h.offset,
+                        missing: len,
+                        last: at,
+                    });
+                }
             }
             State::Body(cur) => {
                 let counted = match &mut cur.body {
@@ -1221,7 +1591,7 @@ impl Parser {
                             if rest > 0 {
                                 // The body is whole; the rest of the gap is where the next
                                 // message starts.
-                                self.gap(d, rest_offset, rest, kind);
+                                self.gap(d, rest_offset, rest, kind, at);
                             }
                         }
                     }
@@ -1236,7 +1606,7 @@ impl Parser {
                             "gap of {len} bytes runs past the end of a chunk of the {w} body at offset {offset} ({}): the chunk framing is lost",
                             gap_kind(kind)
                         );
-                        self.halt(d, rest_offset, reason, None);
+                        self.lose_in_body(d, rest_offset, reason, lost, at);
                     }
                     Body::Chunked(_) => {
                         let reason = if kind == GapKind::Snaplen {
@@ -1249,7 +1619,7 @@ impl Parser {
                                 gap_kind(kind)
                             )
                         };
-                        self.halt(d, offset, reason, None);
+                        self.lose_in_body(d, offset, reason, lost, at);
                     }
                 }
             }
@@ -1257,7 +1627,48 @@ impl Parser {
         }
     }
 
-    /// Stops parsing direction `d` at `offset`: the message in progress is kept, incomplete.
+    /// A gap inside a body whose framing cannot follow it: the message is kept, incomplete, and
+    /// the direction looks for the next message.
+    fn lose_in_body(&mut self, d: Dir, offset: i64, reason: String, lost: Lost, at: PacketRef) {
+        if let State::Body(cur) = std::mem::replace(&mut self.side(d).state, State::Idle) {
+            self.commit(d, *cur);
+        }
+        self.lose_sync(d, offset, reason, lost, at);
+    }
+
+    /// Parsing of direction `d` lost sync at `offset` (the message there, if any, was kept):
+    /// a stop, and the looking for the next message start.
+    fn lose_sync(&mut self, d: Dir, offset: i64, reason: String, lost: Lost, at: PacketRef) {
+        let side = self.side(d);
+        let ts = side.last_ts.unwrap_or(at.ts_ns);
+        side.state = State::Hunt(Hunt::resync());
+        side.lost = true;
+        if d == Dir::ClientToServer {
+            self.push_lost(ts, lost);
+        }
+        self.stop(d, offset, reason);
+    }
+
+    /// Records a stop (at most `MAX_STOPS` per direction; the others are counted).
+    fn stop(&mut self, d: Dir, offset: i64, reason: String) {
+        let side = &mut self.sides[d.idx()];
+        side.open_stop = None;
+        if side.stops >= MAX_STOPS {
+            self.stops_not_kept += 1;
+            return;
+        }
+        side.stops += 1;
+        self.stopped.push(Stop {
+            dir: d,
+            offset,
+            reason,
+            resumed: None,
+        });
+        side.open_stop = Some(self.stopped.len() - 1);
+    }
+
+    /// Stops parsing direction `d` at `offset` for good (an error): the message in progress is
+    /// kept, incomplete.
     fn halt(&mut self, d: Dir, offset: i64, reason: String, anomaly: Option<(&'static str, PacketRef)>) {
         if let Some((name, at)) = anomaly {
             self.anomalies.note(name, Some(at.frame));
@@ -1266,19 +1677,25 @@ impl Parser {
         let state = std::mem::replace(&mut side.state, State::Done);
         side.held.clear();
         side.held_bytes = 0;
+        let ts = side.last_ts;
         match state {
-            State::Body(cur) => self.commit(d, cur.idx, cur.msg),
-            State::AwaitRequest(p) => self.commit(d, p.idx, p.msg),
+            State::Body(cur) => self.commit(d, *cur),
+            State::AwaitRequest(p) => {
+                let Pending { msg, meta, .. } = *p;
+                self.push_response(Some(msg), meta);
+            }
             _ => {}
         }
-        self.stopped.push(Stop {
-            dir: d,
-            offset,
-            reason,
-        });
+        self.end_cut(d, offset, false);
+        if d == Dir::ClientToServer {
+            // Requests may follow in the bytes that are not parsed anymore.
+            self.push_lost(ts.unwrap_or(i64::MAX), Lost::Unparsed);
+        }
+        self.stop(d, offset, reason);
+        self.side(d).open_stop = None;
     }
 
-    /// Counts exchange `idx` (noting the ones beyond the cap).
+    /// Counts exchange position `idx` (noting the ones beyond the cap).
     fn touch(&mut self, idx: u64, at: PacketRef) {
         if idx >= self.exchanges_seen {
             self.exchanges_seen = idx + 1;
@@ -1288,26 +1705,14 @@ impl Parser {
         }
     }
 
-    fn exchange_mut(&mut self, idx: u64) -> Option<&mut Exchange> {
-        let i = usize::try_from(idx)
-            .ok()
-            .filter(|&i| i < self.limits.max_exchanges)?;
-        if self.exchanges.len() <= i {
-            self.exchanges.resize_with(i + 1, Exchange::default);
-        }
-        self.exchanges.get_mut(i)
+    /// Counts a final response.
+    fn touch_response(&mut self, at: PacketRef) {
+        let n = self.responses_seen;
+        self.responses_seen += 1;
+        self.touch(n, at);
     }
 
-    fn commit(&mut self, d: Dir, idx: u64, msg: Message) {
-        if let Some(x) = self.exchange_mut(idx) {
-            match d {
-                Dir::ClientToServer => x.request = Some(msg),
-                Dir::ServerToClient => x.response = Some(msg),
-            }
-        }
-    }
-
-    /// No more events: decide what waits, close what is open.
+    /// No more events: decide what waits, close what is open, pair the messages.
     pub fn finish(mut self, ends: [End; 2]) -> HttpSummary {
         loop {
             self.wake();
@@ -1326,26 +1731,35 @@ impl Parser {
                 (Some(a), Some(b)) => b.saturating_sub(a).max(0) as u64,
                 _ => 0,
             };
-            skipped[d.idx()] = match (&state, side.skipped) {
+            let end_offset = side.end_offset;
+            let initial_hunt = matches!(&state, State::Hunt(h) if !h.resync);
+            skipped[d.idx()] = match (initial_hunt, side.skipped) {
                 (_, Some(n)) => n,
-                (State::Hunt(_), None) => seen,
+                (true, None) => seen,
                 _ => 0,
             };
             match state {
-                State::Head(h) => self.record_partial(d, &h, &h.buf),
+                State::Head(h) => {
+                    self.record_partial(d, &h, &h.buf);
+                }
                 State::Body(cur) => {
-                    let Cur {
-                        mut msg, idx, body, ..
-                    } = *cur;
-                    if matches!(body, Body::UntilClose) {
+                    let mut cur = *cur;
+                    if matches!(cur.body, Body::UntilClose) {
                         // The body ran until the close: whole if the server closed with a FIN
                         // after every byte, and the capture has the last ones.
-                        msg.complete = ends[d.idx()] == End::Fin && !tail_gap;
+                        cur.msg.complete = ends[d.idx()] == End::Fin && !tail_gap;
                     }
-                    self.commit(d, idx, msg);
+                    self.commit(d, cur);
                 }
                 _ => {}
             }
+            // A message whose head snaplen cut ran until the end of what its direction sent.
+            if let Some(end) = end_offset {
+                self.end_cut(d, end, false);
+            }
+        }
+        if let Some(e) = self.interim.take() {
+            self.push_response(None, e);
         }
         if self.http_seen && !self.tls {
             for d in Dir::BOTH {
@@ -1355,6 +1769,7 @@ impl Parser {
                         dir: d,
                         offset: def.offset,
                         reason: def.reason,
+                        resumed: None,
                     });
                 }
             }
@@ -1369,10 +1784,18 @@ impl Parser {
         } else {
             Protocol::Empty
         };
+        let exchanges = pairing::pair(
+            std::mem::take(&mut self.reqs),
+            std::mem::take(&mut self.resps),
+            self.from_start,
+            self.limits.max_exchanges,
+            &mut self.anomalies,
+        );
         HttpSummary {
             protocol,
-            exchanges: self.exchanges,
+            exchanges,
             stopped: self.stopped,
+            stops_not_kept: self.stops_not_kept,
             anomalies: self.anomalies,
             skipped,
         }
@@ -1399,6 +1822,17 @@ impl Parser {
     }
 }
 
+/// When a response started: its first interim response, or its head.
+fn resp_ts(msg: &Message, meta: &RespEntry) -> i64 {
+    meta.interim.first().map_or(msg.first.ts_ns, |i| i.at.ts_ns)
+}
+
+impl Pending {
+    fn ts(&self) -> i64 {
+        resp_ts(&self.msg, &self.meta)
+    }
+}
+
 fn ev_len(ev: &StreamEvent<'_>) -> usize {
     match ev {
         StreamEvent::Data { bytes, .. } => bytes.len(),
@@ -1414,7 +1848,15 @@ fn to_held(ev: StreamEvent<'_>) -> Held {
             at,
         },
         StreamEvent::Gap {
-            offset, len, kind, ..
-        } => Held::Gap { offset, len, kind },
+            offset,
+            len,
+            kind,
+            at,
+        } => Held::Gap {
+            offset,
+            len,
+            kind,
+            at,
+        },
     }
 }

@@ -21,6 +21,8 @@ struct Feed {
     frame: u32,
     /// Every event of a direction carries the same packet (for comparing splits).
     fixed: bool,
+    /// The packet of each direction's last data event.
+    last: [PacketRef; 2],
 }
 
 impl Feed {
@@ -34,6 +36,7 @@ impl Feed {
             off: [0, 0],
             frame: 0,
             fixed: false,
+            last: [PacketRef::default(); 2],
         }
     }
 
@@ -54,9 +57,28 @@ impl Feed {
 
     fn data(&mut self, d: Dir, bytes: &[u8]) -> &mut Feed {
         let at = self.next_at(d);
+        self.last[d.idx()] = at;
         let offset = self.off[d.idx()];
         self.h.on_stream(d, StreamEvent::Data { offset, bytes, at });
         self.off[d.idx()] += bytes.len() as i64;
+        self
+    }
+
+    /// Bytes captured in packet `frame`, delivered now (a direction held up behind a hole gets
+    /// its bytes after the other direction's later ones).
+    fn data_from(&mut self, d: Dir, frame: u32, bytes: &[u8]) -> &mut Feed {
+        let offset = self.off[d.idx()];
+        self.h.on_stream(
+            d,
+            StreamEvent::Data {
+                offset,
+                bytes,
+                at: at(frame),
+            },
+        );
+        self.off[d.idx()] += bytes.len() as i64;
+        self.frame = self.frame.max(frame);
+        self.last[d.idx()] = at(frame);
         self
     }
 
@@ -68,15 +90,22 @@ impl Feed {
         self.data(S, bytes)
     }
 
+    /// A gap; snaplen cuts the packet of the direction's last data event, and that packet is
+    /// the one that reveals it (other gaps: an unknown packet).
     fn gap(&mut self, d: Dir, len: u64, kind: GapKind) -> &mut Feed {
         let offset = self.off[d.idx()];
+        let at = if kind == GapKind::Snaplen {
+            self.last[d.idx()]
+        } else {
+            PacketRef::default()
+        };
         self.h.on_stream(
             d,
             StreamEvent::Gap {
                 offset,
                 len,
                 kind,
-                at: PacketRef::default(),
+                at,
             },
         );
         self.off[d.idx()] += len as i64;
@@ -318,7 +347,11 @@ fn head_response_has_no_body_then_next_exchange() {
     assert_eq!((res(&s, 0).framing, res(&s, 0).body_bytes), (Framing::None, 0));
     // The responses arrive before the requests (the client direction was held up by a hole):
     // the HEAD response still has no body.
-    let s = Feed::new(true).s(head_ok).s(get_ok).c(client).done();
+    let s = Feed::new(true)
+        .data_from(S, 2, head_ok)
+        .data_from(S, 3, get_ok)
+        .data_from(C, 1, client)
+        .done();
     assert_clean(&s);
     assert_eq!(rows(&s), expect);
 }
@@ -650,7 +683,8 @@ fn gap_inside_headers_stops() {
             dir: C,
             offset: 19,
             reason: "gap of 10 bytes inside the request headers at offset 19 (not captured: the receiver acknowledged them)"
-                .into()
+                .into(),
+            resumed: None,
         }]
     );
     // The request is kept as far as it is known; the response is still parsed.
@@ -670,10 +704,14 @@ fn snaplen_cut_inside_headers() {
         s.stopped[0].reason,
         "snaplen cut the response headers at offset 37 (1400 bytes not captured)"
     );
+    // The response counts the bytes snaplen cut after its head (they went out), and cannot be
+    // said to be complete: its framing is unknown.
     assert_eq!(
         rows(&s),
-        vec![row("GET", "/index.html", n(GET), true, 502, 37, false)]
+        vec![row("GET", "/index.html", n(GET), true, 502, 37 + 1400, false)]
     );
+    let r = res(&s, 0);
+    assert_eq!((r.framing, r.missing), (Framing::Unknown, 1400));
 }
 
 #[test]
@@ -691,6 +729,368 @@ fn snaplen_cut_every_payload() {
             .reason
             .starts_with("snaplen cut 300 bytes where the next request would start")
     );
+}
+
+/// The response that starts at the current server offset, and where it ends.
+fn ok_len(body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+#[test]
+fn resync_after_a_lost_response_head_pairs_by_time() {
+    // Keep-alive, not pipelined. The capture lost the head of the first response (the client
+    // acknowledged it); its body's tail (text, with lines) is captured. Parsing finds the next
+    // response at a packet start; time says it answers the second request (the latest one sent
+    // before it), and the first request's response is in the gap.
+    let (a, b, c) = (
+        b"GET /a HTTP/1.1\r\n\r\n",
+        b"GET /b HTTP/1.1\r\n\r\n",
+        b"GET /c HTTP/1.1\r\n\r\n",
+    );
+    let (ok_b, ok_c) = (ok_len("bb"), ok_len("ccc"));
+    let tail = b"<p>end of the page</p>\r\n</html>\r\n";
+    let s = Feed::new(true)
+        .c(a)
+        .gap(S, 60, GapKind::NotCaptured)
+        .s(tail)
+        .c(b)
+        .s(&ok_b)
+        .c(c)
+        .s(&ok_c)
+        .done();
+    assert_eq!(
+        rows(&s),
+        vec![
+            row("GET", "/a", n(a), true, 0, 0, false),
+            row("GET", "/b", n(b), true, 200, n(&ok_b), true),
+            row("GET", "/c", n(c), true, 200, n(&ok_c), true),
+        ]
+    );
+    assert_eq!(s.anomalies.count("http_response_not_captured"), 1);
+    assert_eq!(s.anomalies.iter().count(), 1);
+    let resumed = 60 + n(tail) as i64;
+    assert_eq!(
+        s.stopped,
+        vec![Stop {
+            dir: S,
+            offset: 0,
+            reason: "gap of 60 bytes where the next response would start, at offset 0 (not captured: the receiver acknowledged them)".into(),
+            resumed: Some(resumed),
+        }]
+    );
+    assert_eq!(res(&s, 1).offset, resumed);
+}
+
+#[test]
+fn gap_covering_exactly_one_whole_response() {
+    // Keep-alive: the capture lost the second response entirely, nothing else.
+    let mut f = Feed::new(true);
+    let reqs: Vec<Vec<u8>> = (0..4)
+        .map(|i| format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes())
+        .collect();
+    let resps: Vec<Vec<u8>> = (0..4).map(|i| ok_len(&"x".repeat(i + 1))).collect();
+    for i in 0..4 {
+        f.c(&reqs[i]);
+        if i == 1 {
+            f.gap(S, n(&resps[i]), GapKind::Missing);
+        } else {
+            f.s(&resps[i]);
+        }
+    }
+    let s = f.done();
+    assert_eq!(
+        rows(&s)
+            .iter()
+            .map(|r| (r.target.clone().unwrap_or_default(), r.status))
+            .collect::<Vec<_>>(),
+        vec![
+            ("/0".to_string(), Some(200)),
+            ("/1".to_string(), None),
+            ("/2".to_string(), Some(200)),
+            ("/3".to_string(), Some(200)),
+        ]
+    );
+    assert_eq!(res(&s, 2).body_bytes, 3);
+    assert_eq!(s.anomalies.count("http_response_not_captured"), 1);
+    let lost_at = n(&resps[0]) as i64;
+    assert_eq!(s.stopped.len(), 1);
+    assert_eq!(
+        (s.stopped[0].offset, s.stopped[0].resumed),
+        (lost_at, Some(lost_at + n(&resps[1]) as i64))
+    );
+}
+
+#[test]
+fn response_framed_for_the_request_time_chose() {
+    // After the lost response to a GET, the next response answers a HEAD: no body, whatever
+    // its Content-Length says, and the response after it is found where it starts.
+    let head_ok = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+    let s = Feed::new(true)
+        .c(b"GET /a HTTP/1.1\r\n\r\n")
+        .gap(S, 45, GapKind::NotCaptured)
+        .c(b"HEAD /b HTTP/1.1\r\n\r\n")
+        .s(head_ok)
+        .c(b"GET /c HTTP/1.1\r\n\r\n")
+        .s(&ok_len("c"))
+        .done();
+    assert_eq!(
+        rows(&s),
+        vec![
+            row("GET", "/a", 19, true, 0, 0, false),
+            row("HEAD", "/b", 20, true, 200, n(head_ok), true),
+            row("GET", "/c", 19, true, 200, n(&ok_len("c")), true),
+        ]
+    );
+    assert_eq!(res(&s, 1).framing, Framing::None);
+    assert_eq!(s.anomalies.count("http_response_framing_guessed"), 0);
+}
+
+#[test]
+fn client_gap_hiding_a_request() {
+    // The capture lost a whole request; the server answered it. Its response is kept without a
+    // request (noted), and the next exchange pairs as it should.
+    let (a, lost, c) = (
+        b"GET /a HTTP/1.1\r\n\r\n",
+        b"GET /lost HTTP/1.1\r\n\r\n",
+        b"GET /c HTTP/1.1\r\n\r\n",
+    );
+    let s = Feed::new(true)
+        .c(a)
+        .s(&ok_len("a"))
+        .gap(C, n(lost), GapKind::NotCaptured)
+        .s(&ok_len("lost"))
+        .c(c)
+        .s(&ok_len("c"))
+        .done();
+    assert_eq!(
+        rows(&s)
+            .iter()
+            .map(|r| (r.target.clone(), r.response_bytes))
+            .collect::<Vec<_>>(),
+        vec![
+            (Some("/a".to_string()), n(&ok_len("a"))),
+            (None, n(&ok_len("lost"))),
+            (Some("/c".to_string()), n(&ok_len("c"))),
+        ]
+    );
+    assert_eq!(s.anomalies.count("http_request_not_captured"), 1);
+    assert_eq!(s.stopped.len(), 1);
+    assert_eq!(
+        (s.stopped[0].dir, s.stopped[0].resumed),
+        (C, Some(n(a) as i64 + n(lost) as i64))
+    );
+}
+
+#[test]
+fn responses_sent_before_any_request_answer_none() {
+    // The server sends three responses after the first request (a desync): the second and
+    // third started before the next request did, so they answer no request.
+    let s = Feed::new(true)
+        .c(b"GET /a HTTP/1.1\r\n\r\n")
+        .s(&[ok_len("1"), ok_len("2"), ok_len("3")].concat())
+        .c(b"GET /b HTTP/1.1\r\n\r\n")
+        .s(&ok_len("4"))
+        .done();
+    assert_eq!(
+        rows(&s)
+            .iter()
+            .map(|r| (r.target.clone(), r.response_bytes))
+            .collect::<Vec<_>>(),
+        vec![
+            (Some("/a".to_string()), 39),
+            (None, 39),
+            (None, 39),
+            (Some("/b".to_string()), 39),
+        ]
+    );
+    assert_eq!(s.anomalies.count("http_response_without_request"), 2);
+    assert!(s.stopped.is_empty());
+}
+
+#[test]
+fn pipelined_requests_and_a_lost_response_are_not_guessed() {
+    // Three pipelined requests; the capture lost the second response. The third could answer
+    // the second or the third request: it is left unpaired rather than guessed.
+    let s = Feed::new(true)
+        .c(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n")
+        .s(&ok_len("a"))
+        .gap(S, n(&ok_len("b")), GapKind::NotCaptured)
+        .s(&ok_len("c"))
+        .done();
+    assert_eq!(
+        rows(&s)
+            .iter()
+            .map(|r| (r.target.clone(), r.status))
+            .collect::<Vec<_>>(),
+        vec![
+            (Some("/a".to_string()), Some(200)),
+            (Some("/b".to_string()), None),
+            (Some("/c".to_string()), None),
+            (None, Some(200)),
+        ]
+    );
+    assert_eq!(s.anomalies.count("http_response_unpaired"), 1);
+}
+
+#[test]
+fn resync_skips_a_false_start_inside_a_body() {
+    // After the gap, a body line looks like a status line, but what follows is no header
+    // block: a false start, silently passed; the real response is found after it.
+    let s = Feed::new(true)
+        .c(GET)
+        .gap(S, 10, GapKind::NotCaptured)
+        .s(b"HTTP/1.1 200 OK\r\nthis is not a header\r\n\r\n")
+        .c(b"GET /next HTTP/1.1\r\n\r\n")
+        .s(b"HTTP/1.1 204 No Content\r\n\r\n")
+        .done();
+    assert_eq!(
+        rows(&s),
+        vec![
+            row("GET", "/index.html", n(GET), true, 0, 0, false),
+            row("GET", "/next", 22, true, 204, 27, true)
+        ]
+    );
+    assert_eq!(s.stopped[0].resumed, Some(10 + 41));
+    assert_eq!(s.anomalies.count("http_bad_header"), 0);
+    assert_eq!(s.anomalies.count("http_response_not_captured"), 1);
+}
+
+#[test]
+fn gap_inside_chunk_framing_resyncs_at_the_next_response() {
+    let s = Feed::new(true)
+        .c(GET)
+        .s(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10")
+        .gap(S, 8, GapKind::Missing)
+        .s(b"cdef\r\n0\r\n\r\n")
+        .c(b"GET /2 HTTP/1.1\r\n\r\n")
+        .s(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        .done();
+    assert_eq!(
+        rows(&s)
+            .iter()
+            .map(|r| (r.status, r.response_complete))
+            .collect::<Vec<_>>(),
+        vec![(Some(200), false), (Some(404), true)]
+    );
+    // The losses of sync say where they happened and where parsing went on.
+    assert_eq!((s.stopped[0].offset, s.stopped[0].resumed), (49, Some(68)));
+    assert!(s.anomalies.is_empty(), "{:?}", s.anomalies);
+}
+
+#[test]
+fn snaplen_cut_heads_then_resync() {
+    // Every packet keeps only its first bytes. Requests and responses are found at packet
+    // starts; what the captured bytes show is kept (a target cut inside is said to be cut); a
+    // message runs until the next one of its direction, and is complete when that one started
+    // after nothing but snaplen-cut bytes.
+    let mut f = Feed::new(true);
+    let cut = |f: &mut Feed, d: Dir, bytes: &[u8], lost: u64| {
+        f.data(d, bytes);
+        f.gap(d, lost, GapKind::Snaplen);
+    };
+    // A target cut inside (the head parsed from the stream's start).
+    cut(&mut f, C, b"GET /a/very/long/ta", 100);
+    cut(&mut f, S, b"HTTP/1.1 200 OK\r\nServ", 500);
+    cut(&mut f, S, b"more body", 1000);
+    // A whole request line, the head cut after it; then a body packet.
+    cut(&mut f, C, b"POST /upload HTTP/1.1\r\nHost: b", 2000);
+    cut(&mut f, C, b"ody bytes of the upload", 3000);
+    cut(&mut f, S, b"HTTP/1.1 201 Created\r\nConten", 40);
+    // A start line cut before its end, found at a packet start.
+    cut(&mut f, C, b"GET /third/target/that/is/cu", 80);
+    cut(&mut f, S, b"HTTP/1.1 404 Not", 60);
+    let s = f.done();
+    assert_eq!(s.protocol, Protocol::Http);
+    assert!(s.anomalies.is_empty(), "{:?}", s.anomalies);
+    assert_eq!(
+        rows(&s),
+        vec![
+            row(
+                "GET",
+                "/a/very/long/ta",
+                19 + 100,
+                true,
+                200,
+                21 + 500 + 9 + 1000,
+                true
+            ),
+            row("POST", "/upload", 30 + 2000 + 23 + 3000, true, 201, 28 + 40, true),
+            row(
+                "GET",
+                "/third/target/that/is/cu",
+                28 + 80,
+                false,
+                404,
+                16 + 60,
+                false
+            ),
+        ]
+    );
+    let cuts: Vec<bool> = (0..3).map(|i| req(&s, i).target_cut).collect();
+    assert_eq!(cuts, [true, false, true]);
+    for i in 0..3 {
+        assert_eq!(req(&s, i).framing, Framing::Unknown);
+        assert_eq!(res(&s, i).framing, Framing::Unknown);
+    }
+    assert_eq!((req(&s, 0).missing, res(&s, 0).missing), (100, 1500));
+    assert_eq!((req(&s, 1).missing, res(&s, 1).missing), (5000, 40));
+    assert_eq!(res(&s, 2).reason.as_deref(), Some("Not"));
+    // The last packets that carried bytes of them: the body packets.
+    assert_eq!((res(&s, 0).first, res(&s, 0).last), (at(2), at(3)));
+    assert_eq!((req(&s, 1).first, req(&s, 1).last), (at(4), at(5)));
+    let client: Vec<(i64, Option<i64>)> = s
+        .stopped
+        .iter()
+        .filter(|x| x.dir == C)
+        .map(|x| (x.offset, x.resumed))
+        .collect();
+    assert_eq!(client, vec![(19, Some(119)), (149, Some(5172)), (5200, None)]);
+    assert!(
+        s.stopped[0]
+            .reason
+            .starts_with("snaplen cut the request headers at offset 19")
+    );
+}
+
+#[test]
+fn stops_are_capped() {
+    // A tiny snaplen: every message loses sync. The stops kept are capped, the others counted;
+    // every exchange is still there.
+    let mut f = Feed::new(true);
+    for i in 0..40 {
+        f.data(C, format!("GET /{i} HTTP/1.1\r\nHo").as_bytes());
+        f.gap(C, 50, GapKind::Snaplen);
+        f.data(S, b"HTTP/1.1 200 OK\r\nCo");
+        f.gap(S, 300, GapKind::Snaplen);
+    }
+    let s = f.done();
+    assert_eq!(s.exchanges.len(), 40);
+    assert!(rows(&s).iter().all(|r| r.status == Some(200)));
+    assert_eq!(rows(&s)[39].target.as_deref(), Some("/39"));
+    assert_eq!(s.stopped.len(), 2 * MAX_STOPS);
+    assert_eq!(s.stops_not_kept, 2 * (40 - MAX_STOPS as u64));
+}
+
+#[test]
+fn resync_split_at_every_byte() {
+    // After a gap, the next response is found at a line start however the bytes are split
+    // into packets.
+    let after = b"end of a body\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let run = |pieces: &[&[u8]]| {
+        let mut f = Feed::fixed();
+        f.c(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+        f.gap(S, 50, GapKind::NotCaptured);
+        for p in pieces {
+            f.s(p);
+        }
+        f.done()
+    };
+    let whole = run(&[after]);
+    assert_eq!(rows(&whole)[1].status, Some(200));
+    assert_eq!(whole.stopped[0].resumed, Some(50 + 15));
+    for k in 1..after.len() {
+        assert_eq!(run(&[&after[..k], &after[k..]]), whole, "split at {k}");
+    }
 }
 
 #[test]
@@ -1200,12 +1600,15 @@ fn responses_held_while_the_request_is_late_are_bounded() {
 
 #[test]
 fn late_head_request_after_a_guess_is_noted() {
+    // The request (captured first) is held up behind a hole longer than the server direction
+    // can wait: the response is framed as if its request were a GET.
     let mut f = Feed::new(true);
-    f.s(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
-    f.s(&vec![b'z'; 70_000]);
-    f.c(b"HEAD / HTTP/1.1\r\n\r\n");
+    f.data_from(S, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+    f.data_from(S, 3, &vec![b'z'; 70_000]);
+    f.data_from(C, 1, b"HEAD / HTTP/1.1\r\n\r\n");
     let s = f.done();
     assert_eq!(s.anomalies.count("http_response_framing_guessed"), 1);
+    assert_eq!(rows(&s)[0].method.as_deref(), Some("HEAD"));
 }
 
 #[test]
@@ -1344,7 +1747,7 @@ fn random_conversations_with_small_limits() {
         let ends = [End::Fin, End::Rst, End::Open];
         let sum = f.end(ends[(rnd() % 3) as usize], ends[(rnd() % 3) as usize]);
         assert!(sum.exchanges.len() <= limits.max_exchanges);
-        assert!(sum.stopped.len() <= 2);
+        assert!(sum.stopped.len() <= 2 * MAX_STOPS + 2);
         for x in &sum.exchanges {
             for m in x.request.iter().chain(&x.response) {
                 assert!(m.headers.len() <= limits.max_headers);
@@ -1357,4 +1760,35 @@ fn random_conversations_with_small_limits() {
             }
         }
     }
+}
+
+#[test]
+fn a_target_running_to_the_end_of_a_cut_head_is_flagged_cut() {
+    let m = super::head::partial_message(
+        Dir::ClientToServer,
+        b"GET /truncate?size=150000&send",
+        Message {
+            method: None,
+            target: None,
+            status: None,
+            reason: None,
+            version: String::new(),
+            headers: Vec::new(),
+            framing: Framing::Unknown,
+            offset: 0,
+            header_bytes: 0,
+            bytes: 0,
+            body_bytes: 0,
+            complete: false,
+            missing: 0,
+            first: PacketRef::default(),
+            last: PacketRef::default(),
+            expect_continue: false,
+            target_cut: false,
+        },
+        &HttpLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(m.target.as_deref(), Some("/truncate?size=150000&send"));
+    assert!(m.target_cut);
 }

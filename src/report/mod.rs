@@ -1,13 +1,19 @@
 //! # report: analysis → what people read
 //!
-//! In: an [`Analysis`] (the sides, the pairing, the diagnoses). Out: one [`Report`] model, rendered
-//! as text, JSON, NDJSON (and Markdown, HTML). The report never sees pcap-parser, etherparse or
-//! httparse types; it reads the stages' plain data and builds its own view types (`model`).
+//! In: an [`Analysis`] (the sides, the pairing, the alignments, the diagnoses). Out: one [`Report`]
+//! model (`model`), rendered as text (`text`), JSON and NDJSON (`json`: the model as is), Markdown
+//! for tickets (`markdown`) and self-contained HTML (`html`) with a ladder diagram per failed
+//! connection (`ladder` matches each packet sent at one end with its arrival at the other). The
+//! report never sees pcap-parser, etherparse or httparse types; it reads the stages' plain data and
+//! builds its own view types.
 //!
 //! Redaction happens here, once, when the model is built: header values that carry credentials
-//! never reach a renderer unless asked for.
+//! never reach a renderer unless asked for (`--show-secrets`).
 
+pub mod html;
 pub mod json;
+pub mod ladder;
+pub mod markdown;
 pub mod model;
 pub mod text;
 
@@ -17,7 +23,7 @@ use indexmap::IndexMap;
 
 use crate::anomaly::Anomalies;
 use crate::diagnose::{Blame, Diagnosis, Verdict};
-use crate::http::{Exchange, Protocol};
+use crate::http::{Exchange, Header, Message, Protocol};
 use crate::pipeline::{Analysis, Conn, Side, SideResult};
 pub use model::*;
 
@@ -28,13 +34,41 @@ pub struct ReportOptions {
     pub show_secrets: bool,
     /// More header names to redact (case-insensitive), beside the built-in ones.
     pub redact_headers: Vec<String>,
+    /// Build the ladder diagram of each failed connection (for HTML).
+    pub ladders: bool,
 }
+
+impl ReportOptions {
+    /// The lower-case names of the headers whose values are redacted (none with `show_secrets`).
+    pub fn redacted(&self) -> Vec<String> {
+        if self.show_secrets {
+            return Vec::new();
+        }
+        let mut v: Vec<String> = REDACTED_HEADERS.iter().map(|s| s.to_string()).collect();
+        for h in &self.redact_headers {
+            let h = h.trim().to_ascii_lowercase();
+            if !h.is_empty() && !v.contains(&h) {
+                v.push(h);
+            }
+        }
+        v
+    }
+}
+
+/// The most ladder diagrams a report draws (the first failed connections); the HTML report says
+/// when there were more.
+pub const MAX_LADDERS: usize = 100;
+
+/// The text that replaces a redacted header value.
+pub const REDACTED: &str = "[redacted]";
 
 /// Header names whose values are credentials.
 pub const REDACTED_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
 
 /// Builds the report model of an analysis.
-pub fn build(analysis: &Analysis, _opts: &ReportOptions) -> Report {
+pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
+    let redacted = opts.redacted();
+    let mut ladders = 0usize;
     let captures = analysis.sides.iter().map(capture_info).collect();
     let clock_offset = analysis.pairing.clock.map(|c| ClockInfo {
         backend_minus_proxy_ms: c.backend_minus_proxy_ns as f64 / 1e6,
@@ -79,12 +113,25 @@ pub fn build(analysis: &Analysis, _opts: &ReportOptions) -> Report {
             }
         }
         // Exchanges as the proxy (the sender of requests) saw them, else as the backend did.
+        let diagnosis = analysis.diagnoses.get(i).and_then(Option::as_ref);
+        let failed = diagnosis.is_some_and(|d| d.verdict.is_failure());
         let exchanges = analysis
             .first_view(pair)
             .or(analysis.second_view(pair))
-            .map(|c| c.app.exchanges.iter().map(exchange_report).collect())
+            .map(|c| {
+                c.app
+                    .exchanges
+                    .iter()
+                    .map(|e| exchange_report(e, failed.then_some(redacted.as_slice())))
+                    .collect()
+            })
             .unwrap_or_default();
-        let diagnosis = analysis.diagnoses.get(i).and_then(Option::as_ref);
+        let ladder = if opts.ladders && failed && ladders < MAX_LADDERS {
+            ladders += 1;
+            ladder::build(analysis, i)
+        } else {
+            None
+        };
         connections.push(ConnectionReport {
             id: (n + 1).to_string(),
             views,
@@ -99,10 +146,12 @@ pub fn build(analysis: &Analysis, _opts: &ReportOptions) -> Report {
             filters,
             protocol: protocol_name(protocol).to_string(),
             anomalies: anomaly_items(&anomalies),
+            ladder,
         });
     }
 
-    let summary = summary(&connections);
+    let single = analysis.sides.first().is_some_and(|s| s.side == Side::Single);
+    let summary = summary(&connections, single);
     let mut backends = IndexMap::new();
     if !analysis.pairing.backends_proxy_view.is_empty() {
         let names = |v: &[crate::decode::Endpoint]| v.iter().map(|e| e.to_string()).collect::<Vec<_>>();
@@ -126,10 +175,11 @@ pub fn build(analysis: &Analysis, _opts: &ReportOptions) -> Report {
         backends,
         connections,
         summary,
+        redacted_headers: redacted,
     }
 }
 
-fn summary(connections: &[ConnectionReport]) -> Summary {
+fn summary(connections: &[ConnectionReport], single: bool) -> Summary {
     let mut by_verdict = IndexMap::new();
     let mut by_blame = IndexMap::new();
     let mut failed = 0;
@@ -147,12 +197,55 @@ fn summary(connections: &[ConnectionReport]) -> Summary {
     // Stable order: the order of the verdict and blame tables.
     by_verdict.sort_by_cached_key(|k, _| Verdict::from_label(k));
     by_blame.sort_by_cached_key(|k, _| Blame::from_label(k));
+    let answer = answer(connections, failed, single);
     Summary {
         connections: connections.len() as u64,
         by_verdict,
         by_blame,
         failed,
+        answer,
     }
+}
+
+/// The failed connections counted by verdict and blame, in the order of the verdict table.
+pub fn failures_by_verdict(connections: &[ConnectionReport]) -> Vec<(String, String, u64)> {
+    let mut v: Vec<(String, String, u64)> = Vec::new();
+    for c in connections {
+        let (Some(verdict), Some(blame)) = (&c.verdict, &c.blame) else {
+            continue;
+        };
+        if !Verdict::from_label(verdict).is_some_and(Verdict::is_failure) {
+            continue;
+        }
+        match v.iter_mut().find(|(a, b, _)| a == verdict && b == blame) {
+            Some(e) => e.2 += 1,
+            None => v.push((verdict.clone(), blame.clone(), 1)),
+        }
+    }
+    v.sort_by_key(|(a, b, _)| (Verdict::from_label(a), Blame::from_label(b)));
+    v
+}
+
+/// The one-sentence answer.
+fn answer(connections: &[ConnectionReport], failed: u64, single: bool) -> String {
+    let total = connections.len();
+    let what = if single {
+        "TCP connection"
+    } else {
+        "proxy→backend connection"
+    };
+    let s = if total == 1 { "" } else { "s" };
+    if failed == 0 {
+        return match total {
+            0 => format!("No {what} found."),
+            _ => format!("No failure in {total} {what}{s}."),
+        };
+    }
+    let parts: Vec<String> = failures_by_verdict(connections)
+        .into_iter()
+        .map(|(v, b, n)| format!("{n} {v} (blame: {b})"))
+        .collect();
+    format!("{failed} of {total} {what}{s} failed: {}.", parts.join(", "))
 }
 
 fn capture_info(s: &SideResult) -> CaptureInfo {
@@ -172,7 +265,7 @@ fn capture_info(s: &SideResult) -> CaptureInfo {
             malformed: s.decode.malformed,
             unsupported_link: s.decode.unsupported_link,
         },
-        tcp_connections: s.connections.len() as u64,
+        tcp_connections: s.tcp_connections,
         snaplen: s.capture.snaplen,
         truncated_packets: s.capture.truncated_packets,
         reported_drops: s.capture.reported_drops,
@@ -205,10 +298,36 @@ fn view(c: &Conn, side: &SideResult) -> View {
     }
 }
 
-fn exchange_report(e: &Exchange) -> ExchangeReport {
+/// An exchange for the report; `details` (the redacted header names) for the exchanges of failed
+/// connections, which show their request line and headers.
+fn exchange_report(e: &Exchange, details: Option<&[String]>) -> ExchangeReport {
     let req = e.request.as_ref();
     let resp = e.response.as_ref();
+    let heads = |m: Option<&Message>| -> Vec<HeaderField> {
+        match (m, details) {
+            (Some(m), Some(redacted)) => m.headers.iter().map(|h| header_field(h, redacted)).collect(),
+            _ => Vec::new(),
+        }
+    };
     ExchangeReport {
+        request_line: details.and(req).and_then(|m| {
+            Some(format!(
+                "{} {} {}",
+                m.method.as_deref()?,
+                m.target.as_deref()?,
+                m.version
+            ))
+        }),
+        request_headers: heads(req),
+        status_line: details.and(resp).and_then(|m| {
+            let reason = m.reason.as_deref().unwrap_or("");
+            Some(
+                format!("{} {} {reason}", m.version, m.status?)
+                    .trim_end()
+                    .to_string(),
+            )
+        }),
+        response_headers: heads(resp),
         method: req.and_then(|m| m.method.clone()),
         target: req.and_then(|m| m.target.clone()),
         request_bytes: req.map_or(0, |m| m.bytes),
@@ -217,6 +336,20 @@ fn exchange_report(e: &Exchange) -> ExchangeReport {
         response_bytes: resp.map_or(0, |m| m.bytes),
         response_complete: resp.is_some_and(|m| m.complete),
         interim: e.interim.iter().map(|i| i.status).collect(),
+    }
+}
+
+/// A header for the report: its value replaced when its name is one of `redacted`.
+fn header_field(h: &Header, redacted: &[String]) -> HeaderField {
+    let secret = redacted.iter().any(|r| r.eq_ignore_ascii_case(h.name.trim()));
+    HeaderField {
+        name: h.name.clone(),
+        value: if secret {
+            REDACTED.to_string()
+        } else {
+            h.value.clone()
+        },
+        redacted: secret,
     }
 }
 
@@ -277,6 +410,92 @@ pub fn wireshark_filter(c: &Conn) -> String {
         ));
     }
     f
+}
+
+/// Header names worth showing in a ticket beside the request line (with the credential ones,
+/// redacted or not).
+pub const NOTABLE_HEADERS: [&str; 6] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "expect",
+    "connection",
+    "upgrade",
+];
+
+/// The headers of a message worth showing: the notable ones, and the credential ones (whose
+/// values are "[redacted]" unless the report was made with `--show-secrets`).
+pub fn notable_headers(headers: &[HeaderField]) -> Vec<&HeaderField> {
+    headers
+        .iter()
+        .filter(|h| {
+            let n = h.name.trim().to_ascii_lowercase();
+            h.redacted || NOTABLE_HEADERS.contains(&n.as_str()) || REDACTED_HEADERS.contains(&n.as_str())
+        })
+        .collect()
+}
+
+/// The exchange a failed connection is about: the first one not sent or answered in full, else
+/// the last one.
+pub fn exchange_of_interest(c: &ConnectionReport) -> Option<&ExchangeReport> {
+    c.exchanges
+        .iter()
+        .find(|e| !(e.request_complete && e.response_complete))
+        .or(c.exchanges.last())
+}
+
+/// Is this connection's verdict a failure?
+pub fn is_failed(c: &ConnectionReport) -> bool {
+    c.verdict
+        .as_deref()
+        .and_then(Verdict::from_label)
+        .is_some_and(Verdict::is_failure)
+}
+
+/// `HH:MM:SS.ffffff` of an RFC 3339 time as the report writes them.
+pub fn clock_time(rfc: &str) -> &str {
+    rfc.get(11..26).unwrap_or(rfc)
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff UTC` of an RFC 3339 time as the report writes them.
+pub fn date_time(rfc: &str) -> String {
+    match (rfc.get(..10), rfc.get(11..26)) {
+        (Some(d), Some(t)) => format!("{d} {t} UTC"),
+        _ => rfc.to_string(),
+    }
+}
+
+/// A clock offset in words: "backend capture is 0.002 ms ahead of the proxy's (± 0.004 ms, from
+/// 3 packets)".
+pub fn clock_words(c: &ClockInfo) -> String {
+    format!(
+        "the backend capture's clock is {} {} the proxy's (± {}, from {} packets{})",
+        duration_words(c.backend_minus_proxy_ms.abs()),
+        if c.backend_minus_proxy_ms >= 0.0 {
+            "ahead of"
+        } else {
+            "behind"
+        },
+        duration_words(c.uncertainty_ms),
+        c.samples,
+        c.drift_ppm
+            .map_or(String::new(), |d| format!("; drift {d:.1} ppm"))
+    )
+}
+
+/// Milliseconds in words: "0.250 ms", "4.812 s", "2 h 3.5 min".
+pub fn duration_words(ms: f64) -> String {
+    if ms >= 3_600_000.0 {
+        format!(
+            "{:.0} h {:.1} min",
+            (ms / 3_600_000.0).floor(),
+            (ms % 3_600_000.0) / 60_000.0
+        )
+    } else if ms >= 1000.0 {
+        format!("{:.3} s", ms / 1000.0)
+    } else {
+        format!("{ms:.3} ms")
+    }
 }
 
 /// RFC 3339 in UTC with microseconds, e.g. `2024-05-01T10:00:00.123456Z`.

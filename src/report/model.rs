@@ -1,35 +1,66 @@
 //! The report model: what every format shows, as plain serde types. JSON is this model as is
 //! (the contract of DESIGN.md: field names only grow); the other formats render it.
+//!
+//! The doc comments of the fields are the descriptions of the JSON Schema (`bothends schema`,
+//! committed as `schema/report.schema.json`), so they are written for the consumers of the JSON.
+//! The one part of the model that JSON leaves out is [`ConnectionReport::ladder`], the
+//! packet-by-packet diagram that only the HTML report draws.
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use super::ladder::Ladder;
 
 /// Bump when a field changes name or meaning (adding fields does not).
 pub const SCHEMA: u32 = 1;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A bothends report: the captures read, how their clocks relate, and one entry per
+/// proxy→backend connection (every TCP connection for `flows`), each with its verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
+    /// Always "bothends".
     pub tool: String,
+    /// The version of bothends that wrote the report.
     pub version: String,
+    /// The version of this document's layout; bumped only when a field changes name or meaning.
     pub schema: u32,
+    /// One entry per capture side: "proxy" then "backend", or one "single" (`flows`) or "proxy"
+    /// (`analyze` with one capture).
     pub captures: Vec<CaptureInfo>,
+    /// The offset between the backend capture's clock and the proxy capture's clock; null with one
+    /// capture, or when no connection was seen in both.
     pub clock_offset: Option<ClockInfo>,
     /// The backend endpoints the connections were selected by, as each capture sees them (they
-    /// differ through NAT); empty for `flows`.
+    /// differ through NAT), keyed by side; empty for `flows`.
     pub backends: IndexMap<String, Vec<String>>,
+    /// The connections, in order of their start (on the proxy capture's clock).
     pub connections: Vec<ConnectionReport>,
     pub summary: Summary,
+    /// Lower-case names of the HTTP headers whose values this report replaced by "[redacted]";
+    /// empty when the report was made with `--show-secrets`.
+    #[serde(default)]
+    pub redacted_headers: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One side's capture: its files and what was in them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CaptureInfo {
     /// "proxy", "backend" or "single".
     pub side: String,
+    /// The files of this side as given on the command line ("<stdin>" for standard input); several
+    /// files are one rotated capture, merged in time order.
     pub files: Vec<String>,
+    /// Packets read (all link types, TCP or not).
     pub packets: u64,
+    /// The link types of the capture, e.g. "ether(1)".
     pub link_types: Vec<String>,
+    /// Time of the first packet, RFC 3339 UTC on this capture's own clock; null without packets.
     pub first_time: Option<String>,
+    /// Time of the last packet, RFC 3339 UTC on this capture's own clock; null without packets.
     pub last_time: Option<String>,
+    /// Problems with the capture itself (a truncated file, drops reported by the capturing host,
+    /// malformed packets), each naming the file and frame or byte offset.
     pub warnings: Vec<String>,
     /// Packets that decoded to TCP segments.
     pub tcp_packets: u64,
@@ -43,21 +74,32 @@ pub struct CaptureInfo {
     pub truncated_packets: u64,
     /// Packets the capturing host said it dropped (pcapng statistics).
     pub reported_drops: u64,
+    /// Capture-level anomalies (malformed packets, table limits).
     pub anomalies: Vec<AnomalyItem>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Packets that were not TCP over IP, by reason.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Skipped {
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...).
     pub not_ip: u64,
+    /// IP, but not TCP (UDP, ICMP, ...).
     pub not_tcp: u64,
+    /// IP fragments (counted, not reassembled).
     pub ip_fragments: u64,
+    /// Packets whose headers did not parse.
     pub malformed: u64,
+    /// Packets of a link type bothends does not read.
     pub unsupported_link: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The offset between the two capture clocks, estimated from the packets seen at both ends (a
+/// packet is never received before it was sent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClockInfo {
+    /// The backend capture's clock minus the proxy capture's clock, in milliseconds.
     pub backend_minus_proxy_ms: f64,
+    /// Packets compared.
     pub samples: u64,
     /// The offset lies within ± this many milliseconds.
     pub uncertainty_ms: f64,
@@ -65,17 +107,27 @@ pub struct ClockInfo {
     pub drift_ppm: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One TCP connection, as seen in one or both captures, with its verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ConnectionReport {
+    /// The connection's number in this report, from "1", in order of start.
     pub id: String,
     /// One entry per capture the connection was seen in, keyed by side.
     pub views: IndexMap<String, View>,
+    /// Time of its first packet, RFC 3339 UTC on the proxy capture's clock (the backend's clock
+    /// moved by the clock offset when the proxy capture did not see it).
     pub start: Option<String>,
+    /// One of the stable verdict labels (see the README); null when not diagnosed.
     pub verdict: Option<String>,
+    /// Who is to blame: "none", "proxy", "backend", "network" or "capture".
     pub blame: Option<String>,
+    /// What happened, in one or two sentences; says what the captures could not show.
     pub explanation: Option<String>,
+    /// What to look at next, and where.
     pub next_step: Option<String>,
+    /// The packets that prove the verdict, in time order.
     pub evidence: Vec<EvidenceItem>,
+    /// The HTTP request/response exchanges, as the proxy capture saw them (else the backend's).
     pub exchanges: Vec<ExchangeReport>,
     /// How the views were matched across the captures (null with one capture).
     pub pairing: Option<String>,
@@ -83,13 +135,24 @@ pub struct ConnectionReport {
     pub filters: IndexMap<String, String>,
     /// "http", "tls", "other" or "empty".
     pub protocol: String,
+    /// Notable traffic anomalies of the connection (Zeek-style snake_case names), with counts and
+    /// the first frames.
     pub anomalies: Vec<AnomalyItem>,
+    /// The packets of a failed connection as a ladder diagram (the HTML report's). Not part of the
+    /// JSON: frame numbers, evidence and Wireshark filters lead to the packets.
+    #[serde(skip)]
+    pub ladder: Option<Ladder>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The connection as one capture saw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct View {
+    /// The client (the proxy, for a proxy→backend connection), "ip:port" ("[ip]:port" for IPv6).
     pub client: String,
+    /// The server, "ip:port".
     pub server: String,
+    /// The connection's first and last frame in this capture (1-based, as Wireshark's
+    /// frame.number).
     pub first_frame: u64,
     pub last_frame: u64,
     /// The files holding first_frame and last_frame, when the side has several files.
@@ -97,60 +160,130 @@ pub struct View {
     pub first_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_file: Option<String>,
+    /// Distinct payload bytes of each direction's sequence space that the capture saw (a
+    /// retransmission counts once; bytes cut by snaplen count).
     pub bytes: DirCounts,
+    /// Bytes of sequence space between the first and last byte seen that the capture never saw.
     pub gaps: DirCounts,
+    /// Data segments that repeated bytes already seen.
     pub retransmissions: DirCounts,
     /// Bytes the receiver acknowledged that this capture never saw (capture drops).
     pub acked_unseen: DirCounts,
+    /// Packets of the connection in this capture.
     pub packets: u64,
+    /// Time from its first to its last packet, milliseconds.
     pub duration_ms: f64,
-    /// Zeek conn_state and history.
+    /// Zeek's conn_state (S0, SF, REJ, RSTO, ...).
     pub state: String,
+    /// Zeek-style history letters (client upper case, server lower case).
     pub history: String,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A count per direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DirCounts {
     pub client_to_server: u64,
     pub server_to_client: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A packet that proves part of a verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EvidenceItem {
+    /// The side whose capture holds the frame.
     pub capture: String,
+    /// Frame number in that capture (1-based, Wireshark's frame.number; in `file` when the side
+    /// has several files).
     pub frame: u64,
+    /// What the packet shows.
     pub what: String,
+    /// Time of the packet, RFC 3339 UTC on that capture's own clock.
     pub time: String,
+    /// The file holding the frame, when the side has several files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// An HTTP request and its response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ExchangeReport {
+    /// Request method; null when the capture shows a response whose request it did not see.
     pub method: Option<String>,
+    /// Request target as sent (cut to 512 bytes).
     pub target: Option<String>,
+    /// Bytes of the request (head and body) that went out.
     pub request_bytes: u64,
+    /// Every byte of the request went out.
     pub request_complete: bool,
+    /// The final status code; null when no status line was seen.
     pub status: Option<u16>,
+    /// Bytes of the response (head and body) that went out.
     pub response_bytes: u64,
+    /// Every byte of the response went out.
     pub response_complete: bool,
     /// Interim (1xx) statuses before the final response.
     pub interim: Vec<u16>,
+    /// The request line, e.g. "POST /upload HTTP/1.1" (exchanges of failed connections only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_line: Option<String>,
+    /// The request's header fields as captured, credentials redacted (failed connections only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers: Vec<HeaderField>,
+    /// The status line, e.g. "HTTP/1.1 200 OK" (failed connections only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_line: Option<String>,
+    /// The response's header fields as captured, credentials redacted (failed connections only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<HeaderField>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AnomalyItem {
+/// One HTTP header field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HeaderField {
+    /// The name as sent.
     pub name: String,
+    /// The value as captured (cut to 512 bytes), or "[redacted]".
+    pub value: String,
+    /// The value was a credential (Authorization, Proxy-Authorization, Cookie, Set-Cookie, or a
+    /// header named with --redact-header) and was replaced by "[redacted]".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+}
+
+/// An anomaly: something odd in the traffic or the capture, counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AnomalyItem {
+    /// Stable snake_case name, e.g. "tcp_retransmission", "http_bad_header".
+    pub name: String,
+    /// How many times it was seen.
     pub count: u64,
     /// The first frames where it was seen (frame numbers of this view's capture).
     pub frames: Vec<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Counts over the connections.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
+    /// Connections reported.
     pub connections: u64,
+    /// Connections per verdict, in the order of the verdict table.
     pub by_verdict: IndexMap<String, u64>,
+    /// Connections per blame.
     pub by_blame: IndexMap<String, u64>,
     /// Connections whose verdict is a failure.
     pub failed: u64,
+    /// The answer in one sentence, e.g. "1 of 3 proxy→backend connections failed:
+    /// 1 backend-closed-during-request (blame: backend)".
+    #[serde(default)]
+    pub answer: String,
+}
+
+/// The JSON Schema of the report (`--format json`), as committed in `schema/report.schema.json`.
+pub fn report_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Report)).expect("a schema serializes")
+}
+
+/// The JSON Schema of one NDJSON line (a connection), as committed in
+/// `schema/connection.schema.json`.
+pub fn connection_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ConnectionReport)).expect("a schema serializes")
 }

@@ -277,13 +277,13 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
         let _ = writeln!(
             s,
             "clock    backend capture is {} {} the proxy's (± {}, from {} packets{})",
-            duration(c.backend_minus_proxy_ms.abs()),
+            super::duration_words(c.backend_minus_proxy_ms.abs()),
             if c.backend_minus_proxy_ms >= 0.0 {
                 "ahead of"
             } else {
                 "behind"
             },
-            duration(c.uncertainty_ms),
+            super::duration_words(c.uncertainty_ms),
             c.samples,
             c.drift_ppm
                 .map_or(String::new(), |d| format!("; drift {d:.1} ppm"))
@@ -417,20 +417,6 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-fn duration(ms: f64) -> String {
-    if ms >= 3_600_000.0 {
-        format!(
-            "{:.0} h {:.1} min",
-            (ms / 3_600_000.0).floor(),
-            (ms % 3_600_000.0) / 60_000.0
-        )
-    } else if ms >= 1000.0 {
-        format!("{:.3} s", ms / 1000.0)
-    } else {
-        format!("{ms:.3} ms")
-    }
 }
 
 /// Greedy word wrap; words longer than the width stay whole.

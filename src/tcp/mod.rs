@@ -475,7 +475,9 @@ struct Closed<O> {
 
 /// The connection table of one capture.
 pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
-    open: HashMap<FlowKey, Slot<H>>,
+    /// Keyed by a hash that is fast and randomly seeded: captures are untrusted, and a fixed hash
+    /// would let crafted 4-tuples collide.
+    open: HashMap<FlowKey, Slot<H>, foldhash::fast::RandomState>,
     /// (deadline, key, connection index): checked in order; stale entries are skipped.
     timers: VecDeque<(i64, FlowKey, u64)>,
     new_handler: F,
@@ -495,7 +497,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     /// `new_handler(handshake_seen)` makes the stream handler of each new connection.
     pub fn new(limits: Limits, new_handler: F) -> Self {
         ConnectionTable {
-            open: HashMap::new(),
+            open: HashMap::default(),
             timers: VecDeque::new(),
             new_handler,
             next_index: 0,
@@ -584,7 +586,13 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             return;
         };
         live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
-        if live.closed_at.is_some() && live.fully_delivered() {
+        // Closed by FINs both ways, with nothing left to reassemble: no data can follow. (A RST
+        // closes too, but real captures show data after a RST — the other end answering what it
+        // had — so those connections linger whole.)
+        if live.closed_at.is_some()
+            && live.conn.dirs.iter().all(|d| d.fin.is_some())
+            && live.fully_delivered()
+        {
             // Closed, with nothing left to reassemble: finish it now and free its state; the
             // 4-tuple lingers to take stragglers.
             let Some(Slot::Live(live)) = self.open.remove(&key) else {

@@ -139,10 +139,14 @@ struct Pending {
     at: PacketRef,
 }
 
-/// The last bytes delivered, addressed by offset.
+/// The last bytes delivered, addressed by offset: a ring of at most `RECENT_BYTES`, filled by
+/// block copies. It grows with what was delivered (a short connection holds what it carried), and
+/// restarts after a gap.
 #[derive(Clone, Debug, Default)]
 struct Recent {
     buf: Vec<u8>,
+    /// The offset held at `buf[0]` before the ring first wrapped; ring index = (offset − base) mod N.
+    base: i64,
     /// Offsets [start, end) are held; `end` is where delivery stands.
     start: i64,
     end: i64,
@@ -151,27 +155,39 @@ struct Recent {
 impl Recent {
     fn push(&mut self, offset: i64, bytes: &[u8]) {
         if offset != self.end {
-            self.start = offset;
-            self.end = offset;
+            self.reset(offset);
         }
-        for &b in bytes.iter().skip(bytes.len().saturating_sub(RECENT_BYTES)) {
-            let idx = (self.end.rem_euclid(RECENT_BYTES as i64)) as usize;
-            if self.buf.len() < RECENT_BYTES && idx >= self.buf.len() {
-                self.buf.resize(idx + 1, 0);
-            }
-            if let Some(slot) = self.buf.get_mut(idx) {
-                *slot = b;
-            }
-            self.end += 1;
+        let mut rest = bytes;
+        // Filling: append.
+        if self.buf.len() < RECENT_BYTES {
+            let n = (RECENT_BYTES - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            self.end += n as i64;
         }
-        if bytes.len() > RECENT_BYTES {
-            self.start = self.end - RECENT_BYTES as i64;
+        if rest.is_empty() {
+            return;
         }
-        self.start = self.start.max(self.end - RECENT_BYTES as i64);
+        // Full: only the last RECENT_BYTES of the rest can stay; copy them around the ring.
+        if rest.len() > RECENT_BYTES {
+            self.end += (rest.len() - RECENT_BYTES) as i64;
+            rest = &rest[rest.len() - RECENT_BYTES..];
+        }
+        let mut pos = (self.end - self.base).rem_euclid(RECENT_BYTES as i64) as usize;
+        while !rest.is_empty() {
+            let n = (RECENT_BYTES - pos).min(rest.len());
+            self.buf[pos..pos + n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            self.end += n as i64;
+            pos = 0;
+        }
+        self.start = self.end - RECENT_BYTES as i64;
     }
 
     /// Forget everything (after a gap, delivery restarts elsewhere).
     fn reset(&mut self, at: i64) {
+        self.buf.clear();
+        self.base = at;
         self.start = at;
         self.end = at;
     }
@@ -181,11 +197,46 @@ impl Recent {
         let s = offset.max(self.start);
         let e = (offset + bytes.len() as i64).min(self.end);
         (s..e).any(|o| {
-            let idx = o.rem_euclid(RECENT_BYTES as i64) as usize;
+            let idx = (o - self.base).rem_euclid(RECENT_BYTES as i64) as usize;
             self.buf
                 .get(idx)
                 .is_some_and(|&b| b != bytes[(o - offset) as usize])
         })
+    }
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::*;
+
+    /// The ring against a naive model: the whole stream kept.
+    #[test]
+    fn recent_matches_a_naive_model() {
+        let stream: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for chunk in [1usize, 7, 100, 2047, 2048, 2049, 5000] {
+            let mut r = Recent::default();
+            r.reset(500);
+            let mut at = 0;
+            while at < stream.len() {
+                let e = (at + chunk).min(stream.len());
+                r.push(500 + at as i64, &stream[at..e]);
+                at = e;
+                // every held byte equals the stream; a changed byte differs
+                let lo = (r.start - 500) as usize;
+                for o in [lo, (lo + at) / 2, at - 1] {
+                    assert!(
+                        !r.differs(500 + o as i64, &stream[o..o + 1]),
+                        "chunk {chunk} at {o}"
+                    );
+                    assert!(
+                        r.differs(500 + o as i64, &[stream[o].wrapping_add(1)]),
+                        "chunk {chunk} at {o}"
+                    );
+                }
+                assert_eq!(r.end, 500 + at as i64);
+                assert!(r.end - r.start <= RECENT_BYTES as i64);
+            }
+        }
     }
 }
 

@@ -86,7 +86,8 @@ def http_fields(path, flt, *fields):
             "-e", "tcp.stream", "-e", "frame.number"]
     for f in fields:
         args += ["-e", f]
-    for line in tshark(*args).splitlines():
+    # not str.splitlines(): it also splits at 0x1c-0x1e, the aggregator among them
+    for line in tshark(*args).split("\n"):
         f = line.split("\t")
         if not f[0]:
             continue

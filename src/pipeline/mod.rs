@@ -1,5 +1,11 @@
-//! Runs the stages over captures: one side (`capture → decode → tcp → http`) in [`read_side`];
-//! both sides in parallel, one thread each, in [`read_sides`].
+//! Runs the stages over captures. One side (`capture → decode → tcp → http`) is read by
+//! [`read_side_into`], which hands out connections as they finish; [`run`] reads the sides in
+//! parallel (one thread each), pairs, aligns and diagnoses the connections as they come, and hands
+//! each judged connection (a [`Finding`]) to a [`Sink`] — so memory follows the connections in
+//! flight, not the size of the captures. [`Analysis`] is the sink that keeps everything (tests,
+//! small inputs).
+
+mod run;
 
 use std::fmt;
 
@@ -47,7 +53,10 @@ pub struct SideResult {
     pub anomalies: Anomalies,
     /// Warnings for the report: the capture's own, then packet-level ones.
     pub warnings: Vec<String>,
-    /// Connections in order of their first packet.
+    /// TCP connections the capture holds (all of them, reported or not).
+    pub tcp_connections: u64,
+    /// The connections kept: after [`read_side`], all of them in order of their first packet; in
+    /// an [`Analysis`], the reported ones.
     pub connections: Vec<Conn>,
 }
 
@@ -66,8 +75,18 @@ pub fn open_side(inputs: &[Input]) -> Result<CaptureSet, CaptureError> {
     CaptureSet::open(inputs)
 }
 
-/// Reads one side to the end.
-pub fn read_side(side: Side, mut set: CaptureSet, opts: SideOptions) -> SideResult {
+/// Connections are handed out in batches of those that finished within this many packets.
+const BATCH_PACKETS: u32 = 4096;
+
+/// Reads one side to the end, handing out finished connections in batches, each with the capture
+/// time read so far (`emit(connections, position)`); returns everything else the side yielded
+/// (its `connections` empty).
+pub fn read_side_into(
+    side: Side,
+    mut set: CaptureSet,
+    opts: SideOptions,
+    emit: &mut dyn FnMut(Vec<Conn>, i64),
+) -> SideResult {
     let http = opts.http;
     let mut table = ConnectionTable::new(opts.tcp, move |from_start| HttpHandler::new(http, from_start));
     table.set_compactor(compact);
@@ -76,14 +95,17 @@ pub fn read_side(side: Side, mut set: CaptureSet, opts: SideOptions) -> SideResu
     let mut packet_warnings = Vec::new();
     let mut more_warnings = 0u64;
     let files = set.summary().files;
-    let mut connections = Vec::new();
-    let mut since_collect = 0u32;
+    let mut since_batch = 0u32;
+    let mut position = i64::MIN;
+    let mut finished = 0u64;
     while let Some(packet) = set.next() {
-        // Now and then, collect the connections that finished and compact them.
-        since_collect += 1;
-        if since_collect == 4096 {
-            since_collect = 0;
-            connections.extend(table.take_finished());
+        position = position.max(packet.ts_ns);
+        since_batch += 1;
+        if since_batch == BATCH_PACKETS {
+            since_batch = 0;
+            let batch = table.take_finished();
+            finished += batch.len() as u64;
+            emit(batch, position);
         }
         let r = decode::decode(&packet);
         stats.count(&r);
@@ -115,8 +137,10 @@ pub fn read_side(side: Side, mut set: CaptureSet, opts: SideOptions) -> SideResu
     }
     let capture = set.summary();
     anomalies.merge(&table.anomalies);
-    connections.extend(table.finish());
-    connections.sort_by_key(|c| c.index);
+    let mut rest = table.finish();
+    rest.sort_by_key(|c| c.index);
+    finished += rest.len() as u64;
+    emit(rest, i64::MAX);
     let mut warnings = capture.warnings.clone();
     warnings.extend(packet_warnings);
     if more_warnings > 0 {
@@ -128,8 +152,18 @@ pub fn read_side(side: Side, mut set: CaptureSet, opts: SideOptions) -> SideResu
         decode: stats,
         anomalies,
         warnings,
-        connections,
+        tcp_connections: finished,
+        connections: Vec::new(),
     }
+}
+
+/// Reads one side to the end, keeping every connection (in order of their first packet).
+pub fn read_side(side: Side, set: CaptureSet, opts: SideOptions) -> SideResult {
+    let mut all = Vec::new();
+    let mut r = read_side_into(side, set, opts, &mut |batch, _| all.extend(batch));
+    all.sort_by_key(|c| c.index);
+    r.connections = all;
+    r
 }
 
 /// Drops what a finished connection keeps only for reports about failures — its packet log (for
@@ -200,92 +234,4 @@ pub fn progress_of(sets: &[(Side, CaptureSet)]) -> Vec<Progress> {
     sets.iter().map(|(_, s)| s.progress()).collect()
 }
 
-/// Everything the report shows: the sides read, how their connections pair, the alignment of
-/// each pair seen at both ends, and a diagnosis per pair.
-#[derive(Debug)]
-pub struct Analysis {
-    /// One side (`Single` or `Proxy`), or `Proxy` then `Backend`.
-    pub sides: Vec<SideResult>,
-    pub pairing: crate::pair::Pairing,
-    pub alignments: Vec<Option<crate::pair::Alignment>>,
-    pub diagnoses: Vec<Option<crate::diagnose::Diagnosis>>,
-}
-
-/// The analysis of one capture as a flow list: every connection, each diagnosed from this one
-/// capture (its client taken as the proxy, its server as the backend).
-pub fn flows(side: SideResult) -> Analysis {
-    let pairing = crate::pair::single(&side.connections);
-    diagnose_all(vec![side], pairing)
-}
-
-/// The analysis of a proxy capture and, optionally, a backend capture: the proxy→backend
-/// connections, paired across the captures, each diagnosed. `backends` narrows the backend
-/// endpoints (empty: found automatically).
-pub fn analyze(sides: Vec<SideResult>, backends: &[crate::decode::Endpoint]) -> Analysis {
-    let pairing = crate::pair::pair(&sides, backends);
-    diagnose_all(sides, pairing)
-}
-
-fn diagnose_all(sides: Vec<SideResult>, pairing: crate::pair::Pairing) -> Analysis {
-    let two = sides.len() > 1;
-    let end = |i: usize| {
-        sides
-            .get(i)
-            .and_then(|s| s.capture.last_ts_ns)
-            .unwrap_or(i64::MAX)
-    };
-    let (proxy_end, backend_end) = (end(0), end(1));
-    // Keep-alive timeouts per backend endpoint (as the first capture sees it).
-    let mut idle_timeouts = std::collections::HashMap::new();
-    for ep in pairing
-        .pairs
-        .iter()
-        .filter_map(|p| p.proxy.and_then(|i| sides[0].connections.get(i)))
-        .map(|c| c.server)
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        let conns = pairing
-            .pairs
-            .iter()
-            .filter_map(|p| p.proxy.and_then(|i| sides[0].connections.get(i)))
-            .filter(|c| c.server == ep);
-        if let Some(t) = crate::diagnose::idle_close_timeout(conns) {
-            idle_timeouts.insert(ep, t);
-        }
-    }
-    let mut alignments = Vec::with_capacity(pairing.pairs.len());
-    let mut diagnoses = Vec::with_capacity(pairing.pairs.len());
-    for pair in &pairing.pairs {
-        let p = pair.proxy.and_then(|i| sides[0].connections.get(i));
-        let b = pair.backend.and_then(|j| sides.get(1)?.connections.get(j));
-        let alignment = match (p, b) {
-            (Some(p), Some(b)) => Some(crate::pair::align(
-                p,
-                b,
-                pairing.clock.as_ref(),
-                backend_end,
-                proxy_end,
-            )),
-            _ => None,
-        };
-        let cx = crate::diagnose::Context {
-            p,
-            b,
-            two_captures: two,
-            first_side: sides[0].side,
-            clock: pairing.clock.as_ref(),
-            alignment: alignment.as_ref(),
-            proxy_capture_end: proxy_end,
-            backend_capture_end: backend_end,
-            backend_idle_timeout: p.and_then(|c| idle_timeouts.get(&c.server).copied()),
-        };
-        diagnoses.push(Some(crate::diagnose::diagnose(&cx)));
-        alignments.push(alignment);
-    }
-    Analysis {
-        sides,
-        pairing,
-        alignments,
-        diagnoses,
-    }
-}
+pub use run::{Analysis, Finding, Mode, RunEnd, Sink, analyze, flows, run};

@@ -1,0 +1,172 @@
+//! The offset between the two capture clocks, from causality: a packet is never received before it
+//! was sent. A packet the proxy sent and the backend received bounds `backend − proxy` from above;
+//! one the backend sent and the proxy received bounds it from below. Every paired connection adds
+//! its first SYN, SYN-ACK, first data byte and FIN each way; the intersection of all bounds is the
+//! offset's window. Bounded memory: the bounds of the first and the last pairs are kept (for the
+//! drift), not all of them.
+
+use super::ClockOffset;
+use crate::pipeline::Conn;
+use crate::tcp::PacketRef;
+
+/// Per-pair bounds kept at each end of the captures, for drift and for the median fallback.
+const KEPT: usize = 2048;
+
+#[derive(Clone, Copy, Debug)]
+struct Bounds {
+    /// Proxy-clock time of the pair's first packet.
+    at: i64,
+    lower: Option<i64>,
+    upper: Option<i64>,
+}
+
+/// The running estimate.
+#[derive(Clone, Debug, Default)]
+pub struct ClockAcc {
+    lower: Option<i64>,
+    upper: Option<i64>,
+    samples: u64,
+    pairs: u64,
+    first: Vec<Bounds>,
+    /// A ring of the most recent pairs' bounds (after `first` is full).
+    last: Vec<Bounds>,
+    last_start: usize,
+}
+
+impl ClockAcc {
+    /// Adds the bounds one paired connection gives.
+    pub fn add(&mut self, p: &Conn, b: &Conn) {
+        let mut bd = Bounds {
+            at: p.first.ts_ns,
+            lower: None,
+            upper: None,
+        };
+        let mut n = 0u64;
+        let mut upper = |tp: i64, tb: i64| {
+            let v = tb - tp;
+            bd.upper = Some(bd.upper.map_or(v, |u| u.min(v)));
+            n += 1;
+        };
+        // Sent by the proxy, received by the backend: first SYN, first data byte, FIN.
+        if let (Some(a), Some(c)) = (p.syn, b.syn) {
+            upper(a.ts_ns, c.ts_ns);
+        }
+        if let Some((a, c)) = same_first_data(p, b, 0) {
+            upper(a.ts_ns, c.ts_ns);
+        }
+        if let (Some(a), Some(c)) = (p.dirs[0].fin, b.dirs[0].fin) {
+            upper(a.at.ts_ns, c.at.ts_ns);
+        }
+        let mut lower = |tp: i64, tb: i64| {
+            let v = tb - tp;
+            bd.lower = Some(bd.lower.map_or(v, |l| l.max(v)));
+            n += 1;
+        };
+        // Sent by the backend, received by the proxy: first SYN-ACK, first data byte, FIN.
+        if let (Some(a), Some(c)) = (p.syn_ack, b.syn_ack) {
+            lower(a.ts_ns, c.ts_ns);
+        }
+        if let Some((a, c)) = same_first_data(p, b, 1) {
+            lower(a.ts_ns, c.ts_ns);
+        }
+        if let (Some(a), Some(c)) = (p.dirs[1].fin, b.dirs[1].fin) {
+            lower(a.at.ts_ns, c.at.ts_ns);
+        }
+        if n == 0 {
+            return;
+        }
+        self.samples += n;
+        self.pairs += 1;
+        if let Some(l) = bd.lower {
+            self.lower = Some(self.lower.map_or(l, |x| x.max(l)));
+        }
+        if let Some(u) = bd.upper {
+            self.upper = Some(self.upper.map_or(u, |x| x.min(u)));
+        }
+        if self.first.len() < KEPT {
+            self.first.push(bd);
+        } else if self.last.len() < KEPT {
+            self.last.push(bd);
+        } else {
+            self.last[self.last_start] = bd;
+            self.last_start = (self.last_start + 1) % KEPT;
+        }
+    }
+
+    /// The offset as estimated so far.
+    pub fn estimate(&self) -> Option<ClockOffset> {
+        if self.pairs == 0 {
+            return None;
+        }
+        let kept: Vec<Bounds> = self.first.iter().chain(self.last.iter()).copied().collect();
+        let reference_ns = kept.iter().map(|b| b.at).min().unwrap_or(0);
+        let (mut offset, uncertainty, inconsistent) = match (self.lower, self.upper) {
+            (Some(l), Some(u)) if l <= u => (l + (u - l) / 2, (u - l) / 2, false),
+            (Some(l), None) => (l, 0, false),
+            (None, Some(u)) => (u, 0, false),
+            _ => {
+                // No single offset fits every sample: the clocks drift, or a sample is wrong.
+                // Use the median of the per-connection estimates and say so.
+                let mut mids: Vec<i64> = kept.iter().filter_map(|b| mid(b.lower, b.upper)).collect();
+                mids.sort_unstable();
+                let m = mids.get(mids.len() / 2).copied().unwrap_or(0);
+                let spread = mids.last().copied().unwrap_or(m) - mids.first().copied().unwrap_or(m);
+                (m, spread / 2, true)
+            }
+        };
+        // Drift: the estimates of the first and the last quarter of the pairs, when the captures
+        // span long enough for it to show.
+        let mut drift_ppm = None;
+        let mut sorted = kept.clone();
+        sorted.sort_by_key(|b| b.at);
+        let span = sorted.last().map_or(0, |b| b.at) - sorted.first().map_or(0, |b| b.at);
+        if sorted.len() >= 8 && span > 60_000_000_000 {
+            let q = sorted.len() / 4;
+            let window = |bs: &[Bounds]| -> Option<(i64, i64, i64)> {
+                let l = bs.iter().filter_map(|b| b.lower).max()?;
+                let u = bs.iter().filter_map(|b| b.upper).min()?;
+                let at = bs.iter().map(|b| b.at / bs.len() as i64).sum::<i64>();
+                Some((at, l, u))
+            };
+            if let (Some((t1, l1, u1)), Some((t2, l2, u2))) =
+                (window(&sorted[..q]), window(&sorted[sorted.len() - q..]))
+            {
+                let (m1, m2) = ((l1 + u1) / 2, (l2 + u2) / 2);
+                let tolerance = ((u1 - l1).abs() + (u2 - l2).abs()) / 2;
+                if (m2 - m1).abs() > tolerance && t2 > t1 {
+                    let d = (m2 - m1) as f64 / (t2 - t1) as f64 * 1e6;
+                    drift_ppm = Some(d);
+                    offset = m1 - ((t1 - reference_ns) as f64 * d / 1e6) as i64;
+                }
+            }
+        }
+        Some(ClockOffset {
+            backend_minus_proxy_ns: offset,
+            uncertainty_ns: uncertainty,
+            samples: self.samples,
+            drift_ppm,
+            reference_ns,
+            inconsistent,
+        })
+    }
+}
+
+fn mid(l: Option<i64>, u: Option<i64>) -> Option<i64> {
+    match (l, u) {
+        (Some(l), Some(u)) => Some(l + (u - l) / 2),
+        (Some(x), None) | (None, Some(x)) => Some(x),
+        (None, None) => None,
+    }
+}
+
+/// The first data packet of direction `d` at each end, when both saw the same first byte.
+fn same_first_data(p: &Conn, b: &Conn, d: usize) -> Option<(PacketRef, PacketRef)> {
+    let (pd, bd) = (&p.dirs[d], &b.dirs[d]);
+    if pd.data_start.is_some() && pd.data_start == bd.data_start {
+        let ps = pd.spans.first()?;
+        let bs = bd.spans.first()?;
+        (ps.start == bs.start).then_some((ps.first, bs.first))
+    } else {
+        None
+    }
+}

@@ -1,0 +1,636 @@
+//! # pair: the same connection in both captures
+//!
+//! In: the finished connections of the proxy capture and of the backend capture, as each capture's
+//! reader hands them out. Out: the proxy→backend connections ([`Matched`]: seen at both ends, or at
+//! one end only, with how they were matched), and the [`ClockOffset`] between the two capture
+//! clocks. The [`Pairer`] is incremental: it holds a connection only until its counterpart arrives,
+//! or until the other capture has read well past the time the counterpart would have finished
+//! (its linger) — so memory follows the connections finishing around the same time, not the size of
+//! the captures.
+//!
+//! Matching, strongest first:
+//! 1. the client's and the server's initial sequence numbers (ISNs are random 32-bit numbers: two
+//!    connections sharing both are the same connection). The same 4-tuple at both ends is a direct
+//!    path; different addresses or ports mean NAT between the capture points;
+//! 2. the same 4-tuple (or the NAT mapping learned in 1) with different ISNs whose difference is a
+//!    constant: a firewall that rewrites sequence numbers;
+//! 3. connections without a handshake in one capture: the same 4-tuple (or mapping) and
+//!    overlapping raw sequence numbers of the bytes seen, in overlapping time.
+//!
+//! Which connections are proxy→backend: those that paired across the captures, and those to the
+//! same server endpoints; with one capture, the connections the capturing host opened (known from
+//! Linux cooked headers) or else every connection whose client is not itself a server.
+//! `--backend IP:PORT` overrides.
+//!
+//! The clock offset comes from causality: a packet is never received before it was sent. A packet
+//! the proxy sent and the backend received bounds `backend - proxy` from above; one the backend
+//! sent and the proxy received bounds it from below.
+//!
+//! [`align`] compares, per direction, what one end sent with what arrived at the other, by byte
+//! range (never by packet: TSO and GRO make packet boundaries differ between the captures).
+
+mod align;
+mod clock;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+
+pub use align::{Alignment, DirAlignment, Late, Lost, align};
+pub use clock::ClockAcc;
+
+use crate::decode::Endpoint;
+use crate::pipeline::Conn;
+
+/// How two views of a connection were matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchMethod {
+    /// Same 4-tuple and same initial sequence numbers.
+    TupleAndIsn,
+    /// Same initial sequence numbers, different addresses or ports: NAT between the capture points.
+    IsnThroughNat,
+    /// Initial sequence numbers differ by a constant: a firewall rewrote sequence numbers.
+    SequenceShift,
+    /// No handshake in one capture: matched by the sequence numbers of the bytes seen and timing.
+    Payload,
+    /// Seen in one capture only.
+    OneSide,
+}
+
+impl MatchMethod {
+    pub fn describe(self) -> &'static str {
+        match self {
+            MatchMethod::TupleAndIsn => "same 4-tuple and initial sequence numbers",
+            MatchMethod::IsnThroughNat => {
+                "same initial sequence numbers through NAT (addresses or ports differ)"
+            }
+            MatchMethod::SequenceShift => "sequence numbers shifted by a constant (a firewall rewrote them)",
+            MatchMethod::Payload => {
+                "sequence numbers of the bytes seen and timing (no handshake in a capture)"
+            }
+            MatchMethod::OneSide => "seen in one capture only",
+        }
+    }
+}
+
+/// One connection as seen at each end: indexes into each side's connection list (of an
+/// [`Analysis`](crate::pipeline::Analysis)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pair {
+    pub proxy: Option<usize>,
+    pub backend: Option<usize>,
+    pub method: MatchMethod,
+    /// For `SequenceShift`: backend ISN minus proxy ISN, per direction (client, server).
+    pub seq_shift: [u32; 2],
+}
+
+/// The offset between the two capture clocks, estimated from paired packets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClockOffset {
+    /// Add this to a proxy-capture timestamp to get the backend capture's clock (at `reference_ns`).
+    pub backend_minus_proxy_ns: i64,
+    /// The offset lies within ± this.
+    pub uncertainty_ns: i64,
+    /// Packets (handshake, first data, FIN) compared.
+    pub samples: u64,
+    /// Drift of the offset in parts per million, when the captures are long enough to measure it
+    /// and it exceeds the uncertainty; applied by [`ClockOffset::to_backend`].
+    pub drift_ppm: Option<f64>,
+    /// Proxy-clock time at which `backend_minus_proxy_ns` holds (drift is relative to it).
+    pub reference_ns: i64,
+    /// The bounds disagreed (no offset satisfies every sample): the estimate is a median.
+    pub inconsistent: bool,
+}
+
+impl ClockOffset {
+    /// The offset at proxy-clock time `t`.
+    pub fn offset_at(&self, t: i64) -> i64 {
+        let drift = self.drift_ppm.unwrap_or(0.0);
+        self.backend_minus_proxy_ns + ((t - self.reference_ns) as f64 * drift / 1e6) as i64
+    }
+
+    /// A proxy-clock time on the backend clock.
+    pub fn to_backend(&self, t: i64) -> i64 {
+        t.saturating_add(self.offset_at(t))
+    }
+
+    /// A backend-clock time on the proxy clock.
+    pub fn to_proxy(&self, t: i64) -> i64 {
+        // The drift term is tiny: evaluating it at the backend time is close enough.
+        t.saturating_sub(self.offset_at(t.saturating_sub(self.backend_minus_proxy_ns)))
+    }
+}
+
+/// The result of pairing.
+#[derive(Clone, Debug, Default)]
+pub struct Pairing {
+    pub pairs: Vec<Pair>,
+    pub clock: Option<ClockOffset>,
+    /// The backend endpoints, as the proxy capture and as the backend capture see them.
+    pub backends_proxy_view: Vec<Endpoint>,
+    pub backends_backend_view: Vec<Endpoint>,
+}
+
+/// A connection seen at both ends or at one, with its views.
+#[derive(Debug)]
+pub struct Matched {
+    pub proxy: Option<Conn>,
+    pub backend: Option<Conn>,
+    pub method: MatchMethod,
+    /// For `SequenceShift`: backend ISN minus proxy ISN, per direction (client, server).
+    pub seq_shift: [u32; 2],
+}
+
+/// How long (in the other capture's time) a connection waits for its counterpart after its last
+/// packet: the counterpart leaves the other reader once its own linger has passed (30 s after its
+/// last packet), plus a margin for the last packets differing between the captures.
+const HOLD_NS: i64 = 40_000_000_000;
+
+/// With one capture, a connection waits until this many later ones have finished before it is
+/// judged proxy→backend or not (the roles of addresses are learned from the connections around).
+const SINGLE_WINDOW: usize = 256;
+
+/// Addresses remembered for telling roles apart; beyond, no new one is learned.
+const MAX_ADDRESSES: usize = 65_536;
+
+/// Side indexes.
+const P: usize = 0;
+const B: usize = 1;
+
+/// Backend endpoints in the proxy capture's and in the backend capture's view.
+pub type Backends = (Vec<Endpoint>, Vec<Endpoint>);
+
+/// The incremental pairer (see the module comment).
+pub struct Pairer {
+    two: bool,
+    given: Vec<Endpoint>,
+    waiting: [HashMap<u64, Conn>; 2],
+    by_isn: [HashMap<u32, Vec<u64>>; 2],
+    by_server: [HashMap<Endpoint, Vec<u64>>; 2],
+    /// (last packet time on that side's clock, id), in arrival order.
+    queue: [VecDeque<(i64, u64)>; 2],
+    next_id: u64,
+    pos: [i64; 2],
+    done: [bool; 2],
+    clock: ClockAcc,
+    estimate: Option<ClockOffset>,
+    /// Proxy-view server → backend-view server, learned from pairs (NAT), and back.
+    server_map: HashMap<Endpoint, Endpoint>,
+    server_map_rev: HashMap<Endpoint, Endpoint>,
+    /// Backend endpoints, per view.
+    learned: [BTreeSet<Endpoint>; 2],
+    /// The proxy's addresses towards the backends, per view (clients of paired connections).
+    proxy_ips: [BTreeSet<IpAddr>; 2],
+    /// One capture: addresses seen as clients and as servers.
+    client_ips: BTreeSet<IpAddr>,
+    server_ips: BTreeSet<IpAddr>,
+    /// Seen at one end only, and nothing learned yet to tell whether it is backend traffic.
+    deferred: [Vec<Conn>; 2],
+    out: Vec<Matched>,
+}
+
+impl Pairer {
+    /// `two`: a backend capture is read too. `given`: backend endpoints from `--backend` (either
+    /// capture's view); empty: found automatically.
+    pub fn new(two: bool, given: &[Endpoint]) -> Pairer {
+        Pairer {
+            two,
+            given: given.to_vec(),
+            waiting: Default::default(),
+            by_isn: Default::default(),
+            by_server: Default::default(),
+            queue: Default::default(),
+            next_id: 0,
+            pos: [i64::MIN, i64::MIN],
+            done: [false, !two],
+            clock: ClockAcc::default(),
+            estimate: None,
+            server_map: HashMap::new(),
+            server_map_rev: HashMap::new(),
+            learned: Default::default(),
+            proxy_ips: Default::default(),
+            client_ips: BTreeSet::new(),
+            server_ips: BTreeSet::new(),
+            deferred: Default::default(),
+            out: Vec::new(),
+        }
+    }
+
+    /// The clock offset as estimated so far.
+    pub fn clock(&self) -> Option<ClockOffset> {
+        self.estimate
+    }
+
+    /// The backend endpoints learned (or given), per view.
+    pub fn backends(&self) -> Backends {
+        if self.learned[P].is_empty() && !self.given.is_empty() {
+            return (self.given.clone(), self.given.clone());
+        }
+        (
+            self.learned[P].iter().copied().collect(),
+            self.learned[B].iter().copied().collect(),
+        )
+    }
+
+    /// The connections ready to report.
+    pub fn take(&mut self) -> Vec<Matched> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// A connection of `side` (0 proxy, 1 backend) finished.
+    pub fn push(&mut self, side: usize, conn: Conn) {
+        if !self.two {
+            if self.client_ips.len() < MAX_ADDRESSES {
+                self.client_ips.insert(conn.client.ip);
+            }
+            if self.server_ips.len() < MAX_ADDRESSES {
+                self.server_ips.insert(conn.server.ip);
+            }
+            self.wait(P, conn);
+            while self.waiting[P].len() > SINGLE_WINDOW {
+                let Some((_, id)) = self.queue[P].pop_front() else {
+                    break;
+                };
+                self.expire(P, id);
+            }
+            return;
+        }
+        if let Some(j) = self.isn_match(side, &conn) {
+            let other = self.unwait(1 - side, j).expect("indexed");
+            let (p, b) = if side == P { (conn, other) } else { (other, conn) };
+            let method = if p.client == b.client && p.server == b.server {
+                MatchMethod::TupleAndIsn
+            } else {
+                MatchMethod::IsnThroughNat
+            };
+            self.paired(p, b, method, [0, 0]);
+        } else {
+            self.wait(side, conn);
+        }
+    }
+
+    /// `side` has read up to `pos` (its own clock): the other side's connections that finished
+    /// well before may stop waiting.
+    pub fn advance(&mut self, side: usize, pos: i64) {
+        self.pos[side] = self.pos[side].max(pos);
+        if !self.two {
+            return;
+        }
+        let other = 1 - side;
+        let Some(c) = self.estimate else { return };
+        // `side`'s position on `other`'s clock.
+        let reached = if side == B {
+            c.to_proxy(pos)
+        } else {
+            c.to_backend(pos)
+        };
+        while let Some(&(last, id)) = self.queue[other].front() {
+            if last.saturating_add(HOLD_NS) >= reached {
+                break;
+            }
+            self.queue[other].pop_front();
+            self.expire(other, id);
+        }
+    }
+
+    /// `side` has no more connections.
+    pub fn side_done(&mut self, side: usize) {
+        self.done[side] = true;
+        if self.two {
+            // Nothing more will come from `side`: the other side's connections stop waiting.
+            let other = 1 - side;
+            while let Some((_, id)) = self.queue[other].pop_front() {
+                self.expire(other, id);
+            }
+        }
+    }
+
+    /// Both sides are done: everything left is decided.
+    pub fn finish(mut self) -> (Vec<Matched>, Option<ClockOffset>, Backends) {
+        for side in [P, B] {
+            while let Some((_, id)) = self.queue[side].pop_front() {
+                self.expire(side, id);
+            }
+        }
+        // Seen at one end only, decided without anything learned from pairs: the servers the
+        // proxy host connected to, by the single-capture rules.
+        let deferred_p = std::mem::take(&mut self.deferred[P]);
+        let keep_p = servers_connected_to(&deferred_p, &self.given);
+        for c in deferred_p {
+            if keep_p.contains(&c.server) {
+                self.learned[P].insert(c.server);
+                self.one_side(Some(c), None);
+            }
+        }
+        let deferred_b = std::mem::take(&mut self.deferred[B]);
+        for c in deferred_b {
+            if self.learned[B].contains(&c.server)
+                || self.learned[P].contains(&c.server)
+                || self.given.contains(&c.server)
+            {
+                self.one_side(None, Some(c));
+            }
+        }
+        let backends = self.backends();
+        (std::mem::take(&mut self.out), self.estimate, backends)
+    }
+
+    fn wait(&mut self, side: usize, conn: Conn) {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Some(isn) = conn.client_isn {
+            self.by_isn[side].entry(isn).or_default().push(id);
+        }
+        self.by_server[side].entry(conn.server).or_default().push(id);
+        self.queue[side].push_back((conn.last.ts_ns, id));
+        self.waiting[side].insert(id, conn);
+    }
+
+    fn unwait(&mut self, side: usize, id: u64) -> Option<Conn> {
+        let conn = self.waiting[side].remove(&id)?;
+        if let Some(isn) = conn.client_isn {
+            remove_id(&mut self.by_isn[side], &isn, id);
+        }
+        remove_id(&mut self.by_server[side], &conn.server, id);
+        Some(conn)
+    }
+
+    /// A waiting connection of the other side with the same initial sequence numbers.
+    fn isn_match(&self, side: usize, c: &Conn) -> Option<u64> {
+        let other = 1 - side;
+        let isn = c.client_isn?;
+        let cands = self.by_isn[other].get(&isn)?;
+        cands
+            .iter()
+            .copied()
+            .filter(|id| {
+                let o = &self.waiting[other][id];
+                match (c.server_isn, o.server_isn) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                }
+            })
+            // Prefer the same 4-tuple, then a known server ISN, then the nearest in time.
+            .min_by_key(|id| {
+                let o = &self.waiting[other][id];
+                let (p, b) = if side == P { (c, o) } else { (o, c) };
+                let (bt, pt) = (self.on_proxy_clock(b.first.ts_ns), p.first.ts_ns);
+                (
+                    !(o.client == c.client && o.server == c.server),
+                    o.server_isn.is_none() != c.server_isn.is_none(),
+                    (bt - pt).unsigned_abs(),
+                )
+            })
+    }
+
+    fn on_proxy_clock(&self, backend_t: i64) -> i64 {
+        self.estimate.map_or(backend_t, |c| c.to_proxy(backend_t))
+    }
+
+    /// A connection stops waiting: a loose match with the other side, or seen at one end only.
+    fn expire(&mut self, side: usize, id: u64) {
+        let Some(conn) = self.unwait(side, id) else { return };
+        if !self.two {
+            let keep = if !self.given.is_empty() {
+                self.given.contains(&conn.server)
+            } else {
+                single_capture_keeps(&conn, &self.client_ips, &self.server_ips)
+            };
+            if keep {
+                self.learned[P].insert(conn.server);
+                self.one_side(Some(conn), None);
+            }
+            return;
+        }
+        let other = 1 - side;
+        if let Some((j, method, shift)) = self.loose_match(side, &conn) {
+            let o = self.unwait(other, j).expect("indexed");
+            let (p, b) = if side == P { (conn, o) } else { (o, conn) };
+            self.paired(p, b, method, shift);
+            return;
+        }
+        match self.one_sided_keep(side, &conn) {
+            Some(true) => {
+                if side == P {
+                    self.one_side(Some(conn), None)
+                } else {
+                    self.one_side(None, Some(conn))
+                }
+            }
+            Some(false) => {}
+            None => self.deferred[side].push(conn),
+        }
+    }
+
+    /// Same 4-tuple (or NAT-mapped server, same client port), ISNs shifted or no handshake.
+    fn loose_match(&self, side: usize, c: &Conn) -> Option<(u64, MatchMethod, [u32; 2])> {
+        let other = 1 - side;
+        let mapped = if side == P {
+            self.server_map.get(&c.server).copied().unwrap_or(c.server)
+        } else {
+            self.server_map_rev.get(&c.server).copied().unwrap_or(c.server)
+        };
+        let direct = mapped == c.server;
+        let cands = self.by_server[other].get(&mapped)?;
+        cands
+            .iter()
+            .copied()
+            .filter_map(|id| {
+                let o = &self.waiting[other][&id];
+                let (p, b) = if side == P { (c, o) } else { (o, c) };
+                // Through NAT the client address changes; its port often does not.
+                let same_client = if direct {
+                    b.client == p.client
+                } else {
+                    b.client.port == p.client.port
+                };
+                if !same_client || !overlaps_in_time(p, b, self.estimate.as_ref()) {
+                    return None;
+                }
+                loose_match(p, b).map(|(m, s)| (id, m, s))
+            })
+            .min_by_key(|&(id, _, _)| {
+                let o = &self.waiting[other][&id];
+                let (p, b) = if side == P { (c, o) } else { (o, c) };
+                (self.on_proxy_clock(b.first.ts_ns) - p.first.ts_ns).unsigned_abs()
+            })
+    }
+
+    /// Is a connection seen at one end only proxy→backend traffic? None: nothing learned yet.
+    fn one_sided_keep(&self, side: usize, c: &Conn) -> Option<bool> {
+        if !self.given.is_empty() {
+            return Some(self.given.contains(&c.server) || self.learned[side].contains(&c.server));
+        }
+        if self.learned[side].contains(&c.server) {
+            return Some(true);
+        }
+        if self.learned[P].is_empty() {
+            return None;
+        }
+        if c.client_is_local == Some(false) {
+            return Some(false);
+        }
+        // From the proxy's own address towards the backends: a backend connection that failed
+        // before the other capture could see it (or to a backend none of whose connections paired).
+        Some(self.proxy_ips[side].contains(&c.client.ip))
+    }
+
+    fn paired(&mut self, p: Conn, b: Conn, method: MatchMethod, seq_shift: [u32; 2]) {
+        if !(self.given.is_empty() || self.given.contains(&p.server) || self.given.contains(&b.server)) {
+            return;
+        }
+        self.clock.add(&p, &b);
+        self.estimate = self.clock.estimate();
+        self.server_map.entry(p.server).or_insert(b.server);
+        self.server_map_rev.entry(b.server).or_insert(p.server);
+        self.learned[P].insert(p.server);
+        self.learned[B].insert(b.server);
+        if self.proxy_ips[P].len() < MAX_ADDRESSES {
+            self.proxy_ips[P].insert(p.client.ip);
+            self.proxy_ips[B].insert(b.client.ip);
+        }
+        self.out.push(Matched {
+            proxy: Some(p),
+            backend: Some(b),
+            method,
+            seq_shift,
+        });
+    }
+
+    fn one_side(&mut self, proxy: Option<Conn>, backend: Option<Conn>) {
+        self.out.push(Matched {
+            proxy,
+            backend,
+            method: MatchMethod::OneSide,
+            seq_shift: [0, 0],
+        });
+    }
+}
+
+fn remove_id<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<u64>>, key: &K, id: u64) {
+    if let Some(v) = map.get_mut(key) {
+        v.retain(|&x| x != id);
+        if v.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+/// With one capture: is this connection one the capturing host opened towards a backend? The
+/// Linux cooked header says which packets the host sent; otherwise an address that is both a
+/// client and a server is the proxy host (its connections as a client are the backend ones, as a
+/// server the client-facing ones).
+fn single_capture_keeps(c: &Conn, client_ips: &BTreeSet<IpAddr>, server_ips: &BTreeSet<IpAddr>) -> bool {
+    match c.client_is_local {
+        Some(local) => local,
+        None if server_ips.contains(&c.client.ip) => true,
+        None => !client_ips.contains(&c.server.ip),
+    }
+}
+
+/// Do the two views' lifetimes overlap, given what is known of the clock offset? Without a
+/// clock estimate any overlap is accepted (the captures may be hours apart).
+fn overlaps_in_time(p: &Conn, b: &Conn, clock: Option<&ClockOffset>) -> bool {
+    let Some(c) = clock else { return true };
+    let slack = c.uncertainty_ns.saturating_mul(2).saturating_add(2_000_000_000);
+    let (bs, be) = (c.to_proxy(b.first.ts_ns), c.to_proxy(b.last.ts_ns));
+    bs <= p.last.ts_ns.saturating_add(slack) && be >= p.first.ts_ns.saturating_sub(slack)
+}
+
+/// Two views of the same 4-tuple without matching ISNs: the same connection if both handshakes
+/// were seen and only the ISNs differ (a sequence-rewriting firewall), or if a handshake is
+/// missing and the raw sequence numbers of the bytes seen overlap.
+fn loose_match(p: &Conn, b: &Conn) -> Option<(MatchMethod, [u32; 2])> {
+    match (p.client_isn, b.client_isn) {
+        (Some(pc), Some(bc)) => {
+            // Both saw the SYN: the ISNs differ (else step 1 matched them). A rewriting firewall
+            // shifts every sequence number of the connection by one constant per direction; the
+            // relative offsets at both ends then agree.
+            let shift_c = bc.wrapping_sub(pc);
+            let shift_s = match (p.server_isn, b.server_isn) {
+                (Some(ps), Some(bs)) => bs.wrapping_sub(ps),
+                _ => 0,
+            };
+            let same_shape = p.dirs[0].data_end == b.dirs[0].data_end
+                || p.dirs[0].data_end.is_none()
+                || b.dirs[0].data_end.is_none();
+            same_shape.then_some((MatchMethod::SequenceShift, [shift_c, shift_s]))
+        }
+        _ => {
+            // Compare raw sequence numbers of the bytes each view saw, per direction.
+            let mut any = false;
+            for d in 0..2 {
+                match (raw_range(p, d), raw_range(b, d)) {
+                    (Some(a), Some(c)) => {
+                        if !raw_overlap(a, c) {
+                            return None;
+                        }
+                        any = true;
+                    }
+                    _ => continue,
+                }
+            }
+            any.then_some((MatchMethod::Payload, [0, 0]))
+        }
+    }
+}
+
+/// The raw sequence numbers [first, end) of the bytes a view saw in direction `d`.
+fn raw_range(c: &Conn, d: usize) -> Option<(u32, u32)> {
+    let ds = &c.dirs[d];
+    let origin = ds.origin?;
+    let (s, e) = (ds.data_start?, ds.data_end?);
+    Some((origin.wrapping_add(s as u32), origin.wrapping_add(e as u32)))
+}
+
+fn raw_overlap(a: (u32, u32), b: (u32, u32)) -> bool {
+    // In sequence space (mod 2^32): does either range's start fall in the other?
+    let within = |x: u32, r: (u32, u32)| x.wrapping_sub(r.0) < r.1.wrapping_sub(r.0).max(1);
+    within(a.0, b) || within(b.0, a)
+}
+
+/// The servers the capturing host connected to: from Linux cooked direction flags when present,
+/// else every server except the ones whose IP is also a client's (a proxy host seen from both
+/// sides has its listening sockets among the servers and its own address among the clients).
+fn servers_connected_to(conns: &[Conn], given: &[Endpoint]) -> BTreeSet<Endpoint> {
+    if !given.is_empty() {
+        return given.iter().copied().collect();
+    }
+    let local_client: BTreeSet<Endpoint> = conns
+        .iter()
+        .filter(|c| c.client_is_local == Some(true))
+        .map(|c| c.server)
+        .collect();
+    if !local_client.is_empty() {
+        return local_client;
+    }
+    let known_remote_client = conns.iter().any(|c| c.client_is_local == Some(false));
+    let client_ips: BTreeSet<_> = conns.iter().map(|c| c.client.ip).collect();
+    let server_ips: BTreeSet<_> = conns.iter().map(|c| c.server.ip).collect();
+    // An address that is both a client and a server is the proxy host: its connections as a
+    // client are the backend ones.
+    let host_ips: BTreeSet<_> = client_ips.intersection(&server_ips).copied().collect();
+    if !host_ips.is_empty() {
+        return conns
+            .iter()
+            .filter(|c| host_ips.contains(&c.client.ip))
+            .map(|c| c.server)
+            .collect();
+    }
+    if known_remote_client {
+        return BTreeSet::new();
+    }
+    conns.iter().map(|c| c.server).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_sequence_overlap_wraps() {
+        assert!(raw_overlap((10, 20), (15, 30)));
+        assert!(!raw_overlap((10, 20), (20, 30)));
+        assert!(raw_overlap((u32::MAX - 5, 10), (2, 4)));
+        assert!(!raw_overlap((u32::MAX - 5, 10), (11, 40)));
+    }
+}

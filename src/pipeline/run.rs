@@ -1,0 +1,428 @@
+//! The engine: readers in parallel → pairer → alignment and diagnosis → sink.
+
+use std::sync::mpsc;
+
+use super::{Conn, Side, SideOptions, SideResult, read_side_into};
+use crate::capture::CaptureSet;
+use crate::decode::Endpoint;
+use crate::diagnose::{self, Diagnosis, IdleCloses, Verdict};
+use crate::pair::{self, Alignment, Backends, ClockOffset, MatchMethod, Matched, Pair, Pairer, Pairing};
+
+/// A connection judged: its views (the proxy capture's, or the only capture's, first), how they
+/// were matched, their alignment, and the diagnosis.
+#[derive(Debug)]
+pub struct Finding {
+    pub proxy: Option<Conn>,
+    pub backend: Option<Conn>,
+    pub method: MatchMethod,
+    pub seq_shift: [u32; 2],
+    pub alignment: Option<Alignment>,
+    pub diagnosis: Diagnosis,
+}
+
+/// Where findings go, as soon as each is judged (a report writer, or an [`Analysis`]).
+pub trait Sink {
+    fn finding(&mut self, f: Finding);
+}
+
+/// What to report.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// Every connection of one capture (`flows`).
+    Flows,
+    /// The proxy→backend connections (`analyze`), those of the given backend endpoints if any.
+    Analyze { backends: Vec<Endpoint> },
+}
+
+/// What the run yielded besides the findings.
+#[derive(Debug)]
+pub struct RunEnd {
+    /// The sides as given, their `connections` empty.
+    pub sides: Vec<SideResult>,
+    pub clock: Option<ClockOffset>,
+    /// Backend endpoints in the proxy capture's and the backend capture's view.
+    pub backends: Backends,
+}
+
+enum Msg {
+    Batch(Vec<Conn>, i64),
+    End(Box<SideResult>),
+}
+
+/// Reads the sides (proxy first) in parallel, one thread each, and hands every connection to
+/// `sink` as soon as it is judged. The main thread pairs and diagnoses while the readers read, and
+/// always takes the next batch from the side that is behind in time, so the other waits on its
+/// bounded channel instead of piling connections up.
+pub fn run(sides: Vec<(Side, CaptureSet)>, opts: SideOptions, mode: Mode, sink: &mut dyn Sink) -> RunEnd {
+    let two = sides.len() > 1;
+    let first_side = sides.first().map_or(Side::Single, |s| s.0);
+    std::thread::scope(|scope| {
+        let mut receivers = Vec::new();
+        let mut handles = Vec::new();
+        for (side, set) in sides {
+            let (tx, rx) = mpsc::sync_channel::<Msg>(4);
+            handles.push(scope.spawn(move || {
+                let r = read_side_into(side, set, opts, &mut |batch, pos| {
+                    let _ = tx.send(Msg::Batch(batch, pos));
+                });
+                let _ = tx.send(Msg::End(Box::new(r)));
+            }));
+            receivers.push(rx);
+        }
+        let mut engine = Engine::new(two, first_side, &mode);
+        let mut alive = [true, two];
+        let mut results: [Option<SideResult>; 2] = [None, None];
+        let mut toggle = 0;
+        loop {
+            let side = match alive {
+                [true, true] => match engine.behind() {
+                    Some(s) => s,
+                    None => {
+                        toggle = 1 - toggle;
+                        toggle
+                    }
+                },
+                [true, false] => 0,
+                [false, true] => 1,
+                [false, false] => break,
+            };
+            match receivers[side].recv() {
+                Ok(Msg::Batch(conns, pos)) => engine.batch(side, conns, pos, sink),
+                Ok(Msg::End(r)) => {
+                    alive[side] = false;
+                    engine.side_done(side, r.capture.last_ts_ns.unwrap_or(i64::MIN), sink);
+                    results[side] = Some(*r);
+                }
+                // The reader ended without a result: it panicked; join() below re-raises it.
+                Err(_) => alive[side] = false,
+            }
+        }
+        for h in handles {
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        let (clock, backends) = engine.finish(sink);
+        RunEnd {
+            sides: results.into_iter().flatten().collect(),
+            clock,
+            backends,
+        }
+    })
+}
+
+/// Pairing and judging, fed batch by batch.
+struct Engine {
+    pairer: Option<Pairer>,
+    judge: Judge,
+    pos: [i64; 2],
+}
+
+impl Engine {
+    fn new(two: bool, first_side: Side, mode: &Mode) -> Engine {
+        Engine {
+            pairer: match mode {
+                Mode::Flows => None,
+                Mode::Analyze { backends } => Some(Pairer::new(two, backends)),
+            },
+            judge: Judge::new(two, first_side),
+            pos: [i64::MIN, i64::MIN],
+        }
+    }
+
+    /// The side whose reader is behind in time (both clocks compared through the offset), once
+    /// the offset is known.
+    fn behind(&self) -> Option<usize> {
+        let c = self.pairer.as_ref()?.clock()?;
+        Some(if self.pos[0] <= c.to_proxy(self.pos[1]) {
+            0
+        } else {
+            1
+        })
+    }
+
+    fn batch(&mut self, side: usize, conns: Vec<Conn>, pos: i64, sink: &mut dyn Sink) {
+        self.pos[side] = self.pos[side].max(pos);
+        match &mut self.pairer {
+            Some(p) => {
+                for c in conns {
+                    p.push(side, c);
+                }
+                p.advance(side, pos);
+                let clock = p.clock();
+                for m in p.take() {
+                    self.judge.judge(m, clock, sink);
+                }
+            }
+            None => {
+                for c in conns {
+                    let m = Matched {
+                        proxy: Some(c),
+                        backend: None,
+                        method: MatchMethod::OneSide,
+                        seq_shift: [0, 0],
+                    };
+                    self.judge.judge(m, None, sink);
+                }
+            }
+        }
+    }
+
+    fn side_done(&mut self, side: usize, last_ts: i64, sink: &mut dyn Sink) {
+        self.judge.ends[side] = last_ts;
+        if let Some(p) = &mut self.pairer {
+            p.side_done(side);
+            let clock = p.clock();
+            for m in p.take() {
+                self.judge.judge(m, clock, sink);
+            }
+        }
+    }
+
+    fn finish(mut self, sink: &mut dyn Sink) -> (Option<ClockOffset>, Backends) {
+        let (clock, backends) = match self.pairer.take() {
+            Some(p) => {
+                let (rest, clock, backends) = p.finish();
+                for m in rest {
+                    self.judge.judge(m, clock, sink);
+                }
+                (clock, backends)
+            }
+            None => (None, (Vec::new(), Vec::new())),
+        };
+        self.judge.finish(clock, sink);
+        (clock, backends)
+    }
+}
+
+/// Aligns and diagnoses each connection. A few judgements wait for the end: an empty reply on a
+/// reused connection may be a keep-alive race that only the backend's idle timeout — learned from
+/// connections still to come — tells.
+struct Judge {
+    two: bool,
+    first_side: Side,
+    idle: IdleCloses,
+    deferred: Vec<Matched>,
+    /// Last packet time of each capture once it is read to the end (own clocks).
+    ends: [i64; 2],
+}
+
+impl Judge {
+    fn new(two: bool, first_side: Side) -> Judge {
+        Judge {
+            two,
+            first_side,
+            idle: IdleCloses::default(),
+            deferred: Vec::new(),
+            ends: [i64::MAX, i64::MAX],
+        }
+    }
+
+    fn judge(&mut self, m: Matched, clock: Option<ClockOffset>, sink: &mut dyn Sink) {
+        if let Some(p) = &m.proxy {
+            self.idle.observe(p);
+        }
+        let (alignment, d) = self.diagnose(&m, clock);
+        let reused_empty = d.verdict == Verdict::BackendEmptyReply
+            && m.proxy
+                .as_ref()
+                .is_some_and(|p| p.app.exchanges.len() > 1 && self.idle.timeout(p.server).is_none());
+        if reused_empty {
+            self.deferred.push(m);
+            return;
+        }
+        sink.finding(Finding {
+            proxy: m.proxy,
+            backend: m.backend,
+            method: m.method,
+            seq_shift: m.seq_shift,
+            alignment,
+            diagnosis: d,
+        });
+    }
+
+    fn diagnose(&self, m: &Matched, clock: Option<ClockOffset>) -> (Option<Alignment>, Diagnosis) {
+        let alignment = match (&m.proxy, &m.backend) {
+            (Some(p), Some(b)) => Some(pair::align(p, b, clock.as_ref(), self.ends[1], self.ends[0])),
+            _ => None,
+        };
+        let cx = diagnose::Context {
+            p: m.proxy.as_ref(),
+            b: m.backend.as_ref(),
+            two_captures: self.two,
+            first_side: self.first_side,
+            clock: clock.as_ref(),
+            alignment: alignment.as_ref(),
+            proxy_capture_end: self.ends[0],
+            backend_capture_end: self.ends[1],
+            backend_idle_timeout: m.proxy.as_ref().and_then(|p| self.idle.timeout(p.server)),
+        };
+        let d = diagnose::diagnose(&cx);
+        (alignment, d)
+    }
+
+    fn finish(&mut self, clock: Option<ClockOffset>, sink: &mut dyn Sink) {
+        for m in std::mem::take(&mut self.deferred) {
+            let (alignment, d) = self.diagnose(&m, clock);
+            sink.finding(Finding {
+                proxy: m.proxy,
+                backend: m.backend,
+                method: m.method,
+                seq_shift: m.seq_shift,
+                alignment,
+                diagnosis: d,
+            });
+        }
+    }
+}
+
+/// Everything kept: the sides with the reported connections, how they pair, the alignment of each
+/// pair seen at both ends, and each diagnosis. The sink for tests and for reports that need every
+/// connection at once.
+#[derive(Debug)]
+pub struct Analysis {
+    /// One side (`Single` or `Proxy`), or `Proxy` then `Backend`.
+    pub sides: Vec<SideResult>,
+    pub pairing: Pairing,
+    pub alignments: Vec<Option<Alignment>>,
+    pub diagnoses: Vec<Option<Diagnosis>>,
+}
+
+impl Analysis {
+    fn collecting(sides: Vec<SideResult>) -> Analysis {
+        Analysis {
+            sides,
+            pairing: Pairing::default(),
+            alignments: Vec::new(),
+            diagnoses: Vec::new(),
+        }
+    }
+
+    /// Runs everything and keeps every finding.
+    pub fn run(sides: Vec<(Side, CaptureSet)>, opts: SideOptions, mode: Mode) -> Analysis {
+        let mut a = Analysis::collecting(Vec::new());
+        let end = run(sides, opts, mode, &mut a);
+        a.complete(end);
+        a
+    }
+
+    fn complete(&mut self, end: RunEnd) {
+        let mut kept: Vec<Vec<Conn>> = self
+            .sides
+            .iter_mut()
+            .map(|s| std::mem::take(&mut s.connections))
+            .collect();
+        self.sides = end.sides;
+        for (s, conns) in self.sides.iter_mut().zip(kept.iter_mut()) {
+            s.connections = std::mem::take(conns);
+        }
+        self.pairing.clock = end.clock;
+        self.pairing.backends_proxy_view = end.backends.0;
+        self.pairing.backends_backend_view = end.backends.1;
+    }
+
+    fn keep(&mut self, side: usize, c: Conn) -> usize {
+        while self.sides.len() <= side {
+            self.sides.push(SideResult {
+                side: if self.sides.is_empty() {
+                    Side::Proxy
+                } else {
+                    Side::Backend
+                },
+                capture: Default::default(),
+                decode: Default::default(),
+                anomalies: Default::default(),
+                warnings: Vec::new(),
+                tcp_connections: 0,
+                connections: Vec::new(),
+            });
+        }
+        let v = &mut self.sides[side].connections;
+        v.push(c);
+        v.len() - 1
+    }
+}
+
+impl Sink for Analysis {
+    fn finding(&mut self, f: Finding) {
+        let proxy = f.proxy.map(|c| self.keep(0, c));
+        let backend = f.backend.map(|c| self.keep(1, c));
+        self.pairing.pairs.push(Pair {
+            proxy,
+            backend,
+            method: f.method,
+            seq_shift: f.seq_shift,
+        });
+        self.alignments.push(f.alignment);
+        self.diagnoses.push(Some(f.diagnosis));
+    }
+}
+
+/// Judges already-read sides (every connection in memory): the proxy→backend connections of a
+/// proxy side and, optionally, a backend side. `backends` narrows the backend endpoints.
+pub fn analyze(sides: Vec<SideResult>, backends: &[Endpoint]) -> Analysis {
+    let two = sides.len() > 1;
+    let first_side = sides.first().map_or(Side::Proxy, |s| s.side);
+    let mut shells = Vec::new();
+    let mut conns = Vec::new();
+    for mut s in sides {
+        conns.push(std::mem::take(&mut s.connections));
+        shells.push(s);
+    }
+    let mut a = Analysis::collecting(Vec::new());
+    let mut pairer = Pairer::new(two, backends);
+    let mut judge = Judge::new(two, first_side);
+    for (i, s) in shells.iter().enumerate() {
+        judge.ends[i] = s.capture.last_ts_ns.unwrap_or(i64::MIN);
+    }
+    for (side, list) in conns.into_iter().enumerate() {
+        for c in list {
+            pairer.push(side, c);
+        }
+    }
+    pairer.side_done(0);
+    if two {
+        pairer.side_done(1);
+    }
+    let clock0 = pairer.clock();
+    for m in pairer.take() {
+        judge.judge(m, clock0, &mut a);
+    }
+    let (rest, clock, backends) = pairer.finish();
+    for m in rest {
+        judge.judge(m, clock, &mut a);
+    }
+    judge.finish(clock, &mut a);
+    a.complete(RunEnd {
+        sides: shells,
+        clock,
+        backends,
+    });
+    a
+}
+
+/// Judges every connection of one already-read capture (`flows`).
+pub fn flows(side: SideResult) -> Analysis {
+    let first_side = side.side;
+    let mut shell = side;
+    let conns = std::mem::take(&mut shell.connections);
+    let mut a = Analysis::collecting(Vec::new());
+    let mut judge = Judge::new(false, first_side);
+    judge.ends[0] = shell.capture.last_ts_ns.unwrap_or(i64::MIN);
+    for c in conns {
+        let m = Matched {
+            proxy: Some(c),
+            backend: None,
+            method: MatchMethod::OneSide,
+            seq_shift: [0, 0],
+        };
+        judge.judge(m, None, &mut a);
+    }
+    judge.finish(None, &mut a);
+    a.complete(RunEnd {
+        sides: vec![shell],
+        clock: None,
+        backends: (Vec::new(), Vec::new()),
+    });
+    a
+}

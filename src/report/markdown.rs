@@ -1,0 +1,371 @@
+//! Markdown for tickets: the answer in the title, a summary table, one section per failed
+//! connection (what happened, the request, the evidence as a table of frames and times in each
+//! capture, the Wireshark filters, the next step), the healthy connections in one line, and the
+//! inputs.
+//!
+//! Written for GitHub and GitLab, and to stay readable as plain text (Jira): no HTML, simple
+//! pipe tables, every text from the captures escaped (`|`, backticks, emphasis and link
+//! characters), code fences longer than any backtick run they hold.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use super::{
+    ConnectionReport, Report, clock_time, clock_words, date_time, exchange_of_interest, failures_by_verdict,
+    is_failed, notable_headers, text::exchange_line,
+};
+
+pub fn write_markdown(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(render(report).as_bytes())
+}
+
+/// The whole document.
+pub fn render(report: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# bothends: {}\n", text(&report.summary.answer));
+
+    // Summary: verdict, blame, count (failures first, then ok).
+    let _ = writeln!(s, "| verdict | blame | connections |");
+    let _ = writeln!(s, "|---|---|---:|");
+    for (v, b, n) in failures_by_verdict(&report.connections) {
+        let _ = writeln!(s, "| {} | {} | {n} |", cell(&v), cell(&b));
+    }
+    if let Some(n) = report.summary.by_verdict.get("ok") {
+        let _ = writeln!(s, "| ok | none | {n} |");
+    }
+    let undiagnosed = report.connections.iter().filter(|c| c.verdict.is_none()).count();
+    if undiagnosed > 0 {
+        let _ = writeln!(s, "| (not diagnosed) | | {undiagnosed} |");
+    }
+    let _ = writeln!(s, "| **total** | | **{}** |", report.connections.len());
+
+    let failed: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_failed(c)).collect();
+    for (n, c) in failed.iter().enumerate() {
+        connection(&mut s, report, n + 1, c);
+    }
+
+    let healthy: Vec<&ConnectionReport> = report
+        .connections
+        .iter()
+        .filter(|c| c.verdict.as_deref() == Some("ok"))
+        .collect();
+    if !healthy.is_empty() {
+        let exchanges: usize = healthy.iter().map(|c| c.exchanges.len()).sum();
+        let retrans = healthy
+            .iter()
+            .filter(|c| {
+                c.views
+                    .values()
+                    .any(|v| v.retransmissions.client_to_server + v.retransmissions.server_to_client > 0)
+            })
+            .count();
+        let _ = writeln!(s, "\n## Healthy connections\n");
+        let _ = write!(
+            s,
+            "{} connection{} ok: {exchanges} exchange{} sent and answered in full",
+            healthy.len(),
+            plural(healthy.len()),
+            plural(exchanges)
+        );
+        if retrans > 0 {
+            let _ = write!(s, ", {retrans} with retransmissions recovered");
+        }
+        let _ = writeln!(s, ".");
+    }
+
+    inputs(&mut s, report);
+    let _ = writeln!(
+        s,
+        "\n---\nReport by bothends {} (JSON schema {}).",
+        text(&report.version),
+        report.schema
+    );
+    s
+}
+
+fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
+    let _ = writeln!(
+        s,
+        "\n## {n}. {} (blame: {}) — connection {}\n",
+        text(c.verdict.as_deref().unwrap_or("")),
+        text(c.blame.as_deref().unwrap_or("")),
+        text(&c.id)
+    );
+    if let Some(v) = c.views.values().next() {
+        let _ = write!(s, "**{} → {}**", text(&v.client), text(&v.server));
+        if let Some(start) = &c.start {
+            let _ = write!(s, ", started {}", date_time(start));
+        }
+        let _ = writeln!(s, "\n");
+    }
+    if let Some(e) = &c.explanation {
+        let _ = writeln!(s, "**What happened:** {}\n", text(e));
+    }
+
+    if let Some(x) = exchange_of_interest(c) {
+        let _ = writeln!(s, "**HTTP:** {}\n", text(&exchange_line(x)));
+        let mut head = String::new();
+        if let Some(l) = &x.request_line {
+            let _ = writeln!(head, "{l}");
+            for h in notable_headers(&x.request_headers) {
+                let _ = writeln!(head, "{}: {}", h.name, h.value);
+            }
+        }
+        if let Some(l) = &x.status_line {
+            if !head.is_empty() {
+                head.push('\n');
+            }
+            let _ = writeln!(head, "{l}");
+            for h in notable_headers(&x.response_headers) {
+                let _ = writeln!(head, "{}: {}", h.name, h.value);
+            }
+        }
+        if !head.is_empty() {
+            let fence = fence_for(&head);
+            let _ = writeln!(s, "{fence}\n{head}{fence}\n");
+        }
+        if c.exchanges.len() > 1 {
+            let _ = writeln!(
+                s,
+                "The connection carried {} exchanges; this is the first that did not complete (or the last).\n",
+                c.exchanges.len()
+            );
+        }
+    }
+
+    if !c.evidence.is_empty() {
+        // One column pair (frame, time) per capture, in the report's order of captures.
+        let sides: Vec<&str> = report.captures.iter().map(|c| c.side.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "**Evidence** (frame numbers as Wireshark's `frame.number`, times on each capture's own clock, UTC):\n"
+        );
+        let mut header = String::from("| what |");
+        let mut rule = String::from("|---|");
+        for side in &sides {
+            let _ = write!(header, " {side} frame | {side} time |");
+            rule.push_str("---:|---|");
+        }
+        let _ = writeln!(s, "{header}\n{rule}");
+        for e in &c.evidence {
+            let mut row = format!("| {} |", cell(&e.what));
+            for side in &sides {
+                if e.capture == *side {
+                    let file = e
+                        .file
+                        .as_deref()
+                        .map_or(String::new(), |f| format!(" ({})", cell(f)));
+                    let _ = write!(row, " {}{file} | {} |", e.frame, clock_time(&e.time));
+                } else {
+                    row.push_str("  |  |");
+                }
+            }
+            let _ = writeln!(s, "{row}");
+        }
+        let _ = writeln!(s);
+    }
+
+    // What each capture saw of it, in one line each.
+    let _ = writeln!(s, "**Seen in:**\n");
+    for (side, v) in &c.views {
+        let _ = writeln!(
+            s,
+            "- {}: frames {}–{}, {} packets over {}, state {}, history {}, {} B sent / {} B received",
+            text(side),
+            v.first_frame,
+            v.last_frame,
+            v.packets,
+            super::duration_words(v.duration_ms),
+            text(&v.state),
+            text(&v.history),
+            v.bytes.client_to_server,
+            v.bytes.server_to_client
+        );
+    }
+    if let Some(p) = &c.pairing {
+        let _ = writeln!(s, "- paired by {}", text(p));
+    }
+    let anomalies: Vec<String> = c
+        .anomalies
+        .iter()
+        .map(|a| format!("{} ×{}", text(&a.name), a.count))
+        .collect();
+    if !anomalies.is_empty() {
+        let _ = writeln!(s, "- anomalies: {}", anomalies.join(", "));
+    }
+
+    if !c.filters.is_empty() {
+        let _ = writeln!(s, "\n**Wireshark display filters:**\n");
+        for (side, f) in &c.filters {
+            let _ = writeln!(s, "- {}: {}", text(side), code(f));
+        }
+    }
+    if let Some(next) = c.next_step.as_deref().filter(|n| !n.is_empty()) {
+        let _ = writeln!(s, "\n**Next step:** {}", text(next));
+    }
+}
+
+fn inputs(s: &mut String, report: &Report) {
+    let _ = writeln!(s, "\n## Inputs\n");
+    let _ = writeln!(
+        s,
+        "| capture | files | packets | first packet | last packet | link types |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---|---|---|");
+    for cap in &report.captures {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            cell(&cap.side),
+            cell(&cap.files.join(", ")),
+            cap.packets,
+            cap.first_time.as_deref().map_or("-".to_string(), date_time),
+            cap.last_time.as_deref().map_or("-".to_string(), date_time),
+            cell(&cap.link_types.join(", "))
+        );
+    }
+    let _ = writeln!(s);
+    match &report.clock_offset {
+        Some(c) => {
+            let _ = writeln!(s, "- Clock offset: {}.", clock_words(c));
+        }
+        None if report.captures.len() == 1 => {
+            let _ = writeln!(
+                s,
+                "- One capture: what only the other end could show is said per connection."
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "- Clock offset: not estimated (no connection seen in both captures)."
+            );
+        }
+    }
+    for (side, eps) in &report.backends {
+        let _ = writeln!(
+            s,
+            "- Backend endpoints ({} capture's view): {}",
+            text(side),
+            text(&eps.join(", "))
+        );
+    }
+    let mut warned = false;
+    for cap in &report.captures {
+        for w in &cap.warnings {
+            let _ = writeln!(s, "- Warning ({}): {}", text(&cap.side), text(w));
+            warned = true;
+        }
+    }
+    if !warned {
+        let _ = writeln!(s, "- Warnings: none.");
+    }
+    if report.redacted_headers.is_empty() {
+        let _ = writeln!(s, "- Header values are shown in full (--show-secrets).");
+    } else {
+        let _ = writeln!(
+            s,
+            "- Values of these headers are redacted: {}.",
+            text(&report.redacted_headers.join(", "))
+        );
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Text from the captures or the diagnosis, escaped for Markdown prose: nothing in it can open
+/// emphasis, a link, a code span, an HTML tag or a table cell. Line breaks become spaces.
+pub fn text(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len() + 8);
+    for (i, &ch) in chars.iter().enumerate() {
+        match ch {
+            '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|' | '~' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            '_' => {
+                // An underscore inside a word never emphasises (GFM); at a word's edge it may.
+                let before = i > 0 && chars[i - 1].is_alphanumeric();
+                let after = chars.get(i + 1).is_some_and(|c| c.is_alphanumeric());
+                if !(before && after) {
+                    out.push('\\');
+                }
+                out.push('_');
+            }
+            '#' if out.is_empty() => out.push_str("\\#"),
+            '\r' | '\n' => out.push(' '),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A table cell: escaped text (a `|` can never end the cell).
+pub fn cell(s: &str) -> String {
+    text(s)
+}
+
+/// An inline code span, its fence longer than any backtick run inside.
+pub fn code(s: &str) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    let fence = "`".repeat(longest_backtick_run(&s) + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{s}{pad}{fence}")
+}
+
+/// A code-block fence longer than any backtick run of the block (at least three).
+fn fence_for(block: &str) -> String {
+    "`".repeat((longest_backtick_run(block) + 1).max(3))
+}
+
+fn longest_backtick_run(s: &str) -> usize {
+    let mut best = 0;
+    let mut run = 0;
+    for c in s.chars() {
+        if c == '`' {
+            run += 1;
+            best = best.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_escapes_what_markdown_would_interpret() {
+        assert_eq!(text("a|b"), "a\\|b");
+        assert_eq!(text("`x`"), "\\`x\\`");
+        assert_eq!(text("<script>"), "\\<script\\>");
+        assert_eq!(text("[link](x)"), "\\[link\\](x)");
+        assert_eq!(text("read_timeout"), "read_timeout");
+        assert_eq!(text("_em_"), "\\_em\\_");
+        assert_eq!(text("*bold*"), "\\*bold\\*");
+        assert_eq!(text("# title"), "\\# title");
+        assert_eq!(text("two\nlines"), "two lines");
+    }
+
+    #[test]
+    fn code_spans_and_fences_outgrow_backticks() {
+        assert_eq!(code("a && b"), "`a && b`");
+        assert_eq!(code("a ` b"), "``a ` b``");
+        assert_eq!(code("`x"), "`` `x ``");
+        assert_eq!(fence_for("no ticks"), "```");
+        assert_eq!(fence_for("a ```` b"), "`````");
+    }
+}

@@ -1,0 +1,302 @@
+//! The HTML report of every lab scenario as a browser shows it: headless Chromium loads each page
+//! from a file (no network), runs its script without error (the page marks `<html data-js="ok">`
+//! and would mark `data-js-error`), builds every ladder arrow into the DOM, and takes a 1200×2000
+//! screenshot (a PNG of that size, not blank); on a few pages, the filters a link preselects
+//! (`#only-failures`, `#verdict=...`) hide the right rows. Screenshots are left in `target/tmp/report-render/` to look at.
+//!
+//! Needs Debian's `chromium` (or `BOTHENDS_CHROMIUM=/path/to/chrome`). Without it the test says
+//! so and passes, unless `BOTHENDS_REQUIRE_CHROMIUM=1` (CI sets it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use bothends::capture::{CaptureSet, Input};
+use bothends::pipeline::{self, Side, SideOptions};
+use bothends::report::{self, ReportOptions};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Expected {
+    proxy_capture: Vec<String>,
+    backend_capture: Vec<String>,
+}
+
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BOTHENDS_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser", "google-chrome"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+struct Page {
+    name: String,
+    html: PathBuf,
+    arrows: usize,
+    failed: usize,
+    ok: usize,
+    /// A verdict of the page, and how many connections have it.
+    verdict: (String, usize),
+    /// Check the filters a link preselects on this page.
+    filters: bool,
+}
+
+/// Writes the HTML report of a scenario (both captures, or the proxy's only).
+fn write_page(dir: &Path, out: &Path, both: bool) -> Page {
+    let e: Expected =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let open = |files: &[String]| {
+        let inputs: Vec<Input> = files.iter().map(|f| Input::from(dir.join(f).as_path())).collect();
+        CaptureSet::open(&inputs).unwrap()
+    };
+    let mut sides = vec![(Side::Proxy, open(&e.proxy_capture))];
+    if both && !e.backend_capture.is_empty() {
+        sides.push((Side::Backend, open(&e.backend_capture)));
+    }
+    let a = pipeline::analyze(pipeline::read_sides(sides, SideOptions::default()), &[]);
+    let opts = ReportOptions {
+        ladders: true,
+        ..ReportOptions::default()
+    };
+    let r = report::build(&a, &opts);
+    let html = report::html::render(&r);
+    let name = format!(
+        "{}{}",
+        dir.file_name().unwrap().to_string_lossy(),
+        if both { "" } else { "-proxy-only" }
+    );
+    let path = out.join(format!("{name}.html"));
+    std::fs::write(&path, &html).unwrap();
+    let verdict = r
+        .summary
+        .by_verdict
+        .iter()
+        .next_back()
+        .map_or((String::new(), 0), |(v, n)| (v.clone(), *n as usize));
+    Page {
+        name,
+        html: path,
+        arrows: html.matches("<g class=\"arrow ").count(),
+        failed: r.summary.failed as usize,
+        ok: r.connections.len() - r.summary.failed as usize,
+        verdict,
+        filters: false,
+    }
+}
+
+/// Runs headless Chromium on a page with extra arguments; returns stdout.
+fn run_chromium(chrome: &Path, url: &str, extra: &[String]) -> String {
+    let profile = tempdir("profile");
+    let out = Command::new(chrome)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(
+        out.status.success(),
+        "chromium {extra:?} {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tempdir(what: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let p = std::env::temp_dir().join(format!(
+        "bothends-render-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// Width and height of a PNG, from its IHDR chunk.
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" || &bytes[12..16] != b"IHDR" {
+        return None;
+    }
+    let w = u32::from_be_bytes(bytes[16..20].try_into().ok()?);
+    let h = u32::from_be_bytes(bytes[20..24].try_into().ok()?);
+    Some((w, h))
+}
+
+/// Rows of the connection table in a dumped DOM with `attr` (e.g. `data-failed="1"`) that are
+/// hidden (or shown).
+fn rows(dom: &str, attr: &str, hidden: bool) -> usize {
+    dom.match_indices("<tr ")
+        .filter(|(i, _)| {
+            let tag = &dom[*i..*i + dom[*i..].find('>').unwrap_or(0)];
+            tag.contains(attr) && tag.contains(" hidden") == hidden
+        })
+        .count()
+}
+
+/// The `<html ...>` start tag of a dumped DOM (where the page's script marks success or error).
+fn html_tag(dom: &str) -> &str {
+    let at = dom.find("<html").unwrap_or(0);
+    &dom[at..at + dom[at..].find('>').unwrap_or(0)]
+}
+
+fn check(chrome: &Path, page: &Page, shots: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let url = format!("file://{}", page.html.display());
+    let name = &page.name;
+
+    // The DOM after the page's script ran, and the screenshot, in one run.
+    let png = shots.join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&png);
+    let dom = run_chromium(
+        chrome,
+        &url,
+        &[
+            "--dump-dom".to_string(),
+            format!("--screenshot={}", png.display()),
+            "--window-size=1200,2000".to_string(),
+        ],
+    );
+    let tag = html_tag(&dom);
+    if !tag.contains("data-js=\"ok\"") {
+        problems.push(format!("{name}: the page's script did not finish: {tag}"));
+    }
+    if tag.contains("data-js-error") {
+        problems.push(format!("{name}: script error: {tag}"));
+    }
+    let arrows = dom.matches("<g class=\"arrow ").count();
+    if arrows != page.arrows {
+        problems.push(format!(
+            "{name}: {arrows} arrows in the DOM, {} in the page",
+            page.arrows
+        ));
+    }
+    if rows(&dom, "data-verdict", true) != 0 {
+        problems.push(format!("{name}: rows hidden without a filter"));
+    }
+    match std::fs::read(&png) {
+        Ok(bytes) => {
+            if png_size(&bytes) != Some((1200, 2000)) {
+                problems.push(format!("{name}: screenshot is not a 1200×2000 PNG"));
+            } else if bytes.len() < 20_000 {
+                problems.push(format!("{name}: screenshot looks blank ({} bytes)", bytes.len()));
+            }
+        }
+        Err(e) => problems.push(format!("{name}: no screenshot: {e}")),
+    }
+
+    // Filters preselected by a link.
+    if page.filters {
+        let dom = run_chromium(
+            chrome,
+            &format!("{url}#only-failures"),
+            &["--dump-dom".to_string()],
+        );
+        let (shown, hidden) = (
+            rows(&dom, "data-failed=\"1\"", false),
+            rows(&dom, "data-failed=\"0\"", true),
+        );
+        if (shown, hidden) != (page.failed, page.ok) {
+            problems.push(format!(
+                "{name}: #only-failures shows {shown} failed and hides {hidden} ok rows, expected {} and {}",
+                page.failed, page.ok
+            ));
+        }
+        let (v, n) = &page.verdict;
+        let dom = run_chromium(chrome, &format!("{url}#verdict={v}"), &["--dump-dom".to_string()]);
+        let shown = rows(&dom, "data-verdict", false);
+        let this = rows(&dom, &format!("data-verdict=\"{v}\""), false);
+        if (shown, this) != (*n, *n) {
+            problems.push(format!(
+                "{name}: #verdict={v} shows {shown} rows, {this} of them {v}; expected {n}"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn html_reports_render_in_headless_chromium() {
+    let Some(chrome) = chromium() else {
+        assert!(
+            std::env::var_os("BOTHENDS_REQUIRE_CHROMIUM").is_none(),
+            "BOTHENDS_REQUIRE_CHROMIUM is set but chromium is not installed (apt-get install chromium)"
+        );
+        eprintln!("chromium not found: the HTML reports were not rendered (apt-get install chromium)");
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-render");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("captures"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("expected.json").is_file())
+        .collect();
+    dirs.sort();
+    let mut pages: Vec<Page> = dirs.iter().map(|d| write_page(d, &out, true)).collect();
+    // The filters, on pages with ok and failed connections.
+    for p in pages.iter_mut().filter(|p| p.ok > 0 && p.failed > 0).take(3) {
+        p.filters = true;
+    }
+    assert!(pages.iter().any(|p| p.filters));
+    // The one-capture drawing (one line, arrows in and out), on a few scenarios.
+    for name in [
+        "apache-backend-empty-reply",
+        "apache-rst-from-middlebox",
+        "nginx-keepalive-race",
+    ] {
+        pages.push(write_page(&root.join("captures").join(name), &out, false));
+    }
+    assert!(pages.len() >= 20);
+
+    // Two at a time (the machine has two cores).
+    let queue = Mutex::new(pages.iter());
+    let problems = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                loop {
+                    let Some(page) = queue.lock().unwrap().next() else {
+                        break;
+                    };
+                    let p = check(&chrome, page, &out);
+                    problems.lock().unwrap().extend(p);
+                }
+            });
+        }
+    });
+    let problems = problems.into_inner().unwrap();
+    assert!(
+        problems.is_empty(),
+        "{} pages, problems:\n{}",
+        pages.len(),
+        problems.join("\n")
+    );
+    eprintln!(
+        "{} HTML reports rendered; screenshots in {}",
+        pages.len(),
+        out.display()
+    );
+}
