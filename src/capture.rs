@@ -1232,7 +1232,13 @@ fn explain_damage(format: &Format, data: &[u8]) -> Option<String> {
     }
 }
 
-/// Converts a pcapng timestamp to nanoseconds since the epoch, saturating instead of overflowing.
+/// The latest timestamp a packet may have: 2^62 ns after the epoch (year 2116). pcapng timestamps
+/// (64-bit ticks, a 64-bit offset) are clamped to [0, MAX_TS_NS]; a pcap's cannot leave it. Later
+/// stages subtract and add timestamps, clock offsets and tolerances: with every timestamp in this
+/// range, no such sum of two or three terms can overflow.
+pub const MAX_TS_NS: i64 = 1 << 62;
+
+/// Converts a pcapng timestamp to nanoseconds since the epoch, clamped to [0, MAX_TS_NS].
 fn ticks_to_ns(ticks: u64, units_per_sec: u64, offset_s: i64) -> i64 {
     if units_per_sec == 0 {
         return 0;
@@ -1240,7 +1246,7 @@ fn ticks_to_ns(ticks: u64, units_per_sec: u64, offset_s: i64) -> i64 {
     let secs = (ticks / units_per_sec) as i128 + offset_s as i128;
     let frac = (ticks % units_per_sec) as i128 * 1_000_000_000 / units_per_sec as i128;
     let ns = secs * 1_000_000_000 + frac;
-    ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    ns.clamp(0, MAX_TS_NS as i128) as i64
 }
 
 /// Reads up to `n` bytes (fewer only at end of input) and returns them with the rest of the stream.
@@ -1524,7 +1530,10 @@ mod tests {
     fn ticks_conversion_saturates() {
         assert_eq!(ticks_to_ns(1_500_000, 1_000_000, 0), 1_500_000_000);
         assert_eq!(ticks_to_ns(3, 2, 10), 11_500_000_000);
-        assert_eq!(ticks_to_ns(u64::MAX, 1, i64::MAX), i64::MAX);
+        assert_eq!(ticks_to_ns(u64::MAX, 1, i64::MAX), MAX_TS_NS);
+        // Regression (fuzz, pipeline target): an if_tsoffset of -2^63 s gave i64::MIN, and the
+        // ladder diagram's time arithmetic overflowed.
+        assert_eq!(ticks_to_ns(5, 1, i64::MIN), 0);
         assert_eq!(ticks_to_ns(5, 0, 0), 0);
     }
 }

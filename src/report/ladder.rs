@@ -240,12 +240,21 @@ fn one_capture(side: &SideResult, c: &Conn) -> Ladder {
 
 /// The time after which a log's middle was left out (the last packet of its head).
 fn elided_after(c: &Conn, t0: i64, to_common: impl Fn(i64) -> i64) -> i64 {
-    c.log.head.last().map_or(0, |p| to_common(p.at.ts_ns) - t0)
+    c.log
+        .head
+        .last()
+        .map_or(0, |p| to_common(p.at.ts_ns).saturating_sub(t0))
 }
 
 fn span(side: &SideResult, t0: i64, to_common: impl Fn(i64) -> i64) -> (i64, i64) {
-    let f = side.capture.first_ts_ns.map_or(i64::MIN, |t| to_common(t) - t0);
-    let l = side.capture.last_ts_ns.map_or(i64::MAX, |t| to_common(t) - t0);
+    let f = side
+        .capture
+        .first_ts_ns
+        .map_or(i64::MIN, |t| to_common(t).saturating_sub(t0));
+    let l = side
+        .capture
+        .last_ts_ns
+        .map_or(i64::MAX, |t| to_common(t).saturating_sub(t0));
     (f, l)
 }
 
@@ -315,7 +324,9 @@ fn two_captures(
         let first_tail = c.log.packets().nth(c.log.head.len())?.at.ts_ns;
         Some((to_common(l, last_head), to_common(l, first_tail)))
     });
-    let in_gap = |line: usize, t: i64| gaps[line].is_some_and(|(lo, hi)| t >= lo - tol && t <= hi + tol);
+    let in_gap = |line: usize, t: i64| {
+        gaps[line].is_some_and(|(lo, hi)| t >= lo.saturating_sub(tol) && t <= hi.saturating_add(tol))
+    };
 
     let mut arrows: Vec<Arrow> = Vec::new();
     for dir in Dir::BOTH {
@@ -337,8 +348,8 @@ fn two_captures(
                 Some(_) => Fate::Arrived,
                 None => {
                     let rs = spans[r_line];
-                    let at = s.t - t0;
-                    if at > rs.1 || at < rs.0 - tol {
+                    let at = s.t.saturating_sub(t0);
+                    if at > rs.1 || at < rs.0.saturating_sub(tol) {
                         Fate::OutsideCapture
                     } else if in_gap(r_line, s.t) {
                         Fate::NotDrawn
@@ -428,7 +439,7 @@ fn point(p: &Pkt<'_>, t0: i64) -> Point {
         line: p.line,
         frame: p.lp.at.frame.frame,
         file: p.lp.at.frame.file,
-        t: p.t - t0,
+        t: p.t.saturating_sub(t0),
         local_ns: p.lp.at.ts_ns,
     }
 }
@@ -569,7 +580,9 @@ fn match_direction(sent: &[Pkt<'_>], recv: &[Pkt<'_>], tol: i64) -> DirMatch {
             s_index
                 .containing(sent, rp.off)
                 .into_iter()
-                .filter(|&k| sent[k].t <= rp.t + tol && arrival[k].is_some_and(|a| recv[a].t <= rp.t))
+                .filter(|&k| {
+                    sent[k].t <= rp.t.saturating_add(tol) && arrival[k].is_some_and(|a| recv[a].t <= rp.t)
+                })
                 .max_by_key(|&k| (sent[k].t, k))
         } else {
             None
@@ -608,7 +621,7 @@ fn match_copies(
         let t = sent[s].t;
         // The latest free receiver copy (they are in time order: if it arrived before this copy
         // left, every free one did).
-        if limit > 0 && recv[r_copies[limit - 1]].t >= t - tol {
+        if limit > 0 && recv[r_copies[limit - 1]].t >= t.saturating_sub(tol) {
             limit -= 1;
             pos[i] = Some(limit);
         }
@@ -622,7 +635,7 @@ fn match_copies(
             let mut k = j;
             while k > floor {
                 k -= 1;
-                if recv[r_copies[k]].t >= t - tol {
+                if recv[r_copies[k]].t >= t.saturating_sub(tol) {
                     best = k;
                 } else {
                     break;
