@@ -22,7 +22,7 @@ fi
 # Seeds: fuzz/corpus/<target>/ (kept between runs; libFuzzer adds what it finds).
 cargo test --locked --test fuzz_seeds -- --ignored write_fuzz_seeds
 
-cargo +nightly fuzz build -O
+cargo +nightly fuzz build -O -a   # -a: debug assertions and overflow checks
 bin="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release"
 [ -d "$bin" ] || bin="fuzz/target/x86_64-unknown-linux-gnu/release"
 
