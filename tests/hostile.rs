@@ -815,3 +815,72 @@ fn connections_past_the_cap_are_counted_not_analysed() {
     assert_healthy_after(&side);
     assert!(peak < 32 * MIB, "{peak}");
 }
+
+/// Two captures of many short connections whose initial sequence numbers differ between the
+/// captures (a firewall that rewrites them), so each pairs by the loose rules when it expires.
+/// Regression: the waiting connections were indexed by server alone, and each expiry scanned all
+/// of them (20,000 connections took 13 s in a release build, a million would take hours); they
+/// are indexed by server and client port, and a 4-tuple reused without end is scanned oldest
+/// first up to a bound.
+#[test]
+fn pairing_is_not_quadratic_without_isn_matches() {
+    let _alone = alone();
+    let build = |n: u32, same_tuple: bool, shift: u32| {
+        let mut p = Pcap::new(101);
+        for i in 0..n {
+            let port = if same_tuple {
+                40000
+            } else {
+                1024 + (i % 60000) as u16
+            };
+            let isn = 1u32
+                .wrapping_add(i.wrapping_mul(2_654_435_761))
+                .wrapping_add(shift);
+            let t = 1_000_000_000 + i as i64 * 1_000_000;
+            p.record(
+                t,
+                &frame((PROXY, port), (BACKEND, PORT), isn, None, "S", b""),
+                None,
+            );
+            let rst = frame(
+                (PROXY, port),
+                (BACKEND, PORT),
+                isn.wrapping_add(1),
+                None,
+                "R",
+                b"",
+            );
+            p.record(t + 1000, &rst, None);
+        }
+        p.bytes()
+    };
+    for (n, same_tuple) in [(10_000u32, false), (4000, true)] {
+        let (proxy, backend) = (build(n, same_tuple, 0), build(n, same_tuple, 77));
+        let (pairs, peak, took) = measure("pairing without ISN matches", || {
+            let sides = vec![
+                pipeline::read_side(
+                    Side::Proxy,
+                    CaptureSet::from_bytes("p", proxy).unwrap(),
+                    SideOptions::default(),
+                ),
+                pipeline::read_side(
+                    Side::Backend,
+                    CaptureSet::from_bytes("b", backend).unwrap(),
+                    SideOptions::default(),
+                ),
+            ];
+            let a = pipeline::analyze(sides, &[]);
+            a.pairing
+                .pairs
+                .iter()
+                .filter(|p| p.proxy.is_some() && p.backend.is_some())
+                .count()
+        });
+        eprintln!("  {n} connections (same 4-tuple: {same_tuple}): {pairs} paired");
+        assert_eq!(pairs, n as usize);
+        // 10,000: 15 s before the fix in a debug build, 2 s after.
+        let limit = if same_tuple { 30 } else { 8 };
+        assert!(took < Duration::from_secs(limit), "{took:?}");
+        assert!(peak < 256 * MIB, "{peak}");
+    }
+}

@@ -149,6 +149,11 @@ const HOLD_NS: i64 = 40_000_000_000;
 /// judged proxy→backend or not (the roles of addresses are learned from the connections around).
 const SINGLE_WINDOW: usize = 256;
 
+/// A loose match looks at this many of the other side's waiting connections with the same server
+/// and client port, oldest first (bounds the work on a 4-tuple reused without end; a counterpart
+/// is among the oldest waiting, as the connection expiring is its side's oldest).
+const MAX_LOOSE_CANDIDATES: usize = 1024;
+
 /// Addresses remembered for telling roles apart; beyond, no new one is learned.
 const MAX_ADDRESSES: usize = 65_536;
 
@@ -165,7 +170,10 @@ pub struct Pairer {
     given: Vec<Endpoint>,
     waiting: [HashMap<u64, Conn>; 2],
     by_isn: [HashMap<u32, Vec<u64>>; 2],
-    by_server: [HashMap<Endpoint, Vec<u64>>; 2],
+    /// Waiting connections by (server, client port): a loose match needs both (through NAT the
+    /// client port usually survives); keyed by the server alone, every expiry scanned every
+    /// waiting connection to a backend (quadratic: 20,000 unpaired connections took 13 s).
+    by_server: [HashMap<(Endpoint, u16), VecDeque<u64>>; 2],
     /// (last packet time on that side's clock, id), in arrival order.
     queue: [VecDeque<(i64, u64)>; 2],
     next_id: u64,
@@ -340,7 +348,8 @@ impl Pairer {
         if let Some(isn) = conn.client_isn {
             self.by_isn[side].entry(isn).or_default().push(id);
         }
-        self.by_server[side].entry(conn.server).or_default().push(id);
+        let key = (conn.server, conn.client.port);
+        self.by_server[side].entry(key).or_default().push_back(id);
         self.queue[side].push_back((conn.last.ts_ns, id));
         self.waiting[side].insert(id, conn);
     }
@@ -350,7 +359,16 @@ impl Pairer {
         if let Some(isn) = conn.client_isn {
             remove_id(&mut self.by_isn[side], &isn, id);
         }
-        remove_id(&mut self.by_server[side], &conn.server, id);
+        let key = (conn.server, conn.client.port);
+        if let Some(v) = self.by_server[side].get_mut(&key) {
+            // Oldest first, and usually the oldest goes: found at once.
+            if let Some(i) = v.iter().position(|&x| x == id) {
+                v.remove(i);
+            }
+            if v.is_empty() {
+                self.by_server[side].remove(&key);
+            }
+        }
         Some(conn)
     }
 
@@ -430,9 +448,10 @@ impl Pairer {
             self.server_map_rev.get(&c.server).copied().unwrap_or(c.server)
         };
         let direct = mapped == c.server;
-        let cands = self.by_server[other].get(&mapped)?;
+        let cands = self.by_server[other].get(&(mapped, c.client.port))?;
         cands
             .iter()
+            .take(MAX_LOOSE_CANDIDATES)
             .copied()
             .filter_map(|id| {
                 let o = &self.waiting[other][&id];
