@@ -10,7 +10,7 @@ use std::io::Write;
 
 use bothends::capture::{CaptureSet, FrameRef, LinkType, MAX_RECORD_BYTES, Packet};
 use bothends::http::{HttpHandler, HttpLimits};
-use bothends::pipeline::{self, Side, SideOptions};
+use bothends::pipeline::{self, Analysis, Mode, Side, SideOptions};
 use bothends::report::{self, ReportOptions, text::Style};
 use bothends::tcp::{Dir, End, GapKind, Limits, PacketRef, StreamEvent, StreamHandler};
 
@@ -194,7 +194,9 @@ pub fn join_pipeline(cfg: u8, proxy: &[u8], backend: &[u8]) -> Vec<u8> {
 /// Target `pipeline`: two captures (see [`split_pipeline`]) → `read_side` ×2 → `analyze` (or
 /// `flows` for one capture when bit 1 of the configuration is set) → every report format (text
 /// analysis and flows, JSON, NDJSON, Markdown, HTML with ladders).
-/// Configuration byte: bit 0 small limits; bit 1 flows; bit 2 show secrets; bit 3 color.
+/// Configuration byte: bit 0 small limits; bit 1 flows; bit 2 show secrets; bit 3 color; bit 4
+/// the command's streaming engine (`Analysis::run`: readers in threads, incremental pairing)
+/// instead of `read_side` ×2 → `analyze`.
 pub fn pipeline(data: &[u8]) {
     let Some((cfg, proxy, backend)) = split_pipeline(data) else {
         return;
@@ -217,11 +219,29 @@ pub fn pipeline(data: &[u8]) {
     let Ok(p) = CaptureSet::from_bytes("proxy.pcap", proxy.to_vec()) else {
         return;
     };
+    let b = (!backend.is_empty())
+        .then(|| CaptureSet::from_bytes("backend.pcap", backend.to_vec()).ok())
+        .flatten();
+    if cfg & 16 != 0 {
+        // The command's path: the streaming engine (readers in threads, incremental pairing).
+        let mut sets = vec![(Side::Proxy, p)];
+        let mode = match b {
+            Some(b) => {
+                sets.push((Side::Backend, b));
+                Mode::Analyze { backends: Vec::new() }
+            }
+            None if cfg & 2 != 0 => {
+                sets[0].0 = Side::Single;
+                Mode::Flows
+            }
+            None => Mode::Analyze { backends: Vec::new() },
+        };
+        let analysis = Analysis::run(sets, opts, mode);
+        return write_every_format(&analysis, cfg);
+    }
     let mut sides = vec![pipeline::read_side(Side::Proxy, p, opts)];
-    if !backend.is_empty() {
-        if let Ok(b) = CaptureSet::from_bytes("backend.pcap", backend.to_vec()) {
-            sides.push(pipeline::read_side(Side::Backend, b, opts));
-        }
+    if let Some(b) = b {
+        sides.push(pipeline::read_side(Side::Backend, b, opts));
     }
     let analysis = if cfg & 2 != 0 && sides.len() == 1 {
         let mut side = sides.pop().unwrap();
@@ -230,12 +250,17 @@ pub fn pipeline(data: &[u8]) {
     } else {
         pipeline::analyze(sides, &[])
     };
+    write_every_format(&analysis, cfg);
+}
+
+/// `report::build` (with ladders), then every writer into memory: none may fail.
+fn write_every_format(analysis: &Analysis, cfg: u8) {
     let ropts = ReportOptions {
         show_secrets: cfg & 4 != 0,
         redact_headers: vec!["x-secret".into()],
         ladders: true,
     };
-    let report = report::build(&analysis, &ropts);
+    let report = report::build(analysis, &ropts);
     let style = Style { color: cfg & 8 != 0 };
     let mut out = Vec::new();
     report::text::write_analysis(&report, style, &mut out).expect("text analysis");
