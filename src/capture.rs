@@ -1465,6 +1465,39 @@ mod tests {
         assert!(w[0].contains("holds bytes that are not gzip"), "{w:?}");
     }
 
+    /// An interface whose link type bothends does not read is named in a warning.
+    #[test]
+    fn unsupported_link_type_names_its_interface() {
+        let block = |kind: u32, body: &[u8]| {
+            let len = 12 + body.len() as u32;
+            let mut v = kind.to_le_bytes().to_vec();
+            v.extend_from_slice(&len.to_le_bytes());
+            v.extend_from_slice(body);
+            v.extend_from_slice(&len.to_le_bytes());
+            v
+        };
+        let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
+        shb.extend_from_slice(&[1, 0, 0, 0]);
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        let mut f = block(0x0A0D_0D0A, &shb);
+        for link in [1u16, 147] {
+            let mut idb = link.to_le_bytes().to_vec();
+            idb.extend_from_slice(&[0, 0]);
+            idb.extend_from_slice(&65535u32.to_le_bytes());
+            f.extend_from_slice(&block(1, &idb));
+        }
+        let mut set = CaptureSet::from_bytes("two.pcapng", f).unwrap();
+        read_all(&mut set);
+        assert_eq!(
+            set.summary().warnings,
+            vec![
+                "two.pcapng: interface 1 declares link type 147, which bothends does not read: its packets \
+                 are skipped"
+                    .to_string()
+            ]
+        );
+    }
+
     /// Regression: damage was described in the parser's terms ("predicate verification check
     /// failed"); it says which field of which block is wrong.
     #[test]

@@ -884,3 +884,80 @@ fn pairing_is_not_quadratic_without_isn_matches() {
         assert!(peak < 256 * MIB, "{peak}");
     }
 }
+
+/// What a user sees for a file that cannot be read: exit code 2 and one line on stderr naming the
+/// file and what is wrong. A file damaged after its header is read up to the damage: the report is
+/// written, the warning names the file and the byte.
+#[test]
+fn input_errors_are_one_line_naming_the_file() {
+    use std::process::Command;
+    let _alone = alone();
+    let dir = std::env::temp_dir().join(format!("bothends-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let mut good = Pcap::new(101);
+    healthy(&mut good, 1_000_000_000, 50000);
+    let good = good.bytes();
+    let gzip_garbage = write("garbage.pcap.gz", b"\x1f\x8b\x08\x00not deflate at all");
+    let empty = write("empty.pcap", b"");
+    let text = write("notes.txt", b"GET / HTTP/1.1\r\n\r\n");
+    let cut_header = write("cut-header.pcap", &good[..10]);
+    let link = {
+        let mut v = good.clone();
+        v[20..24].copy_from_slice(&0x0030_0001u32.to_le_bytes());
+        write("reserved-bits.pcap", &v)
+    };
+    let missing = dir.join("missing.pcap").to_string_lossy().into_owned();
+    let folder = dir.to_string_lossy().into_owned();
+    for (path, says) in [
+        (&missing, "cannot open: No such file or directory (os error 2)"),
+        (&folder, "cannot read: Is a directory (os error 21)"),
+        (&empty, "empty file, not a capture"),
+        (
+            &text,
+            "not a pcap or pcapng capture (it starts with bytes 47 45 54 20 2f 20 48 54)",
+        ),
+        (
+            &gzip_garbage,
+            "the gzip data is damaged (corrupt deflate stream) before any data",
+        ),
+        (&cut_header, "pcap file header is cut short (10 of 24 bytes)"),
+        (&link, "pcap link-type field 0x00300001 has reserved bits set"),
+    ] {
+        for cmd in ["flows", "analyze"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_bothends"))
+                .args([cmd, path.as_str()])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {path}: {err}");
+            assert_eq!(err, format!("bothends: {path}: {says}\n"), "{cmd}");
+            assert!(out.stdout.is_empty());
+        }
+    }
+    // Damaged after its header: the report, and a warning naming the file and the byte.
+    let mut cut = good.clone();
+    cut.truncate(good.len() - 5);
+    let cut = write("cut.pcap", &cut);
+    let out = Command::new(env!("CARGO_BIN_EXE_bothends"))
+        .args(["flows", cut.as_str()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(stdout.contains("GET /after"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{cut}: at byte ")) || err.contains(&format!("{cut}: at byte ")),
+        "{stdout}\n{err}"
+    );
+    assert!(
+        format!("{stdout}{err}").contains("the last record is cut short"),
+        "{stdout}\n{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
