@@ -1,22 +1,24 @@
-//! Hostile inputs: captures built to exhaust bothends. Each case is generated in memory, run
-//! through the whole pipeline (capture → decode → tcp → http, then pairing, diagnosis and every
-//! report format), and must finish, with memory under the documented cap, the cap's anomaly or
-//! warning in the result, and the rest of the analysis intact.
+//! Hostile inputs: captures built to exhaust bothends. Each case is generated in memory, written
+//! to a file and run through the whole pipeline as the command runs it (the streaming engine:
+//! capture → decode → tcp → http, pairing, diagnosis, then every report format), and must finish,
+//! with memory under the documented cap, the cap's anomaly or warning in the result, and the rest
+//! of the analysis intact.
 //!
 //! Memory is measured with a counting global allocator: the peak of bytes allocated while the case
-//! ran, above what was allocated when it started (the generated capture itself is allocated
-//! before and not counted). Cases run one at a time (a lock), so the peak is theirs.
+//! ran, above what was allocated when it started (the generated capture is written to a file and
+//! dropped: bothends reads it from disk, as it would a user's). Cases run one at a time (a lock), so the peak is theirs.
 
 mod kit;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bothends::capture::{CaptureSet, MAX_RECORD_BYTES};
+use bothends::capture::{CaptureSet, Input, MAX_RECORD_BYTES};
 use bothends::http::HttpLimits;
-use bothends::pipeline::{self, Analysis, Side, SideOptions, SideResult};
+use bothends::pipeline::{self, Analysis, Mode, Side, SideOptions, SideResult};
 use bothends::report::{self, ReportOptions, text::Style};
 use bothends::tcp::{Limits, MAX_PENDING_PER_DIRECTION};
 use etherparse::PacketBuilder;
@@ -206,17 +208,39 @@ fn healthy(pcap: &mut Pcap, t: i64, cport: u16) {
     c.close();
 }
 
-/// Everything the pipeline does with one capture: read it, diagnose it (as `analyze` with the
-/// proxy capture only, then as `flows`), and write every report format to a sink.
-fn run_all(bytes: Vec<u8>, opts: SideOptions) -> SideResult {
-    let set = CaptureSet::from_bytes("hostile.pcap", bytes).expect("opens");
-    let side = pipeline::read_side(Side::Proxy, set, opts);
-    let analysis = pipeline::analyze(vec![side], &[]);
+/// Writes a generated capture to a file of its own, `.../hostile.pcap`, and drops the bytes:
+/// bothends reads it from disk, as it would a user's, and memory is measured without it.
+fn to_file(bytes: Vec<u8>) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "bothends-hostile-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("hostile.pcap");
+    std::fs::write(&path, bytes).expect("write the capture");
+    path
+}
+
+/// Everything the command does with one capture, the way it does it: the streaming engine
+/// (`Analysis::run`) reads the file as `analyze` with the proxy capture only and then as `flows`,
+/// and every report format is written to a sink. Returns the capture as `flows` saw it (every
+/// connection); the file is removed.
+fn run_file(path: &Path, opts: SideOptions) -> SideResult {
+    let open = || CaptureSet::open(&[Input::Path(path.to_path_buf())]).expect("opens");
+    let analysis = Analysis::run(
+        vec![(Side::Proxy, open())],
+        opts,
+        Mode::Analyze { backends: Vec::new() },
+    );
     write_reports(&analysis);
-    let mut side = analysis.sides.into_iter().next().expect("one side");
-    side.side = Side::Single;
-    let flows = pipeline::flows(side);
+    drop(analysis);
+    let flows = Analysis::run(vec![(Side::Single, open())], opts, Mode::Flows);
     write_reports(&flows);
+    if let Some(dir) = path.parent() {
+        std::fs::remove_dir_all(dir).ok();
+    }
     flows.sides.into_iter().next().expect("one side")
 }
 
@@ -298,7 +322,10 @@ fn million_syns_from_random_ports() {
         pcap.record(1_000_000_000 + i as i64 * 1000, &f, None);
     }
     let bytes = pcap.bytes();
-    let (side, peak, took) = measure("million_syns (scaled)", || run_all(bytes, SideOptions::default()));
+    let file = to_file(bytes);
+    let (side, peak, took) = measure("million_syns (scaled)", || {
+        run_file(&file, SideOptions::default())
+    });
     assert_eq!(side.connections.len(), N as usize);
     assert!(
         side.connections
@@ -344,7 +371,8 @@ fn connection_table_cap_evicts_and_goes_on() {
     };
     let bytes = pcap.bytes();
     drop(pcap);
-    let (side, peak, _) = measure("connection_table_cap", || run_all(bytes, opts));
+    let file = to_file(bytes);
+    let (side, peak, _) = measure("connection_table_cap", || run_file(&file, opts));
     assert_eq!(side.connections.len(), 5001);
     assert!(
         side.anomalies.count("connection_table_full") >= 4000,
@@ -383,7 +411,8 @@ fn sequence_numbers_jumping_by_2_pow_31() {
     healthy(&mut pcap, 2_000_000_000, 50000);
     let bytes = pcap.bytes();
     drop(pcap);
-    let (side, peak, _) = measure("seq_jump_2_31", || run_all(bytes, SideOptions::default()));
+    let file = to_file(bytes);
+    let (side, peak, _) = measure("seq_jump_2_31", || run_file(&file, SideOptions::default()));
     let c = conn(&side, 40001);
     eprintln!(
         "  bytes {} gaps {} (approximate: {}), anomalies {:?}, exchanges {}",
@@ -420,8 +449,9 @@ fn overlapping_retransmissions_with_different_bytes() {
     healthy(&mut pcap, 2_000_000_000, 50000);
     let bytes = pcap.bytes();
     drop(pcap);
+    let file = to_file(bytes);
     let (side, peak, _) = measure("overlapping_retransmissions", || {
-        run_all(bytes, SideOptions::default())
+        run_file(&file, SideOptions::default())
     });
     let c = conn(&side, 40002);
     assert!(c.dirs[0].conflicts > 0, "{:?}", c.dirs[0]);
@@ -454,7 +484,8 @@ fn header_line_of_100_mb() {
     healthy(&mut pcap, 2_000_000_000, 50000);
     let bytes = pcap.bytes();
     drop(pcap);
-    let (side, peak, _) = measure("header_line_100_mb", || run_all(bytes, SideOptions::default()));
+    let file = to_file(bytes);
+    let (side, peak, _) = measure("header_line_100_mb", || run_file(&file, SideOptions::default()));
     let c = conn(&side, 40003);
     assert!(
         anomaly_names(c).contains(&"http_header_too_long"),
@@ -482,7 +513,8 @@ fn chunk_size_of_2_pow_64() {
     healthy(&mut pcap, 2_000_000_000, 50000);
     let bytes = pcap.bytes();
     drop(pcap);
-    let (side, peak, _) = measure("chunk_size_2_64", || run_all(bytes, SideOptions::default()));
+    let file = to_file(bytes);
+    let (side, peak, _) = measure("chunk_size_2_64", || run_file(&file, SideOptions::default()));
     let c = conn(&side, 40004);
     assert!(
         anomaly_names(c).contains(&"http_chunk_size_too_large"),
@@ -522,7 +554,8 @@ fn content_length_of_10_pow_18() {
     healthy(&mut pcap, 2_000_000_000, 50000);
     let bytes = pcap.bytes();
     drop(pcap);
-    let (side, peak, _) = measure("content_length_10_18", || run_all(bytes, SideOptions::default()));
+    let file = to_file(bytes);
+    let (side, peak, _) = measure("content_length_10_18", || run_file(&file, SideOptions::default()));
     let req = conn(&side, 40005).app.exchanges[0]
         .request
         .clone()
@@ -566,7 +599,8 @@ fn millions_of_tiny_out_of_order_segments() {
     healthy(&mut pcap, 2_000_000_000, 50000);
     let bytes = pcap.bytes();
     drop(pcap);
-    let (side, peak, _) = measure("tiny_out_of_order", || run_all(bytes, SideOptions::default()));
+    let file = to_file(bytes);
+    let (side, peak, _) = measure("tiny_out_of_order", || run_file(&file, SideOptions::default()));
     let c = conn(&side, 40007);
     assert_eq!(c.dirs[0].bytes, 2_000_048 + 1, "{:?}", c.dirs[0].bytes);
     assert!(c.dirs[0].abandoned > 0);
@@ -608,7 +642,8 @@ fn out_of_order_bytes_in_total_stay_under_the_budget() {
     };
     let bytes = pcap.bytes();
     drop(pcap);
-    let (side, peak, _) = measure("out_of_order_total", || run_all(bytes, opts));
+    let file = to_file(bytes);
+    let (side, peak, _) = measure("out_of_order_total", || run_file(&file, opts));
     assert_eq!(side.connections.len(), 17);
     assert_healthy_after(&side);
     assert!(peak < 4 * MIB + 16 * MIB, "{peak}");
@@ -631,8 +666,9 @@ fn exchanges_per_connection_are_capped() {
     healthy(&mut pcap, 2_000_000_000, 50000);
     let bytes = pcap.bytes();
     drop(pcap);
+    let file = to_file(bytes);
     let (side, peak, _) = measure("exchanges_per_connection", || {
-        run_all(bytes, SideOptions::default())
+        run_file(&file, SideOptions::default())
     });
     let c = conn(&side, 40008);
     let max = HttpLimits::default().max_exchanges;
@@ -678,10 +714,11 @@ fn gzip_bomb_stops_with_a_warning() {
         bomb.extend_from_slice(&zeros);
     }
     eprintln!("gzip bomb: {} bytes for 10 GiB", bomb.len());
-    let (side, peak, took) = measure("gzip_bomb", || run_all(bomb, SideOptions::default()));
+    let file = to_file(bomb);
+    let (side, peak, took) = measure("gzip_bomb", || run_file(&file, SideOptions::default()));
     let w = side.warnings.join("\n");
     assert!(w.contains("decompression bomb"), "{w}");
-    assert!(w.starts_with("hostile.pcap: at byte "), "{w}");
+    assert!(w.starts_with(&format!("{}: at byte ", file.display())), "{w}");
     assert!(side.warnings.len() <= 25, "{w}");
     assert_healthy_after(&side);
     // Stopped after about GZIP_FREE_BYTES / (1 - MAX_GZIP_RATIO / 1030) bytes.
@@ -752,11 +789,12 @@ fn pcapng_blocks_with_lengths_that_lie() {
         file.extend_from_slice(&good);
         file.extend_from_slice(&lie);
         file.extend_from_slice(&good);
-        let (side, peak, _) = measure(what, || run_all(file, SideOptions::default()));
+        let file = to_file(file);
+        let (side, peak, _) = measure(what, || run_file(&file, SideOptions::default()));
         eprintln!("  {what}: {} packets; {:?}", side.capture.packets, side.warnings);
         assert!(side.capture.packets >= 1, "{what}");
         for w in &side.warnings {
-            assert!(w.starts_with("hostile.pcap: "), "{what}: {w}");
+            assert!(w.contains("hostile.pcap: "), "{what}: {w}");
             assert!(!w.contains('\n'), "{what}: {w}");
         }
         assert!(peak < MAX_RECORD_BYTES + 16 * MIB, "{what}: {peak}");
@@ -809,7 +847,8 @@ fn connections_past_the_cap_are_counted_not_analysed() {
         },
         ..SideOptions::default()
     };
-    let (side, peak, _) = measure("connection_limit", || run_all(bytes, opts));
+    let file = to_file(bytes);
+    let (side, peak, _) = measure("connection_limit", || run_file(&file, opts));
     assert_eq!(side.connections.len(), 2000);
     assert_eq!(side.anomalies.count("connection_limit"), 3001);
     assert_healthy_after(&side);
