@@ -275,3 +275,144 @@ fn write_every_format(analysis: &Analysis, cfg: u8) {
     report::html::write_html(&report, &mut out).expect("html");
     let _ = std::io::sink().write_all(&out);
 }
+
+/// Checks the contract between `tcp` and its stream handler — per direction, events come in
+/// order with contiguous offsets (each byte delivered or declared a gap exactly once) — and
+/// passes them on to the HTTP handler.
+struct Contiguous {
+    next: [Option<i64>; 2],
+    http: HttpHandler,
+}
+
+impl StreamHandler for Contiguous {
+    type Output = bothends::http::HttpSummary;
+    fn on_stream(&mut self, dir: Dir, ev: StreamEvent<'_>) {
+        let (offset, len) = match ev {
+            StreamEvent::Data { offset, bytes, .. } => (offset, bytes.len() as i64),
+            StreamEvent::Gap { offset, len, .. } => (offset, i64::try_from(len).expect("gap length")),
+        };
+        let next = &mut self.next[dir.idx()];
+        if let Some(n) = *next {
+            assert_eq!(offset, n, "{dir:?}: an event at {offset}, expected {n}");
+        }
+        assert!(len >= 0);
+        *next = Some(offset + len);
+        self.http.on_stream(dir, ev);
+    }
+    fn finish(self, ends: [End; 2]) -> Self::Output {
+        self.http.finish(ends)
+    }
+}
+
+/// Target `tcp`: TCP segments of up to four connections between two hosts, built directly (no
+/// capture, no IP), fed to the connection table with an HTTP handler behind a contract check.
+///
+/// A configuration byte (bit 0: small limits), then per segment 8 bytes and its payload:
+/// - `h[0]`: bit 0 the direction (server to client when set); bits 1-2 how the sequence number is
+///   chosen (0: the next one, 1: the next one plus a signed 16-bit delta `h[2..4]`, 2: raw
+///   `h[2..6]`, 3: a retransmission of the last payload); bits 3-4 how the acknowledgement is
+///   chosen (0: everything received, 1: minus `h[6]`, 2: raw `h[2..6]` reversed, 3: none); bits
+///   5-6 the connection; bit 7 snaplen cut the payload to half;
+/// - `h[1]`: the TCP flags byte;
+/// - `h[6]`: milliseconds since the previous segment;
+/// - `h[7]`: payload length ÷ 8 (the bytes follow, fewer at the end of the input).
+pub fn tcp(data: &[u8]) {
+    use bothends::decode::{Endpoint, Segment, TcpFlags, TcpOptions};
+    use bothends::tcp::ConnectionTable;
+    let Some((&cfg, mut rest)) = data.split_first() else {
+        return;
+    };
+    let limits = if cfg & 1 != 0 {
+        Limits {
+            max_open: 2,
+            max_connections: 3,
+            max_pending_bytes: 2000,
+            linger_ns: 1_000_000_000,
+            idle_ns: 5_000_000_000,
+            packet_log: true,
+        }
+    } else {
+        Limits::default()
+    };
+    let http_limits = if cfg & 1 != 0 {
+        small_http_limits()
+    } else {
+        HttpLimits::default()
+    };
+    let mut table = ConnectionTable::new(limits, move |from_start| Contiguous {
+        next: [None, None],
+        http: HttpHandler::new(http_limits, from_start),
+    });
+    let hosts = [
+        std::net::IpAddr::from([10, 0, 1, 2]),
+        std::net::IpAddr::from([10, 0, 2, 2]),
+    ];
+    // Per connection and direction: the next sequence number, and the last payload's start.
+    let mut next = [[1000u32, 5000u32]; 4];
+    let mut last = [[(1000u32, 0u32); 2]; 4];
+    let mut t = 1_000_000_000i64;
+    let mut frame = 0u32;
+    while let Some((h, r)) = rest.split_first_chunk::<8>() {
+        rest = r;
+        let d = (h[0] & 1) as usize;
+        let k = ((h[0] >> 5) & 3) as usize;
+        let raw = u32::from_le_bytes([h[2], h[3], h[4], h[5]]);
+        let len = h[7] as usize * 8;
+        let take = len.min(rest.len());
+        let (mut payload, r) = rest.split_at(take);
+        rest = r;
+        if h[0] & 0x80 != 0 {
+            payload = &payload[..payload.len() / 2];
+        }
+        let seq = match (h[0] >> 1) & 3 {
+            0 => next[k][d],
+            1 => next[k][d].wrapping_add(i16::from_le_bytes([h[2], h[3]]) as i32 as u32),
+            2 => raw,
+            _ => last[k][d].0,
+        };
+        let ack = match (h[0] >> 3) & 3 {
+            0 => Some(next[k][1 - d]),
+            1 => Some(next[k][1 - d].wrapping_sub(h[6] as u32)),
+            2 => Some(raw.swap_bytes()),
+            _ => None,
+        };
+        let mut flags = h[1] & !TcpFlags::ACK;
+        if ack.is_some() {
+            flags |= TcpFlags::ACK;
+        }
+        t += h[6] as i64 * 1_000_000;
+        frame += 1;
+        let port = [40000 + k as u16, 8080];
+        let seg = Segment {
+            frame: FrameRef { file: 0, frame },
+            ts_ns: t,
+            src: Endpoint {
+                ip: hosts[d],
+                port: port[d],
+            },
+            dst: Endpoint {
+                ip: hosts[1 - d],
+                port: port[1 - d],
+            },
+            seq,
+            ack: ack.unwrap_or(0),
+            flags: TcpFlags(flags),
+            window: u16::from_le_bytes([h[4], h[5]]),
+            options: TcpOptions::default(),
+            payload_len: len as u32,
+            payload,
+            ip_id: Some(frame as u16),
+            ttl: 64,
+            outgoing: None,
+        };
+        table.push(&seg);
+        let consumed = len as u32 + (flags & (TcpFlags::SYN | TcpFlags::FIN) != 0) as u32;
+        if len > 0 {
+            last[k][d] = (seq, len as u32);
+        }
+        next[k][d] = next[k][d].max(seq.wrapping_add(consumed));
+    }
+    for c in table.finish() {
+        assert!(c.app.exchanges.len() <= http_limits.max_exchanges);
+    }
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzz smoke run for CI: builds the four cargo-fuzz targets and runs each for SECONDS (default 45)
+# Fuzz smoke run for CI: builds the five cargo-fuzz targets and runs each for SECONDS (default 45)
 # on its seed corpus (made from the repository's captures), with the limits of the long runs.
 # Any crash, hang (>10 s for one input) or out-of-memory (>512 MB) fails the run; the input that
 # did it is left in fuzz/artifacts/<target>/.
@@ -28,7 +28,7 @@ bin="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release"
 
 passed=0
 failed=0
-for spec in capture:65536 decode:16384 http:65536 pipeline:70000; do
+for spec in capture:65536 decode:16384 http:65536 pipeline:70000 tcp:65536; do
     t="${spec%%:*}"
     max_len="${spec##*:}"
     mkdir -p "fuzz/artifacts/$t"

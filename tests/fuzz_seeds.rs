@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use bothends::capture::CaptureSet;
 use bothends::tcp::{ConnectionTable, Dir, End, GapKind, Limits, StreamEvent, StreamHandler};
 
-const TARGETS: [&str; 4] = ["capture", "decode", "http", "pipeline"];
+const TARGETS: [&str; 5] = ["capture", "decode", "http", "pipeline", "tcp"];
 /// Seeds are cut to this size: libFuzzer mutates small inputs faster.
 const MAX_SEED: usize = 64 * 1024;
 
@@ -137,6 +137,48 @@ fn seeds() -> BTreeMap<&'static str, Vec<(String, Vec<u8>)>> {
             }
         }
         // http: the first connections that carried something.
+        // tcp: the first segments of the capture, in the `tcp` target's format.
+        if let Ok(mut set) = CaptureSet::from_bytes(&name, bytes.clone()) {
+            let mut v = vec![0u8];
+            let mut flows: Vec<(bothends::decode::Endpoint, bothends::decode::Endpoint)> = Vec::new();
+            let mut last_t = None;
+            let mut n = 0;
+            while let Some(p) = set.next() {
+                let Ok(seg) = bothends::decode::decode(&p) else {
+                    continue;
+                };
+                let k = match flows
+                    .iter()
+                    .position(|&(a, b)| (a, b) == (seg.src, seg.dst) || (b, a) == (seg.src, seg.dst))
+                {
+                    Some(k) => k,
+                    None => {
+                        flows.push((seg.src, seg.dst));
+                        flows.len() - 1
+                    }
+                };
+                let d = (flows[k].0 != seg.src) as u8;
+                let ms = last_t.map_or(0, |l: i64| ((seg.ts_ns - l) / 1_000_000).clamp(0, 255)) as u8;
+                last_t = Some(seg.ts_ns);
+                let units = seg.payload.len().div_ceil(8).min(255);
+                let ack_mode = if seg.flags.ack() { 0 } else { 3 };
+                v.push(d | (2 << 1) | (ack_mode << 3) | (((k % 4) as u8) << 5));
+                v.push(seg.flags.0);
+                v.extend_from_slice(&seg.seq.to_le_bytes());
+                v.push(ms);
+                v.push(units as u8);
+                let mut pl = seg.payload[..seg.payload.len().min(units * 8)].to_vec();
+                pl.resize(units * 8, b' ');
+                v.extend_from_slice(&pl);
+                n += 1;
+                if n == 300 || v.len() > MAX_SEED {
+                    break;
+                }
+            }
+            if n > 2 {
+                s.entry("tcp").or_default().push((name.clone(), v));
+            }
+        }
         let conns = table.finish();
         for (i, c) in conns.iter().filter(|c| c.app.len() > 1).take(4).enumerate() {
             let mut v = c.app.clone();
@@ -190,6 +232,7 @@ fn run(target: &str, data: &[u8]) {
         "decode" => harness::decode(data),
         "http" => harness::http(data),
         "pipeline" => harness::pipeline(data),
+        "tcp" => harness::tcp(data),
         _ => unreachable!(),
     }
 }
