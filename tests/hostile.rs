@@ -1000,3 +1000,48 @@ fn input_errors_are_one_line_naming_the_file() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A connection captured mid-stream (no handshake) whose first 20 MB are not HTTP: the parser
+/// hunts for a start line, in bounded memory and linear time, whatever the garbage looks like
+/// (no newline at all, only newlines, lines that almost start a request).
+#[test]
+fn mid_stream_garbage_of_20_mb() {
+    let _alone = alone();
+    for (what, unit) in [
+        ("no newline", b"a".repeat(65000)),
+        ("only newlines", b"\r\n".repeat(32500)),
+        ("almost requests", b"GET / HTTP/1.\r\n".repeat(4333)),
+    ] {
+        let mut pcap = Pcap::new(101);
+        {
+            // No SYN: the connection starts with data.
+            let mut c = Conn {
+                pcap: &mut pcap,
+                t: 1_000_000_000,
+                cport: 40010,
+                cseq: 777,
+                sseq: 999,
+            };
+            for _ in 0..(20_000_000 / unit.len()) {
+                c.send(&unit, 65000);
+            }
+            c.send(&kit::get("/found"), 1460);
+            c.reply(&kit::ok(1), 1460);
+            c.close();
+        }
+        healthy(&mut pcap, 2_000_000_000, 50000);
+        let file = to_file(pcap.bytes());
+        drop(pcap);
+        let (side, peak, took) = measure(what, || run_file(&file, SideOptions::default()));
+        let c = conn(&side, 40010);
+        eprintln!(
+            "  {what}: {} exchanges, skipped {:?}, stops {:?}",
+            c.app.exchanges.len(),
+            c.app.skipped,
+            c.app.stopped.iter().map(|s| &s.reason).collect::<Vec<_>>()
+        );
+        assert_healthy_after(&side);
+        assert!(peak < 16 * MIB, "{what}: {peak}");
+        assert!(took < Duration::from_secs(60), "{what}: {took:?}");
+    }
+}
