@@ -33,8 +33,10 @@ for spec in capture:65536 decode:16384 http:65536 pipeline:70000 tcp:65536; do
     max_len="${spec##*:}"
     mkdir -p "fuzz/artifacts/$t"
     echo "fuzz smoke: $t for ${SECONDS_PER_TARGET} s"
+    dict=()
+    [ "$t" = capture ] || [ "$t" = decode ] || dict=(-dict=fuzz/http.dict)
     if "$bin/$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=512 \
-        -malloc_limit_mb=512 -max_len="$max_len" -print_final_stats=1 \
+        -malloc_limit_mb=512 -max_len="$max_len" -print_final_stats=1 "${dict[@]}" \
         -artifact_prefix="fuzz/artifacts/$t/" "fuzz/corpus/$t" >"fuzz/artifacts/$t.log" 2>&1; then
         passed=$((passed + 1))
         grep -E '^stat::number_of_executed_units' "fuzz/artifacts/$t.log" || true
