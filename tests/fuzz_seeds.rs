@@ -279,3 +279,32 @@ fn write_fuzz_seeds() {
 fn seeds_len(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())
 }
+
+/// Times every input of the fuzzers' corpora (fuzz/corpus/<target>/) and prints the slowest of
+/// each target: inputs that come near libFuzzer's time limit show here first. Run it in release:
+/// `cargo test --release --test fuzz_seeds -- --ignored slowest_corpus_inputs --nocapture`.
+#[test]
+#[ignore]
+fn slowest_corpus_inputs() {
+    for target in TARGETS {
+        let dir = root().join("fuzz/corpus").join(target);
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        let mut times: Vec<(std::time::Duration, String, usize)> = Vec::new();
+        for e in rd.flatten() {
+            let data = std::fs::read(e.path()).unwrap();
+            let start = std::time::Instant::now();
+            run(target, &data);
+            times.push((
+                start.elapsed(),
+                e.file_name().to_string_lossy().into_owned(),
+                data.len(),
+            ));
+        }
+        times.sort();
+        let total: std::time::Duration = times.iter().map(|t| t.0).sum();
+        eprintln!("{target}: {} inputs, {total:?} in all; slowest:", times.len());
+        for (t, name, len) in times.iter().rev().take(3) {
+            eprintln!("  {t:?}  {name} ({len} bytes)");
+        }
+    }
+}
