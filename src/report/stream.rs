@@ -126,8 +126,13 @@ impl<'w> Writer<'w> {
                     .ok_or_else(|| io::Error::other("no spill file"))?;
                 super::text::write_flows_header(&report, self.style, self.out)?;
                 self.table.write_header(self.style, self.out)?;
-                for row in spill.rows()? {
-                    self.table.write_row(&row?, self.out)?;
+                for line in spill.lines()? {
+                    let line = line?;
+                    let mut cells: [String; 8] = Default::default();
+                    for (cell, part) in cells.iter_mut().zip(line.split('\x1f')) {
+                        *cell = part.to_string();
+                    }
+                    self.table.write_cells(&cells, self.out)?;
                 }
             }
             Format::Text | Format::Markdown | Format::Html => {
@@ -175,10 +180,16 @@ impl Sink for Writer<'_> {
                 .map_err(io::Error::from)
                 .and_then(|()| self.out.write_all(b"\n")),
             Format::Json => self.spill.as_mut().map_or(Ok(()), |s| s.push(&row)),
-            Format::Flows => {
-                self.table.observe(&row);
-                self.spill.as_mut().map_or(Ok(()), |s| s.push(&row))
-            }
+            Format::Flows => match FlowsTable::cells(&row) {
+                // The table needs only its cells: they are spilled as one line, separated by
+                // the unit separator (no cell holds control characters).
+                Some(cells) => {
+                    self.table.observe_cells(&cells);
+                    let line = cells.map(|c| c.replace(['\x1f', '\n'], " ")).join("\x1f");
+                    self.spill.as_mut().map_or(Ok(()), |s| s.push_line(&line))
+                }
+                None => Ok(()),
+            },
             Format::Text | Format::Markdown => {
                 if failed && self.kept_failed < MAX_FAILED_KEPT {
                     self.kept_failed += 1;
@@ -265,17 +276,31 @@ impl Spill {
         f.write_all(b"\n")
     }
 
-    /// The rows written, in order.
-    fn rows(mut self) -> io::Result<impl Iterator<Item = io::Result<ConnectionReport>>> {
+    fn push_line(&mut self, line: &str) -> io::Result<()> {
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
+        };
+        f.write_all(line.as_bytes())?;
+        f.write_all(b"\n")
+    }
+
+    /// The lines written, in order.
+    fn lines(mut self) -> io::Result<impl Iterator<Item = io::Result<String>>> {
         if let Some(f) = self.file.take() {
-            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            f.into_inner().map_err(|e| e.into_error())?.flush()?;
         }
         let reader = BufReader::new(File::open(&self.path)?);
         // Keep `self` alive in the iterator so the file is removed after it is read.
-        Ok(reader.lines().map(move |l| {
+        Ok(reader.lines().inspect(move |_| {
             let _keep = &self;
-            l.and_then(|l| serde_json::from_str(&l).map_err(io::Error::from))
         }))
+    }
+
+    /// The rows written, in order.
+    fn rows(self) -> io::Result<impl Iterator<Item = io::Result<ConnectionReport>>> {
+        Ok(self
+            .lines()?
+            .map(|l| l.and_then(|l| serde_json::from_str(&l).map_err(io::Error::from))))
     }
 }
 

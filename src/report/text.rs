@@ -110,7 +110,8 @@ impl Default for FlowsTable {
 }
 
 impl FlowsTable {
-    fn cells(c: &ConnectionReport) -> Option<[String; 8]> {
+    /// The cells of a row, or None for a connection without a view.
+    pub fn cells(c: &ConnectionReport) -> Option<[String; 8]> {
         let v = c.views.values().next()?;
         let start = c
             .start
@@ -131,10 +132,18 @@ impl FlowsTable {
     /// Widens the columns for this row.
     pub fn observe(&mut self, c: &ConnectionReport) {
         if let Some(cells) = Self::cells(c) {
-            for (w, cell) in self.widths.iter_mut().zip(cells.iter()) {
-                *w = (*w).max(cell.chars().count());
-            }
+            self.observe_cells(&cells);
         }
+    }
+
+    pub fn observe_cells(&mut self, cells: &[String; 8]) {
+        for (w, cell) in self.widths.iter_mut().zip(cells.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+
+    pub fn write_cells(&self, cells: &[String; 8], out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "{}", self.line(cells))
     }
 
     fn line(&self, cells: &[String; 8]) -> String {
