@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bothends::capture::{CaptureError, CaptureSet, Input, Progress};
-use bothends::pipeline::{self, Analysis, Mode, Side, SideOptions};
-use bothends::report::{self, ReportOptions, text::Style};
+use bothends::pipeline::{self, Mode, Side, SideOptions};
+use bothends::report::{self, ReportOptions, SideInfo, stream, text::Style};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 const EXAMPLES: &str = "\
@@ -295,20 +295,32 @@ fn flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("standard input (-) can be given once");
     }
     let set = open(&args.files)?;
+    let sides = vec![SideInfo {
+        side: Side::Single,
+        files: set.summary().files,
+    }];
     let bar = ProgressBar::start(
         vec![set.progress()],
         total_size(&args.files),
         !args.common.no_progress,
     );
-    let analysis = Analysis::run(vec![(Side::Single, set)], SideOptions::default(), Mode::Flows);
-    bar.finish();
     let opts = report_options(&args.common, false);
-    let report = report::build(&analysis, &opts);
     let style = style(&args.common);
-    write_output(args.common.output.as_deref(), |out| match args.format {
-        FlowsFormat::Text => report::text::write_flows(&report, style, out),
-        FlowsFormat::Json => report::json::write_json(&report, out),
-        FlowsFormat::Ndjson => report::json::write_ndjson(&report, out),
+    let format = match args.format {
+        FlowsFormat::Text => stream::Format::Flows,
+        FlowsFormat::Json => stream::Format::Json,
+        FlowsFormat::Ndjson => stream::Format::Ndjson,
+    };
+    write_output(args.common.output.as_deref(), |out| {
+        let mut writer = stream::Writer::new(format, sides, &opts, style, out);
+        let end = pipeline::run(
+            vec![(Side::Single, set)],
+            SideOptions::default(),
+            Mode::Flows,
+            &mut writer,
+        );
+        bar.finish();
+        writer.finish(end).map(|_| ())
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -329,23 +341,35 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         sides.push((Side::Backend, open(&backend)?));
     }
     let total = total_size(&proxy).zip(total_size(&backend)).map(|(a, b)| a + b);
+    let infos: Vec<SideInfo> = sides
+        .iter()
+        .map(|(side, set)| SideInfo {
+            side: *side,
+            files: set.summary().files,
+        })
+        .collect();
     let bar = ProgressBar::start(pipeline::progress_of(&sides), total, !args.common.no_progress);
     let mode = Mode::Analyze {
         backends: args.backend.clone(),
     };
-    let analysis = Analysis::run(sides, SideOptions::default(), mode);
-    bar.finish();
     let opts = report_options(&args.common, args.format == Format::Html);
-    let report = report::build(&analysis, &opts);
     let style = style(&args.common);
-    write_output(args.common.output.as_deref(), |out| match args.format {
-        Format::Text => report::text::write_analysis(&report, style, out),
-        Format::Json => report::json::write_json(&report, out),
-        Format::Ndjson => report::json::write_ndjson(&report, out),
-        Format::Markdown => report::markdown::write_markdown(&report, out),
-        Format::Html => report::html::write_html(&report, out),
+    let format = match args.format {
+        Format::Text => stream::Format::Text,
+        Format::Json => stream::Format::Json,
+        Format::Ndjson => stream::Format::Ndjson,
+        Format::Markdown => stream::Format::Markdown,
+        Format::Html => stream::Format::Html,
+    };
+    let mut failed = 0;
+    write_output(args.common.output.as_deref(), |out| {
+        let mut writer = stream::Writer::new(format, infos, &opts, style, out);
+        let end = pipeline::run(sides, SideOptions::default(), mode, &mut writer);
+        bar.finish();
+        failed = writer.finish(end)?;
+        Ok(())
     })?;
-    Ok(if report.summary.failed > 0 {
+    Ok(if failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -354,3 +354,54 @@ fn streaming_and_batch_runs_agree() {
         );
     }
 }
+
+/// The report the command writes while reading (streaming) holds the same connections, with the
+/// same verdicts, explanations and evidence, as the report built from a whole analysis.
+#[test]
+fn streamed_json_report_equals_the_built_one() {
+    use bothends::report::{self, ReportOptions, SideInfo, stream};
+    for dir in scenarios() {
+        let e: Expected =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        let sides = || {
+            let mut v = vec![(Side::Proxy, open(&dir, &e.proxy_capture))];
+            if !e.backend_capture.is_empty() {
+                v.push((Side::Backend, open(&dir, &e.backend_capture)));
+            }
+            v
+        };
+        let mode = || pipeline::Mode::Analyze { backends: vec![] };
+        let opts = ReportOptions::default();
+        let built = report::build(&Analysis::run(sides(), SideOptions::default(), mode()), &opts);
+        let mut out = Vec::new();
+        let s = sides();
+        let infos = s
+            .iter()
+            .map(|(side, set)| SideInfo {
+                side: *side,
+                files: set.summary().files,
+            })
+            .collect();
+        let mut w = stream::Writer::new(stream::Format::Json, infos, &opts, Default::default(), &mut out);
+        let end = pipeline::run(s, SideOptions::default(), mode(), &mut w);
+        w.finish(end).unwrap();
+        let streamed: report::Report =
+            serde_json::from_slice(&out).expect("the streamed JSON parses as a report");
+        let key = |r: &report::Report| {
+            let mut v: Vec<String> = r
+                .connections
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    c.id = String::new();
+                    serde_json::to_string(&c).unwrap()
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(key(&built), key(&streamed), "{}", e.scenario);
+        assert_eq!(built.summary, streamed.summary, "{}", e.scenario);
+        assert_eq!(built.captures, streamed.captures, "{}", e.scenario);
+    }
+}

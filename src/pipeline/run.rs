@@ -18,6 +18,8 @@ pub struct Finding {
     pub seq_shift: [u32; 2],
     pub alignment: Option<Alignment>,
     pub diagnosis: Diagnosis,
+    /// The clock offset as estimated when the connection was judged.
+    pub clock: Option<ClockOffset>,
 }
 
 /// Where findings go, as soon as each is judged (a report writer, or an [`Analysis`]).
@@ -238,6 +240,7 @@ impl Judge {
             seq_shift: m.seq_shift,
             alignment,
             diagnosis: d,
+            clock,
         });
     }
 
@@ -271,6 +274,7 @@ impl Judge {
                 seq_shift: m.seq_shift,
                 alignment,
                 diagnosis: d,
+                clock,
             });
         }
     }

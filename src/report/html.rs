@@ -163,7 +163,7 @@ pub fn render(report: &Report) -> String {
         s,
         "<table class=\"summary\"><thead><tr><th>verdict</th><th>blame</th><th class=\"num\">connections</th></tr></thead><tbody>"
     );
-    for (v, b, n) in failures_by_verdict(&report.connections) {
+    for (v, b, n) in failures_by_verdict(&report.summary) {
         let _ = writeln!(
             s,
             "<tr class=\"failed\"><td class=\"verdict\"><a href=\"#connections\" data-filter-verdict=\"{0}\">{0}</a></td><td>{1}</td><td class=\"num\">{n}</td></tr>",
@@ -180,7 +180,7 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         s,
         "<tr><th>total</th><th></th><th class=\"num\">{}</th></tr></tbody></table>",
-        report.connections.len()
+        report.summary.connections
     );
 
     // Filters and the list of every connection.
@@ -201,6 +201,14 @@ pub fn render(report: &Report) -> String {
         report.connections.len(),
         report.connections.len()
     );
+    if (report.connections.len() as u64) < report.summary.connections {
+        let _ = writeln!(
+            s,
+            "<p class=\"muted\">This page lists {} of the {} connections (every failed one first, up to a limit); <code>--format json</code> lists them all.</p>",
+            report.connections.len(),
+            report.summary.connections
+        );
+    }
     let _ = writeln!(
         s,
         "<table class=\"conns\"><thead><tr><th class=\"num\">#</th><th>start (UTC)</th><th>client → server</th><th>verdict</th><th>blame</th><th>HTTP</th></tr></thead><tbody>"

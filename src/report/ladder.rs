@@ -28,8 +28,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::pair::{Alignment, ClockOffset, Pair};
-use crate::pipeline::{Analysis, Conn, SideResult};
+use crate::pair::{Alignment, ClockOffset};
+use crate::pipeline::{Conn, SideResult};
 use crate::tcp::{Dir, LoggedPacket, PacketClass};
 
 /// A connection's packets, ready to draw.
@@ -179,17 +179,20 @@ impl Pkt<'_> {
     }
 }
 
-/// Builds the ladder of pair `i` of the analysis.
-pub fn build(analysis: &Analysis, i: usize) -> Option<Ladder> {
-    let pair = analysis.pairing.pairs.get(i)?;
-    let two = analysis.sides.len() > 1;
-    let views: [Option<&Conn>; 2] = [analysis.first_view(pair), analysis.second_view(pair)];
-    let clock = analysis.pairing.clock;
-    let alignment = analysis.alignments.get(i).and_then(Option::as_ref);
-    if two {
-        Some(two_captures(analysis, pair, views, clock, alignment))
+/// Builds the ladder of a connection: its views in each capture (proxy first), the captures
+/// (`sides`, for their names and when they ran), the clock offset, the alignment and the sequence
+/// shift of the pair.
+pub fn build(
+    sides: &[SideResult],
+    views: [Option<&Conn>; 2],
+    clock: Option<ClockOffset>,
+    alignment: Option<&Alignment>,
+    seq_shift: [u32; 2],
+) -> Option<Ladder> {
+    if sides.len() > 1 {
+        Some(two_captures(sides, seq_shift, views, clock, alignment))
     } else {
-        Some(one_capture(&analysis.sides[0], views[0]?))
+        Some(one_capture(sides.first()?, views[0]?))
     }
 }
 
@@ -259,8 +262,8 @@ fn span(side: &SideResult, t0: i64, to_common: impl Fn(i64) -> i64) -> (i64, i64
 }
 
 fn two_captures(
-    analysis: &Analysis,
-    pair: &Pair,
+    sides: &[SideResult],
+    seq_shift: [u32; 2],
     views: [Option<&Conn>; 2],
     clock: Option<ClockOffset>,
     alignment: Option<&Alignment>,
@@ -274,7 +277,7 @@ fn two_captures(
     if let (Some(p), Some(b)) = (views[0], views[1]) {
         for (d, delta) in delta.iter_mut().enumerate() {
             if let (Some(po), Some(bo)) = (p.dirs[d].origin, b.dirs[d].origin) {
-                *delta = bo.wrapping_sub(po).wrapping_sub(pair.seq_shift[d]) as i32 as i64;
+                *delta = bo.wrapping_sub(po).wrapping_sub(seq_shift[d]) as i32 as i64;
             }
         }
     }
@@ -310,8 +313,8 @@ fn two_captures(
         .unwrap_or_else(|| views.iter().flatten().map(|c| c.first.ts_ns).min().unwrap_or(0));
     let tol = clock.map_or(1_000_000, |c| c.uncertainty_ns.saturating_mul(2) + 1_000_000);
     let spans = [
-        span(&analysis.sides[0], t0, |t| to_common(0, t)),
-        span(&analysis.sides[1], t0, |t| to_common(1, t)),
+        span(&sides[0], t0, |t| to_common(0, t)),
+        span(&sides[1], t0, |t| to_common(1, t)),
     ];
 
     // Per line: the time window (common axis, absolute) whose packets the log left out, if any.
@@ -361,7 +364,7 @@ fn two_captures(
                 }
             };
             let mut label = label(s);
-            let receiver = &analysis.sides[r_line].side;
+            let receiver = &sides[r_line].side;
             match fate {
                 Fate::Lost => label.push_str(" — never arrived"),
                 Fate::NotCapturedAtReceiver => {
@@ -424,7 +427,7 @@ fn two_captures(
         })
         .collect();
     Ladder {
-        lines: analysis.sides.iter().map(|s| s.side.name().to_string()).collect(),
+        lines: sides.iter().map(|s| s.side.name().to_string()).collect(),
         far_end: None,
         t0_ns: t0,
         arrows,

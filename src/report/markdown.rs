@@ -27,44 +27,42 @@ pub fn render(report: &Report) -> String {
     // Summary: verdict, blame, count (failures first, then ok).
     let _ = writeln!(s, "| verdict | blame | connections |");
     let _ = writeln!(s, "|---|---|---:|");
-    for (v, b, n) in failures_by_verdict(&report.connections) {
+    for (v, b, n) in failures_by_verdict(&report.summary) {
         let _ = writeln!(s, "| {} | {} | {n} |", cell(&v), cell(&b));
     }
     if let Some(n) = report.summary.by_verdict.get("ok") {
         let _ = writeln!(s, "| ok | none | {n} |");
     }
-    let undiagnosed = report.connections.iter().filter(|c| c.verdict.is_none()).count();
+    let judged: u64 = report.summary.by_verdict.values().sum();
+    let undiagnosed = report.summary.connections.saturating_sub(judged);
     if undiagnosed > 0 {
         let _ = writeln!(s, "| (not diagnosed) | | {undiagnosed} |");
     }
-    let _ = writeln!(s, "| **total** | | **{}** |", report.connections.len());
+    let _ = writeln!(s, "| **total** | | **{}** |", report.summary.connections);
 
     let failed: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_failed(c)).collect();
     for (n, c) in failed.iter().enumerate() {
         connection(&mut s, report, n + 1, c);
     }
+    let unlisted = report.summary.failed.saturating_sub(failed.len() as u64);
+    if unlisted > 0 {
+        let _ = writeln!(
+            s,
+            "\n{unlisted} more failed connection{} not listed here (the report keeps the first {}); `--format json` lists every connection.",
+            plural(unlisted as usize),
+            failed.len()
+        );
+    }
 
-    let healthy: Vec<&ConnectionReport> = report
-        .connections
-        .iter()
-        .filter(|c| c.verdict.as_deref() == Some("ok"))
-        .collect();
-    if !healthy.is_empty() {
-        let exchanges: usize = healthy.iter().map(|c| c.exchanges.len()).sum();
-        let retrans = healthy
-            .iter()
-            .filter(|c| {
-                c.views
-                    .values()
-                    .any(|v| v.retransmissions.client_to_server + v.retransmissions.server_to_client > 0)
-            })
-            .count();
+    let ok = report.summary.by_verdict.get("ok").copied().unwrap_or(0) as usize;
+    if ok > 0 {
+        let exchanges = report.summary.ok_exchanges as usize;
+        let retrans = report.summary.ok_with_retransmissions;
         let _ = writeln!(s, "\n## Healthy connections\n");
         let _ = write!(
             s,
-            "{} connection{} ok: {exchanges} exchange{} sent and answered in full",
-            healthy.len(),
-            plural(healthy.len()),
+            "{ok} connection{} ok: {exchanges} exchange{} sent and answered in full",
+            plural(ok),
             plural(exchanges)
         );
         if retrans > 0 {

@@ -15,6 +15,7 @@ pub mod json;
 pub mod ladder;
 pub mod markdown;
 pub mod model;
+pub mod stream;
 pub mod text;
 
 use std::net::IpAddr;
@@ -24,6 +25,7 @@ use indexmap::IndexMap;
 use crate::anomaly::Anomalies;
 use crate::diagnose::{Blame, Diagnosis, Verdict};
 use crate::http::{Exchange, Header, Message, Protocol};
+use crate::pair::{ClockOffset, MatchMethod};
 use crate::pipeline::{Analysis, Conn, Side, SideResult};
 pub use model::*;
 
@@ -65,170 +67,311 @@ pub const REDACTED: &str = "[redacted]";
 /// Header names whose values are credentials.
 pub const REDACTED_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
 
-/// Builds the report model of an analysis.
-pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
-    let redacted = opts.redacted();
-    let mut ladders = 0usize;
-    let captures = analysis.sides.iter().map(capture_info).collect();
-    let clock_offset = analysis.pairing.clock.map(|c| ClockInfo {
-        backend_minus_proxy_ms: c.backend_minus_proxy_ns as f64 / 1e6,
-        samples: c.samples,
-        uncertainty_ms: c.uncertainty_ns as f64 / 1e6,
-        drift_ppm: c.drift_ppm,
-    });
-    let offset_ns = analysis.pairing.clock.map_or(0, |c| c.backend_minus_proxy_ns);
+/// The sides as rows need them: which capture, and its file names (for evidence in a rotated set).
+#[derive(Clone, Debug)]
+pub struct SideInfo {
+    pub side: Side,
+    pub files: Vec<String>,
+}
 
-    // Each pair with its start on the proxy clock, for ordering.
-    let mut rows: Vec<(i64, usize)> = analysis
-        .pairing
-        .pairs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let start = match (analysis.first_view(p), analysis.second_view(p)) {
-                (Some(c), _) => c.first.ts_ns,
-                (None, Some(c)) => c.first.ts_ns.saturating_sub(offset_ns),
-                (None, None) => i64::MAX,
-            };
-            (start, i)
-        })
-        .collect();
-    rows.sort();
+impl SideInfo {
+    pub fn of(s: &SideResult) -> SideInfo {
+        SideInfo {
+            side: s.side,
+            files: s.capture.files.clone(),
+        }
+    }
+}
 
-    let mut connections = Vec::with_capacity(rows.len());
-    for (n, &(start, i)) in rows.iter().enumerate() {
-        let pair = &analysis.pairing.pairs[i];
+/// What a row is made from: a judged connection.
+#[derive(Clone, Copy, Debug)]
+pub struct RowInput<'a> {
+    pub proxy: Option<&'a Conn>,
+    pub backend: Option<&'a Conn>,
+    pub method: MatchMethod,
+    pub diagnosis: Option<&'a Diagnosis>,
+}
+
+/// Makes report rows from judged connections, one at a time (the same for a whole analysis and
+/// for a report written while the captures are read).
+#[derive(Clone, Debug)]
+pub struct RowMaker {
+    sides: Vec<SideInfo>,
+    redacted: Vec<String>,
+}
+
+impl RowMaker {
+    pub fn new(sides: Vec<SideInfo>, opts: &ReportOptions) -> RowMaker {
+        RowMaker {
+            sides,
+            redacted: opts.redacted(),
+        }
+    }
+
+    fn side(&self, i: usize) -> Option<&SideInfo> {
+        self.sides.get(i)
+    }
+
+    /// The row of a connection (its `id` left empty, its ladder None), and its start on the proxy
+    /// clock (for ordering).
+    pub fn row(&self, input: &RowInput<'_>, clock: Option<ClockOffset>) -> (i64, ConnectionReport) {
+        let offset_ns = clock.map_or(0, |c| c.backend_minus_proxy_ns);
+        let start = match (input.proxy, input.backend) {
+            (Some(c), _) => c.first.ts_ns,
+            (None, Some(c)) => c.first.ts_ns.saturating_sub(offset_ns),
+            (None, None) => i64::MAX,
+        };
         let mut views = IndexMap::new();
         let mut filters = IndexMap::new();
         let mut anomalies = Anomalies::default();
         let mut protocol = Protocol::Empty;
-        for (side, conn) in analysis.views(pair) {
-            let sr = analysis.side(side);
-            views.insert(side.name().to_string(), view(conn, sr));
-            filters.insert(side.name().to_string(), wireshark_filter(conn));
+        for (i, conn) in [input.proxy, input.backend].into_iter().enumerate() {
+            let (Some(conn), Some(side)) = (conn, self.side(i)) else {
+                continue;
+            };
+            views.insert(side.side.name().to_string(), view(conn, side));
+            filters.insert(side.side.name().to_string(), wireshark_filter(conn));
             anomalies.merge(&conn.anomalies);
             anomalies.merge(&conn.app.anomalies);
             if protocol == Protocol::Empty {
                 protocol = conn.app.protocol;
             }
         }
-        // Exchanges as the proxy (the sender of requests) saw them, else as the backend did.
-        let diagnosis = analysis.diagnoses.get(i).and_then(Option::as_ref);
+        let diagnosis = input.diagnosis;
         let failed = diagnosis.is_some_and(|d| d.verdict.is_failure());
-        let exchanges = analysis
-            .first_view(pair)
-            .or(analysis.second_view(pair))
+        // Exchanges as the proxy (the sender of requests) saw them, else as the backend did.
+        let exchanges = input
+            .proxy
+            .or(input.backend)
             .map(|c| {
                 c.app
                     .exchanges
                     .iter()
-                    .map(|e| exchange_report(e, failed.then_some(redacted.as_slice())))
+                    .map(|e| exchange_report(e, failed.then_some(self.redacted.as_slice())))
                     .collect()
             })
             .unwrap_or_default();
-        let ladder = if opts.ladders && failed && ladders < MAX_LADDERS {
-            ladders += 1;
-            ladder::build(analysis, i)
-        } else {
-            None
-        };
-        connections.push(ConnectionReport {
-            id: (n + 1).to_string(),
+        let row = ConnectionReport {
+            id: String::new(),
             views,
             start: (start != i64::MAX).then(|| rfc3339(start)),
             verdict: diagnosis.map(|d| d.verdict.label().to_string()),
             blame: diagnosis.map(|d| d.blame.label().to_string()),
             explanation: diagnosis.map(|d| d.explanation.clone()),
             next_step: diagnosis.map(|d| d.next_step.clone()),
-            evidence: diagnosis.map(|d| evidence(d, analysis)).unwrap_or_default(),
+            evidence: diagnosis.map(|d| self.evidence(d)).unwrap_or_default(),
             exchanges,
-            pairing: (analysis.sides.len() > 1).then(|| pair.method.describe().to_string()),
+            pairing: (self.sides.len() > 1).then(|| input.method.describe().to_string()),
             filters,
             protocol: protocol_name(protocol).to_string(),
             anomalies: anomaly_items(&anomalies),
-            ladder,
-        });
+            ladder: None,
+        };
+        (start, row)
     }
 
-    let single = analysis.sides.first().is_some_and(|s| s.side == Side::Single);
-    let summary = summary(&connections, single);
-    let mut backends = IndexMap::new();
-    if !analysis.pairing.backends_proxy_view.is_empty() {
+    fn evidence(&self, d: &Diagnosis) -> Vec<EvidenceItem> {
+        d.evidence
+            .iter()
+            .map(|e| {
+                let files = self
+                    .sides
+                    .iter()
+                    .find(|s| s.side == e.side)
+                    .map_or(&[][..], |s| s.files.as_slice());
+                EvidenceItem {
+                    capture: e.side.name().to_string(),
+                    frame: e.frame.frame as u64,
+                    what: e.what.clone(),
+                    time: rfc3339(e.ts_ns),
+                    file: (files.len() > 1)
+                        .then(|| files.get(e.frame.file as usize).cloned().unwrap_or_default()),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The report around the connections: captures, clock offset, backends, redaction (the
+/// connections and summary are filled in by the caller).
+pub fn report_header(
+    sides: &[SideResult],
+    clock: Option<ClockOffset>,
+    backends: &crate::pair::Backends,
+    opts: &ReportOptions,
+) -> Report {
+    let clock_offset = clock.map(|c| ClockInfo {
+        backend_minus_proxy_ms: c.backend_minus_proxy_ns as f64 / 1e6,
+        samples: c.samples,
+        uncertainty_ms: c.uncertainty_ns as f64 / 1e6,
+        drift_ppm: c.drift_ppm,
+    });
+    let mut by_side = IndexMap::new();
+    if !backends.0.is_empty() {
         let names = |v: &[crate::decode::Endpoint]| v.iter().map(|e| e.to_string()).collect::<Vec<_>>();
-        backends.insert(
-            analysis.sides[0].side.name().to_string(),
-            names(&analysis.pairing.backends_proxy_view),
-        );
-        if let Some(b) = analysis.sides.get(1) {
-            backends.insert(
-                b.side.name().to_string(),
-                names(&analysis.pairing.backends_backend_view),
-            );
+        if let Some(s) = sides.first() {
+            by_side.insert(s.side.name().to_string(), names(&backends.0));
+        }
+        if let Some(s) = sides.get(1) {
+            by_side.insert(s.side.name().to_string(), names(&backends.1));
         }
     }
     Report {
         tool: "bothends".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         schema: SCHEMA,
-        captures,
+        captures: sides.iter().map(capture_info).collect(),
         clock_offset,
-        backends,
-        connections,
-        summary,
-        redacted_headers: redacted,
+        backends: by_side,
+        connections: Vec::new(),
+        summary: Tally::default().summary(false),
+        redacted_headers: opts.redacted(),
     }
 }
 
-fn summary(connections: &[ConnectionReport], single: bool) -> Summary {
-    let mut by_verdict = IndexMap::new();
-    let mut by_blame = IndexMap::new();
-    let mut failed = 0;
-    for c in connections {
+/// Builds the report model of a whole analysis: every connection, in order of start.
+pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
+    let maker = RowMaker::new(analysis.sides.iter().map(SideInfo::of).collect(), opts);
+    let clock = analysis.pairing.clock;
+    let mut rows: Vec<(i64, usize, ConnectionReport)> = analysis
+        .pairing
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let input = RowInput {
+                proxy: analysis.first_view(p),
+                backend: analysis.second_view(p),
+                method: p.method,
+                diagnosis: analysis.diagnoses.get(i).and_then(Option::as_ref),
+            };
+            let (start, row) = maker.row(&input, clock);
+            (start, i, row)
+        })
+        .collect();
+    rows.sort_by_key(|(start, i, _)| (*start, *i));
+    let mut tally = Tally::default();
+    let mut ladders = 0usize;
+    let mut connections = Vec::with_capacity(rows.len());
+    for (n, (_, i, mut row)) in rows.into_iter().enumerate() {
+        row.id = (n + 1).to_string();
+        if opts.ladders && is_failed(&row) && ladders < MAX_LADDERS {
+            ladders += 1;
+            let p = &analysis.pairing.pairs[i];
+            row.ladder = ladder::build(
+                &analysis.sides,
+                [analysis.first_view(p), analysis.second_view(p)],
+                clock,
+                analysis.alignments.get(i).and_then(Option::as_ref),
+                p.seq_shift,
+            );
+        }
+        tally.add(&row);
+        connections.push(row);
+    }
+    let single = analysis.sides.first().is_some_and(|s| s.side == Side::Single);
+    let backends = (
+        analysis.pairing.backends_proxy_view.clone(),
+        analysis.pairing.backends_backend_view.clone(),
+    );
+    let mut report = report_header(&analysis.sides, clock, &backends, opts);
+    tally.listed = connections.len() as u64;
+    report.summary = tally.summary(single);
+    report.connections = connections;
+    report
+}
+
+/// The summary's counts, accumulated row by row.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    pub connections: u64,
+    by_verdict: IndexMap<String, u64>,
+    by_blame: IndexMap<String, u64>,
+    failures: Vec<FailureCount>,
+    protocols: IndexMap<String, u64>,
+    exchanges: u64,
+    ok_exchanges: u64,
+    ok_with_retransmissions: u64,
+    pub failed: u64,
+    /// Rows the report lists.
+    pub listed: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, c: &ConnectionReport) {
+        self.connections += 1;
+        *self.protocols.entry(c.protocol.clone()).or_insert(0) += 1;
+        self.exchanges += c.exchanges.len() as u64;
         if let Some(v) = &c.verdict {
-            *by_verdict.entry(v.clone()).or_insert(0) += 1;
-            if Verdict::from_label(v).is_some_and(Verdict::is_failure) {
-                failed += 1;
+            *self.by_verdict.entry(v.clone()).or_insert(0) += 1;
+            if v == "ok" {
+                self.ok_exchanges += c.exchanges.len() as u64;
+                if c.views
+                    .values()
+                    .any(|v| v.retransmissions.client_to_server + v.retransmissions.server_to_client > 0)
+                {
+                    self.ok_with_retransmissions += 1;
+                }
             }
         }
         if let Some(b) = &c.blame {
-            *by_blame.entry(b.clone()).or_insert(0) += 1;
+            *self.by_blame.entry(b.clone()).or_insert(0) += 1;
+        }
+        if let (true, Some(v), Some(b)) = (is_failed(c), &c.verdict, &c.blame) {
+            self.failed += 1;
+            match self
+                .failures
+                .iter_mut()
+                .find(|f| &f.verdict == v && &f.blame == b)
+            {
+                Some(f) => f.connections += 1,
+                None => self.failures.push(FailureCount {
+                    verdict: v.clone(),
+                    blame: b.clone(),
+                    connections: 1,
+                }),
+            }
         }
     }
-    // Stable order: the order of the verdict and blame tables.
-    by_verdict.sort_by_cached_key(|k, _| Verdict::from_label(k));
-    by_blame.sort_by_cached_key(|k, _| Blame::from_label(k));
-    let answer = answer(connections, failed, single);
-    Summary {
-        connections: connections.len() as u64,
-        by_verdict,
-        by_blame,
-        failed,
-        answer,
+
+    /// The summary; `single`: one capture read as `flows` (the answer speaks of TCP connections).
+    pub fn summary(&self, single: bool) -> Summary {
+        // Stable order: the order of the verdict and blame tables.
+        let mut by_verdict = self.by_verdict.clone();
+        by_verdict.sort_by_cached_key(|k, _| Verdict::from_label(k));
+        let mut by_blame = self.by_blame.clone();
+        by_blame.sort_by_cached_key(|k, _| Blame::from_label(k));
+        let mut failures = self.failures.clone();
+        failures.sort_by_key(|f| (Verdict::from_label(&f.verdict), Blame::from_label(&f.blame)));
+        let mut protocols = self.protocols.clone();
+        protocols.sort_keys();
+        Summary {
+            connections: self.connections,
+            answer: answer(self.connections, self.failed, &failures, single),
+            by_verdict,
+            by_blame,
+            failed: self.failed,
+            failures,
+            protocols,
+            exchanges: self.exchanges,
+            ok_exchanges: self.ok_exchanges,
+            ok_with_retransmissions: self.ok_with_retransmissions,
+            listed: self.listed,
+        }
     }
 }
 
 /// The failed connections counted by verdict and blame, in the order of the verdict table.
-pub fn failures_by_verdict(connections: &[ConnectionReport]) -> Vec<(String, String, u64)> {
-    let mut v: Vec<(String, String, u64)> = Vec::new();
-    for c in connections {
-        let (Some(verdict), Some(blame)) = (&c.verdict, &c.blame) else {
-            continue;
-        };
-        if !Verdict::from_label(verdict).is_some_and(Verdict::is_failure) {
-            continue;
-        }
-        match v.iter_mut().find(|(a, b, _)| a == verdict && b == blame) {
-            Some(e) => e.2 += 1,
-            None => v.push((verdict.clone(), blame.clone(), 1)),
-        }
-    }
-    v.sort_by_key(|(a, b, _)| (Verdict::from_label(a), Blame::from_label(b)));
-    v
+pub fn failures_by_verdict(summary: &Summary) -> Vec<(String, String, u64)> {
+    summary
+        .failures
+        .iter()
+        .map(|f| (f.verdict.clone(), f.blame.clone(), f.connections))
+        .collect()
 }
 
 /// The one-sentence answer.
-fn answer(connections: &[ConnectionReport], failed: u64, single: bool) -> String {
-    let total = connections.len();
+fn answer(total: u64, failed: u64, failures: &[FailureCount], single: bool) -> String {
     let what = if single {
         "TCP connection"
     } else {
@@ -241,9 +384,9 @@ fn answer(connections: &[ConnectionReport], failed: u64, single: bool) -> String
             _ => format!("No failure in {total} {what}{s}."),
         };
     }
-    let parts: Vec<String> = failures_by_verdict(connections)
-        .into_iter()
-        .map(|(v, b, n)| format!("{n} {v} (blame: {b})"))
+    let parts: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{} {} (blame: {})", f.connections, f.verdict, f.blame))
         .collect();
     format!("{failed} of {total} {what}{s} failed: {}.", parts.join(", "))
 }
@@ -273,9 +416,9 @@ fn capture_info(s: &SideResult) -> CaptureInfo {
     }
 }
 
-fn view(c: &Conn, side: &SideResult) -> View {
-    let multi = side.capture.files.len() > 1;
-    let file = |f: u16| multi.then(|| side.capture.files.get(f as usize).cloned().unwrap_or_default());
+fn view(c: &Conn, side: &SideInfo) -> View {
+    let multi = side.files.len() > 1;
+    let file = |f: u16| multi.then(|| side.files.get(f as usize).cloned().unwrap_or_default());
     let counts = |f: &dyn Fn(&crate::tcp::DirSummary) -> u64| DirCounts {
         client_to_server: f(&c.dirs[0]),
         server_to_client: f(&c.dirs[1]),
@@ -351,23 +494,6 @@ fn header_field(h: &Header, redacted: &[String]) -> HeaderField {
         },
         redacted: secret,
     }
-}
-
-fn evidence(d: &Diagnosis, analysis: &Analysis) -> Vec<EvidenceItem> {
-    d.evidence
-        .iter()
-        .map(|e| {
-            let files = &analysis.side(e.side).capture.files;
-            EvidenceItem {
-                capture: e.side.name().to_string(),
-                frame: e.frame.frame as u64,
-                what: e.what.clone(),
-                time: rfc3339(e.ts_ns),
-                file: (files.len() > 1)
-                    .then(|| files.get(e.frame.file as usize).cloned().unwrap_or_default()),
-            }
-        })
-        .collect()
 }
 
 fn anomaly_items(a: &Anomalies) -> Vec<AnomalyItem> {

@@ -275,6 +275,33 @@ pub struct Summary {
     /// 1 backend-closed-during-request (blame: backend)".
     #[serde(default)]
     pub answer: String,
+    /// Failed connections per (verdict, blame), in the order of the verdict table.
+    #[serde(default)]
+    pub failures: Vec<FailureCount>,
+    /// Connections per protocol carried: "http", "tls", "other", "empty".
+    #[serde(default)]
+    pub protocols: IndexMap<String, u64>,
+    /// HTTP exchanges in all connections, and in the `ok` ones.
+    #[serde(default)]
+    pub exchanges: u64,
+    #[serde(default)]
+    pub ok_exchanges: u64,
+    /// `ok` connections that had retransmissions (recovered).
+    #[serde(default)]
+    pub ok_with_retransmissions: u64,
+    /// How many connections the report lists: all of them in JSON and NDJSON; text, Markdown and
+    /// HTML reports of very large captures list the failed ones (up to a limit) and leave out
+    /// healthy ones beyond a limit, and say so.
+    #[serde(default)]
+    pub listed: u64,
+}
+
+/// A number of failed connections with one verdict and blame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailureCount {
+    pub verdict: String,
+    pub blame: String,
+    pub connections: u64,
 }
 
 /// The JSON Schema of the report (`--format json`), as committed in `schema/report.schema.json`.

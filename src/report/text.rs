@@ -39,6 +39,20 @@ impl Style {
 
 /// The `flows` table: a header about the capture, then one line per connection.
 pub fn write_flows(report: &Report, style: Style, out: &mut dyn Write) -> io::Result<()> {
+    let mut table = FlowsTable::default();
+    for c in &report.connections {
+        table.observe(c);
+    }
+    write_flows_header(report, style, out)?;
+    table.write_header(style, out)?;
+    for c in &report.connections {
+        table.write_row(c, out)?;
+    }
+    Ok(())
+}
+
+/// What the `flows` table says before its rows: each capture, and the counts.
+pub fn write_flows_header(report: &Report, style: Style, out: &mut dyn Write) -> io::Result<()> {
     let mut s = String::new();
     for cap in &report.captures {
         let _ = writeln!(
@@ -58,36 +72,52 @@ pub fn write_flows(report: &Report, style: Style, out: &mut dyn Write) -> io::Re
             let _ = writeln!(s, "{} {w}", style.yellow("warning:"));
         }
     }
-    let http = report.connections.iter().filter(|c| c.protocol == "http").count();
-    let tls = report.connections.iter().filter(|c| c.protocol == "tls").count();
-    let exchanges: usize = report.connections.iter().map(|c| c.exchanges.len()).sum();
+    let count = |p: &str| report.summary.protocols.get(p).copied().unwrap_or(0);
+    let (http, tls) = (count("http"), count("tls"));
+    let total = report.summary.connections;
     let _ = writeln!(
         s,
-        "{} TCP connections: {http} HTTP ({exchanges} exchanges), {tls} TLS, {} other or empty\n",
-        report.connections.len(),
-        report.connections.len() - http - tls
+        "{total} TCP connections: {http} HTTP ({} exchanges), {tls} TLS, {} other or empty\n",
+        report.summary.exchanges,
+        total.saturating_sub(http + tls)
     );
+    out.write_all(s.as_bytes())
+}
 
-    let header = [
-        "#",
-        "start",
-        "client → server",
-        "state",
-        "history",
-        "c→s B",
-        "s→c B",
-        "http / notes",
-    ];
-    let mut rows: Vec<[String; 8]> = Vec::with_capacity(report.connections.len());
-    for c in &report.connections {
-        let Some(v) = c.views.values().next() else {
-            continue;
-        };
+/// The columns of the `flows` table; their widths follow the rows observed before writing.
+#[derive(Clone, Debug)]
+pub struct FlowsTable {
+    widths: [usize; 8],
+}
+
+const FLOWS_HEADER: [&str; 8] = [
+    "#",
+    "start",
+    "client → server",
+    "state",
+    "history",
+    "c→s B",
+    "s→c B",
+    "http / notes",
+];
+
+impl Default for FlowsTable {
+    fn default() -> FlowsTable {
+        FlowsTable {
+            widths: FLOWS_HEADER.map(|h| h.chars().count()),
+        }
+    }
+}
+
+impl FlowsTable {
+    /// The cells of a row, or None for a connection without a view.
+    pub fn cells(c: &ConnectionReport) -> Option<[String; 8]> {
+        let v = c.views.values().next()?;
         let start = c
             .start
             .as_deref()
             .map_or(String::new(), |t| t.get(11..23).unwrap_or(t).to_string());
-        rows.push([
+        Some([
             c.id.clone(),
             start,
             format!("{} → {}", v.client, v.server),
@@ -96,18 +126,30 @@ pub fn write_flows(report: &Report, style: Style, out: &mut dyn Write) -> io::Re
             v.bytes.client_to_server.to_string(),
             v.bytes.server_to_client.to_string(),
             http_and_notes(c),
-        ]);
+        ])
     }
-    let mut widths = header.map(|h| h.chars().count());
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+
+    /// Widens the columns for this row.
+    pub fn observe(&mut self, c: &ConnectionReport) {
+        if let Some(cells) = Self::cells(c) {
+            self.observe_cells(&cells);
+        }
+    }
+
+    pub fn observe_cells(&mut self, cells: &[String; 8]) {
+        for (w, cell) in self.widths.iter_mut().zip(cells.iter()) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String; 8]| {
+
+    pub fn write_cells(&self, cells: &[String; 8], out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "{}", self.line(cells))
+    }
+
+    fn line(&self, cells: &[String; 8]) -> String {
         let mut l = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            let pad = widths[i].saturating_sub(cell.chars().count());
+            let pad = self.widths[i].saturating_sub(cell.chars().count());
             let numeric = matches!(i, 0 | 5 | 6);
             if i == 7 {
                 l.push_str(cell);
@@ -121,12 +163,18 @@ pub fn write_flows(report: &Report, style: Style, out: &mut dyn Write) -> io::Re
             }
         }
         l.trim_end().to_string()
-    };
-    let _ = writeln!(s, "{}", style.dim(&line(&header.map(String::from))));
-    for r in &rows {
-        let _ = writeln!(s, "{}", line(r));
     }
-    out.write_all(s.as_bytes())
+
+    pub fn write_header(&self, style: Style, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "{}", style.dim(&self.line(&FLOWS_HEADER.map(String::from))))
+    }
+
+    pub fn write_row(&self, c: &ConnectionReport, out: &mut dyn Write) -> io::Result<()> {
+        match Self::cells(c) {
+            Some(cells) => writeln!(out, "{}", self.line(&cells)),
+            None => Ok(()),
+        }
+    }
 }
 
 fn time_range(first: Option<&str>, last: Option<&str>) -> String {
@@ -233,30 +281,23 @@ const WIDTH: usize = 78;
 /// then the healthy ones in one line.
 pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io::Result<()> {
     let mut s = String::new();
-    let total = report.connections.len();
+    let total = report.summary.connections as usize;
     let failed: Vec<&ConnectionReport> = report
         .connections
         .iter()
         .filter(|c| c.verdict.as_deref().is_some_and(|v| v != "ok"))
         .collect();
-    let headline = match failed.len() {
+    let headline = match report.summary.failed {
         0 => format!("no failure in {total} proxy→backend connection{}", plural(total)),
         n => format!("{n} of {total} proxy→backend connection{} failed", plural(total)),
     };
     let _ = writeln!(s, "{}", style.bold(&format!("bothends: {headline}")));
-    let mut by_blame: Vec<String> = Vec::new();
-    for (verdict, n) in &report.summary.by_verdict {
-        if verdict == "ok" {
-            continue;
-        }
-        let blame = report
-            .connections
-            .iter()
-            .find(|c| c.verdict.as_deref() == Some(verdict.as_str()))
-            .and_then(|c| c.blame.clone())
-            .unwrap_or_default();
-        by_blame.push(format!("{n} {verdict} ({blame})"));
-    }
+    let by_blame: Vec<String> = report
+        .summary
+        .failures
+        .iter()
+        .map(|f| format!("{} {} ({})", f.connections, f.verdict, f.blame))
+        .collect();
     if !by_blame.is_empty() {
         for line in wrap(&by_blame.join(", "), WIDTH - 2) {
             let _ = writeln!(s, "  {}", style.red(&line));
@@ -382,26 +423,28 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
         }
     }
 
-    let healthy: Vec<&ConnectionReport> = report
-        .connections
-        .iter()
-        .filter(|c| c.verdict.as_deref() == Some("ok"))
-        .collect();
-    if !healthy.is_empty() {
-        let exchanges: usize = healthy.iter().map(|c| c.exchanges.len()).sum();
-        let retrans = healthy
-            .iter()
-            .filter(|c| {
-                c.views
-                    .values()
-                    .any(|v| v.retransmissions.client_to_server + v.retransmissions.server_to_client > 0)
-            })
-            .count();
+    let unlisted = report.summary.failed.saturating_sub(failed.len() as u64);
+    if unlisted > 0 {
+        let _ = writeln!(s);
+        for l in wrap(
+            &format!(
+                "{unlisted} more failed connection{} not shown (the report keeps the first {}); --format json lists every connection.",
+                plural(unlisted as usize),
+                failed.len()
+            ),
+            WIDTH,
+        ) {
+            let _ = writeln!(s, "{l}");
+        }
+    }
+    let ok = report.summary.by_verdict.get("ok").copied().unwrap_or(0) as usize;
+    if ok > 0 {
+        let exchanges = report.summary.ok_exchanges as usize;
+        let retrans = report.summary.ok_with_retransmissions;
         let mut line = format!(
-            "{} {} connection{} ok: {exchanges} exchange{} sent and answered in full",
+            "{} {ok} connection{} ok: {exchanges} exchange{} sent and answered in full",
             style.green("✓"),
-            healthy.len(),
-            plural(healthy.len()),
+            plural(ok),
             plural(exchanges)
         );
         if retrans > 0 {

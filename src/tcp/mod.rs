@@ -419,8 +419,12 @@ pub struct Limits {
     pub max_connections: usize,
     /// Out-of-order bytes held by all connections together.
     pub max_pending_bytes: usize,
-    /// A closed connection (FIN both ways, or RST) is finished this long after its last packet.
+    /// A connection closed by a RST is finished this long after its last packet (data can follow
+    /// a RST in real captures: the other end answering what it had).
     pub linger_ns: i64,
+    /// A connection closed by FINs both ways is finished at once, and its 4-tuple takes
+    /// stragglers (the last ACK, a retransmitted FIN) for this long after its last packet.
+    pub closed_linger_ns: i64,
     /// A connection with no packet for this long is finished (still open).
     pub idle_ns: i64,
     /// Keep a per-connection packet log.
@@ -436,11 +440,15 @@ impl Default for Limits {
             max_connections: 500_000,
             max_pending_bytes: 256 * 1024 * 1024,
             linger_ns: 30_000_000_000,
+            closed_linger_ns: 2_000_000_000,
             idle_ns: 2 * 3600 * 1_000_000_000,
             packet_log: true,
         }
     }
 }
+
+/// Closed connections that may linger for stragglers at once; beyond, the oldest finish early.
+pub const MAX_LINGERING: usize = 10_000;
 
 /// The canonical key of a 4-tuple: the smaller endpoint first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -481,7 +489,9 @@ pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
     /// would let crafted 4-tuples collide.
     open: HashMap<FlowKey, Slot<H>, foldhash::fast::RandomState>,
     /// (deadline, key, connection index): checked in order; stale entries are skipped.
-    timers: VecDeque<(i64, FlowKey, u64)>,
+    /// Two queues, each in deadline order: [0] idle and RST lingers (long), [1] the short linger
+    /// of connections closed by FINs.
+    timers: [VecDeque<(i64, FlowKey, u64)>; 2],
     new_handler: F,
     next_index: u64,
     finished: Vec<Connection<H::Output>>,
@@ -493,6 +503,8 @@ pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
     pub evicted: u64,
     /// Applied to every connection as it finishes (to drop what the caller will not need).
     compact: Option<fn(&mut Connection<H::Output>)>,
+    /// Closed connections lingering for stragglers.
+    lingering: usize,
 }
 
 impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
@@ -500,7 +512,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     pub fn new(limits: Limits, new_handler: F) -> Self {
         ConnectionTable {
             open: HashMap::default(),
-            timers: VecDeque::new(),
+            timers: Default::default(),
             new_handler,
             next_index: 0,
             finished: Vec::new(),
@@ -512,6 +524,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             anomalies: Anomalies::default(),
             evicted: 0,
             compact: None,
+            lingering: 0,
         }
     }
 
@@ -581,7 +594,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             }
             let live = self.new_live(seg, at);
             let deadline = seg.ts_ns.saturating_add(self.limits.idle_ns);
-            self.timers.push_back((deadline, key, live.conn.index));
+            self.timers[0].push_back((deadline, key, live.conn.index));
             self.open.insert(key, Slot::Live(Box::new(live)));
         }
         let Some(Slot::Live(live)) = self.open.get_mut(&key) else {
@@ -608,8 +621,19 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             }
             self.open
                 .insert(key, Slot::Closed(Box::new(Closed { conn, history_seen })));
-            let deadline = seg.ts_ns.saturating_add(self.limits.linger_ns);
-            self.timers.push_back((deadline, key, index));
+            let deadline = seg.ts_ns.saturating_add(self.limits.closed_linger_ns);
+            self.timers[1].push_back((deadline, key, index));
+            self.lingering += 1;
+            // Too many closed connections lingering at once (a capture packed with short
+            // connections): the oldest finish early.
+            while self.lingering > MAX_LINGERING {
+                let Some((_, k, i)) = self.timers[1].pop_front() else {
+                    break;
+                };
+                if matches!(self.open.get(&k), Some(Slot::Closed(c)) if c.conn.index == i) {
+                    self.finish_key(k);
+                }
+            }
         }
     }
 
@@ -669,42 +693,47 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     }
 
     fn expire(&mut self) {
-        while let Some(&(deadline, key, index)) = self.timers.front() {
-            if deadline > self.now {
-                break;
-            }
-            self.timers.pop_front();
-            let Some(slot) = self.open.get(&key) else {
-                continue;
-            };
-            if slot.index() != index {
-                continue;
-            }
-            let due = match slot {
-                Slot::Closed(c) => c.conn.last.ts_ns.saturating_add(self.limits.linger_ns),
-                Slot::Live(l) if l.closed_at.is_some() => {
-                    l.conn.last.ts_ns.saturating_add(self.limits.linger_ns)
+        for q in 0..2 {
+            while let Some(&(deadline, key, index)) = self.timers[q].front() {
+                if deadline > self.now {
+                    break;
                 }
-                Slot::Live(l) => l.conn.last.ts_ns.saturating_add(self.limits.idle_ns),
-            };
-            if due <= self.now {
-                self.finish_key(key);
-            } else {
-                self.timers.push_back((due, key, index));
+                self.timers[q].pop_front();
+                let Some(slot) = self.open.get(&key) else {
+                    continue;
+                };
+                if slot.index() != index {
+                    continue;
+                }
+                let (due, queue) = match slot {
+                    // The linger counts from the close: stragglers do not extend it.
+                    Slot::Closed(_) => (deadline, 1),
+                    Slot::Live(l) if l.closed_at.is_some() => {
+                        (l.conn.last.ts_ns.saturating_add(self.limits.linger_ns), 0)
+                    }
+                    Slot::Live(l) => (l.conn.last.ts_ns.saturating_add(self.limits.idle_ns), 0),
+                };
+                if due <= self.now {
+                    self.finish_key(key);
+                } else {
+                    self.timers[queue].push_back((due, key, index));
+                }
             }
         }
     }
 
     fn evict_one(&mut self) {
         // The oldest timer entry belongs to (one of) the least recently started connections.
-        while let Some((_, key, index)) = self.timers.pop_front() {
-            if self.open.get(&key).is_some_and(|s| s.index() == index) {
-                if matches!(self.open.get(&key), Some(Slot::Live(_))) {
-                    self.anomalies.note("connection_table_full", None);
+        for q in 0..2 {
+            while let Some((_, key, index)) = self.timers[q].pop_front() {
+                if self.open.get(&key).is_some_and(|s| s.index() == index) {
+                    if matches!(self.open.get(&key), Some(Slot::Live(_))) {
+                        self.anomalies.note("connection_table_full", None);
+                    }
+                    self.evicted += 1;
+                    self.finish_key(key);
+                    return;
                 }
-                self.evicted += 1;
-                self.finish_key(key);
-                return;
             }
         }
     }
@@ -719,6 +748,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
                 self.finished.push(conn);
             }
             Some(Slot::Closed(closed)) => {
+                self.lingering -= 1;
                 let mut conn = closed.conn;
                 conn.state = conn_state(&conn);
                 self.finished.push(conn);

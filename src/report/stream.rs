@@ -1,0 +1,311 @@
+//! Writing a report while the captures are read: a [`Writer`] is the pipeline's sink. Each
+//! connection becomes a row as soon as it is judged, and then:
+//! - NDJSON: the row is written at once;
+//! - JSON and the `flows` table: the row goes to a temporary file (a "spill"), and the document is
+//!   assembled at the end, when the captures' own facts (packet counts, times, warnings) are known;
+//! - text, Markdown, HTML: the failed rows are kept (up to [`MAX_FAILED_KEPT`]) — and for HTML the
+//!   views of the first failed connections, for their ladder diagrams, and healthy rows up to
+//!   [`MAX_ROWS_KEPT`] for its table — everything else is only counted.
+//!
+//! So a report of millions of connections takes memory for the connections in flight and the
+//! failed ones kept, not for all of them. Rows come in the order connections were judged
+//! (roughly the order they ended), numbered in that order.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+
+use super::text::{FlowsTable, Style};
+use super::{ConnectionReport, MAX_LADDERS, ReportOptions, RowInput, RowMaker, SideInfo, Tally, is_failed};
+use crate::pipeline::{Finding, RunEnd, Side, Sink};
+
+/// Failed connections a text, Markdown or HTML report keeps in full.
+pub const MAX_FAILED_KEPT: usize = 10_000;
+/// Rows (failed first, then healthy) an HTML report's table lists.
+pub const MAX_ROWS_KEPT: usize = 20_000;
+
+/// What the writer produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The `analyze` text report.
+    Text,
+    /// The `flows` table.
+    Flows,
+    Json,
+    Ndjson,
+    Markdown,
+    Html,
+}
+
+/// The pipeline sink that writes a report (see the module comment).
+pub struct Writer<'w> {
+    format: Format,
+    opts: ReportOptions,
+    style: Style,
+    maker: RowMaker,
+    out: &'w mut dyn Write,
+    spill: Option<Spill>,
+    kept: Vec<ConnectionReport>,
+    kept_failed: usize,
+    /// Findings kept whole for their ladder diagram, with their row's index in `kept`.
+    ladders: Vec<(usize, Finding)>,
+    tally: Tally,
+    table: FlowsTable,
+    single: bool,
+    error: Option<io::Error>,
+}
+
+impl<'w> Writer<'w> {
+    /// A writer for the sides about to be read (`sides`: which capture, its files).
+    pub fn new(
+        format: Format,
+        sides: Vec<SideInfo>,
+        opts: &ReportOptions,
+        style: Style,
+        out: &'w mut dyn Write,
+    ) -> Writer<'w> {
+        let single = sides.first().is_some_and(|s| s.side == Side::Single);
+        let spill = matches!(format, Format::Json | Format::Flows).then(Spill::create);
+        let mut error = None;
+        let spill = match spill {
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                error = Some(e);
+                None
+            }
+            None => None,
+        };
+        Writer {
+            format,
+            opts: opts.clone(),
+            style,
+            maker: RowMaker::new(sides, opts),
+            out,
+            spill,
+            kept: Vec::new(),
+            kept_failed: 0,
+            ladders: Vec::new(),
+            tally: Tally::default(),
+            table: FlowsTable::default(),
+            single,
+            error,
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    /// Writes the report; returns how many connections failed.
+    pub fn finish(mut self, end: RunEnd) -> io::Result<u64> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let mut report = super::report_header(&end.sides, end.clock, &end.backends, &self.opts);
+        self.tally.listed = match self.format {
+            Format::Json | Format::Ndjson | Format::Flows => self.tally.connections,
+            _ => self.kept.len() as u64,
+        };
+        report.summary = self.tally.summary(self.single);
+        let failed = report.summary.failed;
+        match self.format {
+            Format::Ndjson => {}
+            Format::Json => {
+                let spill = self
+                    .spill
+                    .take()
+                    .ok_or_else(|| io::Error::other("no spill file"))?;
+                write_json(&report, spill, self.out)?;
+            }
+            Format::Flows => {
+                let spill = self
+                    .spill
+                    .take()
+                    .ok_or_else(|| io::Error::other("no spill file"))?;
+                super::text::write_flows_header(&report, self.style, self.out)?;
+                self.table.write_header(self.style, self.out)?;
+                for line in spill.lines()? {
+                    let line = line?;
+                    let mut cells: [String; 8] = Default::default();
+                    for (cell, part) in cells.iter_mut().zip(line.split('\x1f')) {
+                        *cell = part.to_string();
+                    }
+                    self.table.write_cells(&cells, self.out)?;
+                }
+            }
+            Format::Text | Format::Markdown | Format::Html => {
+                for (i, f) in std::mem::take(&mut self.ladders) {
+                    if let Some(row) = self.kept.get_mut(i) {
+                        row.ladder = super::ladder::build(
+                            &end.sides,
+                            [f.proxy.as_ref(), f.backend.as_ref()],
+                            end.clock,
+                            f.alignment.as_ref(),
+                            f.seq_shift,
+                        );
+                    }
+                }
+                report.connections = std::mem::take(&mut self.kept);
+                match self.format {
+                    Format::Text => super::text::write_analysis(&report, self.style, self.out)?,
+                    Format::Markdown => super::markdown::write_markdown(&report, self.out)?,
+                    _ => super::html::write_html(&report, self.out)?,
+                }
+            }
+        }
+        self.out.flush()?;
+        Ok(failed)
+    }
+}
+
+impl Sink for Writer<'_> {
+    fn finding(&mut self, f: Finding) {
+        let input = RowInput {
+            proxy: f.proxy.as_ref(),
+            backend: f.backend.as_ref(),
+            method: f.method,
+            diagnosis: Some(&f.diagnosis),
+        };
+        let (_, mut row) = self.maker.row(&input, f.clock);
+        self.tally.add(&row);
+        row.id = self.tally.connections.to_string();
+        if self.error.is_some() {
+            return;
+        }
+        let failed = is_failed(&row);
+        let result = match self.format {
+            Format::Ndjson => serde_json::to_writer(&mut *self.out, &row)
+                .map_err(io::Error::from)
+                .and_then(|()| self.out.write_all(b"\n")),
+            Format::Json => self.spill.as_mut().map_or(Ok(()), |s| s.push(&row)),
+            Format::Flows => match FlowsTable::cells(&row) {
+                // The table needs only its cells: they are spilled as one line, separated by
+                // the unit separator (no cell holds control characters).
+                Some(cells) => {
+                    self.table.observe_cells(&cells);
+                    let line = cells.map(|c| c.replace(['\x1f', '\n'], " ")).join("\x1f");
+                    self.spill.as_mut().map_or(Ok(()), |s| s.push_line(&line))
+                }
+                None => Ok(()),
+            },
+            Format::Text | Format::Markdown => {
+                if failed && self.kept_failed < MAX_FAILED_KEPT {
+                    self.kept_failed += 1;
+                    self.kept.push(row);
+                }
+                Ok(())
+            }
+            Format::Html => {
+                if failed && self.kept_failed < MAX_FAILED_KEPT {
+                    self.kept_failed += 1;
+                    self.kept.push(row);
+                    if self.opts.ladders && self.ladders.len() < MAX_LADDERS {
+                        self.ladders.push((self.kept.len() - 1, f));
+                    }
+                } else if !failed && self.kept.len() < MAX_ROWS_KEPT {
+                    self.kept.push(row);
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            self.fail(e);
+        }
+    }
+}
+
+/// The JSON document: the report's fields as `serde` writes them, with the connections streamed
+/// from the spill where the (empty) list would be.
+fn write_json(report: &super::Report, spill: Spill, out: &mut dyn Write) -> io::Result<()> {
+    let doc = serde_json::to_string_pretty(report).map_err(io::Error::from)?;
+    let marker = "\n  \"connections\": [],\n";
+    let Some(at) = doc.find(marker) else {
+        return Err(io::Error::other("the report has no connections field"));
+    };
+    out.write_all(&doc.as_bytes()[..at])?;
+    out.write_all(b"\n  \"connections\": [")?;
+    let mut first = true;
+    for row in spill.rows()? {
+        let row = row?;
+        out.write_all(if first { b"\n" } else { b",\n" })?;
+        first = false;
+        let pretty = serde_json::to_string_pretty(&row).map_err(io::Error::from)?;
+        for (i, line) in pretty.lines().enumerate() {
+            if i > 0 {
+                out.write_all(b"\n")?;
+            }
+            out.write_all(b"    ")?;
+            out.write_all(line.as_bytes())?;
+        }
+    }
+    out.write_all(if first { b"],\n" } else { b"\n  ],\n" })?;
+    out.write_all(&doc.as_bytes()[at + marker.len()..])?;
+    out.write_all(b"\n")
+}
+
+/// Rows on disk, one compact JSON object a line; the file is removed when dropped.
+struct Spill {
+    path: PathBuf,
+    file: Option<BufWriter<File>>,
+}
+
+impl Spill {
+    fn create() -> io::Result<Spill> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "bothends-{}-{}.rows",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = File::create(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display())))?;
+        Ok(Spill {
+            path,
+            file: Some(BufWriter::new(file)),
+        })
+    }
+
+    fn push(&mut self, row: &ConnectionReport) -> io::Result<()> {
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
+        };
+        serde_json::to_writer(&mut *f, row).map_err(io::Error::from)?;
+        f.write_all(b"\n")
+    }
+
+    fn push_line(&mut self, line: &str) -> io::Result<()> {
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
+        };
+        f.write_all(line.as_bytes())?;
+        f.write_all(b"\n")
+    }
+
+    /// The lines written, in order.
+    fn lines(mut self) -> io::Result<impl Iterator<Item = io::Result<String>>> {
+        if let Some(f) = self.file.take() {
+            f.into_inner().map_err(|e| e.into_error())?.flush()?;
+        }
+        let reader = BufReader::new(File::open(&self.path)?);
+        // Keep `self` alive in the iterator so the file is removed after it is read.
+        Ok(reader.lines().inspect(move |_| {
+            let _keep = &self;
+        }))
+    }
+
+    /// The rows written, in order.
+    fn rows(self) -> io::Result<impl Iterator<Item = io::Result<ConnectionReport>>> {
+        Ok(self
+            .lines()?
+            .map(|l| l.and_then(|l| serde_json::from_str(&l).map_err(io::Error::from))))
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
