@@ -11,7 +11,7 @@ use std::io::Write;
 use bothends::capture::{CaptureSet, FrameRef, LinkType, MAX_RECORD_BYTES, Packet};
 use bothends::http::{HttpHandler, HttpLimits};
 use bothends::pipeline::{self, Analysis, Mode, Side, SideOptions};
-use bothends::report::{self, ReportOptions, text::Style};
+use bothends::report::{self, ReportOptions, SideInfo, stream, text::Style};
 use bothends::tcp::{Dir, End, GapKind, Limits, PacketRef, StreamEvent, StreamHandler};
 
 /// The link types `decode` reads, picked by the first byte of a `decode` input.
@@ -195,8 +195,9 @@ pub fn join_pipeline(cfg: u8, proxy: &[u8], backend: &[u8]) -> Vec<u8> {
 /// `flows` for one capture when bit 1 of the configuration is set) → every report format (text
 /// analysis and flows, JSON, NDJSON, Markdown, HTML with ladders).
 /// Configuration byte: bit 0 small limits; bit 1 flows; bit 2 show secrets; bit 3 color; bit 4
-/// the command's streaming engine (`Analysis::run`: readers in threads, incremental pairing)
-/// instead of `read_side` ×2 → `analyze`.
+/// the command's path instead of `read_side` ×2 → `analyze`: the streaming engine
+/// (`pipeline::run`: readers in threads, incremental pairing) writing as it goes through
+/// `report::stream::Writer`, in the format bits 5-7 choose.
 pub fn pipeline(data: &[u8]) {
     let Some((cfg, proxy, backend)) = split_pipeline(data) else {
         return;
@@ -208,6 +209,7 @@ pub fn pipeline(data: &[u8]) {
                 max_connections: 12,
                 max_pending_bytes: 3000,
                 linger_ns: 1_000_000_000,
+                closed_linger_ns: 100_000_000,
                 idle_ns: 10_000_000_000,
                 packet_log: true,
             },
@@ -223,21 +225,48 @@ pub fn pipeline(data: &[u8]) {
         .then(|| CaptureSet::from_bytes("backend.pcap", backend.to_vec()).ok())
         .flatten();
     if cfg & 16 != 0 {
-        // The command's path: the streaming engine (readers in threads, incremental pairing).
+        // The command's path: the streaming engine (readers in threads, incremental pairing)
+        // writing one report format as it goes (`report::stream::Writer`), chosen by bits 5-7.
         let mut sets = vec![(Side::Proxy, p)];
-        let mode = match b {
-            Some(b) => {
-                sets.push((Side::Backend, b));
-                Mode::Analyze { backends: Vec::new() }
-            }
-            None if cfg & 2 != 0 => {
-                sets[0].0 = Side::Single;
-                Mode::Flows
-            }
-            None => Mode::Analyze { backends: Vec::new() },
+        let flows = b.is_none() && cfg & 2 != 0;
+        if let Some(b) = b {
+            sets.push((Side::Backend, b));
+        }
+        if flows {
+            sets[0].0 = Side::Single;
+        }
+        let format = match (flows, cfg >> 5) {
+            (true, 0..=3) => stream::Format::Flows,
+            (true, 4 | 5) => stream::Format::Json,
+            (true, _) => stream::Format::Ndjson,
+            (false, 0) => stream::Format::Text,
+            (false, 1) => stream::Format::Json,
+            (false, 2) => stream::Format::Ndjson,
+            (false, 3 | 4) => stream::Format::Markdown,
+            (false, _) => stream::Format::Html,
         };
-        let analysis = Analysis::run(sets, opts, mode);
-        return write_every_format(&analysis, cfg);
+        let mode = if flows {
+            Mode::Flows
+        } else {
+            Mode::Analyze { backends: Vec::new() }
+        };
+        let infos = sets
+            .iter()
+            .map(|(side, set)| SideInfo {
+                side: *side,
+                files: set.summary().files,
+            })
+            .collect();
+        let ropts = ReportOptions {
+            show_secrets: cfg & 4 != 0,
+            redact_headers: vec!["x-secret".into()],
+            ladders: format == stream::Format::Html,
+        };
+        let mut out = Vec::new();
+        let mut writer = stream::Writer::new(format, infos, &ropts, Style { color: cfg & 8 != 0 }, &mut out);
+        let end = pipeline::run(sets, opts, mode, &mut writer);
+        writer.finish(end).expect("the report is written");
+        return;
     }
     let mut sides = vec![pipeline::read_side(Side::Proxy, p, opts)];
     if let Some(b) = b {
@@ -328,6 +357,7 @@ pub fn tcp(data: &[u8]) {
             max_connections: 3,
             max_pending_bytes: 2000,
             linger_ns: 1_000_000_000,
+            closed_linger_ns: 100_000_000,
             idle_ns: 5_000_000_000,
             packet_log: true,
         }

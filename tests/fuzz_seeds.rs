@@ -200,7 +200,7 @@ fn seeds() -> BTreeMap<&'static str, Vec<(String, Vec<u8>)>> {
         let b = std::fs::read(d.join("backend.pcap")).unwrap();
         let (p, b) = (&p[..p.len().min(MAX_SEED / 2)], &b[..b.len().min(MAX_SEED / 2)]);
         let name = name_of(&d);
-        for cfg in [0u8, 1, 16, 17] {
+        for cfg in [0u8, 1, 16, 17, 16 | 32, 16 | 96, 16 | 224 | 1] {
             s.entry("pipeline")
                 .or_default()
                 .push((format!("{name}-pair-{cfg}"), harness::join_pipeline(cfg, p, b)));

@@ -414,8 +414,8 @@ const HISTORY_LETTERS: [char; 11] = ['S', 'H', 'A', 'D', 'F', 'R', 'T', 'G', 'W'
 pub struct Limits {
     /// Open connections at once; beyond, the least recently active one is closed early.
     pub max_open: usize,
-    /// Connections of a capture in all (each costs memory until the report is written); beyond,
-    /// the packets of new connections are counted (`connection_limit`), not analysed.
+    /// Connections of a capture in all, for callers that keep every connection; beyond, the
+    /// packets of new connections are counted (`connection_limit`), not analysed.
     pub max_connections: usize,
     /// Out-of-order bytes held by all connections together.
     pub max_pending_bytes: usize,
@@ -434,10 +434,12 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_open: 1_000_000,
-            // About 10 KB each from reading to the written report (tests/hostile.rs): two
-            // captures at the cap stay near 10 GB.
-            max_connections: 500_000,
+            // About 5 KB each while open, through to the streamed report (tests/hostile.rs):
+            // two captures at the cap stay near 5 GB.
+            max_open: 500_000,
+            // The command streams its reports: no cap. Callers that keep every connection
+            // (`pipeline::Analysis::run`) may set one.
+            max_connections: usize::MAX,
             max_pending_bytes: 256 * 1024 * 1024,
             linger_ns: 30_000_000_000,
             closed_linger_ns: 2_000_000_000,
