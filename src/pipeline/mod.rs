@@ -146,6 +146,24 @@ pub fn read_side_into(
     if more_warnings > 0 {
         warnings.push(format!("{more_warnings} more malformed packets not listed"));
     }
+    // A cap of the connection table was hit: say so beside the report (counts are anomalies).
+    let names = files.join(", ");
+    let full = anomalies.count("connection_table_full");
+    if full > 0 {
+        warnings.push(format!(
+            "{names}: more than {} connections were open at once (a SYN flood?): {full} were judged \
+             before their end to make room",
+            opts.tcp.max_open
+        ));
+    }
+    let over = anomalies.count("connection_limit");
+    if over > 0 {
+        warnings.push(format!(
+            "{names}: more than {} connections: {over} packets of later connections were counted, not \
+             analysed",
+            opts.tcp.max_connections
+        ));
+    }
     SideResult {
         side,
         capture,

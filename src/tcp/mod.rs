@@ -434,9 +434,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            // About 5 KB each while open, through to the streamed report (tests/hostile.rs):
-            // two captures at the cap stay near 5 GB.
-            max_open: 500_000,
+            // About 5 KB each while open (7 KB of resident memory): a SYN flood keeps 200,000
+            // open, about 1.4 GB (README, Limits). Proxies rarely hold 10,000 at once.
+            max_open: 200_000,
             // The command streams its reports: no cap. Callers that keep every connection
             // (`pipeline::Analysis::run`) may set one.
             max_connections: usize::MAX,
