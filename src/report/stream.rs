@@ -179,7 +179,10 @@ impl Sink for Writer<'_> {
             Format::Ndjson => serde_json::to_writer(&mut *self.out, &row)
                 .map_err(io::Error::from)
                 .and_then(|()| self.out.write_all(b"\n")),
-            Format::Json => self.spill.as_mut().map_or(Ok(()), |s| s.push(&row)),
+            Format::Json => {
+                let first = self.tally.connections == 1;
+                self.spill.as_mut().map_or(Ok(()), |s| s.push_pretty(&row, first))
+            }
             Format::Flows => match FlowsTable::cells(&row) {
                 // The table needs only its cells: they are spilled as one line, separated by
                 // the unit separator (no cell holds control characters).
@@ -216,8 +219,8 @@ impl Sink for Writer<'_> {
     }
 }
 
-/// The JSON document: the report's fields as `serde` writes them, with the connections streamed
-/// from the spill where the (empty) list would be.
+/// The JSON document: the report's fields as `serde` writes them, with the connections copied
+/// from the spill (already pretty-printed, indented and separated) where the empty list would be.
 fn write_json(report: &super::Report, spill: Spill, out: &mut dyn Write) -> io::Result<()> {
     let doc = serde_json::to_string_pretty(report).map_err(io::Error::from)?;
     let marker = "\n  \"connections\": [],\n";
@@ -226,26 +229,14 @@ fn write_json(report: &super::Report, spill: Spill, out: &mut dyn Write) -> io::
     };
     out.write_all(&doc.as_bytes()[..at])?;
     out.write_all(b"\n  \"connections\": [")?;
-    let mut first = true;
-    for row in spill.rows()? {
-        let row = row?;
-        out.write_all(if first { b"\n" } else { b",\n" })?;
-        first = false;
-        let pretty = serde_json::to_string_pretty(&row).map_err(io::Error::from)?;
-        for (i, line) in pretty.lines().enumerate() {
-            if i > 0 {
-                out.write_all(b"\n")?;
-            }
-            out.write_all(b"    ")?;
-            out.write_all(line.as_bytes())?;
-        }
-    }
-    out.write_all(if first { b"],\n" } else { b"\n  ],\n" })?;
+    let copied = spill.copy_to(out)?;
+    out.write_all(if copied == 0 { b"],\n" } else { b"\n  ],\n" })?;
     out.write_all(&doc.as_bytes()[at + marker.len()..])?;
     out.write_all(b"\n")
 }
 
-/// Rows on disk, one compact JSON object a line; the file is removed when dropped.
+/// Rows on disk (one compact JSON object a line, or a JSON document's pretty-printed array
+/// items, or table cells); the file is removed when dropped.
 struct Spill {
     path: PathBuf,
     file: Option<BufWriter<File>>,
@@ -268,12 +259,30 @@ impl Spill {
         })
     }
 
-    fn push(&mut self, row: &ConnectionReport) -> io::Result<()> {
+    /// A row as an item of the document's `connections` array: a separator unless `first`, then
+    /// the row pretty-printed and indented for its place (four spaces).
+    fn push_pretty(&mut self, row: &ConnectionReport, first: bool) -> io::Result<()> {
         let Some(f) = self.file.as_mut() else {
             return Ok(());
         };
-        serde_json::to_writer(&mut *f, row).map_err(io::Error::from)?;
-        f.write_all(b"\n")
+        let pretty = serde_json::to_vec_pretty(row).map_err(io::Error::from)?;
+        f.write_all(if first { b"\n    " } else { b",\n    " })?;
+        let mut rest = &pretty[..];
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            f.write_all(&rest[..=nl])?;
+            f.write_all(b"    ")?;
+            rest = &rest[nl + 1..];
+        }
+        f.write_all(rest)
+    }
+
+    /// Copies everything written to `out`; returns how many bytes.
+    fn copy_to(mut self, out: &mut dyn Write) -> io::Result<u64> {
+        if let Some(f) = self.file.take() {
+            f.into_inner().map_err(|e| e.into_error())?.flush()?;
+        }
+        let mut file = File::open(&self.path)?;
+        io::copy(&mut file, out)
     }
 
     fn push_line(&mut self, line: &str) -> io::Result<()> {
@@ -294,13 +303,6 @@ impl Spill {
         Ok(reader.lines().inspect(move |_| {
             let _keep = &self;
         }))
-    }
-
-    /// The rows written, in order.
-    fn rows(self) -> io::Result<impl Iterator<Item = io::Result<ConnectionReport>>> {
-        Ok(self
-            .lines()?
-            .map(|l| l.and_then(|l| serde_json::from_str(&l).map_err(io::Error::from))))
     }
 }
 
