@@ -680,6 +680,11 @@ impl FileReader {
         self.head = None;
         while !self.done {
             let consumed = self.reader.consumed();
+            if let Some(what) = impossible_block_length(&self.state.format, self.reader.data()) {
+                self.state.stop(consumed, &what);
+                self.done = true;
+                return;
+            }
             let step = match self.reader.next() {
                 Ok((offset, block)) => self.state.on_block(offset, block),
                 Err(PcapError::Eof) => {
@@ -1132,6 +1137,30 @@ fn read_u32(b: [u8; 4], big_endian: bool) -> u32 {
     }
 }
 
+/// A pcapng block whose length field is below a block's 12 bytes of framing, or not a multiple of
+/// 4, explained before the parser sees it: pcap-parser 0.17 subtracts 12 from it unchecked for
+/// block types with a shorter fixed header (a Process Information Block of length 8 panicked with
+/// an overflow in builds with overflow checks; found by fuzzing).
+fn impossible_block_length(format: &Format, data: &[u8]) -> Option<String> {
+    let Format::PcapNg { big_endian, .. } = *format else {
+        return None;
+    };
+    let kind: [u8; 4] = data.get(..4)?.try_into().ok()?;
+    let len: [u8; 4] = data.get(4..8)?.try_into().ok()?;
+    let be = if u32::from_le_bytes(kind) == 0x0A0D_0D0A {
+        // A section header's own byte-order magic says how to read its length.
+        u32::from_le_bytes(data.get(8..12)?.try_into().ok()?) == 0x4D3C_2B1A
+    } else {
+        big_endian
+    };
+    let len = read_u32(len, be);
+    if len < 12 || len % 4 != 0 {
+        explain_damage(format, data)
+    } else {
+        None
+    }
+}
+
 /// Said of a file whose last record is cut short.
 const INTERRUPTED: &str = "the capture was interrupted while writing (e.g. tcpdump killed)";
 
@@ -1463,6 +1492,45 @@ mod tests {
         assert_eq!(read_all(&mut set).len(), 2000);
         let w = set.summary().warnings;
         assert!(w[0].contains("holds bytes that are not gzip"), "{w:?}");
+    }
+
+    /// Regression (fuzz, capture target): a Process Information Block (type 0x80000001) whose
+    /// length field says 8 made pcap-parser subtract 12 from it ("attempt to subtract with
+    /// overflow" with overflow checks on); any block shorter than its framing is now explained
+    /// before the parser sees it.
+    #[test]
+    fn block_shorter_than_its_framing_never_reaches_the_parser() {
+        let data = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/regression/fuzz-capture-process-information-block-length-8"
+        ))
+        .unwrap();
+        let mut set = CaptureSet::from_bytes("pib.pcapng", data.clone()).unwrap();
+        assert!(read_all(&mut set).is_empty());
+        assert_eq!(
+            set.summary().warnings,
+            vec![
+                "pib.pcapng: at byte 104: a block of type 0x80000001 declares 8 bytes, less than a block's \
+                 header and trailer (12): its length field is damaged; stopped reading this file, no frame \
+                 before it"
+                    .to_string()
+            ]
+        );
+        for kind in [0x8000_0001u32, 1, 3, 4, 5, 6, 9, 0x0BAD] {
+            for len in [0u32, 4, 8, 13] {
+                let mut f = data[..104].to_vec();
+                f.extend_from_slice(&kind.to_le_bytes());
+                f.extend_from_slice(&len.to_le_bytes());
+                f.extend_from_slice(&[0; 16]);
+                let mut set = CaptureSet::from_bytes("x.pcapng", f).unwrap();
+                read_all(&mut set);
+                let w = set.summary().warnings;
+                assert!(
+                    w.iter().any(|w| w.contains(&format!("declares {len} bytes"))),
+                    "{kind:x} {len}: {w:?}"
+                );
+            }
+        }
     }
 
     /// An interface whose link type bothends does not read is named in a warning.
