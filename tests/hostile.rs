@@ -330,9 +330,9 @@ fn assert_healthy_after(side: &SideResult) {
 /// A million SYNs from random ports, none answered: every SYN a connection of its own, open until
 /// the end of the capture (or until `Limits::max_open`, 200,000, evicts the oldest). Scaled to
 /// `N` SYNs so the test is fast (a million take minutes in a debug build) and extrapolated from
-/// the memory per open connection it measures, through the streamed reports: under 8 KB each
-/// (documented: about 5 KB), so the 200,000 a capture holds open stay under 1.6 GB. (The full
-/// million, release build, through the command: 1.5 GB resident, 8 s; see README, Limits.)
+/// the memory per open connection it measures, through the streamed reports: under 4 KB each
+/// (documented: about 2.5 KB), so the 200,000 a capture holds open stay under 800 MB. (The full
+/// million, release build, through the command: 590 MB resident, 4.1 s; see README, Limits.)
 #[test]
 fn million_syns_from_random_ports() {
     let _alone = alone();
@@ -368,8 +368,8 @@ fn million_syns_from_random_ports() {
         per_conn * Limits::default().max_open / MIB,
         took.as_secs_f64() * 1e6 / N as f64
     );
-    assert!(per_conn < 8_000, "{per_conn} bytes per connection");
-    assert!(per_conn * Limits::default().max_open < 1600 << 20);
+    assert!(per_conn < 4_000, "{per_conn} bytes per connection");
+    assert!(per_conn * Limits::default().max_open < 800 << 20);
 }
 
 /// The connection table's cap: more SYNs than `max_open` evicts the least recently started

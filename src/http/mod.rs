@@ -189,9 +189,14 @@ impl Default for HttpLimits {
 }
 
 /// The stream handler that parses HTTP/1.x on one connection.
+///
+/// The parser (about 1 KB) is made at the first stream event: a SYN flood or a port scan opens
+/// connections that never carry a byte, and each costs only this handle while it is open.
 #[derive(Debug)]
 pub struct HttpHandler {
-    parser: parser::Parser,
+    limits: HttpLimits,
+    from_start: bool,
+    parser: Option<Box<parser::Parser>>,
 }
 
 impl HttpHandler {
@@ -199,14 +204,22 @@ impl HttpHandler {
     /// otherwise each direction skips to the first line that parses as a start line.
     pub fn new(limits: HttpLimits, from_start: bool) -> HttpHandler {
         HttpHandler {
-            parser: parser::Parser::new(limits, from_start),
+            limits,
+            from_start,
+            parser: None,
         }
+    }
+
+    fn parser(&mut self) -> &mut parser::Parser {
+        let (limits, from_start) = (self.limits, self.from_start);
+        self.parser
+            .get_or_insert_with(|| Box::new(parser::Parser::new(limits, from_start)))
     }
 
     /// Bytes buffered right now (heads being parsed, held events).
     #[cfg(test)]
     fn buffered(&self) -> usize {
-        self.parser.buffered()
+        self.parser.as_ref().map_or(0, |p| p.buffered())
     }
 }
 
@@ -220,10 +233,14 @@ impl StreamHandler for HttpHandler {
     type Output = HttpSummary;
 
     fn on_stream(&mut self, dir: Dir, event: StreamEvent<'_>) {
-        self.parser.event(dir, event);
+        self.parser().event(dir, event);
     }
 
     fn finish(self, ends: [End; 2]) -> HttpSummary {
-        self.parser.finish(ends)
+        let (limits, from_start) = (self.limits, self.from_start);
+        let parser = self
+            .parser
+            .unwrap_or_else(|| Box::new(parser::Parser::new(limits, from_start)));
+        parser.finish(ends)
     }
 }

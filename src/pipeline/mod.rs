@@ -78,6 +78,9 @@ pub fn open_side(inputs: &[Input]) -> Result<CaptureSet, CaptureError> {
 /// Connections are handed out in batches of those that finished within this many packets.
 const BATCH_PACKETS: u32 = 4096;
 
+/// Connections still open at the end of the capture are handed out this many at a time.
+const FINAL_BATCH: usize = 4096;
+
 /// Reads one side to the end, handing out finished connections in batches, each with the capture
 /// time read so far (`emit(connections, position)`); returns everything else the side yielded
 /// (its `connections` empty).
@@ -137,10 +140,13 @@ pub fn read_side_into(
     }
     let capture = set.summary();
     anomalies.merge(&table.anomalies);
-    let mut rest = table.finish();
-    rest.sort_by_key(|c| c.index);
-    finished += rest.len() as u64;
-    emit(rest, i64::MAX);
+    let batch = table.take_finished();
+    finished += batch.len() as u64;
+    emit(batch, position);
+    table.finish_in_batches(FINAL_BATCH, &mut |rest| {
+        finished += rest.len() as u64;
+        emit(rest, i64::MAX);
+    });
     let mut warnings = capture.warnings.clone();
     warnings.extend(packet_warnings);
     if more_warnings > 0 {

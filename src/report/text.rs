@@ -307,10 +307,12 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
     for cap in &report.captures {
         let _ = writeln!(
             s,
-            "{:<8} {} — {} packets, {}",
+            "{:<8} {} — {} packets, {} TCP connection{}, {}",
             cap.side,
             cap.files.join(", "),
             cap.packets,
+            cap.tcp_connections,
+            if cap.tcp_connections == 1 { "" } else { "s" },
             time_range(cap.first_time.as_deref(), cap.last_time.as_deref())
         );
     }

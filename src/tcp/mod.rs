@@ -543,19 +543,41 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
 
     /// Connections finished so far (take them to keep memory flat).
     pub fn take_finished(&mut self) -> Vec<Connection<H::Output>> {
-        std::mem::take(&mut self.finished)
+        // The next batch is likely as large: no regrowth (connections are over 1 KB each).
+        let room = self.finished.len();
+        std::mem::replace(&mut self.finished, Vec::with_capacity(room))
     }
 
     /// Finishes every open connection (end of capture) and returns all finished ones, in order of
     /// their first packet.
-    pub fn finish(mut self) -> Vec<Connection<H::Output>> {
-        let keys: Vec<FlowKey> = self.open.keys().copied().collect();
-        for k in keys {
-            self.finish_key(k);
-        }
-        let mut out = self.finished;
+    pub fn finish(self) -> Vec<Connection<H::Output>> {
+        let mut out = Vec::new();
+        self.finish_in_batches(usize::MAX, &mut |batch| out.extend(batch));
         out.sort_by_key(|c| c.index);
         out
+    }
+
+    /// Finishes every open connection (end of capture), handing them out `batch` at a time in
+    /// order of their first packet (after those already finished): a capture that ends with
+    /// 200,000 connections open never holds all of them finished at once.
+    pub fn finish_in_batches(mut self, batch: usize, emit: &mut dyn FnMut(Vec<Connection<H::Output>>)) {
+        let mut keys: Vec<(u64, FlowKey)> = self.open.iter().map(|(k, s)| (s.index(), *k)).collect();
+        keys.sort_unstable_by_key(|&(index, _)| index);
+        let mut done = std::mem::take(&mut self.finished);
+        done.sort_by_key(|c| c.index);
+        let mut emitted = false;
+        for chunk in keys.chunks(batch.max(1)) {
+            for &(_, k) in chunk {
+                self.finish_key(k);
+            }
+            done.append(&mut self.finished);
+            emit(std::mem::take(&mut done));
+            emitted = true;
+        }
+        // At least one batch, even empty: callers learn the end from it.
+        if !emitted {
+            emit(done);
+        }
     }
 
     /// Processes one segment.
