@@ -337,7 +337,9 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut backend: Vec<String> = args.backend_capture.iter().cloned().collect();
     backend.extend(args.backend_files.iter().cloned());
     if proxy.is_empty() {
-        anyhow::bail!("no proxy capture given (bothends analyze PROXY_CAPTURE [BACKEND_CAPTURE])");
+        anyhow::bail!(
+            "no proxy capture given (bothends analyze PROXY_CAPTURE [BACKEND_CAPTURE]); with the backend's capture alone, `bothends flows FILE` lists its connections and exchanges with their verdicts"
+        );
     }
     if proxy.iter().chain(&backend).filter(|f| *f == "-").count() > 1 {
         anyhow::bail!("standard input (-) can be given once");
