@@ -398,6 +398,23 @@ fn report_answer_html(r: &Report) -> String {
     bothends::report::html::esc(&r.summary.answer)
 }
 
+/// The text report reads on an 80-column terminal: every line fits, except the Wireshark filters
+/// (copied whole) and a capture's file names (a path is not cut).
+fn check_text_width(text: &str, r: &Report, what: &str) {
+    let files: Vec<String> = r.captures.iter().flat_map(|c| c.files.clone()).collect();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("wireshark (") || files.iter().any(|f| line.contains(f.as_str())) {
+            continue;
+        }
+        assert!(
+            line.chars().count() <= 80,
+            "{what}: text line of {} columns: {line}",
+            line.chars().count()
+        );
+    }
+}
+
 #[test]
 fn every_lab_scenario_in_every_format() {
     let report_schema = jsonschema::validator_for(&committed("report.schema.json")).expect("schema compiles");
@@ -445,6 +462,7 @@ fn every_lab_scenario_in_every_format() {
 
             let text = render(|o| report::text::write_analysis(&r, Default::default(), o));
             assert!(text.starts_with("bothends: "), "{what}: text");
+            check_text_width(&text, &r, &what);
             formats += 5;
         }
     }

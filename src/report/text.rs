@@ -305,21 +305,25 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
     }
     let _ = writeln!(s);
     for cap in &report.captures {
-        let _ = writeln!(
-            s,
-            "{:<8} {} — {} packets, {} TCP connection{}, {}",
-            cap.side,
-            cap.files.join(", "),
+        let head = format!("{:<8} {}", cap.side, cap.files.join(", "));
+        let counts = format!(
+            "{} packets, {} TCP connection{}",
             cap.packets,
             cap.tcp_connections,
             if cap.tcp_connections == 1 { "" } else { "s" },
-            time_range(cap.first_time.as_deref(), cap.last_time.as_deref())
         );
+        let times = time_range(cap.first_time.as_deref(), cap.last_time.as_deref());
+        // On one line when it fits the terminal; otherwise counts and times under the file names.
+        let line = format!("{head} — {counts}, {times}");
+        if line.chars().count() <= WIDTH {
+            let _ = writeln!(s, "{line}");
+        } else {
+            let _ = writeln!(s, "{head}\n{:<8} {counts}\n{:<8} {times}", "", "");
+        }
     }
     if let Some(c) = &report.clock_offset {
-        let _ = writeln!(
-            s,
-            "clock    backend capture is {} {} the proxy's (± {}, from {} packets{})",
+        let clock = format!(
+            "backend capture is {} {} the proxy's (± {}, from {} packets{})",
             super::duration_words(c.backend_minus_proxy_ms.abs()),
             if c.backend_minus_proxy_ms >= 0.0 {
                 "ahead of"
@@ -331,6 +335,9 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
             c.drift_ppm
                 .map_or(String::new(), |d| format!("; drift {d:.1} ppm"))
         );
+        for (i, line) in wrap(&clock, WIDTH - 9).iter().enumerate() {
+            let _ = writeln!(s, "{:<8} {line}", if i == 0 { "clock" } else { "" });
+        }
     } else if report.captures.len() == 1 {
         let _ = writeln!(
             s,
