@@ -15,7 +15,7 @@ use std::io::{self, Write};
 
 use super::ladder::{Arrow, ArrowKind, Fate, Ladder, Point};
 use super::{
-    ConnectionReport, Report, clock_time, clock_words, date_time, duration_words, exchange_of_interest,
+    ConnectionReport, Report, clock_time, date_time, duration_words, exchange_of_interest,
     failures_by_verdict, is_failed, notable_headers, rfc3339, text::exchange_line,
 };
 
@@ -447,49 +447,11 @@ fn inputs(s: &mut String, report: &Report) {
         );
     }
     let _ = writeln!(s, "</tbody></table><ul>");
-    match &report.clock_offset {
-        Some(c) => {
-            let _ = writeln!(s, "<li>Clock offset: {}.</li>", esc(&clock_words(c)));
-        }
-        None if report.captures.len() == 1 => {
-            let _ = writeln!(
-                s,
-                "<li>One capture: what only the other end could show is said per connection.</li>"
-            );
-        }
-        None => {
-            let _ = writeln!(
-                s,
-                "<li>Clock offset: not estimated (no connection seen in both captures).</li>"
-            );
-        }
-    }
-    for (side, eps) in &report.backends {
-        let _ = writeln!(
-            s,
-            "<li>Backend endpoints ({} capture's view): <span class=\"mono\">{}</span></li>",
-            esc(side),
-            esc(&eps.join(", "))
-        );
-    }
-    let mut warned = false;
-    for cap in &report.captures {
-        for w in &cap.warnings {
-            let _ = writeln!(s, "<li>Warning ({}): {}</li>", esc(&cap.side), esc(w));
-            warned = true;
-        }
-    }
-    if !warned {
-        let _ = writeln!(s, "<li>Warnings: none.</li>");
-    }
-    if report.redacted_headers.is_empty() {
-        let _ = writeln!(s, "<li>Header values are shown in full (--show-secrets).</li>");
-    } else {
-        let _ = writeln!(
-            s,
-            "<li>Values of these headers are redacted: {}.</li>",
-            esc(&report.redacted_headers.join(", "))
-        );
+    for (words, code) in super::input_notes(report) {
+        let code = code.map_or(String::new(), |c| {
+            format!("<span class=\"mono\">{}</span>", esc(&c))
+        });
+        let _ = writeln!(s, "<li>{}{code}</li>", esc(&words));
     }
     let _ = writeln!(s, "</ul>");
 }

@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{
-    ConnectionReport, Report, clock_time, clock_words, date_time, exchange_of_interest, failures_by_verdict,
-    is_failed, notable_headers, text::exchange_line,
+    ConnectionReport, Report, clock_time, date_time, exchange_of_interest, failures_by_verdict, is_failed,
+    notable_headers, text::exchange_line,
 };
 
 pub fn write_markdown(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -223,49 +223,8 @@ fn inputs(s: &mut String, report: &Report) {
         );
     }
     let _ = writeln!(s);
-    match &report.clock_offset {
-        Some(c) => {
-            let _ = writeln!(s, "- Clock offset: {}.", clock_words(c));
-        }
-        None if report.captures.len() == 1 => {
-            let _ = writeln!(
-                s,
-                "- One capture: what only the other end could show is said per connection."
-            );
-        }
-        None => {
-            let _ = writeln!(
-                s,
-                "- Clock offset: not estimated (no connection seen in both captures)."
-            );
-        }
-    }
-    for (side, eps) in &report.backends {
-        let _ = writeln!(
-            s,
-            "- Backend endpoints ({} capture's view): {}",
-            text(side),
-            text(&eps.join(", "))
-        );
-    }
-    let mut warned = false;
-    for cap in &report.captures {
-        for w in &cap.warnings {
-            let _ = writeln!(s, "- Warning ({}): {}", text(&cap.side), text(w));
-            warned = true;
-        }
-    }
-    if !warned {
-        let _ = writeln!(s, "- Warnings: none.");
-    }
-    if report.redacted_headers.is_empty() {
-        let _ = writeln!(s, "- Header values are shown in full (--show-secrets).");
-    } else {
-        let _ = writeln!(
-            s,
-            "- Values of these headers are redacted: {}.",
-            text(&report.redacted_headers.join(", "))
-        );
+    for (words, code) in super::input_notes(report) {
+        let _ = writeln!(s, "- {}{}", text(&words), text(code.as_deref().unwrap_or("")));
     }
 }
 

@@ -591,6 +591,50 @@ pub fn date_time(rfc: &str) -> String {
     }
 }
 
+/// The notes under a report's inputs, in words, for the Markdown and HTML reports: the clock,
+/// the backend endpoints, the warnings and what was redacted. Each is a sentence and, for the
+/// endpoints, the addresses (set apart as code where the format can).
+pub fn input_notes(report: &Report) -> Vec<(String, Option<String>)> {
+    let mut notes = Vec::new();
+    notes.push((
+        match &report.clock_offset {
+            Some(c) => format!("Clock offset: {}.", clock_words(c)),
+            None if report.captures.len() == 1 => {
+                "One capture: what only the other end could show is said per connection.".to_string()
+            }
+            None => "Clock offset: not estimated (no connection seen in both captures).".to_string(),
+        },
+        None,
+    ));
+    for (side, eps) in &report.backends {
+        notes.push((
+            format!("Backend endpoints ({side} capture's view): "),
+            Some(eps.join(", ")),
+        ));
+    }
+    let before = notes.len();
+    for cap in &report.captures {
+        for w in &cap.warnings {
+            notes.push((format!("Warning ({}): {w}", cap.side), None));
+        }
+    }
+    if notes.len() == before {
+        notes.push(("Warnings: none.".to_string(), None));
+    }
+    notes.push((
+        if report.redacted_headers.is_empty() {
+            "Header values are shown in full (--show-secrets).".to_string()
+        } else {
+            format!(
+                "Values of these headers are redacted: {}.",
+                report.redacted_headers.join(", ")
+            )
+        },
+        None,
+    ));
+    notes
+}
+
 /// A clock offset in words: "backend capture is 0.002 ms ahead of the proxy's (± 0.004 ms, from
 /// 3 packets)".
 pub fn clock_words(c: &ClockInfo) -> String {
