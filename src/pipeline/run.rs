@@ -22,6 +22,25 @@ pub struct Finding {
     pub clock: Option<ClockOffset>,
 }
 
+impl Finding {
+    fn of(
+        m: Matched,
+        alignment: Option<Alignment>,
+        diagnosis: Diagnosis,
+        clock: Option<ClockOffset>,
+    ) -> Finding {
+        Finding {
+            proxy: m.proxy,
+            backend: m.backend,
+            method: m.method,
+            seq_shift: m.seq_shift,
+            alignment,
+            diagnosis,
+            clock,
+        }
+    }
+}
+
 /// Where findings go, as soon as each is judged (a report writer, or an [`Analysis`]).
 pub trait Sink {
     fn finding(&mut self, f: Finding);
@@ -233,15 +252,7 @@ impl Judge {
             self.deferred.push(m);
             return;
         }
-        sink.finding(Finding {
-            proxy: m.proxy,
-            backend: m.backend,
-            method: m.method,
-            seq_shift: m.seq_shift,
-            alignment,
-            diagnosis: d,
-            clock,
-        });
+        sink.finding(Finding::of(m, alignment, d, clock));
     }
 
     fn diagnose(&self, m: &Matched, clock: Option<ClockOffset>) -> (Option<Alignment>, Diagnosis) {
@@ -267,15 +278,7 @@ impl Judge {
     fn finish(&mut self, clock: Option<ClockOffset>, sink: &mut dyn Sink) {
         for m in std::mem::take(&mut self.deferred) {
             let (alignment, d) = self.diagnose(&m, clock);
-            sink.finding(Finding {
-                proxy: m.proxy,
-                backend: m.backend,
-                method: m.method,
-                seq_shift: m.seq_shift,
-                alignment,
-                diagnosis: d,
-                clock,
-            });
+            sink.finding(Finding::of(m, alignment, d, clock));
         }
     }
 }
