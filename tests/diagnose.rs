@@ -37,6 +37,28 @@ fn ok_connection() {
     assert!(c.backend_minus_proxy_ns.abs() <= c.uncertainty_ns, "{c:?}");
 }
 
+/// A connection opened and left idle (no FIN, no RST) when the captures end is healthy, and the
+/// explanation says it was still open instead of "closed normally".
+#[test]
+fn an_idle_connection_still_open_at_the_end_is_ok_and_said_so() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    let v = both(&w);
+    assert_eq!(vb(&v), ("ok", "none"), "{}", v.2);
+    assert!(v.2.contains("still open when the captures ended"), "{}", v.2);
+    let single = proxy_only(&w);
+    assert!(
+        single.2.contains("still open when the capture ended"),
+        "{}",
+        single.2
+    );
+
+    let mut closed = Wire::new(1000, 5000);
+    closed.handshake().close();
+    let v = both(&closed);
+    assert!(v.2.contains("opened and closed normally"), "{}", v.2);
+}
+
 #[test]
 fn connect_refused() {
     let mut w = Wire::new(1000, 0);

@@ -1300,14 +1300,23 @@ fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) -> Diagnosi
     let late: usize = cx
         .alignment
         .map_or(0, |a| a.dirs[0].arrived_late.len() + a.dirs[1].arrived_late.len());
+    // A connection with neither FIN nor RST was still open when the capture ended (an idle
+    // keep-alive connection, or one opened just before): say so rather than "closed normally".
+    let closed = p.dirs.iter().any(|d| d.fin.is_some() || d.rst.is_some());
+    let ended = if closed {
+        "opened and closed normally"
+    } else if cx.two_captures {
+        "opened normally and was still open when the captures ended"
+    } else {
+        "opened normally and was still open when the capture ended"
+    };
     let mut text = match n {
-        0 => "The connection opened and closed normally without an HTTP exchange.".to_string(),
+        0 => format!("The connection {ended}, without an HTTP exchange."),
         1 => "The request was sent in full and answered in full.".to_string(),
         n => format!("All {n} requests were sent in full and answered in full."),
     };
     if p.app.protocol == Protocol::Tls {
-        text = "TLS: the HTTP inside cannot be judged; the TCP connection itself opened and closed normally."
-            .to_string();
+        text = format!("TLS: the HTTP inside cannot be judged; the TCP connection itself {ended}.");
     }
     if retrans > 0 {
         text.push_str(&format!(
