@@ -51,6 +51,9 @@ for pair in "$data/pair-$small" "$data/pair-$big"; do
   measure "parse-only floor (proxy.pcap)" "$pb" "$pp" "$floor" "$p"
   measure "flows proxy.pcap --format json" "$pb" "$pp" "$bin" flows "$p" --format json
   measure "parse-only floor (both, one after the other)" "$((pb + bb))" "$((pp + bp))" "$floor" "$p" "$b"
+  # analyze reads the two files on two threads: the floor on two cores too, for a fair ratio
+  measure "parse-only floor (both, in parallel)" "$((pb + bb))" "$((pp + bp))" \
+    bash -c '"$0" "$1" >/dev/null & "$0" "$2" >/dev/null; wait' "$floor" "$p" "$b"
   measure "analyze proxy.pcap backend.pcap --format json" "$((pb + bb))" "$((pp + bp))" "$bin" analyze "$p" "$b" --format json
   if [ -z "${NO_TSHARK:-}" ] && command -v tshark >/dev/null; then
     measure "tshark -r proxy.pcap -q -z conv,tcp" "$pb" "$pp" tshark -n -r "$p" -q -z conv,tcp

@@ -592,14 +592,20 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             ts_ns: seg.ts_ns,
         };
         let f = seg.flags;
-        // A SYN on a known 4-tuple with a new ISN starts a new connection (port reuse).
+        let syn = f.syn() && !f.rst();
         match self.open.get_mut(&key) {
-            Some(Slot::Live(live)) if f.syn() && !f.rst() && starts_new_connection(&live.conn, seg) => {
-                self.finish_key(key);
+            // The common case, in one lookup: a packet of a connection being reassembled.
+            Some(Slot::Live(live)) if !(syn && starts_new_connection(&live.conn, seg)) => {
+                live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
+                if live.closed_by_fins() {
+                    self.linger(key, seg.ts_ns);
+                }
+                return;
             }
-            Some(Slot::Live(_)) => {}
+            // A SYN on a known 4-tuple with a new ISN starts a new connection (port reuse).
+            Some(Slot::Live(_)) => self.finish_key(key),
             Some(Slot::Closed(closed)) => {
-                if f.syn() && !f.rst() && starts_new_connection(&closed.conn, seg) {
+                if syn && starts_new_connection(&closed.conn, seg) {
                     self.finish_key(key);
                 } else {
                     closed.straggler(seg, at, self.limits.packet_log);
@@ -608,55 +614,51 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             }
             None => {}
         }
-        if !self.open.contains_key(&key) {
-            if self.next_index >= self.limits.max_connections as u64 {
-                self.anomalies.note("connection_limit", Some(seg.frame));
-                return;
-            }
-            if self.open.len() >= self.limits.max_open {
-                self.evict_one();
-            }
-            let live = self.new_live(seg, at);
-            let deadline = seg.ts_ns.saturating_add(self.limits.idle_ns);
-            self.timers[0].push_back((deadline, key, live.conn.index));
-            self.open.insert(key, Slot::Live(Box::new(live)));
+        if self.next_index >= self.limits.max_connections as u64 {
+            self.anomalies.note("connection_limit", Some(seg.frame));
+            return;
         }
-        let Some(Slot::Live(live)) = self.open.get_mut(&key) else {
+        if self.open.len() >= self.limits.max_open {
+            self.evict_one();
+        }
+        let mut live = Box::new(self.new_live(seg, at));
+        live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
+        let closed = live.closed_by_fins();
+        let deadline = seg.ts_ns.saturating_add(self.limits.idle_ns);
+        self.timers[0].push_back((deadline, key, live.conn.index));
+        self.open.insert(key, Slot::Live(live));
+        if closed {
+            self.linger(key, seg.ts_ns);
+        }
+    }
+
+    /// A connection closed by FINs both ways with nothing left to reassemble: no data can follow,
+    /// so it is finished now and its state freed; the 4-tuple lingers to take stragglers. (A RST
+    /// closes too, but real captures show data after a RST — the other end answering what it
+    /// had — so those connections linger whole.)
+    fn linger(&mut self, key: FlowKey, now: i64) {
+        let Some(Slot::Live(live)) = self.open.remove(&key) else {
             return;
         };
-        live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
-        // Closed by FINs both ways, with nothing left to reassemble: no data can follow. (A RST
-        // closes too, but real captures show data after a RST — the other end answering what it
-        // had — so those connections linger whole.)
-        if live.closed_at.is_some()
-            && live.conn.dirs.iter().all(|d| d.fin.is_some())
-            && live.fully_delivered()
-        {
-            // Closed, with nothing left to reassemble: finish it now and free its state; the
-            // 4-tuple lingers to take stragglers.
-            let Some(Slot::Live(live)) = self.open.remove(&key) else {
-                return;
+        let history_seen = live.history_seen;
+        let index = live.conn.index;
+        let mut conn = live.finish(&mut self.budget);
+        if let Some(compact) = self.compact {
+            compact(&mut conn);
+        }
+        self.open
+            .insert(key, Slot::Closed(Box::new(Closed { conn, history_seen })));
+        let deadline = now.saturating_add(self.limits.closed_linger_ns);
+        self.timers[1].push_back((deadline, key, index));
+        self.lingering += 1;
+        // Too many closed connections lingering at once (a capture packed with short
+        // connections): the oldest finish early.
+        while self.lingering > MAX_LINGERING {
+            let Some((_, k, i)) = self.timers[1].pop_front() else {
+                break;
             };
-            let history_seen = live.history_seen;
-            let index = live.conn.index;
-            let mut conn = live.finish(&mut self.budget);
-            if let Some(compact) = self.compact {
-                compact(&mut conn);
-            }
-            self.open
-                .insert(key, Slot::Closed(Box::new(Closed { conn, history_seen })));
-            let deadline = seg.ts_ns.saturating_add(self.limits.closed_linger_ns);
-            self.timers[1].push_back((deadline, key, index));
-            self.lingering += 1;
-            // Too many closed connections lingering at once (a capture packed with short
-            // connections): the oldest finish early.
-            while self.lingering > MAX_LINGERING {
-                let Some((_, k, i)) = self.timers[1].pop_front() else {
-                    break;
-                };
-                if matches!(self.open.get(&k), Some(Slot::Closed(c)) if c.conn.index == i) {
-                    self.finish_key(k);
-                }
+            if matches!(self.open.get(&k), Some(Slot::Closed(c)) if c.conn.index == i) {
+                self.finish_key(k);
             }
         }
     }
@@ -908,6 +910,11 @@ fn note_history(history: &mut String, seen: &mut [u16; 2], d: Dir, letter: char)
 }
 
 impl<H: StreamHandler> Live<H> {
+    /// Closed by FINs both ways, with nothing left to reassemble: no data can follow.
+    fn closed_by_fins(&self) -> bool {
+        self.closed_at.is_some() && self.conn.dirs.iter().all(|d| d.fin.is_some()) && self.fully_delivered()
+    }
+
     /// Everything up to each FIN has been delivered (nothing is waiting for a retransmission).
     fn fully_delivered(&self) -> bool {
         (0..2).all(|i| {
