@@ -6,7 +6,8 @@
 #   bench/run.sh            full run: a pair of 600 MB captures, a 300 MB pair (RSS at two sizes),
 #                           200 000 short connections
 #   bench/run.sh --quick    a pair of 60 MB and 20 000 short connections (a minute)
-#   NO_TSHARK=1 bench/run.sh   skip tshark (slow: minutes per file)
+#   NO_TSHARK=1 bench/run.sh   skip tshark (slow: seconds per file, ten times bothends)
+#   RUNS=1 bench/run.sh        one run per row instead of the median of 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install time)"; exit 2; }
@@ -25,14 +26,20 @@ floor=target/release/examples/parse_floor
 [ -f "$data/pair-$small/proxy.pcap" ] || "$gen" pair "$data/pair-$small" "$small"
 [ -f "$data/short-$short.pcap" ] || "$gen" short "$data/short-$short.pcap" "$short"
 
-# measure NAME BYTES PACKETS CMD...: prints one row
+# measure NAME BYTES PACKETS CMD...: runs CMD $RUNS times (default 5; tshark once) and prints one
+# row: the median wall time (runs on a 2-core machine vary by 10-30%) and the largest peak RSS
 measure() {
   local name=$1 bytes=$2 packets=$3; shift 3
-  local tmp out
+  local runs=${RUNS:-5} tmp all="" i out
+  [ "$1" = tshark ] && runs=1
   tmp=$(mktemp)
-  # exit code 1 (a failure verdict found) is a normal outcome here
-  /usr/bin/time -f "%e %M" -o "$tmp" "$@" >/dev/null 2>/dev/null || true
-  out=$(tail -1 "$tmp"); rm -f "$tmp"
+  for ((i = 0; i < runs; i++)); do
+    # exit code 1 (a failure verdict found) is a normal outcome here
+    /usr/bin/time -f "%e %M" -o "$tmp" "$@" >/dev/null 2>/dev/null || true
+    all+="$(tail -1 "$tmp")"$'\n'
+  done
+  rm -f "$tmp"
+  out=$(printf '%s' "$all" | sort -n | awk '{ s[NR] = $1; if ($2 > r) r = $2 } END { print s[int((NR + 1) / 2)], r }')
   local secs=${out% *} rss_kb=${out#* }
   awk -v n="$name" -v b="$bytes" -v p="$packets" -v s="$secs" -v r="$rss_kb" 'BEGIN {
     if (s < 0.001) s = 0.001;
