@@ -720,7 +720,6 @@ impl FileReader {
                         )
                     });
                     self.state.stop(consumed, &what);
-                    self.done = true;
                     return;
                 }
                 Err(PcapError::BufferTooSmall) => {
@@ -747,7 +746,6 @@ impl FileReader {
                     let what = explain_damage(&self.state.format, self.reader.data())
                         .unwrap_or_else(|| format!("malformed record or block ({why})"));
                     self.state.stop(consumed, &what);
-                    self.done = true;
                     return;
                 }
             };

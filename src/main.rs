@@ -278,10 +278,6 @@ impl ProgressBar {
         ProgressBar { done, thread }
     }
 
-    fn finish(mut self) {
-        self.stop();
-    }
-
     fn stop(&mut self) {
         self.done.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -325,7 +321,7 @@ fn flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
             Mode::Flows,
             &mut writer,
         );
-        bar.finish();
+        drop(bar);
         writer.finish(end).map(|_| ())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -373,7 +369,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     write_output(args.common.output.as_deref(), |out| {
         let mut writer = stream::Writer::new(format, infos, &opts, style, out);
         let end = pipeline::run(sides, SideOptions::default(), mode, &mut writer);
-        bar.finish();
+        drop(bar);
         failed = writer.finish(end)?;
         Ok(())
     })?;

@@ -140,9 +140,6 @@ pub fn read_side_into(
     }
     let capture = set.summary();
     anomalies.merge(&table.anomalies);
-    let batch = table.take_finished();
-    finished += batch.len() as u64;
-    emit(batch, position);
     table.finish_in_batches(FINAL_BATCH, &mut |rest| {
         finished += rest.len() as u64;
         emit(rest, i64::MAX);
