@@ -15,8 +15,8 @@ use std::io::{self, Write};
 
 use super::ladder::{Arrow, ArrowKind, Fate, Ladder, Point};
 use super::{
-    ConnectionReport, Report, clock_time, date_time, duration_words, exchange_of_interest,
-    failures_by_verdict, is_failed, notable_headers, rfc3339, text::exchange_line,
+    ConnectionReport, Report, clock_time, date_time, duration_words, exchange_head, exchange_of_interest,
+    is_failed, rfc3339, text::exchange_line,
 };
 
 pub fn write_html(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -163,12 +163,13 @@ pub fn render(report: &Report) -> String {
         s,
         "<table class=\"summary\"><thead><tr><th>verdict</th><th>blame</th><th class=\"num\">connections</th></tr></thead><tbody>"
     );
-    for (v, b, n) in failures_by_verdict(&report.summary) {
+    for f in &report.summary.failures {
         let _ = writeln!(
             s,
-            "<tr class=\"failed\"><td class=\"verdict\"><a href=\"#connections\" data-filter-verdict=\"{0}\">{0}</a></td><td>{1}</td><td class=\"num\">{n}</td></tr>",
-            esc(&v),
-            esc(&b)
+            "<tr class=\"failed\"><td class=\"verdict\"><a href=\"#connections\" data-filter-verdict=\"{0}\">{0}</a></td><td>{1}</td><td class=\"num\">{2}</td></tr>",
+            esc(&f.verdict),
+            esc(&f.blame),
+            f.connections
         );
     }
     if let Some(n) = report.summary.by_verdict.get("ok") {
@@ -184,15 +185,13 @@ pub fn render(report: &Report) -> String {
     );
 
     // Filters and the list of every connection.
-    let mut verdicts: Vec<&str> = report.summary.by_verdict.keys().map(String::as_str).collect();
-    verdicts.dedup();
     let _ = writeln!(s, "<h2 id=\"connections\">Connections</h2>");
     let _ = write!(
         s,
         "<div class=\"controls\"><label><input type=\"checkbox\" id=\"only-failed\"> only failures</label>\
          <label>verdict <select id=\"verdict\"><option value=\"\">all</option>"
     );
-    for v in &verdicts {
+    for v in report.summary.by_verdict.keys() {
         let _ = write!(s, "<option value=\"{0}\">{0}</option>", esc(v));
     }
     let _ = writeln!(
@@ -213,12 +212,8 @@ pub fn render(report: &Report) -> String {
         s,
         "<table class=\"conns\"><thead><tr><th class=\"num\">#</th><th>start (UTC)</th><th>client → server</th><th>verdict</th><th>blame</th><th>HTTP</th></tr></thead><tbody>"
     );
-    let mut n_failed = 0;
     for c in &report.connections {
         let failed = is_failed(c);
-        if failed {
-            n_failed += 1;
-        }
         let verdict = c.verdict.as_deref().unwrap_or("");
         let ends = c
             .views
@@ -245,19 +240,14 @@ pub fn render(report: &Report) -> String {
     }
     let _ = writeln!(s, "</tbody></table>");
 
-    if n_failed > 0 {
+    let failed: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_failed(c)).collect();
+    if !failed.is_empty() {
         let _ = writeln!(s, "<h2>Failed connections</h2>");
     }
-    let mut n = 0;
-    let mut without_ladder = 0;
-    for c in report.connections.iter().filter(|c| is_failed(c)) {
-        n += 1;
-        if c.ladder.is_none() {
-            without_ladder += 1;
-        }
-        connection(&mut s, report, n, c);
+    for (n, c) in failed.iter().enumerate() {
+        connection(&mut s, report, n + 1, c);
     }
-    if without_ladder > 0 && n_failed > super::MAX_LADDERS {
+    if failed.len() > super::MAX_LADDERS && failed.iter().any(|c| c.ladder.is_none()) {
         let _ = writeln!(
             s,
             "<p class=\"muted\">Ladder diagrams are drawn for the first {} failed connections.</p>",
@@ -307,22 +297,7 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
     }
     if let Some(x) = exchange_of_interest(c) {
         let _ = writeln!(s, "<p><b>HTTP:</b> {}</p>", esc(&exchange_line(x)));
-        let mut head = String::new();
-        if let Some(l) = &x.request_line {
-            let _ = writeln!(head, "{l}");
-            for h in notable_headers(&x.request_headers) {
-                let _ = writeln!(head, "{}: {}", h.name, h.value);
-            }
-        }
-        if let Some(l) = &x.status_line {
-            if !head.is_empty() {
-                head.push('\n');
-            }
-            let _ = writeln!(head, "{l}");
-            for h in notable_headers(&x.response_headers) {
-                let _ = writeln!(head, "{}: {}", h.name, h.value);
-            }
-        }
+        let head = exchange_head(x);
         if !head.is_empty() {
             let _ = writeln!(s, "<pre>{}</pre>", esc(head.trim_end()));
         }
@@ -463,6 +438,8 @@ const TOP: f64 = 58.0;
 /// x of the left (proxy) and right (backend) lines.
 const X_LEFT: f64 = 250.0;
 const X_RIGHT: f64 = 750.0;
+/// x halfway between the lines; with one capture, the end not captured is drawn at `X_RIGHT`.
+const X_MID: f64 = (X_LEFT + X_RIGHT) / 2.0;
 /// A gap between two events at least this long is drawn as a labelled break.
 const IDLE_NS: i64 = 100_000_000;
 const IDLE_PX: f64 = 40.0;
@@ -570,16 +547,19 @@ pub fn frame_tag(p: &Point) -> String {
     }
 }
 
+/// A frame for the hover text: "proxy #7 at 10:00:00.123456" (the time on its capture's clock).
 fn frame_ref(lines: &[String], p: &Point) -> String {
     let side = lines.get(p.line).map_or("?", String::as_str);
-    format!("{side} #{}", p.frame)
+    format!("{side} #{} at {}", p.frame, clock_time(&rfc3339(p.local_ns)))
+}
+
+/// x of a capture line: the proxy's (or the one capture's) on the left.
+fn x_line(line: usize) -> f64 {
+    if line == 0 { X_LEFT } else { X_RIGHT }
 }
 
 fn ladder_svg(s: &mut String, l: &Ladder, id: &str) {
     let one = l.lines.len() == 1;
-    let x_line = |line: usize| if line == 0 { X_LEFT } else { X_RIGHT };
-    let x_mid = (X_LEFT + X_RIGHT) / 2.0;
-    let far_x = X_RIGHT;
 
     let mut times: Vec<i64> = Vec::new();
     for a in &l.arrows {
@@ -625,8 +605,8 @@ fn ladder_svg(s: &mut String, l: &Ladder, id: &str) {
         let far = l.far_end.as_deref().unwrap_or("other end");
         let _ = writeln!(
             s,
-            "<text class=\"head\" x=\"{far_x}\" y=\"22\" text-anchor=\"middle\" fill=\"#59636e\">{} (not captured)</text>\
-             <line class=\"farline\" x1=\"{far_x}\" y1=\"{TOP}\" x2=\"{far_x}\" y2=\"{:.1}\"/>",
+            "<text class=\"head\" x=\"{X_RIGHT}\" y=\"22\" text-anchor=\"middle\" fill=\"#59636e\">{} (not captured)</text>\
+             <line class=\"farline\" x1=\"{X_RIGHT}\" y1=\"{TOP}\" x2=\"{X_RIGHT}\" y2=\"{:.1}\"/>",
             esc(far),
             height - 20.0
         );
@@ -637,7 +617,7 @@ fn ladder_svg(s: &mut String, l: &Ladder, id: &str) {
         let _ = writeln!(
             s,
             "<rect class=\"idleband\" x=\"0\" y=\"{:.1}\" width=\"{WIDTH}\" height=\"{:.1}\"/>\
-             <text class=\"idle\" x=\"{x_mid}\" y=\"{:.1}\" text-anchor=\"middle\">… {} idle …</text>",
+             <text class=\"idle\" x=\"{X_MID}\" y=\"{:.1}\" text-anchor=\"middle\">… {} idle …</text>",
             y - IDLE_PX / 2.0 + 6.0,
             IDLE_PX - 12.0,
             y + 4.0,
@@ -690,32 +670,21 @@ fn ladder_svg(s: &mut String, l: &Ladder, id: &str) {
         last: [f64::NEG_INFINITY; 4],
     };
     for a in &l.arrows {
-        arrow_svg(s, l, a, &axis, x_mid, far_x, &mut lanes, &mut gutters);
+        arrow_svg(s, l, a, &axis, &mut lanes, &mut gutters);
     }
     let _ = writeln!(s, "</svg>");
 }
 
-#[allow(clippy::too_many_arguments)]
-fn arrow_svg(
-    s: &mut String,
-    l: &Ladder,
-    a: &Arrow,
-    axis: &Axis,
-    x_mid: f64,
-    far_x: f64,
-    lanes: &mut Lanes,
-    gutters: &mut Lanes,
-) {
-    let x_line = |line: usize| if line == 0 { X_LEFT } else { X_RIGHT };
+fn arrow_svg(s: &mut String, l: &Ladder, a: &Arrow, axis: &Axis, lanes: &mut Lanes, gutters: &mut Lanes) {
     // Geometry: start and end points.
     let (x1, y1, x2, y2) = match (a.fate, a.sent, a.arrived) {
         (Fate::OneCapture, Some(p), _) => {
             let y = axis.y(p.t);
-            (X_LEFT, y, far_x, y + 8.0)
+            (X_LEFT, y, X_RIGHT, y + 8.0)
         }
         (Fate::OneCapture, None, Some(p)) => {
             let y = axis.y(p.t);
-            (far_x, y - 8.0, X_LEFT, y)
+            (X_RIGHT, y - 8.0, X_LEFT, y)
         }
         (Fate::Arrived, Some(sp), Some(rp)) => {
             let ys = axis.y(sp.t);
@@ -726,13 +695,13 @@ fn arrow_svg(
         (Fate::ReceiverOnly, _, Some(rp)) => {
             let yr = axis.y(rp.t);
             let x = x_line(rp.line);
-            (x + (x_mid - x) * 1.16, yr - 12.0, x, yr)
+            (x + (X_MID - x) * 1.16, yr - 12.0, x, yr)
         }
         // Never arrived: it ends between the lines, nearer the sender's.
         (Fate::Lost, Some(sp), _) => {
             let ys = axis.y(sp.t);
             let x = x_line(sp.line);
-            (x, ys, x + (x_mid - x) * 0.84, ys + 10.0)
+            (x, ys, x + (X_MID - x) * 0.84, ys + 10.0)
         }
         (Fate::NotCapturedAtReceiver, Some(sp), _) => {
             let ys = axis.y(sp.t);
@@ -762,32 +731,21 @@ fn arrow_svg(
         ArrowKind::Rst => "ah-rst",
     };
     let mut frames: Vec<String> = Vec::new();
-    let tag = |p: &Point| frame_tag(p);
     if let Some(p) = &a.sent {
-        frames.push(tag(p));
+        frames.push(frame_tag(p));
     }
     if let Some(p) = a.arrived.as_ref().filter(|_| a.owns_arrival) {
-        frames.push(tag(p));
+        frames.push(frame_tag(p));
     }
-    frames.extend(a.also_arrived.iter().map(tag));
+    frames.extend(a.also_arrived.iter().map(frame_tag));
 
     // The hover text: frames and times in each capture.
     let mut title = a.label.clone();
     if let Some(p) = &a.sent {
-        let _ = write!(
-            title,
-            "\nleft: {} at {}",
-            frame_ref(&l.lines, p),
-            clock_time(&rfc3339(p.local_ns))
-        );
+        let _ = write!(title, "\nleft: {}", frame_ref(&l.lines, p));
     }
     if let Some(p) = &a.arrived {
-        let _ = write!(
-            title,
-            "\narrived: {} at {}",
-            frame_ref(&l.lines, p),
-            clock_time(&rfc3339(p.local_ns))
-        );
+        let _ = write!(title, "\narrived: {}", frame_ref(&l.lines, p));
         if let Some(sp) = &a.sent {
             let _ = write!(title, " ({} later)", duration_words((p.t - sp.t) as f64 / 1e6));
         }
@@ -869,7 +827,7 @@ fn arrow_svg(
         (_, true) => (x1 + 10.0, "start"),
         (_, false) => (x1 - 10.0, "end"),
     };
-    let lane = if lx < x_mid { 0 } else { 1 };
+    let lane = if lx < X_MID { 0 } else { 1 };
     let want_y = if a.fate == Fate::ReceiverOnly {
         y1 + 4.0
     } else {

@@ -2,9 +2,9 @@
 //! the moment it arrived at the other, both captures on one time axis (the proxy capture's clock;
 //! the backend's times moved by the clock offset).
 //!
-//! In: the two views' packet logs (`tcp::PacketLog`, at most 2000 packets each), the pair (its
-//! sequence shift, when a firewall rewrote sequence numbers), the clock offset and the alignment of
-//! the pair. Out: a [`Ladder`], plain data that the HTML report draws.
+//! In: the two views' packet logs (`tcp::PacketLog`, the first and last packets of each), the
+//! pair (its sequence shift, when a firewall rewrote sequence numbers), the clock offset and the
+//! alignment of the pair. Out: a [`Ladder`], plain data that the HTML report draws.
 //!
 //! Matching a packet sent at one end with its arrival at the other, per direction:
 //! - offsets are brought into the proxy capture's sequence space (the views' origins differ when a
@@ -45,7 +45,8 @@ pub struct Ladder {
     pub t0_ns: i64,
     pub arrows: Vec<Arrow>,
     /// Per line: packets of the connection in that capture that are not drawn (the log keeps the
-    /// first and the last 1000), and the time after which they were left out (relative ns).
+    /// first [`LOG_HEAD`](crate::tcp::LOG_HEAD) and the last [`LOG_TAIL`](crate::tcp::LOG_TAIL)),
+    /// and the time after which they were left out (relative ns).
     pub elided: Vec<(u64, i64)>,
     /// Per line: packets of the connection logged in that capture (each belongs to one arrow).
     pub logged: Vec<usize>,
@@ -127,7 +128,7 @@ pub enum Fate {
     /// Seen leaving while the other end's capture was not running.
     OutsideCapture,
     /// Seen leaving; the other end's packets of that moment are in the part of its log that is
-    /// not drawn (a connection of more than 2000 packets).
+    /// not drawn (a connection of more packets than its log keeps).
     NotDrawn,
     /// Seen only arriving: the sender never sent it (a forged packet) or its capture missed it.
     ReceiverOnly,
@@ -524,17 +525,13 @@ fn match_direction(sent: &[Pkt<'_>], recv: &[Pkt<'_>], tol: i64) -> DirMatch {
         if !done.insert(s.off) {
             continue;
         }
-        let group: Vec<usize> = s_index
-            .containing(sent, s.off)
-            .into_iter()
-            .filter(|&k| sent[k].off == s.off)
-            .collect();
+        // Every sent packet holding the byte takes part; those starting with it get the result.
         let all_copies = s_index.containing(sent, s.off);
         let copies = r_index.containing(recv, s.off);
         let m = match_copies(sent, &all_copies, recv, &copies, tol);
-        for k in group {
-            if let Some(pos) = all_copies.iter().position(|&x| x == k) {
-                arrival[k] = m[pos];
+        for (&k, a) in all_copies.iter().zip(m) {
+            if sent[k].off == s.off {
+                arrival[k] = a;
             }
         }
     }
@@ -616,7 +613,6 @@ fn match_copies(
     r_copies: &[usize],
     tol: i64,
 ) -> Vec<Option<usize>> {
-    let mut out: Vec<Option<usize>> = vec![None; s_copies.len()];
     // Positions into r_copies.
     let mut pos: Vec<Option<usize>> = vec![None; s_copies.len()];
     let mut limit = r_copies.len(); // receiver copies at or above this are taken
@@ -648,10 +644,7 @@ fn match_copies(
             floor = best + 1;
         }
     }
-    for (i, p) in pos.iter().enumerate() {
-        out[i] = p.map(|j| r_copies[j]);
-    }
-    out
+    pos.iter().map(|p| p.map(|j| r_copies[j])).collect()
 }
 
 /// The data packets of a list, sorted by offset, to find those holding a byte.

@@ -10,9 +10,9 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
+use super::text::{exchange_line, plural};
 use super::{
-    ConnectionReport, Report, clock_time, date_time, exchange_of_interest, failures_by_verdict, is_failed,
-    notable_headers, text::exchange_line,
+    ConnectionReport, Report, clock_time, date_time, exchange_head, exchange_of_interest, is_failed,
 };
 
 pub fn write_markdown(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -27,8 +27,14 @@ pub fn render(report: &Report) -> String {
     // Summary: verdict, blame, count (failures first, then ok).
     let _ = writeln!(s, "| verdict | blame | connections |");
     let _ = writeln!(s, "|---|---|---:|");
-    for (v, b, n) in failures_by_verdict(&report.summary) {
-        let _ = writeln!(s, "| {} | {} | {n} |", cell(&v), cell(&b));
+    for f in &report.summary.failures {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            cell(&f.verdict),
+            cell(&f.blame),
+            f.connections
+        );
     }
     if let Some(n) = report.summary.by_verdict.get("ok") {
         let _ = writeln!(s, "| ok | none | {n} |");
@@ -102,22 +108,7 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
 
     if let Some(x) = exchange_of_interest(c) {
         let _ = writeln!(s, "**HTTP:** {}\n", text(&exchange_line(x)));
-        let mut head = String::new();
-        if let Some(l) = &x.request_line {
-            let _ = writeln!(head, "{l}");
-            for h in notable_headers(&x.request_headers) {
-                let _ = writeln!(head, "{}: {}", h.name, h.value);
-            }
-        }
-        if let Some(l) = &x.status_line {
-            if !head.is_empty() {
-                head.push('\n');
-            }
-            let _ = writeln!(head, "{l}");
-            for h in notable_headers(&x.response_headers) {
-                let _ = writeln!(head, "{}: {}", h.name, h.value);
-            }
-        }
+        let head = exchange_head(x);
         if !head.is_empty() {
             let fence = fence_for(&head);
             let _ = writeln!(s, "{fence}\n{head}{fence}\n");
@@ -226,10 +217,6 @@ fn inputs(s: &mut String, report: &Report) {
     for (words, code) in super::input_notes(report) {
         let _ = writeln!(s, "- {}{}", text(&words), text(code.as_deref().unwrap_or("")));
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 /// Text from the captures or the diagnosis, escaped for Markdown prose: nothing in it can open

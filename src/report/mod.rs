@@ -18,6 +18,7 @@ pub mod model;
 pub mod stream;
 pub mod text;
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use indexmap::IndexMap;
@@ -361,15 +362,6 @@ impl Tally {
     }
 }
 
-/// The failed connections counted by verdict and blame, in the order of the verdict table.
-pub fn failures_by_verdict(summary: &Summary) -> Vec<(String, String, u64)> {
-    summary
-        .failures
-        .iter()
-        .map(|f| (f.verdict.clone(), f.blame.clone(), f.connections))
-        .collect()
-}
-
 /// The one-sentence answer.
 fn answer(total: u64, failed: u64, failures: &[FailureCount], single: bool) -> String {
     let what = if single {
@@ -561,6 +553,29 @@ pub fn notable_headers(headers: &[HeaderField]) -> Vec<&HeaderField> {
         .collect()
 }
 
+/// The heads of an exchange as a ticket shows them: the request line and the status line, each
+/// with its notable headers, a blank line between them; one line each, empty when neither was
+/// recorded.
+pub fn exchange_head(x: &ExchangeReport) -> String {
+    let mut head = String::new();
+    for (line, headers) in [
+        (&x.request_line, &x.request_headers),
+        (&x.status_line, &x.response_headers),
+    ] {
+        let Some(line) = line else {
+            continue;
+        };
+        if !head.is_empty() {
+            head.push('\n');
+        }
+        let _ = writeln!(head, "{line}");
+        for h in notable_headers(headers) {
+            let _ = writeln!(head, "{}: {}", h.name, h.value);
+        }
+    }
+    head
+}
+
 /// The exchange a failed connection is about: the first one not sent or answered in full, else
 /// the last one.
 pub fn exchange_of_interest(c: &ConnectionReport) -> Option<&ExchangeReport> {
@@ -598,7 +613,7 @@ pub fn input_notes(report: &Report) -> Vec<(String, Option<String>)> {
     let mut notes = Vec::new();
     notes.push((
         match &report.clock_offset {
-            Some(c) => format!("Clock offset: {}.", clock_words(c)),
+            Some(c) => format!("Clock offset: the backend capture's clock is {}.", clock_words(c)),
             None if report.captures.len() == 1 => {
                 "One capture: what only the other end could show is said per connection.".to_string()
             }
@@ -635,11 +650,11 @@ pub fn input_notes(report: &Report) -> Vec<(String, Option<String>)> {
     notes
 }
 
-/// A clock offset in words: "backend capture is 0.002 ms ahead of the proxy's (± 0.004 ms, from
-/// 3 packets)".
+/// A clock offset in words, after "the backend capture('s clock) is": "0.002 ms ahead of the
+/// proxy's (± 0.004 ms, from 3 packets)".
 pub fn clock_words(c: &ClockInfo) -> String {
     format!(
-        "the backend capture's clock is {} {} the proxy's (± {}, from {} packets{})",
+        "{} {} the proxy's (± {}, from {} packets{})",
         duration_words(c.backend_minus_proxy_ms.abs()),
         if c.backend_minus_proxy_ms >= 0.0 {
             "ahead of"

@@ -276,13 +276,17 @@ impl Spill {
         f.write_all(rest)
     }
 
-    /// Copies everything written to `out`; returns how many bytes.
-    fn copy_to(mut self, out: &mut dyn Write) -> io::Result<u64> {
+    /// Ends the writing (flushes what is buffered) and opens the file to read it.
+    fn reopen(&mut self) -> io::Result<File> {
         if let Some(f) = self.file.take() {
             f.into_inner().map_err(|e| e.into_error())?.flush()?;
         }
-        let mut file = File::open(&self.path)?;
-        io::copy(&mut file, out)
+        File::open(&self.path)
+    }
+
+    /// Copies everything written to `out`; returns how many bytes.
+    fn copy_to(mut self, out: &mut dyn Write) -> io::Result<u64> {
+        io::copy(&mut self.reopen()?, out)
     }
 
     fn push_line(&mut self, line: &str) -> io::Result<()> {
@@ -295,10 +299,7 @@ impl Spill {
 
     /// The lines written, in order.
     fn lines(mut self) -> io::Result<impl Iterator<Item = io::Result<String>>> {
-        if let Some(f) = self.file.take() {
-            f.into_inner().map_err(|e| e.into_error())?.flush()?;
-        }
-        let reader = BufReader::new(File::open(&self.path)?);
+        let reader = BufReader::new(self.reopen()?);
         // Keep `self` alive in the iterator so the file is removed after it is read.
         Ok(reader.lines().inspect(move |_| {
             let _keep = &self;

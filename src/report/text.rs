@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::{ConnectionReport, ExchangeReport, Report};
+use super::{ConnectionReport, ExchangeReport, Report, is_failed};
 
 /// ANSI styling, or none.
 #[derive(Clone, Copy, Debug, Default)]
@@ -282,11 +282,7 @@ const WIDTH: usize = 78;
 pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io::Result<()> {
     let mut s = String::new();
     let total = report.summary.connections as usize;
-    let failed: Vec<&ConnectionReport> = report
-        .connections
-        .iter()
-        .filter(|c| c.verdict.as_deref().is_some_and(|v| v != "ok"))
-        .collect();
+    let failed: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_failed(c)).collect();
     let headline = match report.summary.failed {
         0 => format!("no failure in {total} proxy→backend connection{}", plural(total)),
         n => format!("{n} of {total} proxy→backend connection{} failed", plural(total)),
@@ -322,19 +318,7 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
         }
     }
     if let Some(c) = &report.clock_offset {
-        let clock = format!(
-            "backend capture is {} {} the proxy's (± {}, from {} packets{})",
-            super::duration_words(c.backend_minus_proxy_ms.abs()),
-            if c.backend_minus_proxy_ms >= 0.0 {
-                "ahead of"
-            } else {
-                "behind"
-            },
-            super::duration_words(c.uncertainty_ms),
-            c.samples,
-            c.drift_ppm
-                .map_or(String::new(), |d| format!("; drift {d:.1} ppm"))
-        );
+        let clock = format!("backend capture is {}", super::clock_words(c));
         for (i, line) in wrap(&clock, WIDTH - 9).iter().enumerate() {
             let _ = writeln!(s, "{:<8} {line}", if i == 0 { "clock" } else { "" });
         }
@@ -467,7 +451,7 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
     out.write_all(s.as_bytes())
 }
 
-fn plural(n: usize) -> &'static str {
+pub(super) fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
