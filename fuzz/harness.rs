@@ -6,8 +6,6 @@
 //! memory. The few assertions check the guarantees the stages document.
 #![allow(dead_code)]
 
-use std::io::Write;
-
 use bothends::capture::{CaptureSet, FrameRef, LinkType, MAX_RECORD_BYTES, Packet};
 use bothends::http::{HttpHandler, HttpLimits};
 use bothends::pipeline::{self, Analysis, Mode, Side, SideOptions};
@@ -302,7 +300,6 @@ fn write_every_format(analysis: &Analysis, cfg: u8) {
     report::markdown::write_markdown(&report, &mut out).expect("markdown");
     out.clear();
     report::html::write_html(&report, &mut out).expect("html");
-    let _ = std::io::sink().write_all(&out);
 }
 
 /// Checks the contract between `tcp` and its stream handler — per direction, events come in
@@ -379,7 +376,7 @@ pub fn tcp(data: &[u8]) {
     ];
     // Per connection and direction: the next sequence number, and the last payload's start.
     let mut next = [[1000u32, 5000u32]; 4];
-    let mut last = [[(1000u32, 0u32); 2]; 4];
+    let mut last = [[1000u32; 2]; 4];
     let mut t = 1_000_000_000i64;
     let mut frame = 0u32;
     while let Some((h, r)) = rest.split_first_chunk::<8>() {
@@ -398,7 +395,7 @@ pub fn tcp(data: &[u8]) {
             0 => next[k][d],
             1 => next[k][d].wrapping_add(i16::from_le_bytes([h[2], h[3]]) as i32 as u32),
             2 => raw,
-            _ => last[k][d].0,
+            _ => last[k][d],
         };
         let ack = match (h[0] >> 3) & 3 {
             0 => Some(next[k][1 - d]),
@@ -438,7 +435,7 @@ pub fn tcp(data: &[u8]) {
         table.push(&seg);
         let consumed = len as u32 + (flags & (TcpFlags::SYN | TcpFlags::FIN) != 0) as u32;
         if len > 0 {
-            last[k][d] = (seq, len as u32);
+            last[k][d] = seq;
         }
         next[k][d] = next[k][d].max(seq.wrapping_add(consumed));
     }

@@ -106,7 +106,6 @@ const BACKEND: [u8; 4] = [10, 0, 2, 2];
 const PORT: u16 = 8080;
 
 /// A raw-IPv4 TCP frame (LINKTYPE 101) built by etherparse.
-#[allow(clippy::too_many_arguments)]
 fn frame(
     src: ([u8; 4], u16),
     dst: ([u8; 4], u16),
@@ -208,6 +207,21 @@ fn healthy(pcap: &mut Pcap, t: i64, cport: u16) {
     c.close();
 }
 
+/// `n` SYNs, never answered, from 10.`net`.x.y:40000 (each a connection), 1 µs apart from `t`.
+fn unanswered_syns(pcap: &mut Pcap, net: u8, t: i64, n: u16) {
+    for i in 0..n {
+        let f = frame(
+            ([10, net, (i >> 8) as u8, i as u8], 40000),
+            (BACKEND, PORT),
+            7,
+            None,
+            "S",
+            b"",
+        );
+        pcap.record(t + i as i64 * 1000, &f, None);
+    }
+}
+
 /// Writes a generated capture to a file of its own, `.../hostile.pcap`, and drops the bytes:
 /// bothends reads it from disk, as it would a user's, and memory is measured without it.
 fn to_file(bytes: Vec<u8>) -> PathBuf {
@@ -231,40 +245,32 @@ fn to_file(bytes: Vec<u8>) -> PathBuf {
 /// file is removed. The caller holds [`alone`].
 fn run_file(name: &str, path: &Path, opts: SideOptions) -> (SideResult, usize, Duration) {
     let open = || CaptureSet::open(&[Input::Path(path.to_path_buf())]).expect("opens");
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let start = Instant::now();
-    for (side, format) in [
-        (Side::Proxy, stream::Format::Html),
-        (Side::Proxy, stream::Format::Json),
-        (Side::Single, stream::Format::Flows),
-    ] {
-        let set = open();
-        let infos = vec![SideInfo {
-            side,
-            files: set.summary().files,
-        }];
-        let mode = if side == Side::Single {
-            Mode::Flows
-        } else {
-            Mode::Analyze { backends: Vec::new() }
-        };
-        let ropts = ReportOptions {
-            ladders: format == stream::Format::Html,
-            ..ReportOptions::default()
-        };
-        let mut sink = std::io::sink();
-        let mut writer = stream::Writer::new(format, infos, &ropts, Style { color: false }, &mut sink);
-        let end = pipeline::run(vec![(side, set)], opts, mode, &mut writer);
-        writer.finish(end).expect("the report is written");
-    }
-    let took = start.elapsed();
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
-    eprintln!(
-        "{name}: peak {:.1} MiB above the input, {:.2} s",
-        peak as f64 / MIB as f64,
-        took.as_secs_f64()
-    );
+    let ((), peak, took) = measure(name, || {
+        for (side, format) in [
+            (Side::Proxy, stream::Format::Html),
+            (Side::Proxy, stream::Format::Json),
+            (Side::Single, stream::Format::Flows),
+        ] {
+            let set = open();
+            let infos = vec![SideInfo {
+                side,
+                files: set.summary().files,
+            }];
+            let mode = if side == Side::Single {
+                Mode::Flows
+            } else {
+                Mode::Analyze { backends: Vec::new() }
+            };
+            let ropts = ReportOptions {
+                ladders: format == stream::Format::Html,
+                ..ReportOptions::default()
+            };
+            let mut sink = std::io::sink();
+            let mut writer = stream::Writer::new(format, infos, &ropts, Style { color: false }, &mut sink);
+            let end = pipeline::run(vec![(side, set)], opts, mode, &mut writer);
+            writer.finish(end).expect("the report is written");
+        }
+    });
     let flows = Analysis::run(vec![(Side::Single, open())], opts, Mode::Flows);
     write_reports(&flows);
     if let Some(dir) = path.parent() {
@@ -272,6 +278,13 @@ fn run_file(name: &str, path: &Path, opts: SideOptions) -> (SideResult, usize, D
     }
     let side = flows.sides.into_iter().next().expect("one side");
     (side, peak, took)
+}
+
+/// Writes the capture to a file of its own, drops it, and runs the file as [`run_file`] does.
+fn run_pcap(name: &str, pcap: Pcap, opts: SideOptions) -> (SideResult, usize, Duration) {
+    let file = to_file(pcap.bytes());
+    drop(pcap);
+    run_file(name, &file, opts)
 }
 
 fn write_reports(a: &Analysis) {
@@ -305,6 +318,11 @@ fn anomaly_names(c: &pipeline::Conn) -> Vec<&'static str> {
         .chain(c.app.anomalies.iter())
         .map(|a| a.name)
         .collect()
+}
+
+fn assert_anomaly(c: &pipeline::Conn, name: &str) {
+    let names = anomaly_names(c);
+    assert!(names.contains(&name), "{name} not in {names:?}");
 }
 
 /// The healthy connection after the hostile one was analysed as usual.
@@ -351,9 +369,7 @@ fn million_syns_from_random_ports() {
         f[24..28].copy_from_slice(&(rng >> 32).to_be_bytes()[4..]);
         pcap.record(1_000_000_000 + i as i64 * 1000, &f, None);
     }
-    let bytes = pcap.bytes();
-    let file = to_file(bytes);
-    let (side, peak, took) = run_file("million_syns (scaled)", &file, SideOptions::default());
+    let (side, peak, took) = run_pcap("million_syns (scaled)", pcap, SideOptions::default());
     assert_eq!(side.connections.len(), N as usize);
     assert!(
         side.connections
@@ -378,17 +394,7 @@ fn million_syns_from_random_ports() {
 fn connection_table_cap_evicts_and_goes_on() {
     let _alone = alone();
     let mut pcap = Pcap::new(101);
-    for i in 0..5000u16 {
-        let f = frame(
-            ([10, 9, (i >> 8) as u8, i as u8], 40000),
-            (BACKEND, PORT),
-            7,
-            None,
-            "S",
-            b"",
-        );
-        pcap.record(1_000_000_000 + i as i64 * 1000, &f, None);
-    }
+    unanswered_syns(&mut pcap, 9, 1_000_000_000, 5000);
     healthy(&mut pcap, 2_000_000_000, 50000);
     let opts = SideOptions {
         tcp: Limits {
@@ -397,10 +403,7 @@ fn connection_table_cap_evicts_and_goes_on() {
         },
         ..SideOptions::default()
     };
-    let bytes = pcap.bytes();
-    drop(pcap);
-    let file = to_file(bytes);
-    let (side, peak, _) = run_file("connection_table_cap", &file, opts);
+    let (side, peak, _) = run_pcap("connection_table_cap", pcap, opts);
     assert_eq!(side.connections.len(), 5001);
     assert!(
         side.anomalies.count("connection_table_full") >= 4000,
@@ -444,10 +447,7 @@ fn sequence_numbers_jumping_by_2_pow_31() {
         c.close();
     }
     healthy(&mut pcap, 2_000_000_000, 50000);
-    let bytes = pcap.bytes();
-    drop(pcap);
-    let file = to_file(bytes);
-    let (side, peak, _) = run_file("seq_jump_2_31", &file, SideOptions::default());
+    let (side, peak, _) = run_pcap("seq_jump_2_31", pcap, SideOptions::default());
     let c = conn(&side, 40001);
     eprintln!(
         "  bytes {} gaps {} (approximate: {}), anomalies {:?}, exchanges {}",
@@ -482,10 +482,7 @@ fn overlapping_retransmissions_with_different_bytes() {
         c.close();
     }
     healthy(&mut pcap, 2_000_000_000, 50000);
-    let bytes = pcap.bytes();
-    drop(pcap);
-    let file = to_file(bytes);
-    let (side, peak, _) = run_file("overlapping_retransmissions", &file, SideOptions::default());
+    let (side, peak, _) = run_pcap("overlapping_retransmissions", pcap, SideOptions::default());
     let c = conn(&side, 40002);
     assert!(c.dirs[0].conflicts > 0, "{:?}", c.dirs[0]);
     assert_eq!(
@@ -515,16 +512,9 @@ fn header_line_of_100_mb() {
         c.close();
     }
     healthy(&mut pcap, 2_000_000_000, 50000);
-    let bytes = pcap.bytes();
-    drop(pcap);
-    let file = to_file(bytes);
-    let (side, peak, _) = run_file("header_line_100_mb", &file, SideOptions::default());
+    let (side, peak, _) = run_pcap("header_line_100_mb", pcap, SideOptions::default());
     let c = conn(&side, 40003);
-    assert!(
-        anomaly_names(c).contains(&"http_header_too_long"),
-        "{:?}",
-        anomaly_names(c)
-    );
+    assert_anomaly(c, "http_header_too_long");
     assert_healthy_after(&side);
     assert!(peak < 16 * MIB, "{peak}");
 }
@@ -544,16 +534,9 @@ fn chunk_size_of_2_pow_64() {
         c.close();
     }
     healthy(&mut pcap, 2_000_000_000, 50000);
-    let bytes = pcap.bytes();
-    drop(pcap);
-    let file = to_file(bytes);
-    let (side, peak, _) = run_file("chunk_size_2_64", &file, SideOptions::default());
+    let (side, peak, _) = run_pcap("chunk_size_2_64", pcap, SideOptions::default());
     let c = conn(&side, 40004);
-    assert!(
-        anomaly_names(c).contains(&"http_chunk_size_too_large"),
-        "{:?}",
-        anomaly_names(c)
-    );
+    assert_anomaly(c, "http_chunk_size_too_large");
     let resp = c.app.exchanges[0].response.as_ref().expect("response");
     assert!(!resp.complete);
     assert_healthy_after(&side);
@@ -585,10 +568,7 @@ fn content_length_of_10_pow_18() {
         c.close();
     }
     healthy(&mut pcap, 2_000_000_000, 50000);
-    let bytes = pcap.bytes();
-    drop(pcap);
-    let file = to_file(bytes);
-    let (side, peak, _) = run_file("content_length_10_18", &file, SideOptions::default());
+    let (side, peak, _) = run_pcap("content_length_10_18", pcap, SideOptions::default());
     let req = conn(&side, 40005).app.exchanges[0]
         .request
         .clone()
@@ -630,18 +610,11 @@ fn millions_of_tiny_out_of_order_segments() {
         c.close();
     }
     healthy(&mut pcap, 2_000_000_000, 50000);
-    let bytes = pcap.bytes();
-    drop(pcap);
-    let file = to_file(bytes);
-    let (side, peak, _) = run_file("tiny_out_of_order", &file, SideOptions::default());
+    let (side, peak, _) = run_pcap("tiny_out_of_order", pcap, SideOptions::default());
     let c = conn(&side, 40007);
     assert_eq!(c.dirs[0].bytes, 2_000_048 + 1, "{:?}", c.dirs[0].bytes);
     assert!(c.dirs[0].abandoned > 0);
-    assert!(
-        anomaly_names(c).contains(&"tcp_reassembly_buffer_full"),
-        "{:?}",
-        anomaly_names(c)
-    );
+    assert_anomaly(c, "tcp_reassembly_buffer_full");
     assert_healthy_after(&side);
     assert!(peak < 2 * MAX_PENDING_PER_DIRECTION + 16 * MIB, "{peak}");
 }
@@ -673,10 +646,7 @@ fn out_of_order_bytes_in_total_stay_under_the_budget() {
         },
         ..SideOptions::default()
     };
-    let bytes = pcap.bytes();
-    drop(pcap);
-    let file = to_file(bytes);
-    let (side, peak, _) = run_file("out_of_order_total", &file, opts);
+    let (side, peak, _) = run_pcap("out_of_order_total", pcap, opts);
     assert_eq!(side.connections.len(), 17);
     assert_healthy_after(&side);
     assert!(peak < 4 * MIB + 16 * MIB, "{peak}");
@@ -697,18 +667,11 @@ fn exchanges_per_connection_are_capped() {
         c.close();
     }
     healthy(&mut pcap, 2_000_000_000, 50000);
-    let bytes = pcap.bytes();
-    drop(pcap);
-    let file = to_file(bytes);
-    let (side, peak, _) = run_file("exchanges_per_connection", &file, SideOptions::default());
+    let (side, peak, _) = run_pcap("exchanges_per_connection", pcap, SideOptions::default());
     let c = conn(&side, 40008);
     let max = HttpLimits::default().max_exchanges;
     assert_eq!(c.app.exchanges.len(), max);
-    assert!(
-        anomaly_names(c).contains(&"http_exchange_limit"),
-        "{:?}",
-        anomaly_names(c)
-    );
+    assert_anomaly(c, "http_exchange_limit");
     assert_healthy_after(&side);
     assert!(peak < 64 * MIB, "{peak}");
 }
@@ -824,6 +787,7 @@ fn pcapng_blocks_with_lengths_that_lie() {
         let (side, peak, _) = run_file(what, &file, SideOptions::default());
         eprintln!("  {what}: {} packets; {:?}", side.capture.packets, side.warnings);
         assert!(side.capture.packets >= 1, "{what}");
+        assert!(!side.warnings.is_empty(), "{what}: no warning");
         for w in &side.warnings {
             assert!(w.contains("hostile.pcap: "), "{what}: {w}");
             assert!(!w.contains('\n'), "{what}: {w}");
@@ -858,19 +822,7 @@ fn connections_past_the_cap_are_counted_not_analysed() {
     let _alone = alone();
     let mut pcap = Pcap::new(101);
     healthy(&mut pcap, 1_000_000_000, 50000);
-    for i in 0..5000u16 {
-        let f = frame(
-            ([10, 8, (i >> 8) as u8, i as u8], 40000),
-            (BACKEND, PORT),
-            7,
-            None,
-            "S",
-            b"",
-        );
-        pcap.record(1_500_000_000 + i as i64 * 1000, &f, None);
-    }
-    let bytes = pcap.bytes();
-    drop(pcap);
+    unanswered_syns(&mut pcap, 8, 1_500_000_000, 5000);
     let opts = SideOptions {
         tcp: Limits {
             max_connections: 2000,
@@ -878,8 +830,7 @@ fn connections_past_the_cap_are_counted_not_analysed() {
         },
         ..SideOptions::default()
     };
-    let file = to_file(bytes);
-    let (side, peak, _) = run_file("connection_limit", &file, opts);
+    let (side, peak, _) = run_pcap("connection_limit", pcap, opts);
     assert_eq!(side.connections.len(), 2000);
     assert_eq!(side.anomalies.count("connection_limit"), 3001);
     assert!(
@@ -1068,9 +1019,7 @@ fn mid_stream_garbage_of_20_mb() {
             c.close();
         }
         healthy(&mut pcap, 2_000_000_000, 50000);
-        let file = to_file(pcap.bytes());
-        drop(pcap);
-        let (side, peak, took) = run_file(what, &file, SideOptions::default());
+        let (side, peak, took) = run_pcap(what, pcap, SideOptions::default());
         let c = conn(&side, 40010);
         eprintln!(
             "  {what}: {} exchanges, skipped {:?}, stops {:?}",

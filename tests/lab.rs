@@ -4,16 +4,17 @@
 //! expected verdict and blame; every other proxy→backend connection is `ok` when the scenario says
 //! so. A scenario the tool gets wrong stays here as a failing case to fix, never edited to match.
 
-use std::path::{Path, PathBuf};
+mod kit;
 
-use bothends::capture::{CaptureSet, Input};
-use bothends::pipeline::{self, Analysis, Side, SideOptions};
+use std::path::Path;
+
+use bothends::pipeline::{self, Analysis, SideOptions};
+use kit::{lab_captures, lab_scenarios};
 use serde::Deserialize;
 
 #[derive(Deserialize, Debug)]
 struct Expected {
     scenario: String,
-    proxy_capture: Vec<String>,
     backend_capture: Vec<String>,
     clock_shift_s: f64,
     others: String,
@@ -43,36 +44,19 @@ struct ExpectedExchange {
     status: Option<u16>,
 }
 
-fn scenarios() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("captures/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("expected.json").is_file())
-        .collect();
-    v.sort();
-    v
+fn expected(dir: &Path) -> Expected {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap()
 }
 
-fn open(dir: &Path, files: &[String]) -> CaptureSet {
-    let inputs: Vec<Input> = files.iter().map(|f| Input::from(dir.join(f).as_path())).collect();
-    CaptureSet::open(&inputs).expect("lab capture opens")
-}
-
-fn analyze(dir: &Path, e: &Expected, with_backend: bool) -> Analysis {
-    let mut sides = vec![(Side::Proxy, open(dir, &e.proxy_capture))];
-    if with_backend && !e.backend_capture.is_empty() {
-        sides.push((Side::Backend, open(dir, &e.backend_capture)));
-    }
-    let results = pipeline::read_sides(sides, SideOptions::default());
+fn analyze(dir: &Path, with_backend: bool) -> Analysis {
+    let results = pipeline::read_sides(lab_captures(dir, with_backend), SideOptions::default());
     pipeline::analyze(results, &[])
 }
 
 /// Checks one scenario; returns the problems found.
 fn check(dir: &Path) -> Vec<String> {
-    let e: Expected =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let a = analyze(dir, &e, true);
+    let e = expected(dir);
+    let a = analyze(dir, true);
     let mut problems = Vec::new();
     let name = &e.scenario;
     let conn = |side: usize, v: &View| {
@@ -212,7 +196,7 @@ const KNOWN_WRONG: &[(&str, &str)] = &[];
 
 #[test]
 fn lab_scenarios_get_their_ground_truth() {
-    let dirs = scenarios();
+    let dirs = lab_scenarios();
     assert!(dirs.len() >= 20, "{} lab scenarios", dirs.len());
     let mut problems = Vec::new();
     let mut wrong = Vec::new();
@@ -264,13 +248,12 @@ const ONE_CAPTURE_FALLBACKS: &[(&str, &str, &str)] = &[
 #[test]
 fn lab_scenarios_with_the_proxy_capture_only() {
     let mut problems = Vec::new();
-    for dir in scenarios() {
-        let e: Expected =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    for dir in lab_scenarios() {
+        let e = expected(&dir);
         if KNOWN_WRONG.iter().any(|(k, _)| *k == e.scenario) {
             continue;
         }
-        let a = analyze(&dir, &e, false);
+        let a = analyze(&dir, false);
         for x in &e.connections {
             let Some(v) = &x.proxy else { continue };
             let Some(k) = a.pairing.pairs.iter().position(|p| {
@@ -307,16 +290,11 @@ fn lab_scenarios_with_the_proxy_capture_only() {
 /// finish) judges every scenario exactly as the batch path does.
 #[test]
 fn streaming_and_batch_runs_agree() {
-    for dir in scenarios() {
-        let e: Expected =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-        let batch = analyze(&dir, &e, true);
-        let mut sides = vec![(Side::Proxy, open(&dir, &e.proxy_capture))];
-        if !e.backend_capture.is_empty() {
-            sides.push((Side::Backend, open(&dir, &e.backend_capture)));
-        }
+    for dir in lab_scenarios() {
+        let e = expected(&dir);
+        let batch = analyze(&dir, true);
         let streamed = Analysis::run(
-            sides,
+            lab_captures(&dir, true),
             SideOptions::default(),
             pipeline::Mode::Analyze { backends: vec![] },
         );
@@ -360,21 +338,16 @@ fn streaming_and_batch_runs_agree() {
 #[test]
 fn streamed_json_report_equals_the_built_one() {
     use bothends::report::{self, ReportOptions, SideInfo, stream};
-    for dir in scenarios() {
-        let e: Expected =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-        let sides = || {
-            let mut v = vec![(Side::Proxy, open(&dir, &e.proxy_capture))];
-            if !e.backend_capture.is_empty() {
-                v.push((Side::Backend, open(&dir, &e.backend_capture)));
-            }
-            v
-        };
+    for dir in lab_scenarios() {
+        let e = expected(&dir);
         let mode = || pipeline::Mode::Analyze { backends: vec![] };
         let opts = ReportOptions::default();
-        let built = report::build(&Analysis::run(sides(), SideOptions::default(), mode()), &opts);
+        let built = report::build(
+            &Analysis::run(lab_captures(&dir, true), SideOptions::default(), mode()),
+            &opts,
+        );
         let mut out = Vec::new();
-        let s = sides();
+        let s = lab_captures(&dir, true);
         let infos = s
             .iter()
             .map(|(side, set)| SideInfo {

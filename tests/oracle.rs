@@ -7,6 +7,8 @@
 //! Where bothends and tshark disagree on purpose, `POLICY` (bytes) and `HTTP_POLICY` (messages)
 //! say why, case by case, and what is checked instead.
 
+mod kit;
+
 use std::path::{Path, PathBuf};
 
 use bothends::capture::{CaptureSet, Input};
@@ -52,6 +54,20 @@ struct ResponseExpected {
 
 pub fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+}
+
+/// What tshark said: `tests/oracle/expected.json`.
+fn tshark() -> Expected {
+    serde_json::from_str(include_str!("oracle/expected.json")).expect("expected.json parses")
+}
+
+/// bothends' connection for tshark's stream: the one that starts at its first frame, from or to
+/// its node 0.
+fn stream_conn<'a>(conns: &'a [Conn], s: &StreamExpected) -> Option<&'a Conn> {
+    conns.iter().find(|c| {
+        c.first.frame.frame == s.first_frame
+            && [c.client.to_string(), c.server.to_string()].contains(&s.node0)
+    })
 }
 
 fn read(path: &Path) -> Vec<Conn> {
@@ -102,17 +118,13 @@ fn captured_bytes(c: &Conn, from_client: bool) -> u64 {
 
 #[test]
 fn byte_counts_match_tshark_follow_stream() {
-    let expected: Expected =
-        serde_json::from_str(include_str!("oracle/expected.json")).expect("expected.json parses");
+    let expected = tshark();
     let mut failures = Vec::new();
     let mut compared = 0;
     for cap in &expected.captures {
         let conns = read(&corpus_dir().join(&cap.file));
         for s in &cap.connections {
-            let Some(c) = conns.iter().find(|c| {
-                c.first.frame.frame == s.first_frame
-                    && [c.client.to_string(), c.server.to_string()].contains(&s.node0)
-            }) else {
+            let Some(c) = stream_conn(&conns, s) else {
                 failures.push(format!(
                     "{} stream {}: no connection starting at frame {}",
                     cap.file, s.stream, s.first_frame
@@ -168,28 +180,20 @@ fn byte_counts_match_tshark_follow_stream() {
 /// HTTP dissector reports them (`http.request.method`, `http.request.uri`, `http.response.code`).
 #[test]
 fn http_messages_match_tshark() {
-    let expected: Expected =
-        serde_json::from_str(include_str!("oracle/expected.json")).expect("expected.json parses");
+    let expected = tshark();
     let mut failures = Vec::new();
     let (mut requests, mut responses) = (0, 0);
     let mut policy_used = vec![0usize; HTTP_POLICY.len()];
     for cap in &expected.captures {
         let conns = read(&corpus_dir().join(&cap.file));
         for s in &cap.connections {
-            let Some(c) = conns.iter().find(|c| {
-                c.first.frame.frame == s.first_frame
-                    && [c.client.to_string(), c.server.to_string()].contains(&s.node0)
-            }) else {
+            let Some(c) = stream_conn(&conns, s) else {
                 failures.push(format!("{} stream {}: no connection", cap.file, s.stream));
                 continue;
             };
             let view = HttpView::of(c);
-            let theirs_req: Vec<(String, String)> = s
-                .requests
-                .iter()
-                .map(|r| (r.method.clone(), r.uri.clone()))
-                .collect();
-            let theirs_resp: Vec<Option<u16>> = s.responses.iter().map(|r| r.code).collect();
+            let theirs_req = tshark_requests(s);
+            let theirs_resp = tshark_responses(s);
             requests += theirs_req.len();
             responses += theirs_resp.len();
             if let Some(i) = HTTP_POLICY
@@ -337,6 +341,17 @@ fn tshark_requests(s: &StreamExpected) -> Vec<(String, String)> {
         .collect()
 }
 
+fn tshark_responses(s: &StreamExpected) -> Vec<Option<u16>> {
+    s.responses.iter().map(|r| r.code).collect()
+}
+
+/// One request, answered by a 200 that the capture ends inside of.
+fn one_200_cut_short(v: &HttpView, s: &StreamExpected) -> bool {
+    v.requests_match(&tshark_requests(s))
+        && v.statuses() == [200]
+        && v.response(0).is_some_and(|r| !r.complete)
+}
+
 /// A response that went out whole although the capture lost `missing` bytes of its body.
 fn whole_with_missing(v: &HttpView, i: usize, missing: u64) -> bool {
     v.response(i).is_some_and(|r| r.complete && r.missing == missing)
@@ -373,11 +388,7 @@ const HTTP_POLICY: &[HttpPolicy] = &[
               200 head at frame 6 (4344 bytes of a Content-Length 104548 body), then nothing: \
               tshark lists a response only once reassembled whole; bothends keeps its status, \
               incomplete.",
-        check: |v, s| {
-            v.requests_match(&tshark_requests(s))
-                && v.statuses() == [200]
-                && v.response(0).is_some_and(|r| !r.complete)
-        },
+        check: one_200_cut_short,
     },
     HttpPolicy {
         file: "suricata/http-connect.pcap",
@@ -429,11 +440,7 @@ const HTTP_POLICY: &[HttpPolicy] = &[
               (Content-Length 181348); the server's segments reach seq 58761 with two holes \
               (see POLICY), then the connection ends. tshark lists a response only once \
               reassembled whole; bothends keeps its status, incomplete.",
-        check: |v, s| {
-            v.requests_match(&tshark_requests(s))
-                && v.statuses() == [200]
-                && v.response(0).is_some_and(|r| !r.complete)
-        },
+        check: one_200_cut_short,
     },
     HttpPolicy {
         file: "zeek/http-206-example-b.pcap",
@@ -486,9 +493,8 @@ const HTTP_POLICY: &[HttpPolicy] = &[
               answer (400/403/405/411, or 200 to 'GET / HTTP/1.' and 'HEAD / HTTP/1.') without a \
               request.",
         check: |v, s| {
-            let theirs: Vec<Option<u16>> = s.responses.iter().map(|r| r.code).collect();
             v.requests.is_empty()
-                && v.responses == theirs
+                && v.responses == tshark_responses(s)
                 && v.conn.app.protocol == Protocol::Http
                 && v.conn.app.anomalies.count("http_bad_request_line") == 1
         },
@@ -500,10 +506,7 @@ const HTTP_POLICY: &[HttpPolicy] = &[
               not recognise a request typed one or two bytes per segment (frames 4-18: 'G', 'E', \
               'T / HTTP', ...); it does recognise the response. tshark -r F -d \
               tcp.port==27272,http -Y http.request shows 'GET /' at frame 18, as bothends does.",
-        check: |v, s| {
-            let theirs: Vec<Option<u16>> = s.responses.iter().map(|r| r.code).collect();
-            v.requests == [("GET".into(), "/".into(), false)] && v.responses == theirs
-        },
+        check: |v, s| v.requests == [("GET".into(), "/".into(), false)] && v.responses == tshark_responses(s),
     },
 ];
 
@@ -513,36 +516,15 @@ const HTTP_POLICY: &[HttpPolicy] = &[
 /// (what is kept of a target cut there must be the beginning of the true one).
 #[test]
 fn lab_exchanges_match_ground_truth() {
-    let labs = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
     let mut failures = Vec::new();
     let mut compared = 0;
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&labs)
-        .expect("captures/ lists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("expected.json").is_file())
-        .collect();
-    dirs.sort();
-    for dir in &dirs {
+    for dir in &kit::lab_scenarios() {
         let truth: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).expect("reads"))
                 .expect("expected.json parses");
         let name = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
-        let sides: &[&str] = if name == "apache-snaplen96-truncated" {
-            &["proxy", "backend"]
-        } else {
-            &["proxy"]
-        };
-        for side in sides {
-            let inputs: Vec<Input> = truth[format!("{side}_capture")]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|f| f.as_str())
-                        .map(|f| Input::from(dir.join(f).as_path()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let set = CaptureSet::open(&inputs).expect("lab capture opens");
+        for (side, set) in kit::lab_captures(dir, name == "apache-snaplen96-truncated") {
+            let side = side.name();
             let conns = pipeline::read_side(Side::Single, set, SideOptions::default()).connections;
             for c in truth["connections"].as_array().into_iter().flatten() {
                 let want = &c[side];

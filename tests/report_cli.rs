@@ -2,10 +2,13 @@
 //! file and no temporary file), a closed pipe is not an error, the progress bar only on a
 //! terminal, shell completions and man pages generated from the argument definitions.
 
+mod kit;
+
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+use kit::TempDir;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bothends"))
@@ -24,39 +27,9 @@ fn lab(scenario: &str, file: &str) -> String {
         .to_string()
 }
 
-/// A fresh directory for one test (tests run in parallel), removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "bothends-cli-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn entries(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn exit_codes_and_output_files() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let failed = "apache-backend-closed-during-request";
     for format in ["text", "json", "ndjson", "markdown", "html"] {
         let out = dir.0.join(format!("report.{format}"));
@@ -98,7 +71,7 @@ fn exit_codes_and_output_files() {
 
 #[test]
 fn a_failed_run_leaves_no_file() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let garbage = dir.0.join("not-a-capture.pcap");
     std::fs::write(&garbage, b"this is not a capture file at all, not even close").unwrap();
     let out = dir.0.join("report.html");
@@ -206,7 +179,7 @@ fn man_pages() {
     );
     assert!(page.contains("analyze"));
 
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let s = bin().args(["man", "--dir"]).arg(&dir.0).output().unwrap();
     assert!(s.status.success());
     let pages = dir.entries();
@@ -244,7 +217,7 @@ fn on_terminal(cmd: &str) -> Option<String> {
 
 #[test]
 fn progress_bar_only_on_a_terminal_and_only_for_slow_inputs() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let pcap = lab("apache-busy-mixed", "proxy.pcap");
     let bin = env!("CARGO_BIN_EXE_bothends");
     // Standard input that pauses 1.5 s after its first 100 kB: a spinner appears on the terminal.

@@ -5,9 +5,7 @@
 
 mod kit;
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kit::*;
 
@@ -39,32 +37,15 @@ fn wire() -> Wire {
     w
 }
 
-struct Captures {
-    dir: PathBuf,
-}
-
-impl Drop for Captures {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// The two captures in a directory of this test's own (tests run in parallel).
-fn captures() -> (Captures, String, String) {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "bothends-redaction-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+fn captures() -> (TempDir, String, String) {
+    let dir = TempDir::new("redaction");
     let w = wire();
-    let p = dir.join("proxy.pcap");
-    let b = dir.join("backend.pcap");
+    let p = dir.0.join("proxy.pcap");
+    let b = dir.0.join("backend.pcap");
     std::fs::write(&p, w.proxy_pcap()).unwrap();
     std::fs::write(&b, w.backend_pcap()).unwrap();
-    let (p, b) = (p.display().to_string(), b.display().to_string());
-    (Captures { dir }, p, b)
+    (dir, p.display().to_string(), b.display().to_string())
 }
 
 fn run(args: &[&str]) -> String {

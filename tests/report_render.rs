@@ -7,20 +7,15 @@
 //! Needs Debian's `chromium` (or `BOTHENDS_CHROMIUM=/path/to/chrome`). Without it the test says
 //! so and passes, unless `BOTHENDS_REQUIRE_CHROMIUM=1` (CI sets it).
 
+mod kit;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use bothends::capture::{CaptureSet, Input};
-use bothends::pipeline::{self, Side, SideOptions};
+use bothends::pipeline::{self, SideOptions};
 use bothends::report::{self, ReportOptions};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Expected {
-    proxy_capture: Vec<String>,
-    backend_capture: Vec<String>,
-}
+use kit::TempDir;
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("BOTHENDS_CHROMIUM") {
@@ -52,16 +47,7 @@ struct Page {
 
 /// Writes the HTML report of a scenario (both captures, or the proxy's only).
 fn write_page(dir: &Path, out: &Path, both: bool) -> Page {
-    let e: Expected =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let open = |files: &[String]| {
-        let inputs: Vec<Input> = files.iter().map(|f| Input::from(dir.join(f).as_path())).collect();
-        CaptureSet::open(&inputs).unwrap()
-    };
-    let mut sides = vec![(Side::Proxy, open(&e.proxy_capture))];
-    if both && !e.backend_capture.is_empty() {
-        sides.push((Side::Backend, open(&e.backend_capture)));
-    }
+    let sides = kit::lab_captures(dir, both);
     let a = pipeline::analyze(pipeline::read_sides(sides, SideOptions::default()), &[]);
     let opts = ReportOptions {
         ladders: true,
@@ -95,7 +81,7 @@ fn write_page(dir: &Path, out: &Path, both: bool) -> Page {
 
 /// Runs headless Chromium on a page with extra arguments; returns stdout.
 fn run_chromium(chrome: &Path, url: &str, extra: &[String]) -> String {
-    let profile = tempdir("profile");
+    let profile = TempDir::new("render-profile");
     let out = Command::new(chrome)
         .args([
             "--headless",
@@ -108,30 +94,17 @@ fn run_chromium(chrome: &Path, url: &str, extra: &[String]) -> String {
             "--disable-sync",
             "--hide-scrollbars",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--user-data-dir={}", profile.0.display()))
         .args(extra)
         .arg(url)
         .output()
         .expect("chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
     assert!(
         out.status.success(),
         "chromium {extra:?} {url}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn tempdir(what: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let p = std::env::temp_dir().join(format!(
-        "bothends-render-{what}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&p).unwrap();
-    p
 }
 
 /// Width and height of a PNG, from its IHDR chunk.
@@ -249,13 +222,10 @@ fn html_reports_render_in_headless_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-render");
     std::fs::create_dir_all(&out).unwrap();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("captures"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("expected.json").is_file())
+    let mut pages: Vec<Page> = kit::lab_scenarios()
+        .iter()
+        .map(|d| write_page(d, &out, true))
         .collect();
-    dirs.sort();
-    let mut pages: Vec<Page> = dirs.iter().map(|d| write_page(d, &out, true)).collect();
     // The filters, on pages with ok and failed connections.
     for p in pages.iter_mut().filter(|p| p.ok > 0 && p.failed > 0).take(3) {
         p.filters = true;

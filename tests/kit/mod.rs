@@ -2,10 +2,14 @@
 //! IP) with frames built by etherparse's `PacketBuilder` (correct lengths and checksums), and
 //! [`Wire`]: one TCP connection between a proxy and a backend as a capture on each host sees it,
 //! with a one-way delay, a clock offset between the two hosts, and per-segment fates (arrives,
-//! lost on the way, or arrives but missed by the receiver's capture).
+//! lost on the way, or arrives but missed by the receiver's capture). Also the lab scenarios of
+//! `captures/`, and a temporary directory per test.
 #![allow(dead_code)]
 
-use bothends::capture::CaptureSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bothends::capture::{CaptureSet, Input};
 use bothends::pipeline::{self, Analysis, Side, SideOptions, SideResult};
 use etherparse::PacketBuilder;
 
@@ -414,4 +418,68 @@ pub fn ok(n: usize) -> Vec<u8> {
     let mut v = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
     v.extend(std::iter::repeat_n(b'y', n));
     v
+}
+
+/// The lab scenarios: the directories of `captures/` with an `expected.json`, sorted.
+pub fn lab_scenarios() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("captures"))
+        .expect("captures/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("expected.json").is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A lab scenario's captures as its `expected.json` lists them: the proxy's, and the backend's
+/// when `backend` is asked for and the scenario has one.
+pub fn lab_captures(dir: &Path, backend: bool) -> Vec<(Side, CaptureSet)> {
+    #[derive(serde::Deserialize)]
+    struct Files {
+        proxy_capture: Vec<String>,
+        backend_capture: Vec<String>,
+    }
+    let text = std::fs::read_to_string(dir.join("expected.json")).expect("expected.json reads");
+    let e: Files = serde_json::from_str(&text).expect("expected.json parses");
+    let open = |files: &[String]| {
+        let inputs: Vec<Input> = files.iter().map(|f| Input::from(dir.join(f).as_path())).collect();
+        CaptureSet::open(&inputs).expect("lab capture opens")
+    };
+    let mut sides = vec![(Side::Proxy, open(&e.proxy_capture))];
+    if backend && !e.backend_capture.is_empty() {
+        sides.push((Side::Backend, open(&e.backend_capture)));
+    }
+    sides
+}
+
+/// A fresh directory of its own (tests run in parallel), removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "bothends-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    /// The names of the files in it, sorted.
+    pub fn entries(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
