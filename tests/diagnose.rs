@@ -409,21 +409,54 @@ fn proxy_aborted_mid_response() {
     assert_eq!(vb(&both(&w)), ("proxy-aborted", "proxy"));
 }
 
-#[test]
-fn a_connection_opened_before_the_capture_is_capture_incomplete() {
-    let mut w = Wire::new(1000, 5000);
-    w.handshake();
+/// The same connection as `w` from here on, as captures started now would see it: no handshake.
+fn captured_from_now(w: &mut Wire) -> Wire {
     let mut late = Wire::new(0, 0);
     std::mem::swap(&mut late.cseq, &mut w.cseq);
     late.sseq = w.sseq;
     late.c_rcv = w.c_rcv;
     late.s_rcv = w.s_rcv;
     late.now = w.now;
-    late.send_request(&get("/a")).send_response(&ok(10));
+    late
+}
+
+/// A pooled connection already open when both captures started is paired by its sequence
+/// numbers and judged on the exchanges the captures show: ok, and the explanation says so.
+#[test]
+fn a_connection_opened_before_the_capture_is_judged_on_what_it_shows() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    let mut late = captured_from_now(&mut w);
+    late.send_request(&get("/a")).send_response(&ok(10)).close();
     let v = both(&late);
-    assert_eq!(vb(&v), ("capture-incomplete", "capture"), "{}", v.2);
+    assert_eq!(vb(&v), ("ok", "none"), "{}", v.2);
+    assert!(v.2.contains("already open when the captures started"), "{}", v.2);
     let a = analyze(&late, true);
+    assert_eq!(a.pairing.pairs.len(), 1);
     assert_eq!(a.pairing.pairs[0].method, bothends::pair::MatchMethod::Payload);
+
+    // A failure on such a connection is still a failure.
+    let mut w = Wire::new(1000, 5000);
+    w.handshake();
+    let mut late = captured_from_now(&mut w);
+    late.send_request(&post("/up", 20_000)[..5000]).s2c(RSTACK, b"");
+    assert_eq!(vb(&both(&late)), ("backend-closed-during-request", "backend"));
+}
+
+/// An idle pooled connection whose close is all the captures hold (no payload either way) is
+/// paired by the sequence numbers of its FINs and ACKs, not reported twice as unmatched.
+#[test]
+fn an_idle_connection_seen_only_closing_is_paired_and_ok() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake().send_request(&get("/a")).send_response(&ok(10));
+    let mut late = captured_from_now(&mut w);
+    late.wait_ms(2000.0).close();
+    let a = analyze(&late, true);
+    assert_eq!(a.pairing.pairs.len(), 1, "{:?}", a.pairing.pairs);
+    let p = &a.pairing.pairs[0];
+    assert!(p.proxy.is_some() && p.backend.is_some(), "{p:?}");
+    let v = verdict(&a);
+    assert_eq!(vb(&v), ("ok", "none"), "{}", v.2);
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod kit;
 
 use std::path::Path;
 
+use bothends::diagnose::Verdict;
 use bothends::pipeline::{self, Analysis, SideOptions};
 use kit::{lab_captures, lab_scenarios};
 use serde::Deserialize;
@@ -143,7 +144,7 @@ fn check(dir: &Path) -> Vec<String> {
     if e.others == "ok" {
         for (k, d) in a.diagnoses.iter().enumerate() {
             let d = d.as_ref().expect("diagnosed");
-            if !listed.contains(&k) && d.verdict.is_failure() {
+            if !listed.contains(&k) && d.verdict != Verdict::Ok {
                 let pair = &a.pairing.pairs[k];
                 let c = pair
                     .proxy

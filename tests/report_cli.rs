@@ -69,6 +69,61 @@ fn exit_codes_and_output_files() {
     );
 }
 
+/// Findings that are not failures — a request the proxy itself abandoned (its client went away), a
+/// connection a capture cannot vouch for — are reported in full but leave the exit code at 0: a
+/// healthy capture under real load always has some.
+#[test]
+fn findings_that_are_not_failures_exit_0() {
+    for (scenario, verdict, outcome) in [
+        ("apache-proxy-aborted", "proxy-aborted", "abandoned"),
+        ("nginx-request-incomplete", "request-incomplete", "abandoned"),
+        (
+            "apache-capture-dropped-packets",
+            "capture-incomplete",
+            "not-judged",
+        ),
+    ] {
+        let run = |format: &str| {
+            bin()
+                .args([
+                    "analyze",
+                    &lab(scenario, "proxy.pcap"),
+                    &lab(scenario, "backend.pcap"),
+                ])
+                .args(["--format", format])
+                .output()
+                .unwrap()
+        };
+        let text = run("text");
+        assert_eq!(text.status.code(), Some(0), "{scenario}: exit 0");
+        let out = String::from_utf8_lossy(&text.stdout);
+        assert!(out.starts_with("bothends: no failure in "), "{scenario}: {out}");
+        assert!(
+            out.contains(&format!("not failures: 1 {verdict}")),
+            "{scenario}: {out}"
+        );
+        assert!(
+            out.contains(&format!("1. {verdict} · blame: ")),
+            "{scenario}: a section: {out}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&run("json").stdout).unwrap();
+        let c = json["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["verdict"] == verdict)
+            .unwrap_or_else(|| panic!("{scenario}: no {verdict} connection"));
+        assert_eq!(c["outcome"], outcome, "{scenario}");
+        assert_eq!(json["summary"]["failed"], 0, "{scenario}");
+        let key = if outcome == "abandoned" {
+            "abandoned"
+        } else {
+            "not_judged"
+        };
+        assert_eq!(json["summary"][key], 1, "{scenario}");
+    }
+}
+
 #[test]
 fn a_failed_run_leaves_no_file() {
     let dir = TempDir::new("cli");

@@ -137,11 +137,14 @@ fn check_markdown(md: &str, r: &Report, what: &str) {
     );
     // Counted from the rows here, not taken from the summary the Markdown is written from.
     let mut by_pair: Vec<(String, String, u64)> = Vec::new();
-    for c in r.connections.iter().filter(|c| report::is_failed(c)) {
-        let (v, b) = (
+    for c in r.connections.iter().filter(|c| report::is_notable(c)) {
+        let (mut v, b) = (
             c.verdict.clone().unwrap_or_default(),
             c.blame.clone().unwrap_or_default(),
         );
+        if !report::is_failed(c) {
+            v.push_str(" (not a failure)");
+        }
         match by_pair.iter_mut().find(|(x, y, _)| *x == v && *y == b) {
             Some(e) => e.2 += 1,
             None => by_pair.push((v, b, 1)),
@@ -153,10 +156,17 @@ fn check_markdown(md: &str, r: &Report, what: &str) {
             "{what}: summary row {v}"
         );
     }
-    let failed: Vec<_> = r.connections.iter().filter(|c| report::is_failed(c)).collect();
-    for (n, c) in failed.iter().enumerate() {
+    let notable: Vec<_> = r.connections.iter().filter(|c| report::is_notable(c)).collect();
+    for (n, c) in notable.iter().enumerate() {
+        // A finding that is not a failure says which kind it is.
+        let kind = match c.outcome.as_deref() {
+            Some("abandoned") => "; not a failure: abandoned by the proxy",
+            Some("not-judged") => "; not a failure: not judged",
+            Some("failed") => "",
+            other => panic!("{what}: connection {} has outcome {other:?}", c.id),
+        };
         let heading = format!(
-            "## {}. {} (blame: {}) — connection {}",
+            "## {}. {} (blame: {}{kind}) — connection {}",
             n + 1,
             c.verdict.as_deref().unwrap(),
             c.blame.as_deref().unwrap(),
@@ -324,11 +334,11 @@ fn check_html(html: &str, a: &Analysis, r: &Report, what: &str) {
     );
 
     let drawn = ladders(html);
-    let failed: Vec<_> = r.connections.iter().filter(|c| report::is_failed(c)).collect();
+    let failed: Vec<_> = r.connections.iter().filter(|c| report::is_notable(c)).collect();
     assert_eq!(
         drawn.len(),
         failed.len().min(report::MAX_LADDERS),
-        "{what}: one ladder per failed connection"
+        "{what}: one ladder per connection with a finding"
     );
     let one_capture = a.sides.len() == 1;
     for c in failed.iter().take(report::MAX_LADDERS) {

@@ -640,10 +640,12 @@ def apache_late(run):
     run.write("The proxy opens its backend connection for a first GET at t=0; tcpdump starts at t=0.8 s on both "
               "hosts; two more GETs reuse the connection and succeed. Neither capture holds the handshake or the "
               "first exchange.",
-              [entry(pc, bc, "capture-incomplete", "capture",
+              [entry(pc, bc, "ok", "none",
                      "tcpdump was started 0.8 s after the connection was opened (lab ordering). proxy.pcap "
                      "tcp.stream==%d starts at frame %d with %s (no SYN); backend.pcap tcp.stream==%d likewise starts "
-                     "at frame %d without SYN. The two exchanges it shows are complete. Check: %s"
+                     "at frame %d without SYN. The two exchanges it shows are complete and it closes with a FIN each "
+                     "way: judged ok on what is visible (a pooled connection open before the captures is judged on "
+                     "its visible exchanges). Check: %s"
                      % (pc.stream, pc.first_frame, pc.segs[0].flagstr(), bc.stream, bc.first_frame,
                         tsh("proxy.pcap", pc)))])
 

@@ -71,9 +71,52 @@ impl Verdict {
         Verdict::ALL.into_iter().find(|v| v.label() == s)
     }
 
-    /// Is this verdict a failure (exit code 1)?
+    /// What the verdict means for the run: a failure (exit code 1), a request the proxy itself
+    /// gave up on, a connection the captures cannot vouch for, or ok.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Verdict::Ok => Outcome::Ok,
+            // The proxy stopped sending the request, or stopped reading the answer, while the
+            // backend and the network were doing their part: almost always because the proxy's own
+            // client went away (a closed browser tab, a load generator stopped). Every busy proxy
+            // shows some; they are not failures of the proxy→backend path.
+            Verdict::RequestIncomplete | Verdict::ProxyAborted => Outcome::Abandoned,
+            Verdict::CaptureIncomplete => Outcome::NotJudged,
+            _ => Outcome::Failed,
+        }
+    }
+
+    /// Is this verdict a failure of the proxy→backend path (exit code 1)?
     pub fn is_failure(self) -> bool {
-        !matches!(self, Verdict::Ok)
+        self.outcome() == Outcome::Failed
+    }
+
+    /// Is it worth a section of its own in a report (anything but `ok`)?
+    pub fn is_notable(self) -> bool {
+        self.outcome() != Outcome::Ok
+    }
+}
+
+/// What a verdict means for the run (JSON `outcome`; the exit code is 1 only for `Failed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    Ok,
+    /// The proxy, the backend or the network broke a request.
+    Failed,
+    /// The proxy gave up on the request itself (its client went away, or one of its limits).
+    Abandoned,
+    /// The captures do not hold enough to judge the connection.
+    NotJudged,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Abandoned => "abandoned",
+            Outcome::NotJudged => "not-judged",
+        }
     }
 }
 

@@ -1270,31 +1270,10 @@ fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) -> Diagnosi
             ev,
         );
     }
-    // The connection was already open when the captures started.
+    // The connection was already open when the captures started (a pooled keep-alive
+    // connection): judged on what the captures show, and the explanation says what they miss.
     if p.syn.is_none() && p.syn_ack.is_none() {
-        ev.add(
-            ps,
-            p.first,
-            "first packet captured: the connection was already open",
-        );
-        return verdict(
-            Verdict::CaptureIncomplete,
-            Blame::Capture,
-            format!(
-                "The connection was already open when the capture started, so its beginning is not in the capture{}. {}",
-                if cx.two_captures { "s" } else { "" },
-                if n > 0 {
-                    format!(
-                        "The {n} exchange{} it shows completed normally.",
-                        if n == 1 { "" } else { "s" }
-                    )
-                } else {
-                    "No exchange is visible.".to_string()
-                }
-            ),
-            "Start the captures before the traffic you want to judge (connections to the backend can live for minutes when reused).",
-            ev,
-        );
+        return already_open(cx, p, ev);
     }
     let retrans = p.dirs[0].retransmissions + p.dirs[1].retransmissions;
     let late: usize = cx
@@ -1331,6 +1310,44 @@ fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) -> Diagnosi
     }
     if let Some(f) = p.dirs[0].first_data.or(p.syn) {
         ev.add(ps, f, "first packet");
+    }
+    ev.add(ps, p.last, "last packet");
+    verdict(Verdict::Ok, Blame::None, text, "", ev)
+}
+
+/// A connection already open when the capture(s) started, every exchange they show complete: `ok`
+/// on what is visible. An exchange in progress at the start (a response whose request is not in
+/// the capture) is not judged, and the explanation says so.
+fn already_open(cx: &Context<'_>, p: &Conn, mut ev: Ev) -> Diagnosis {
+    let ps = cx.first_side;
+    let s = if cx.two_captures { "s" } else { "" };
+    ev.add(
+        ps,
+        p.first,
+        "first packet captured: the connection was already open",
+    );
+    let whole = p.app.exchanges.iter().filter(|e| e.request.is_some()).count();
+    let partial = p.app.exchanges.len() - whole;
+    let closed = p.dirs.iter().any(|d| d.fin.is_some() || d.rst.is_some());
+    let mut text =
+        format!("The connection was already open when the capture{s} started (a reused connection).");
+    text.push_str(&match whole {
+        0 => " No request was sent while the capture ran".to_string(),
+        1 => " The request the capture shows was sent in full and answered in full".to_string(),
+        n => format!(" All {n} requests the capture shows were sent in full and answered in full"),
+    });
+    text.push_str(if closed {
+        ", and it closed normally."
+    } else {
+        ", and it was still open when the capture ended."
+    });
+    if partial > 0 {
+        text.push_str(
+            " The end of a response whose request was sent before the capture started is not judged.",
+        );
+    }
+    if p.app.protocol == Protocol::Tls {
+        text.push_str(" TLS: the HTTP inside cannot be judged.");
     }
     ev.add(ps, p.last, "last packet");
     verdict(Verdict::Ok, Blame::None, text, "", ev)

@@ -575,22 +575,47 @@ fn loose_match(p: &Conn, b: &Conn) -> Option<(MatchMethod, [u32; 2])> {
             same_shape.then_some((MatchMethod::SequenceShift, [shift_c, shift_s]))
         }
         _ => {
-            // Compare raw sequence numbers of the bytes each view saw, per direction.
-            let mut any = false;
-            for d in 0..2 {
-                match (raw_range(p, d), raw_range(b, d)) {
-                    (Some(a), Some(c)) => {
-                        if !raw_overlap(a, c) {
-                            return None;
-                        }
-                        any = true;
-                    }
-                    _ => continue,
-                }
-            }
-            any.then_some((MatchMethod::Payload, [0, 0]))
+            // Compare raw sequence numbers of the bytes each view saw, per direction; where a
+            // view saw no payload at all (an idle pooled connection whose close is all a capture
+            // holds), the sequence numbers its packets carried.
+            [raw_range, raw_seen_range]
+                .into_iter()
+                .find_map(|range| overlap_both_ways(p, b, range))
+                .and_then(|same| same.then_some((MatchMethod::Payload, [0, 0])))
         }
     }
+}
+
+/// Some(true): the views' ranges overlap in every direction where both have one (at least one);
+/// Some(false): a direction contradicts; None: no direction to compare.
+fn overlap_both_ways(p: &Conn, b: &Conn, range: fn(&Conn, usize) -> Option<(u32, u32)>) -> Option<bool> {
+    let mut any = false;
+    for d in 0..2 {
+        if let (Some(x), Some(y)) = (range(p, d), range(b, d)) {
+            if !raw_overlap(x, y) {
+                return Some(false);
+            }
+            any = true;
+        }
+    }
+    any.then_some(true)
+}
+
+/// The raw sequence numbers [first, end) a view's packets of direction `d` occupied, payload or
+/// not: from the first sequence number seen to past the last byte, FIN or RST.
+fn raw_seen_range(c: &Conn, d: usize) -> Option<(u32, u32)> {
+    let ds = &c.dirs[d];
+    let origin = ds.origin?;
+    let lo = ds.data_start.unwrap_or(0).min(0);
+    let hi = [
+        ds.data_end,
+        ds.fin.map(|f| f.offset + 1),
+        ds.rst.map(|r| r.offset + 1),
+    ]
+    .into_iter()
+    .flatten()
+    .fold(1, i64::max);
+    Some((origin.wrapping_add(lo as u32), origin.wrapping_add(hi as u32)))
 }
 
 /// The raw sequence numbers [first, end) of the bytes a view saw in direction `d`.

@@ -16,7 +16,7 @@ use std::io::{self, Write};
 use super::ladder::{Arrow, ArrowKind, Fate, Ladder, Point};
 use super::{
     ConnectionReport, Report, clock_time, date_time, duration_words, exchange_head, exchange_of_interest,
-    is_failed, rfc3339, text::exchange_line,
+    is_failed, is_notable, outcome_words, rfc3339, text::exchange_line,
 };
 
 pub fn write_html(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -41,7 +41,7 @@ pub fn esc(s: &str) -> String {
 }
 
 const CSS: &str = r#"
-:root { --fg:#1f2328; --muted:#59636e; --line:#d1d9e0; --bg:#ffffff; --soft:#f6f8fa; --bad:#cf222e; --good:#1a7f37; }
+:root { --fg:#1f2328; --muted:#59636e; --line:#d1d9e0; --bg:#ffffff; --soft:#f6f8fa; --bad:#cf222e; --good:#1a7f37; --warn:#9a6700; }
 * { box-sizing: border-box; }
 body { font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: var(--fg); background: var(--bg); margin: 0; padding: 24px 32px; max-width: 1100px; }
 h1 { font-size: 22px; margin: 0 0 16px; }
@@ -57,6 +57,7 @@ code { background: var(--soft); padding: 1px 4px; border-radius: 4px; word-break
 .verdict { font-weight: 600; }
 .failed .verdict, .verdict.failed { color: var(--bad); }
 .ok .verdict, .verdict.ok { color: var(--good); }
+.notable .verdict { color: var(--warn); }
 .muted { color: var(--muted); }
 .controls { display: flex; gap: 16px; align-items: center; margin: 12px 0; padding: 8px 12px; background: var(--soft); border: 1px solid var(--line); border-radius: 6px; }
 .conn { margin-top: 8px; }
@@ -172,6 +173,15 @@ pub fn render(report: &Report) -> String {
             f.connections
         );
     }
+    for f in &report.summary.other_findings {
+        let _ = writeln!(
+            s,
+            "<tr class=\"notable\"><td class=\"verdict\"><a href=\"#connections\" data-filter-verdict=\"{0}\">{0}</a> (not a failure)</td><td>{1}</td><td class=\"num\">{2}</td></tr>",
+            esc(&f.verdict),
+            esc(&f.blame),
+            f.connections
+        );
+    }
     if let Some(n) = report.summary.by_verdict.get("ok") {
         let _ = writeln!(
             s,
@@ -214,13 +224,14 @@ pub fn render(report: &Report) -> String {
     );
     for c in &report.connections {
         let failed = is_failed(c);
+        let notable = is_notable(c);
         let verdict = c.verdict.as_deref().unwrap_or("");
         let ends = c
             .views
             .values()
             .next()
             .map_or(String::new(), |v| format!("{} → {}", v.client, v.server));
-        let vcell = if failed {
+        let vcell = if notable {
             format!("<a href=\"#conn-{}\">{}</a>", esc(&c.id), esc(verdict))
         } else {
             esc(verdict)
@@ -228,7 +239,13 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             s,
             "<tr class=\"{}\" data-verdict=\"{}\" data-failed=\"{}\"><td class=\"num\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"verdict\">{vcell}</td><td>{}</td><td>{}</td></tr>",
-            if failed { "failed" } else { "ok" },
+            if failed {
+                "failed"
+            } else if notable {
+                "notable"
+            } else {
+                "ok"
+            },
             esc(verdict),
             failed as u8,
             esc(&c.id),
@@ -240,17 +257,25 @@ pub fn render(report: &Report) -> String {
     }
     let _ = writeln!(s, "</tbody></table>");
 
-    let failed: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_failed(c)).collect();
-    if !failed.is_empty() {
-        let _ = writeln!(s, "<h2>Failed connections</h2>");
-    }
-    for (n, c) in failed.iter().enumerate() {
-        connection(&mut s, report, n + 1, c);
-    }
-    if failed.len() > super::MAX_LADDERS && failed.iter().any(|c| c.ladder.is_none()) {
+    let notable: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_notable(c)).collect();
+    if !notable.is_empty() {
         let _ = writeln!(
             s,
-            "<p class=\"muted\">Ladder diagrams are drawn for the first {} failed connections.</p>",
+            "<h2>{}</h2>",
+            if report.summary.failed > 0 {
+                "Failed connections"
+            } else {
+                "Connections with a finding"
+            }
+        );
+    }
+    for (n, c) in notable.iter().enumerate() {
+        connection(&mut s, report, n + 1, c);
+    }
+    if notable.len() > super::MAX_LADDERS && notable.iter().any(|c| c.ladder.is_none()) {
+        let _ = writeln!(
+            s,
+            "<p class=\"muted\">Ladder diagrams are drawn for the first {} connections with a finding.</p>",
             super::MAX_LADDERS
         );
     }
@@ -270,15 +295,18 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
     let verdict = c.verdict.as_deref().unwrap_or("");
     let _ = writeln!(
         s,
-        "<section class=\"conn failed\" id=\"conn-{}\" data-verdict=\"{}\" data-failed=\"1\">",
+        "<section class=\"conn {}\" id=\"conn-{}\" data-verdict=\"{}\" data-failed=\"{}\">",
+        if is_failed(c) { "failed" } else { "notable" },
         esc(&c.id),
-        esc(verdict)
+        esc(verdict),
+        is_failed(c) as u8
     );
     let _ = writeln!(
         s,
-        "<h3>{n}. <span class=\"verdict\">{}</span> · blame: {} <span class=\"muted\">(connection {})</span></h3>",
+        "<h3>{n}. <span class=\"verdict\">{}</span> · blame: {}{} <span class=\"muted\">(connection {})</span></h3>",
         esc(verdict),
         esc(c.blame.as_deref().unwrap_or("")),
+        outcome_words(c).map_or(String::new(), |w| format!(" · {}", esc(w))),
         esc(&c.id)
     );
     if let Some(v) = c.views.values().next() {

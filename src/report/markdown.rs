@@ -12,7 +12,7 @@ use std::io::{self, Write};
 
 use super::text::{exchange_line, plural};
 use super::{
-    ConnectionReport, Report, clock_time, date_time, exchange_head, exchange_of_interest, is_failed,
+    ConnectionReport, Report, clock_time, date_time, exchange_head, exchange_of_interest, is_notable,
 };
 
 pub fn write_markdown(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -36,6 +36,15 @@ pub fn render(report: &Report) -> String {
             f.connections
         );
     }
+    for f in &report.summary.other_findings {
+        let _ = writeln!(
+            s,
+            "| {} (not a failure) | {} | {} |",
+            cell(&f.verdict),
+            cell(&f.blame),
+            f.connections
+        );
+    }
     if let Some(n) = report.summary.by_verdict.get("ok") {
         let _ = writeln!(s, "| ok | none | {n} |");
     }
@@ -46,17 +55,17 @@ pub fn render(report: &Report) -> String {
     }
     let _ = writeln!(s, "| **total** | | **{}** |", report.summary.connections);
 
-    let failed: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_failed(c)).collect();
-    for (n, c) in failed.iter().enumerate() {
+    let notable: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_notable(c)).collect();
+    for (n, c) in notable.iter().enumerate() {
         connection(&mut s, report, n + 1, c);
     }
-    let unlisted = report.summary.failed.saturating_sub(failed.len() as u64);
+    let unlisted = super::notable_count(&report.summary).saturating_sub(notable.len() as u64);
     if unlisted > 0 {
         let _ = writeln!(
             s,
-            "\n{unlisted} more failed connection{} not listed here (the report keeps the first {}); `--format json` lists every connection.",
+            "\n{unlisted} more connection{} with a finding not listed here (the report keeps the first {}); `--format json` lists every connection.",
             plural(unlisted as usize),
-            failed.len()
+            notable.len()
         );
     }
 
@@ -90,9 +99,10 @@ pub fn render(report: &Report) -> String {
 fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
     let _ = writeln!(
         s,
-        "\n## {n}. {} (blame: {}) — connection {}\n",
+        "\n## {n}. {} (blame: {}{}) — connection {}\n",
         text(c.verdict.as_deref().unwrap_or("")),
         text(c.blame.as_deref().unwrap_or("")),
+        super::outcome_words(c).map_or(String::new(), |w| format!("; {w}")),
         text(&c.id)
     );
     if let Some(v) = c.views.values().next() {

@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use indexmap::IndexMap;
 
 use crate::anomaly::Anomalies;
-use crate::diagnose::{Blame, Diagnosis, Verdict};
+use crate::diagnose::{Blame, Diagnosis, Outcome, Verdict};
 use crate::http::{Exchange, Header, Message, Protocol};
 use crate::pair::{ClockOffset, MatchMethod};
 use crate::pipeline::{Analysis, Conn, Side, SideResult};
@@ -139,7 +139,7 @@ impl RowMaker {
             }
         }
         let diagnosis = input.diagnosis;
-        let failed = diagnosis.is_some_and(|d| d.verdict.is_failure());
+        let notable = diagnosis.is_some_and(|d| d.verdict.is_notable());
         // Exchanges as the proxy (the sender of requests) saw them, else as the backend did.
         let exchanges = input
             .proxy
@@ -148,7 +148,7 @@ impl RowMaker {
                 c.app
                     .exchanges
                     .iter()
-                    .map(|e| exchange_report(e, failed.then_some(self.redacted.as_slice())))
+                    .map(|e| exchange_report(e, notable.then_some(self.redacted.as_slice())))
                     .collect()
             })
             .unwrap_or_default();
@@ -158,6 +158,7 @@ impl RowMaker {
             start: (start != i64::MAX).then(|| rfc3339(start)),
             verdict: diagnosis.map(|d| d.verdict.label().to_string()),
             blame: diagnosis.map(|d| d.blame.label().to_string()),
+            outcome: diagnosis.map(|d| d.verdict.outcome().label().to_string()),
             explanation: diagnosis.map(|d| d.explanation.clone()),
             next_step: diagnosis.map(|d| d.next_step.clone()),
             evidence: diagnosis.map(|d| self.evidence(d)).unwrap_or_default(),
@@ -256,7 +257,7 @@ pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
     let mut connections = Vec::with_capacity(rows.len());
     for (n, (_, i, mut row)) in rows.into_iter().enumerate() {
         row.id = (n + 1).to_string();
-        if opts.ladders && is_failed(&row) && ladders < MAX_LADDERS {
+        if opts.ladders && is_notable(&row) && ladders < MAX_LADDERS {
             ladders += 1;
             let p = &analysis.pairing.pairs[i];
             row.ladder = ladder::build(
@@ -289,6 +290,9 @@ pub struct Tally {
     by_verdict: IndexMap<String, u64>,
     by_blame: IndexMap<String, u64>,
     failures: Vec<FailureCount>,
+    other_findings: Vec<FailureCount>,
+    abandoned: u64,
+    not_judged: u64,
     protocols: IndexMap<String, u64>,
     exchanges: u64,
     ok_exchanges: u64,
@@ -318,20 +322,31 @@ impl Tally {
         if let Some(b) = &c.blame {
             *self.by_blame.entry(b.clone()).or_insert(0) += 1;
         }
-        if let (true, Some(v), Some(b)) = (is_failed(c), &c.verdict, &c.blame) {
-            self.failed += 1;
-            match self
-                .failures
-                .iter_mut()
-                .find(|f| &f.verdict == v && &f.blame == b)
-            {
-                Some(f) => f.connections += 1,
-                None => self.failures.push(FailureCount {
-                    verdict: v.clone(),
-                    blame: b.clone(),
-                    connections: 1,
-                }),
+        let (Some(v), Some(b)) = (&c.verdict, &c.blame) else {
+            return;
+        };
+        let counts = match outcome_of(c) {
+            Some(Outcome::Failed) => {
+                self.failed += 1;
+                &mut self.failures
             }
+            Some(Outcome::Abandoned) => {
+                self.abandoned += 1;
+                &mut self.other_findings
+            }
+            Some(Outcome::NotJudged) => {
+                self.not_judged += 1;
+                &mut self.other_findings
+            }
+            Some(Outcome::Ok) | None => return,
+        };
+        match counts.iter_mut().find(|f| &f.verdict == v && &f.blame == b) {
+            Some(f) => f.connections += 1,
+            None => counts.push(FailureCount {
+                verdict: v.clone(),
+                blame: b.clone(),
+                connections: 1,
+            }),
         }
     }
 
@@ -342,17 +357,25 @@ impl Tally {
         by_verdict.sort_by_cached_key(|k, _| Verdict::from_label(k));
         let mut by_blame = self.by_blame.clone();
         by_blame.sort_by_cached_key(|k, _| Blame::from_label(k));
-        let mut failures = self.failures.clone();
-        failures.sort_by_key(|f| (Verdict::from_label(&f.verdict), Blame::from_label(&f.blame)));
+        let sorted = |v: &[FailureCount]| {
+            let mut v = v.to_vec();
+            v.sort_by_key(|f| (Verdict::from_label(&f.verdict), Blame::from_label(&f.blame)));
+            v
+        };
+        let failures = sorted(&self.failures);
+        let other_findings = sorted(&self.other_findings);
         let mut protocols = self.protocols.clone();
         protocols.sort_keys();
         Summary {
             connections: self.connections,
-            answer: answer(self.connections, self.failed, &failures, single),
+            answer: answer(self.connections, self.failed, &failures, &other_findings, single),
             by_verdict,
             by_blame,
             failed: self.failed,
             failures,
+            abandoned: self.abandoned,
+            not_judged: self.not_judged,
+            other_findings,
             protocols,
             exchanges: self.exchanges,
             ok_exchanges: self.ok_exchanges,
@@ -362,25 +385,44 @@ impl Tally {
     }
 }
 
-/// The one-sentence answer.
-fn answer(total: u64, failed: u64, failures: &[FailureCount], single: bool) -> String {
+/// The one-sentence answer: the failures, then the findings that are not failures.
+fn answer(
+    total: u64,
+    failed: u64,
+    failures: &[FailureCount],
+    others: &[FailureCount],
+    single: bool,
+) -> String {
     let what = if single {
         "TCP connection"
     } else {
         "proxy→backend connection"
     };
     let s = if total == 1 { "" } else { "s" };
-    if failed == 0 {
-        return match total {
-            0 => format!("No {what} found."),
-            _ => format!("No failure in {total} {what}{s}."),
-        };
+    let list = |v: &[FailureCount]| {
+        v.iter()
+            .map(|f| format!("{} {} (blame: {})", f.connections, f.verdict, f.blame))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut answer = match (failed, total) {
+        (_, 0) => return format!("No {what} found."),
+        (0, _) => format!("No failure in {total} {what}{s}"),
+        _ => format!("{failed} of {total} {what}{s} failed: {}", list(failures)),
+    };
+    if !others.is_empty() {
+        answer.push_str(&format!("; not failures: {}", list(others)));
     }
-    let parts: Vec<String> = failures
-        .iter()
-        .map(|f| format!("{} {} (blame: {})", f.connections, f.verdict, f.blame))
-        .collect();
-    format!("{failed} of {total} {what}{s} failed: {}.", parts.join(", "))
+    answer.push('.');
+    answer
+}
+
+/// A row's outcome (from its verdict label).
+pub fn outcome_of(c: &ConnectionReport) -> Option<Outcome> {
+    c.verdict
+        .as_deref()
+        .and_then(Verdict::from_label)
+        .map(Verdict::outcome)
 }
 
 fn capture_info(s: &SideResult) -> CaptureInfo {
@@ -587,10 +629,27 @@ pub fn exchange_of_interest(c: &ConnectionReport) -> Option<&ExchangeReport> {
 
 /// Is this connection's verdict a failure?
 pub fn is_failed(c: &ConnectionReport) -> bool {
-    c.verdict
-        .as_deref()
-        .and_then(Verdict::from_label)
-        .is_some_and(Verdict::is_failure)
+    outcome_of(c) == Some(Outcome::Failed)
+}
+
+/// How a report's section title qualifies a finding that is not a failure ("abandoned by the
+/// proxy", "not judged"); None for failures and `ok`.
+pub fn outcome_words(c: &ConnectionReport) -> Option<&'static str> {
+    match outcome_of(c)? {
+        Outcome::Abandoned => Some("not a failure: abandoned by the proxy"),
+        Outcome::NotJudged => Some("not a failure: not judged"),
+        Outcome::Failed | Outcome::Ok => None,
+    }
+}
+
+/// Connections with a finding of any kind (failed, abandoned, not judged).
+pub fn notable_count(s: &Summary) -> u64 {
+    s.failed + s.abandoned + s.not_judged
+}
+
+/// Does this connection get a section of its own (any verdict but `ok`)?
+pub fn is_notable(c: &ConnectionReport) -> bool {
+    outcome_of(c).is_some_and(|o| o != Outcome::Ok)
 }
 
 /// `HH:MM:SS.ffffff` of an RFC 3339 time as the report writes them.

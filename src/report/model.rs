@@ -121,6 +121,11 @@ pub struct ConnectionReport {
     pub verdict: Option<String>,
     /// Who is to blame: "none", "proxy", "backend", "network" or "capture".
     pub blame: Option<String>,
+    /// What the verdict means for the run: "ok", "failed" (a failure of the proxy→backend path:
+    /// exit code 1), "abandoned" (the proxy gave up on the request itself, usually because its
+    /// client went away) or "not-judged" (the captures cannot vouch for the connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
     /// What happened, in one or two sentences; says what the captures could not show.
     pub explanation: Option<String>,
     /// What to look at next, and where.
@@ -278,6 +283,16 @@ pub struct Summary {
     /// Failed connections per (verdict, blame), in the order of the verdict table.
     #[serde(default)]
     pub failures: Vec<FailureCount>,
+    /// Connections whose outcome is "abandoned" (the proxy gave up on the request itself).
+    #[serde(default)]
+    pub abandoned: u64,
+    /// Connections whose outcome is "not-judged" (the captures cannot vouch for them).
+    #[serde(default)]
+    pub not_judged: u64,
+    /// The abandoned and not-judged connections per (verdict, blame): findings that are not
+    /// failures.
+    #[serde(default)]
+    pub other_findings: Vec<FailureCount>,
     /// Connections per protocol carried: "http", "tls", "other", "empty".
     #[serde(default)]
     pub protocols: IndexMap<String, u64>,

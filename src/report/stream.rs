@@ -16,7 +16,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
 use super::text::{FlowsTable, Style};
-use super::{ConnectionReport, MAX_LADDERS, ReportOptions, RowInput, RowMaker, SideInfo, Tally, is_failed};
+use super::{ConnectionReport, MAX_LADDERS, ReportOptions, RowInput, RowMaker, SideInfo, Tally, is_notable};
 use crate::pipeline::{Finding, RunEnd, Side, Sink};
 
 /// Failed connections a text, Markdown or HTML report keeps in full.
@@ -174,7 +174,7 @@ impl Sink for Writer<'_> {
         if self.error.is_some() {
             return;
         }
-        let failed = is_failed(&row);
+        let notable = is_notable(&row);
         let result = match self.format {
             Format::Ndjson => serde_json::to_writer(&mut *self.out, &row)
                 .map_err(io::Error::from)
@@ -194,20 +194,20 @@ impl Sink for Writer<'_> {
                 None => Ok(()),
             },
             Format::Text | Format::Markdown => {
-                if failed && self.kept_failed < MAX_FAILED_KEPT {
+                if notable && self.kept_failed < MAX_FAILED_KEPT {
                     self.kept_failed += 1;
                     self.kept.push(row);
                 }
                 Ok(())
             }
             Format::Html => {
-                if failed && self.kept_failed < MAX_FAILED_KEPT {
+                if notable && self.kept_failed < MAX_FAILED_KEPT {
                     self.kept_failed += 1;
                     self.kept.push(row);
                     if self.opts.ladders && self.ladders.len() < MAX_LADDERS {
                         self.ladders.push((self.kept.len() - 1, f));
                     }
-                } else if !failed && self.kept.len() < MAX_ROWS_KEPT {
+                } else if !notable && self.kept.len() < MAX_ROWS_KEPT {
                     self.kept.push(row);
                 }
                 Ok(())

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::{ConnectionReport, ExchangeReport, Report, is_failed};
+use super::{ConnectionReport, ExchangeReport, Report, is_notable, outcome_words};
 
 /// ANSI styling, or none.
 #[derive(Clone, Copy, Debug, Default)]
@@ -282,7 +282,7 @@ const WIDTH: usize = 78;
 pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io::Result<()> {
     let mut s = String::new();
     let total = report.summary.connections as usize;
-    let failed: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_failed(c)).collect();
+    let notable: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_notable(c)).collect();
     let headline = match report.summary.failed {
         0 => format!("no failure in {total} proxy→backend connection{}", plural(total)),
         n => format!("{n} of {total} proxy→backend connection{} failed", plural(total)),
@@ -297,6 +297,18 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
     if !by_blame.is_empty() {
         for line in wrap(&by_blame.join(", "), WIDTH - 2) {
             let _ = writeln!(s, "  {}", style.red(&line));
+        }
+    }
+    let others: Vec<String> = report
+        .summary
+        .other_findings
+        .iter()
+        .map(|f| format!("{} {} ({})", f.connections, f.verdict, f.blame))
+        .collect();
+    if !others.is_empty() {
+        let line = format!("not failures: {}", others.join(", "));
+        for line in wrap(&line, WIDTH - 2) {
+            let _ = writeln!(s, "  {}", style.yellow(&line));
         }
     }
     let _ = writeln!(s);
@@ -350,13 +362,14 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
         }
     }
 
-    for (n, c) in failed.iter().enumerate() {
+    for (n, c) in notable.iter().enumerate() {
         let _ = writeln!(s);
         let title = format!(
-            "{}. {} · blame: {} ",
+            "{}. {} · blame: {} {}",
             n + 1,
             c.verdict.as_deref().unwrap_or(""),
-            c.blame.as_deref().unwrap_or("")
+            c.blame.as_deref().unwrap_or(""),
+            outcome_words(c).map_or(String::new(), |w| format!("· {w} "))
         );
         let rule = "─".repeat(WIDTH.saturating_sub(title.chars().count() + 3));
         let _ = writeln!(s, "{}", style.bold(&format!("── {title}{rule}")));
@@ -416,14 +429,14 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
         }
     }
 
-    let unlisted = report.summary.failed.saturating_sub(failed.len() as u64);
+    let unlisted = super::notable_count(&report.summary).saturating_sub(notable.len() as u64);
     if unlisted > 0 {
         let _ = writeln!(s);
         for l in wrap(
             &format!(
-                "{unlisted} more failed connection{} not shown (the report keeps the first {}); --format json lists every connection.",
+                "{unlisted} more connection{} with a finding not shown (the report keeps the first {}); --format json lists every connection.",
                 plural(unlisted as usize),
-                failed.len()
+                notable.len()
             ),
             WIDTH,
         ) {
