@@ -559,3 +559,53 @@ fn a_fin_that_acknowledges_the_request_alone_is_an_empty_reply() {
         .c2s(FIN, b"");
     assert_eq!(vb(&both(&w)), ("backend-empty-reply", "backend"));
 }
+
+/// A backend that resets a reused connection 78 KB into a large POST had been taking the request
+/// in (it acknowledged flight after flight): it closed during the request, it did not race an idle
+/// close — even on a LAN where the 78 KB and the RST take less than a millisecond.
+#[test]
+fn a_reset_78_kb_into_a_post_on_a_reused_connection_is_not_a_race() {
+    let mut w = Wire::new(1000, 5000);
+    w.owd = 50_000; // 0.1 ms round trip
+    w.handshake()
+        .send_request(&get("/a"))
+        .send_response(&ok(10))
+        .wait_ms(5000.0);
+    let body = post("/upload", 1 << 20);
+    // Flights of 10 segments, each acknowledged one round trip later, until 78 KB are in.
+    for flight in body[..78 * 1024].chunks(14_480) {
+        for seg in flight.chunks(1448) {
+            w.c2s(PSH, seg).wait_ms(0.001);
+        }
+        w.wait_ms(0.05).s2c(ACK, b"").wait_ms(0.05);
+    }
+    w.s2c(RSTACK, b"");
+    for v in [both(&w), proxy_only(&w)] {
+        assert_eq!(vb(&v), ("backend-closed-during-request", "backend"), "{}", v.2);
+    }
+}
+
+/// A status line clients read although it is not strictly valid (a lower-case `http/1.1`) is a
+/// response: with the FINs that follow, the connection is ok and the oddity is an anomaly — never
+/// "no response".
+#[test]
+fn a_lower_case_status_line_is_a_response() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake()
+        .send_request(&get("/a"))
+        .send_response(b"http/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        .close();
+    let a = analyze(&w, true);
+    let v = verdict(&a);
+    assert_eq!(vb(&v), ("ok", "none"), "{}", v.2);
+    let c = &a.sides[0].connections[0];
+    assert_eq!(
+        c.app.exchanges[0].response.as_ref().and_then(|r| r.status),
+        Some(200)
+    );
+    assert!(
+        c.app.anomalies.count("http_lower_case_version") > 0,
+        "{:?}",
+        c.app.anomalies
+    );
+}

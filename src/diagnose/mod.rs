@@ -22,6 +22,8 @@ pub enum Verdict {
     BackendEmptyReply,
     ResponseTruncated,
     BackendTimeout,
+    /// The backend answered with bytes that are not an HTTP/1.x response.
+    BackendBadResponse,
     ZeroWindowStall,
     KeepaliveRace,
     LostInTransit,
@@ -31,7 +33,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 14] = [
+    pub const ALL: [Verdict; 15] = [
         Verdict::Ok,
         Verdict::ConnectRefused,
         Verdict::ConnectTimeout,
@@ -40,6 +42,7 @@ impl Verdict {
         Verdict::BackendEmptyReply,
         Verdict::ResponseTruncated,
         Verdict::BackendTimeout,
+        Verdict::BackendBadResponse,
         Verdict::ZeroWindowStall,
         Verdict::KeepaliveRace,
         Verdict::LostInTransit,
@@ -58,6 +61,7 @@ impl Verdict {
             Verdict::BackendEmptyReply => "backend-empty-reply",
             Verdict::ResponseTruncated => "response-truncated",
             Verdict::BackendTimeout => "backend-timeout",
+            Verdict::BackendBadResponse => "backend-bad-response",
             Verdict::ZeroWindowStall => "zero-window-stall",
             Verdict::KeepaliveRace => "keepalive-race",
             Verdict::LostInTransit => "lost-in-transit",
@@ -237,11 +241,16 @@ impl IdleCloses {
 }
 
 /// How long a connection closed by the backend had been idle, if that is what happened.
+///
+/// A last response whose head snaplen cut (its length unknown) counts too: under `-s 96` no
+/// response is known to be whole, and the idle closes are what tells a whole one from a cut one.
+/// Its sample agrees with the others only if the backend closes that long after every response.
 fn idle_close(c: &Conn) -> Option<i64> {
     let last = c.app.exchanges.last()?;
-    let resp = last.response.as_ref().filter(|r| r.complete)?;
-    if c.app
-        .exchanges
+    let whole_or_cut = |r: &crate::http::Message| r.complete || r.framing == crate::http::Framing::Unknown;
+    let resp = last.response.as_ref().filter(|r| whole_or_cut(r))?;
+    let n = c.app.exchanges.len();
+    if c.app.exchanges[..n - 1]
         .iter()
         .any(|e| e.response.as_ref().is_none_or(|r| !r.complete))
     {

@@ -194,7 +194,8 @@ fn first_failure(c: &Conn) -> Option<Failure<'_>> {
         let Some(req) = &e.request else { continue };
         // A request whose length the capture cannot tell (snaplen cut its headers) is judged by
         // its answer: a response that started means the backend took the request in.
-        let unknown_but_answered = req.framing == Framing::Unknown && e.response.is_some();
+        // So is a GET or HEAD: it has no body, its head went out in its first packets.
+        let unknown_but_answered = req.framing == Framing::Unknown && (e.response.is_some() || bodyless(req));
         if !req.complete && !unknown_but_answered {
             return Some(Failure::Request(i, e, req));
         }
@@ -203,6 +204,12 @@ fn first_failure(c: &Conn) -> Option<Failure<'_>> {
         }
     }
     None
+}
+
+/// A request of a method that carries no body (RFC 9110 gives a GET or HEAD body no meaning;
+/// proxies do not send one).
+fn bodyless(m: &Message) -> bool {
+    matches!(m.method.as_deref(), Some("GET" | "HEAD"))
 }
 
 fn request_line(m: &Message) -> String {
@@ -316,6 +323,15 @@ fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
             }
             let pc_t = proxy_close.map(|(m, _)| m.at.ts_ns).unwrap_or(i64::MAX);
             let bc = backend_close_seen_at_proxy;
+            // Snaplen cut the request's head: its length is not known. Only a proxy still
+            // sending after the backend's close arrived shows that the request was cut short.
+            if req.framing == Framing::Unknown {
+                let still_sending =
+                    bc.is_some_and(|(m, _)| m.at.ts_ns <= pc_t && req.last.ts_ns > m.at.ts_ns);
+                if !still_sending {
+                    return cut_request_not_judged(cx, p, req, &line, bc, proxy_close, ev);
+                }
+            }
             match (bc, proxy_close) {
                 (Some((bm, brst)), _) if bm.at.ts_ns <= pc_t => {
                     ev.add(
@@ -922,6 +938,18 @@ fn keepalive_race(
         return None;
     }
     let rst = p.dirs[1].rst.filter(|r| r.at.ts_ns >= req.first.ts_ns);
+    // A race leaves the request unread: the backend's close was sent before the request arrived,
+    // or as it arrived. A backend that acknowledged a first flight of the request, so that the
+    // proxy sent more of it, was taking the request in for at least a round trip before it
+    // closed: whatever it did next, it was not an idle connection closing.
+    let close_at = [p.dirs[1].fin, rst]
+        .into_iter()
+        .flatten()
+        .map(|m| m.at.ts_ns)
+        .min()?;
+    if request_flights_before(p, req, close_at) >= 2 {
+        return None;
+    }
     let round_trip = rtt(p, true).unwrap_or(0);
     let window = round_trip + RACE_TIMESTAMP_SLACK_NS;
     let fin = p.dirs[1]
@@ -1060,6 +1088,19 @@ fn keepalive_race(
     ))
 }
 
+/// Flights of request bytes the proxy sent before `until`: a transmission span of the direction
+/// ends when the receiver acknowledges it, so each span after the first was sent after an
+/// acknowledgement of the request arrived.
+fn request_flights_before(p: &Conn, req: &Message, until: i64) -> usize {
+    let end = req.offset + req.bytes as i64;
+    p.dirs[0]
+        .spans
+        .iter()
+        .filter(|s| s.kind == crate::tcp::SpanKind::New && s.end > req.offset && s.start < end)
+        .filter(|s| s.first.ts_ns < until)
+        .count()
+}
+
 /// The request went out whole: what happened to the response.
 #[allow(clippy::too_many_arguments)]
 fn response_failure(
@@ -1089,6 +1130,10 @@ fn response_failure(
     };
     match resp {
         None => {
+            // Bytes came back that the capture cannot read as a response: never "no response".
+            if let Some(d) = unreadable_answer(cx, p, req, line, &mut ev) {
+                return d;
+            }
             if bc_t <= pc_t && bc_t != i64::MAX {
                 let (m, rst) = backend_close.expect("checked");
                 ev.add(
@@ -1169,6 +1214,10 @@ fn response_failure(
                 ),
                 _ => (bytes(r.body_bytes), String::new()),
             };
+            if bc_t <= pc_t && bc_t != i64::MAX && r.framing == Framing::Unknown {
+                let (m, rst) = backend_close.expect("checked");
+                return cut_response_closed(cx, p, r, line, m, rst, ev);
+            }
             if bc_t <= pc_t && bc_t != i64::MAX {
                 let (m, rst) = backend_close.expect("checked");
                 ev.add(ps, r.last, format!("last response byte ({got})"));
@@ -1210,6 +1259,175 @@ fn response_failure(
             capture_ended(cx, p, &format!("while the response to {line} was arriving"), ev)
         }
     }
+}
+
+/// "Cannot judge: snaplen", with what the capture does show.
+fn snaplen_not_judged(explanation: String, ev: Ev) -> Diagnosis {
+    verdict(
+        Verdict::CaptureIncomplete,
+        Blame::Capture,
+        explanation,
+        "Capture with the full snaplen (tcpdump -s 0, the default) to judge the HTTP messages; the TCP facts above hold as they are.",
+        ev,
+    )
+}
+
+/// A request whose head snaplen cut, neither answered nor cut short visibly: whether the proxy
+/// had sent all of it is not in the capture, so neither "the backend closed during the request"
+/// nor "an empty reply" (nor "the proxy gave up") can be told. Says what the wire shows.
+fn cut_request_not_judged(
+    cx: &Context<'_>,
+    p: &Conn,
+    req: &Message,
+    line: &str,
+    backend_close: Option<(CloseMark, bool)>,
+    proxy_close: Option<(CloseMark, bool)>,
+    mut ev: Ev,
+) -> Diagnosis {
+    let ps = cx.first_side;
+    let sent = bytes(req.bytes);
+    let acked = first_ack_covering(p, 0, req.offset + req.bytes as i64);
+    if let Some(at) = acked {
+        ev.add(ps, at, "backend acknowledges every request byte sent");
+    }
+    let pc_t = proxy_close.map_or(i64::MAX, |(m, _)| m.at.ts_ns);
+    let what = match backend_close {
+        Some((m, rst)) if m.at.ts_ns <= pc_t => {
+            ev.add(
+                ps,
+                m.at,
+                format!("backend sends {} without a response byte", kind(rst)),
+            );
+            format!(
+                "the backend {} the connection {} after the proxy's last request byte ({sent} sent{}), without a response byte: an empty reply if the request was whole, a close during the request if not — the backend's doing either way",
+                if rst { "reset" } else { "closed" },
+                ms(m.at.ts_ns - req.last.ts_ns),
+                if acked.is_some() { ", all acknowledged" } else { "" }
+            )
+        }
+        _ => match proxy_close {
+            Some((m, rst)) => {
+                ev.add(ps, m.at, format!("proxy sends {}", kind(rst)));
+                format!(
+                    "the proxy sent {sent}{}, no response came, and the proxy {} the connection {} later: a backend timeout if the request was whole, the proxy giving up on its own request if not",
+                    if acked.is_some() {
+                        " (all acknowledged)"
+                    } else {
+                        ""
+                    },
+                    if rst { "reset" } else { "closed" },
+                    ms(m.at.ts_ns - req.last.ts_ns)
+                )
+            }
+            None => format!("the proxy sent {sent} and the capture ended before anything else happened"),
+        },
+    };
+    snaplen_not_judged(
+        format!(
+            "Cannot judge: snaplen cut the headers of {line}, so its length (Content-Length, chunking) is not in the capture and whether the proxy sent all of it cannot be told. What the wire shows: {what}."
+        ),
+        ev,
+    )
+}
+
+/// The backend closed after a response whose head snaplen cut: a close-delimited response that
+/// ended, a keep-alive connection closed while idle, and a truncated response look alike — unless
+/// the close came exactly the backend's keep-alive timeout (learned from its other connections)
+/// after the response's last byte: its idle timer closed it, so the response had ended.
+fn cut_response_closed(
+    cx: &Context<'_>,
+    p: &Conn,
+    r: &Message,
+    line: &str,
+    close: CloseMark,
+    rst: bool,
+    mut ev: Ev,
+) -> Diagnosis {
+    let ps = cx.first_side;
+    let idle = close.at.ts_ns - r.last.ts_ns;
+    ev.add(
+        ps,
+        r.last,
+        format!("last response byte ({} of the response)", bytes(r.bytes)),
+    );
+    ev.add(
+        ps,
+        close.at,
+        format!("backend sends {} {} later", kind(rst), ms(idle)),
+    );
+    if let Some(t) = cx
+        .backend_idle_timeout
+        .filter(|&t| !rst && is_idle_close(idle, t))
+    {
+        let n = p.app.exchanges.len();
+        return verdict(
+            Verdict::Ok,
+            Blame::None,
+            format!(
+                "{} Snaplen cut the response headers, so the last response's length is not in the capture; the backend closed the connection {} after its last byte — its keep-alive timeout ({}, as its other idle closes show): an idle close after a whole response.",
+                if n == 1 {
+                    "The request was sent in full and answered.".to_string()
+                } else {
+                    format!("All {n} requests were sent in full and answered.")
+                },
+                ms(idle),
+                ms(t)
+            ),
+            "",
+            ev,
+        );
+    }
+    let status = r
+        .status
+        .map_or("a response".to_string(), |s| format!("a {s} response"));
+    snaplen_not_judged(
+        format!(
+            "Cannot judge: snaplen cut the headers of {status} to {line}, so its length is not in the capture. The backend sent {} of it, then {} the connection {} after the last byte: a whole response ended by the close and a truncated one look the same here.",
+            bytes(r.bytes),
+            if rst { "reset" } else { "closed" },
+            ms(idle)
+        ),
+        ev,
+    )
+}
+
+/// No response was parsed, yet the backend sent bytes after the request: snaplen cut them before
+/// a status line could be read (cannot judge), or they are not an HTTP/1.x response at all.
+fn unreadable_answer(
+    cx: &Context<'_>,
+    p: &Conn,
+    req: &Message,
+    line: &str,
+    ev: &mut Ev,
+) -> Option<Diagnosis> {
+    let ps = cx.first_side;
+    let d = &p.dirs[1];
+    let first = d.spans.iter().find(|s| s.first.ts_ns >= req.first.ts_ns)?;
+    // Bytes the capture does not hold (lost, or missed) are the loss rules' business.
+    if d.gaps > 0 || d.acked_unseen > 0 || first.kind != crate::tcp::SpanKind::New {
+        return None;
+    }
+    let sent = d.data_end? - first.start;
+    ev.add(ps, first.first, "backend sends bytes after the request");
+    if d.snaplen_cut > 0 {
+        return Some(snaplen_not_judged(
+            format!(
+                "Cannot judge: the backend answered {line} with {} that snaplen cut before a status line could be read, so the response is not in the capture.",
+                bytes(sent as u64)
+            ),
+            ev.take(),
+        ));
+    }
+    Some(verdict(
+        Verdict::BackendBadResponse,
+        Blame::Backend,
+        format!(
+            "The backend answered {line} with {} that are not an HTTP/1.x response (no status line a client could read; see the anomalies). Apache logs AH01102 \"error reading status line\", nginx \"upstream sent no valid HTTP/1.0 header\"; clients get a 502.",
+            bytes(sent as u64)
+        ),
+        "Look at what the backend sends on this port: another protocol (TLS, HTTP/2 without upgrade), a wrong port, or a broken response writer.",
+        ev.take(),
+    ))
 }
 
 fn capture_ended(cx: &Context<'_>, p: &Conn, when: &str, mut ev: Ev) -> Diagnosis {
@@ -1307,6 +1525,9 @@ fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) -> Diagnosi
                 String::new()
             }
         ));
+    }
+    if p.app.anomalies.count("http_lower_case_version") > 0 {
+        text.push_str(" The backend's status line is not strictly valid (its HTTP version in lower case): clients read it, a strict parser may not (anomaly http_lower_case_version).");
     }
     if let Some(f) = p.dirs[0].first_data.or(p.syn) {
         ev.add(ps, f, "first packet");

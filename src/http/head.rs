@@ -236,8 +236,31 @@ pub(super) fn is_cut_start(dir: Dir, bytes: &[u8]) -> bool {
         Dir::ServerToClient => {
             let mut res = httparse::Response::new(&mut []);
             let _ = res.parse(bytes);
-            res.code.is_some() && bytes.first() == Some(&b'H')
+            (res.code.is_some() && bytes.first() == Some(&b'H')) || is_cut_status_line(bytes)
         }
+    }
+}
+
+/// A response's protocol name in the wrong case (`http/1.1`, `Http/1.0`).
+pub(super) fn lower_case_version(bytes: &[u8]) -> bool {
+    bytes
+        .get(..5)
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"HTTP/") && v != b"HTTP/")
+}
+
+/// A status line cut before its status code ended: `HTTP/1.1 2` (an IPv6 packet with TCP
+/// timestamps under `-s 96` keeps 10 bytes of payload). The version must be all there.
+fn is_cut_status_line(bytes: &[u8]) -> bool {
+    let Some(rest) = bytes.strip_prefix(b"HTTP/1.") else {
+        return false;
+    };
+    match rest {
+        [v, tail @ ..] if v.is_ascii_digit() => match tail {
+            [] => true,
+            [b' ', code @ ..] => code.len() < 3 && code.iter().all(u8::is_ascii_digit),
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -277,7 +300,11 @@ pub(super) fn partial_message(
         Dir::ServerToClient => {
             let mut res = httparse::Response::new(&mut []);
             let _ = res.parse(bytes);
-            msg.status = Some(res.code?);
+            if res.code.is_none() && !is_cut_status_line(bytes) {
+                return None;
+            }
+            // A status line cut inside its code keeps no status (`None`: not seen).
+            msg.status = res.code;
             // A reason phrase cut before its line end is kept as far as it goes.
             let cut_reason = || {
                 let rest = bytes.get(13..).filter(|_| bytes.get(12) == Some(&b' '))?;

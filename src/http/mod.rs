@@ -26,7 +26,7 @@
 //! `bad_header`, `header_too_long`, `bad_content_length`, `bad_transfer_encoding`, `te_and_cl`,
 //! `bad_chunk_size`, `chunk_size_too_large`, `chunk_line_too_long`, `bad_chunk_end`,
 //! `trailers_too_long`, `exchange_limit`, `interim_limit`, `pipeline_limit`,
-//! `response_framing_guessed`, `response_not_captured`, `request_not_captured`,
+//! `lower_case_version`, `response_framing_guessed`, `response_not_captured`, `request_not_captured`,
 //! `response_without_request`, `response_unpaired`.
 
 mod head;
@@ -242,5 +242,31 @@ impl StreamHandler for HttpHandler {
             .parser
             .unwrap_or_else(|| Box::new(parser::Parser::new(limits, from_start)));
         parser.finish(ends)
+    }
+}
+
+/// Settles, from how the connection closed, the end of a last response whose head snaplen cut
+/// (its length unknown): whole when the client closed first with a FIN after its last byte, the
+/// server sent nothing after that FIN, and nobody reset the connection. A client that gives up on
+/// a response it has not finished reading leaves unread bytes behind, and its kernel answers its
+/// `close()` with a RST, not a FIN; a server still answering goes on sending after the FIN.
+/// Called once per finished connection (the HTTP parser does not see the TCP close order).
+pub fn settle_cut_response_by_close(c: &mut crate::tcp::Connection<HttpSummary>) {
+    let [to_server, to_client] = &c.dirs;
+    let Some(client_fin) = to_server.fin else { return };
+    if to_server.rst.is_some() || to_client.rst.is_some_and(|r| r.at.ts_ns < client_fin.at.ts_ns) {
+        return;
+    }
+    if to_client.fin.is_some_and(|f| f.at.ts_ns < client_fin.at.ts_ns) {
+        return;
+    }
+    let server_sent_after = to_client.last_data.is_some_and(|l| l.ts_ns > client_fin.at.ts_ns);
+    if server_sent_after || to_client.rst.is_some() {
+        return;
+    }
+    if let Some(r) = c.app.exchanges.last_mut().and_then(|e| e.response.as_mut()) {
+        if r.framing == Framing::Unknown && !r.complete && r.last.ts_ns <= client_fin.at.ts_ns {
+            r.complete = true;
+        }
     }
 }

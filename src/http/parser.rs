@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 
 use super::head::{self, Bad, Lengths, ReqFacts, Start};
 use super::pairing::{self, Lost, ReqEntry, RespEntry};
-use super::{Framing, HttpLimits, HttpSummary, Interim, MAX_STOPS, Message, Protocol, Stop};
+use super::{Exchange, Framing, HttpLimits, HttpSummary, Interim, MAX_STOPS, Message, Protocol, Stop};
 use crate::anomaly::Anomalies;
 use crate::tcp::{Dir, End, GapKind, PacketRef, StreamEvent};
 
@@ -1063,10 +1063,18 @@ impl Parser {
             let false_start = self.head_too_long(d, h);
             return if false_start { n } else { data.len() };
         }
-        // A head that arrives whole in one event is parsed where it lies.
-        let in_place = before == 0 && end.is_some();
+        // A head that arrives whole in one event is parsed where it lies (unless its version
+        // needs the fix below, made on a copy).
+        let lower = |b: &[u8]| d == Dir::ServerToClient && !h.line_ok && head::lower_case_version(b);
+        let in_place = before == 0 && end.is_some() && !lower(&data[..n]);
         if !in_place {
             append(&mut h.buf, &data[..n], cap);
+        }
+        // `http/1.1 200 OK`: invalid (the protocol name is case-sensitive), but browsers and curl
+        // read it as a response, so it is read as one, and noted.
+        if !in_place && lower(&h.buf) {
+            h.buf[..4].make_ascii_uppercase();
+            self.anomalies.note("http_lower_case_version", Some(at.frame));
         }
         let view: &[u8] = if in_place { &data[..n] } else { &h.buf };
         // After a head that does not parse: a false start (found by looking) leaves the rest of
@@ -1784,13 +1792,14 @@ impl Parser {
         } else {
             Protocol::Empty
         };
-        let exchanges = pairing::pair(
+        let mut exchanges = pairing::pair(
             std::mem::take(&mut self.reqs),
             std::mem::take(&mut self.resps),
             self.from_start,
             self.limits.max_exchanges,
             &mut self.anomalies,
         );
+        answered_before_next_request(&mut exchanges);
         HttpSummary {
             protocol,
             exchanges,
@@ -1858,5 +1867,24 @@ fn to_held(ev: StreamEvent<'_>) -> Held {
             kind,
             at,
         },
+    }
+}
+
+/// A response whose head snaplen cut (its length unknown) is whole when the client sent its next
+/// request on the connection after the response's last byte: an HTTP/1.x client sends the next
+/// request only once the previous response is complete, unless it pipelines — and a pipelined
+/// request leaves before the response ends, so the test does not apply to it. (Reverse proxies
+/// never pipeline to their backends.) The response runs up to where the next one starts, or to
+/// the last byte its direction sent.
+fn answered_before_next_request(exchanges: &mut [Exchange]) {
+    for i in 1..exchanges.len() {
+        let Some(next) = exchanges[i].request.as_ref().map(|r| r.first.ts_ns) else {
+            continue;
+        };
+        if let Some(r) = exchanges[i - 1].response.as_mut() {
+            if r.framing == Framing::Unknown && !r.complete && r.last.ts_ns <= next {
+                r.complete = true;
+            }
+        }
     }
 }

@@ -192,6 +192,7 @@ pub fn read_side(side: Side, set: CaptureSet, opts: SideOptions) -> SideResult {
 /// gives back the spare capacity of its vectors. A connection that turns out to have failed only
 /// in the other capture's view is then drawn from that capture's packets alone.
 fn compact(c: &mut Conn) {
+    crate::http::settle_cut_response_by_close(c);
     if looks_healthy(c) {
         c.log = crate::tcp::PacketLog::default();
         for e in &mut c.app.exchanges {

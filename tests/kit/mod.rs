@@ -43,9 +43,32 @@ impl Pcap {
         self.buf.extend_from_slice(&frame[..cap]);
     }
 
+    /// A record of a packet already cut: `data` captured of `orig_len` bytes on the wire, cut
+    /// further to `snaplen`.
+    pub fn record_cut(&mut self, ts_ns: i64, data: &[u8], orig_len: u32, snaplen: usize) {
+        let cap = snaplen.min(data.len());
+        let secs = ts_ns.div_euclid(1_000_000_000) as u32;
+        let nanos = ts_ns.rem_euclid(1_000_000_000) as u32;
+        for x in [secs, nanos, cap as u32, orig_len.max(cap as u32)] {
+            self.buf.extend_from_slice(&x.to_le_bytes());
+        }
+        self.buf.extend_from_slice(&data[..cap]);
+    }
+
     pub fn bytes(&self) -> Vec<u8> {
         self.buf.clone()
     }
+}
+
+/// A capture as `tcpdump -s snaplen` would have written it: every packet of `set` cut to
+/// `snaplen` bytes (as `editcap -s`), same times, same frame numbers. One link type only.
+pub fn cut_to_snaplen(mut set: CaptureSet, snaplen: usize) -> Vec<u8> {
+    let mut out: Option<Pcap> = None;
+    while let Some(p) = set.next() {
+        let pcap = out.get_or_insert_with(|| Pcap::new(p.link.0 as u32));
+        pcap.record_cut(p.ts_ns, p.data, p.orig_len, snaplen);
+    }
+    out.map_or_else(|| Pcap::new(1).bytes(), |p| p.bytes())
 }
 
 /// TCP flags for the kit.
