@@ -9,7 +9,7 @@ use super::{Blame, Diagnosis, Evidence, Verdict};
 use crate::http::{Exchange, Framing, Message, Protocol};
 use crate::pair::{Alignment, ClockOffset};
 use crate::pipeline::{Conn, Side};
-use crate::tcp::{CloseMark, PacketRef};
+use crate::tcp::{CloseMark, IcmpMark, PacketRef};
 
 /// Everything a rule may look at.
 pub struct Context<'a> {
@@ -264,6 +264,9 @@ fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
             );
             return refused(cx, p, b, rst, ev);
         }
+        if let Some(icmp) = p.icmp.filter(|i| i.to_server && i.kind.refuses()) {
+            return refused_by_icmp(cx, p, b, icmp, ev);
+        }
         return connect_timeout(cx, p, b, syn, ev);
     }
 
@@ -497,6 +500,94 @@ fn refused(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, rst: CloseMark, mut ev:
             rst.ttl
         ),
         "Look at the backend: is the service running and listening on this address and port? If it is, capture on the backend host to see whether the SYN arrives.",
+        ev,
+    )
+}
+
+/// The SYN was answered by an ICMP error: who sent it decides the blame. The backend host's own
+/// address is the backend (its firewall rejecting, or nothing to answer); any other address is a
+/// router or firewall on the way. With the backend capture, an ICMP in the backend's name that
+/// the backend never sent (the SYN never reached it) was forged on the way.
+fn refused_by_icmp(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, icmp: IcmpMark, mut ev: Ev) -> Diagnosis {
+    let ps = cx.first_side;
+    let server = p.server;
+    let what = icmp.kind.words();
+    let errno = icmp.kind.errno();
+    ev.add(
+        ps,
+        icmp.at,
+        format!(
+            "ICMP {what} from {} answers the SYN (TTL {})",
+            icmp.from, icmp.ttl
+        ),
+    );
+    let b_syn = b.and_then(|b| b.syn);
+    let b_icmp = b
+        .and_then(|b| b.icmp)
+        .filter(|i| i.to_server && i.from == icmp.from);
+    if let Some(s) = b_syn {
+        ev.add(Side::Backend, s, "the SYN arrives at the backend");
+    }
+    if let Some(i) = b_icmp {
+        ev.add(Side::Backend, i.at, format!("the backend host sends ICMP {what}"));
+    }
+    let from_backend_host = icmp.from == server.ip;
+    let forged = cx.two_captures && from_backend_host && b_syn.is_none() && b_icmp.is_none();
+    let tries = if p.syn_count > 1 {
+        format!(" (all {} SYNs)", p.syn_count)
+    } else {
+        String::new()
+    };
+    if from_backend_host && !forged {
+        let seen = if b_icmp.is_some() {
+            " The backend capture shows the SYN arriving and the ICMP leaving."
+        } else if cx.two_captures {
+            ""
+        } else {
+            " (One capture: a capture on the backend host would show it leaving there.)"
+        };
+        return verdict(
+            Verdict::ConnectRefused,
+            Blame::Backend,
+            format!(
+                "The backend host {} refused the connection: it answered the proxy's SYN to {server}{tries} with ICMP {what} instead of a SYN-ACK — a firewall on the backend host rejecting the port (iptables REJECT), or nothing to take the connection. Proxies log \"{errno}\".{seen}",
+                server.ip
+            ),
+            "Look at the backend host's firewall (iptables/nftables REJECT rules for this port) and whether the service is listening (ss -ltn).",
+            ev,
+        );
+    }
+    let reached = match (cx.two_captures, b_syn) {
+        (true, None) => " The SYN never reached the backend host (its capture does not show it).",
+        (true, Some(_)) => " The SYN did reach the backend host, which did not answer it in time.",
+        (false, _) => "",
+    };
+    let who = if forged {
+        format!(
+            "a device on the way answered in the backend's name ({}) — the backend never sent it",
+            icmp.from
+        )
+    } else {
+        format!(
+            "the network device at {} (a router or firewall between the proxy and the backend)",
+            icmp.from
+        )
+    };
+    let meaning = match icmp.kind {
+        crate::decode::IcmpKind::HostUnreachable => {
+            ": it could not reach the backend host (down, or not answering ARP/neighbour discovery)"
+        }
+        crate::decode::IcmpKind::NetUnreachable => ": it has no route to the backend's network",
+        crate::decode::IcmpKind::Prohibited => ": a firewall rule refuses the connection",
+        _ => "",
+    };
+    verdict(
+        Verdict::ConnectRefused,
+        Blame::Network,
+        format!(
+            "The connection was refused on the way, not by the backend: {who} answered the proxy's SYN to {server}{tries} with ICMP {what}{meaning}.{reached} Proxies log \"{errno}\".",
+        ),
+        "Look at the device that sent the ICMP: its firewall rules (REJECT with icmp-admin-prohibited / host-unreachable), its routes and its ARP/neighbour table for the backend's address; and whether the backend host is up.",
         ev,
     )
 }

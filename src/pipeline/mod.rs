@@ -126,6 +126,7 @@ pub fn read_side_into(
                     more_warnings += 1;
                 }
             }
+            Err(Skip::Icmp(e)) => table.icmp(&e),
             Err(Skip::UnsupportedLink) => {
                 if stats.unsupported_link == 1 {
                     let file = files.get(packet.frame.file as usize).map_or("?", String::as_str);

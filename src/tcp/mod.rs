@@ -386,8 +386,24 @@ pub struct Connection<O> {
     pub dirs: [DirSummary; 2],
     pub anomalies: Anomalies,
     pub log: PacketLog,
+    /// The first ICMP error (destination unreachable, time exceeded) that quoted a packet of the
+    /// connection, and how many did.
+    pub icmp: Option<IcmpMark>,
+    pub icmp_count: u32,
     /// The stream handler's result (HTTP exchanges).
     pub app: O,
+}
+
+/// An ICMP error about one of a connection's packets, as captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpMark {
+    pub at: PacketRef,
+    /// The sender of the ICMP packet (a router's address, or the destination host's), and its TTL.
+    pub from: std::net::IpAddr,
+    pub ttl: u8,
+    pub kind: crate::decode::IcmpKind,
+    /// The quoted packet went from the client to the server.
+    pub to_server: bool,
 }
 
 impl<O> Connection<O> {
@@ -634,6 +650,16 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         }
     }
 
+    /// An ICMP error quoting a packet of a known connection: noted on it (a quote of no known
+    /// connection is counted as a capture-level anomaly). Never starts a connection.
+    pub fn icmp(&mut self, e: &crate::decode::IcmpError) {
+        match self.open.get_mut(&FlowKey::of(e.src, e.dst)) {
+            Some(Slot::Live(live)) => note_icmp(&mut live.conn, e),
+            Some(Slot::Closed(closed)) => note_icmp(&mut closed.conn, e),
+            None => self.anomalies.note("icmp_for_unknown_connection", Some(e.frame)),
+        }
+    }
+
     /// A connection closed by FINs both ways with nothing left to reassemble: no data can follow,
     /// so it is finished now and its state freed; the 4-tuple lingers to take stragglers. (A RST
     /// closes too, but real captures show data after a RST — the other end answering what it
@@ -703,6 +729,8 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
                 dirs: Default::default(),
                 anomalies: Anomalies::default(),
                 log: PacketLog::default(),
+                icmp: None,
+                icmp_count: 0,
                 app: (),
             },
             streams: Default::default(),
@@ -1266,8 +1294,30 @@ impl<H: StreamHandler> Live<H> {
             dirs: conn.dirs,
             anomalies: conn.anomalies,
             log: conn.log,
+            icmp: conn.icmp,
+            icmp_count: conn.icmp_count,
             app,
         }
+    }
+}
+
+fn note_icmp<O>(conn: &mut Connection<O>, e: &crate::decode::IcmpError) {
+    let at = PacketRef {
+        frame: e.frame,
+        ts_ns: e.ts_ns,
+    };
+    conn.icmp_count = conn.icmp_count.saturating_add(1);
+    if conn.icmp.is_none() {
+        conn.icmp = Some(IcmpMark {
+            at,
+            from: e.from,
+            ttl: e.ttl,
+            kind: e.kind,
+            to_server: e.src == conn.client,
+        });
+    }
+    if at.ts_ns >= conn.last.ts_ns {
+        conn.last = at;
     }
 }
 
