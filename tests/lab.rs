@@ -192,7 +192,33 @@ fn check(dir: &Path) -> Vec<String> {
 
 /// Scenarios bothends still gets wrong, with why. They stay in the suite: the test fails if one of
 /// them starts passing (remove it from this list then) or if any other scenario fails.
-const KNOWN_WRONG: &[(&str, &str)] = &[];
+const KNOWN_WRONG: &[(&str, &str)] = &[
+    (
+        "apache-pooled-before-capture",
+        "says capture-incomplete/capture for the 6 pooled connections opened before both captures; truth \
+         ok/none (every exchange they show is complete)",
+    ),
+    (
+        "apache-syn-icmp-port-unreachable-backend",
+        "says connect-timeout/backend (SYN ignored); truth connect-refused/backend: the backend host \
+         answered the SYN with ICMP port unreachable (from 10.0.2.2)",
+    ),
+    (
+        "apache-syn-icmp-admin-prohibited-router",
+        "says connect-timeout/network; truth connect-refused/network: the router 10.0.1.1 answered the \
+         SYN with ICMP admin prohibited",
+    ),
+    (
+        "apache-syn-icmp-host-unreachable-router",
+        "says connect-timeout/network; truth connect-refused/network: the router 10.0.1.1 answered the \
+         SYN with ICMP host unreachable",
+    ),
+    (
+        "apache-syn-icmp-host-unreachable-arp",
+        "says connect-timeout/network; truth connect-refused/network: the router 10.0.1.1 answered both \
+         SYNs with ICMP host unreachable (ARP for 10.0.2.3 failed)",
+    ),
+];
 
 #[test]
 fn lab_scenarios_get_their_ground_truth() {

@@ -37,7 +37,13 @@ HARD = {
     "apache-connect-timeout-synack-lost": "SYN-ACK lost on the way back",
     "apache-connect-timeout-backend-ignores-syn": "SYN arrived and was ignored (backend INPUT drop)",
     "apache-lost-in-transit-response": "lost response, one later segment arrives out of order",
-    "apache-busy-mixed ": "",
+    "apache-pooled-before-capture": "6 pooled keep-alive connections opened before both captures (no SYN anywhere), 3 new ones",
+    "apache-reused-rst-mid-post": "reset on a reused keep-alive connection 78 kB into a 1 MiB POST (not a race)",
+    "nginx-reused-rst-mid-post": "reset on a reused upstream keep-alive connection 78 kB into a 1 MiB POST (not a race)",
+    "apache-syn-icmp-port-unreachable-backend": "SYN answered by ICMP port unreachable from the backend host",
+    "apache-syn-icmp-admin-prohibited-router": "SYN answered by ICMP admin prohibited from a router",
+    "apache-syn-icmp-host-unreachable-router": "SYN answered by ICMP host unreachable from a router",
+    "apache-syn-icmp-host-unreachable-arp": "backend address nobody owns: router ARP fails, ICMP host unreachable per SYN",
 }
 
 
