@@ -218,6 +218,26 @@ const KNOWN_WRONG: &[(&str, &str)] = &[
         "says connect-timeout/network; truth connect-refused/network: the router 10.0.1.1 answered both \
          SYNs with ICMP host unreachable (ARP for 10.0.2.3 failed)",
     ),
+    (
+        "apache-snaplen96-mixed",
+        "-s 96: says backend-closed-during-request for the complete POST /empty (truth \
+         backend-empty-reply) and proxy-aborted/proxy for the healthy keep-alive connection (truth ok)",
+    ),
+    (
+        "nginx-snaplen96-mixed",
+        "-s 96: says backend-closed-during-request for the complete POST /empty (truth \
+         backend-empty-reply) and proxy-aborted/proxy for the healthy keep-alive connection (truth ok)",
+    ),
+    (
+        "apache-tls-backend-empty-reply",
+        "TLS: says ok/none ('opened and closed normally') for both connections; truth \
+         backend-empty-reply/backend: request records delivered, backend FIN 0.2 s later, no answer",
+    ),
+    (
+        "apache-tls-lost-in-transit-response",
+        "TLS: says ok/none; truth lost-in-transit/network: the backend's response records left the \
+         backend (retransmitted) and never reached the proxy, which gave up after 3 s",
+    ),
 ];
 
 #[test]

@@ -5,7 +5,7 @@ The behaviour is chosen per request by the path's first segment, so one backend 
 scenario, including a busy one where only a few requests fail:
 
   /ok[...]?size=N&delay=D    read the request (Content-Length or chunked body), wait D s, answer 200 with N body bytes
-  /empty                     read the whole request, then close without sending a byte
+  /empty[?delay=D]           read the whole request, (wait D s,) then close without sending a byte
   /close-mid-request?read=N  read the headers and N body bytes, then close (unread data -> the kernel sends RST)
   /truncate?size=N&send=M    answer with Content-Length N but send only M body bytes, then close
   /never                     read the whole request and never answer (closes after --hold seconds)
@@ -203,6 +203,8 @@ def serve(sock, peer, tls=None):
             got = c.read_body(headers)
             log("%s body %d bytes read" % (peer, got))
             if mode == "empty":
+                if "delay" in q:
+                    time.sleep(min(float(q["delay"]), HOLD))
                 sock.close()
                 return
             if mode == "reset":

@@ -310,3 +310,387 @@ def apache_icmp_host(run):
 @scenario("apache-syn-icmp-host-unreachable-arp", "apache")
 def apache_icmp_arp(run):
     _icmp_refused(run, "arp")
+
+
+# =============================================================================================
+# 4. snaplen 96 on both ends, several faults (same truths as their full-snaplen versions)
+
+def _snap_mixed(run, proxy, forwards_expect):
+    run.capture(snaplen=96)
+    run.backend()
+    proxy()
+    sessions = [
+        {"start": 0.0, "requests": [{"method": "POST", "path": "/close-mid-request/snap?read=50000", "body": 400000}]},
+        {"start": 0.6, "requests": [{"path": "/truncate/snap?size=150000&send=40000"}]},
+        {"start": 1.2, "requests": [{"method": "POST", "path": "/empty/snap", "body": 5000}]},
+        {"start": 1.8, "requests": [
+            {"path": "/ok/snap-first?size=20000"},
+            {"method": "POST", "path": "/ok/snap-upload?size=300", "body": 300000},
+            {"method": "POST", "path": "/ok/snap-chunked-upload?size=300", "body": 100000, "chunked": True},
+            {"path": "/chunked/snap?size=60000&chunk=5000"},
+            {"method": "POST", "path": "/ok/snap-expect?size=400", "body": 40000, "expect": True},
+            {"path": "/ok/snap-last?size=3000"}]}]
+    res = run.client(sessions)
+    require(all(r.get("status") == 200 for r in res[3]), "the keep-alive session failed: %s" % res[3])
+    run.finish()
+    fmap = {}
+    for side in ("proxy", "backend"):
+        cut = pt.read_segments(run.proxy_pcap if side == "proxy" else run.backend_pcap)
+        full = pt.read_segments(run.full_proxy if side == "proxy" else run.full_backend)
+        require(len(cut) == len(full), "%s: snaplen and full captures differ (%d vs %d TCP segments)"
+                % (side, len(cut), len(full)))
+        for (_, a), (_, b) in zip(full, cut):
+            require((a.seq, a.ack, a.len, a.flags) == (b.seq, b.ack, b.len, b.flags), "segment order differs")
+        fmap[side] = {a.frame: b.frame for (_, a), (_, b) in zip(full, cut)}
+    P, B = run.conns("proxy"), run.conns("backend")
+    Pc, Bc = run.conns("proxy", full=False), run.conns("backend", full=False)
+    require(len(P) == 4 and len(B) == 4, "%d/%d backend connections, not 4" % (len(P), len(B)))
+    conns = []
+    kinds = set()
+    full_note = ("The committed captures were written by tcpdump -s 96 (HTTP heads cut after a few bytes); a "
+                 "full-snaplen tcpdump ran beside each one on the same interface (same TCP segments in the same "
+                 "order, checked) and was read with tshark for this truth; frame numbers are those of the "
+                 "committed captures. ")
+    for (pc, bc), (pcc, bcc) in zip(run.pair(P, B), run.pair(Pc, Bc)):
+        require(bc and bcc and pc.isn_c == pcc.isn_c and bc.isn_c == bcc.isn_c, "pairing differs")
+        ex = pt.http(pc)
+        last = ex[-1]
+        fin, who = first_close(bc)
+        fr = lambda s: fmap["proxy"][s.frame]  # noqa: E731
+        frb = lambda s: fmap["backend"][s.frame]  # noqa: E731
+        if last["target"].startswith("/close-mid-request"):
+            require(len(ex) == 1 and not last["request_complete"] and who == "backend", "not closed during request")
+            v, how = "backend-closed-during-request", (
+                "backend.py mode /close-mid-request?read=50000 on a 400000-byte POST: proxy.pcap tcp.stream==%d: "
+                "%d of %d body bytes sent, then the backend's %s arrives at frame %d; backend.pcap: the backend's "
+                "%s at frame %d while the body was still coming." % (
+                    pcc.stream, last["req"]["body_seen"], 400000, (pc.first(fromc=False, flags=R) or
+                                                                   pc.first(fromc=False, flags=F)).flagstr(),
+                    fr(pc.first(fromc=False, flags=R) or pc.first(fromc=False, flags=F)), fin.flagstr(), frb(fin)))
+        elif last["target"].startswith("/truncate"):
+            require(len(ex) == 1 and last["status"] == 200 and not last["response_complete"] and who == "backend",
+                    "not truncated")
+            v, how = "response-truncated", (
+                "backend.py mode /truncate (Content-Length 150000, 40000 body bytes, then close): proxy.pcap "
+                "tcp.stream==%d: response head at frame %d, %d body bytes, the backend's FIN at frame %d; "
+                "backend.pcap FIN frame %d." % (pcc.stream, fr(next(s for s in pc.segs if s.frame ==
+                                                                   last["resp_frame"])), last["resp"]["body_seen"],
+                                               fr(pc.first(fromc=False, flags=F)), frb(fin)))
+        elif last["target"].startswith("/empty"):
+            require(len(ex) == 1 and last["request_complete"] and last["status"] is None and who == "backend" and
+                    not pc.find(fromc=False, data=True), "not an empty reply")
+            v, how = "backend-empty-reply", (
+                "backend.py mode /empty: proxy.pcap tcp.stream==%d: the 5000-byte POST is complete by frame %d, the "
+                "backend's FIN at frame %d without a response byte; backend.pcap FIN frame %d." % (
+                    pcc.stream, fr(pc.find(fromc=True, data=True)[-1]), fr(pc.first(fromc=False, flags=F)),
+                    frb(fin)))
+        else:
+            require(healthy(pc) and healthy(bc) and len(ex) == 6, "keep-alive connection not healthy: %s" % ex)
+            chunked_req = [e for e in ex if "chunked-upload" in e["target"]][0]["req"].get("framing")
+            chunked_resp = "chunked" in [e for e in ex if e["target"].startswith("/chunked")][0]["resp"].get(
+                "framing", "chunked")
+            expect = [e for e in ex if "expect" in e["target"]][0]
+            v, how = "ok", (
+                "Normal traffic: one keep-alive backend connection carries %s, every request complete and "
+                "answered completely (request body of the chunked upload sent %s; the /chunked response is "
+                "chunked; Expect: 100-continue %s); closed with FIN (proxy.pcap frame %d)." % (
+                    describe_ex(ex), "chunked" if chunked_req == "chunked" else "with Content-Length",
+                    "forwarded and answered 100 Continue by the backend" if expect["interim"] else
+                    "answered by the proxy itself, not forwarded", fr(pc.first(flags=F))))
+            require(chunked_resp, "response not chunked")
+            require(bool(expect["interim"]) == forwards_expect, "Expect handling not as expected")
+        kinds.add(v)
+        conns.append(entry(pcc, bcc, v, "none" if v == "ok" else "backend", full_note + how,
+                           exchanges=pt.exchanges_json(ex)))
+    require(len(kinds) == 4, "verdicts %s" % kinds)
+    run.write("Both captures taken with tcpdump -s 96, so HTTP heads are cut after a few bytes. Four backend "
+              "connections, one after the other: a 400 kB POST the backend resets 50 kB in, a GET whose response "
+              "the backend cuts (40000 of 150000 body bytes), a POST the backend closes without answering, and a "
+              "healthy keep-alive connection with six exchanges (a 300 kB POST, a 100 kB chunked upload, a chunked "
+              "response, an Expect: 100-continue POST). Same truths as the full-snaplen scenarios of these faults.",
+              conns)
+
+
+@scenario("apache-snaplen96-mixed", "apache")
+def apache_snap_mixed(run):
+    _snap_mixed(run, run.apache, True)
+
+
+@scenario("nginx-snaplen96-mixed", "nginx")
+def nginx_snap_mixed(run):
+    _snap_mixed(run, lambda: run.nginx(extra="proxy_request_buffering off;", upstream_extra="keepalive 8;"), False)
+
+
+# =============================================================================================
+# 5. TLS to the backend (Apache ProxyPass https://, SSLProxyEngine; backend.py in Python's ssl)
+
+TLS_BACKEND = "10.0.2.2:8443"
+TLS_CONF = """LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so
+SSLProxyEngine on
+SSLProxyVerify none
+SSLProxyCheckPeerCN off
+SSLProxyCheckPeerName off
+SSLProxyCheckPeerExpire off"""
+
+
+def tls_setup(run):
+    """A self-signed certificate made now, a TLS backend that writes its key log beside the captures, and
+    Apache proxying to it over https."""
+    cert, key = os.path.join(run.tmp, "backend-cert.pem"), os.path.join(run.tmp, "backend-key.pem")
+    lab.sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-days", "2", "-subj", "/CN=backend.lab.test", "-keyout", key, "-out", cert])
+    run.keylog = os.path.join(run.out, "tls-keys.log")
+    run.backend_server = {"proxy": TLS_BACKEND, "backend": TLS_BACKEND}
+    run.backend("--tls", "%s,%s" % (cert, key), "--keylog", run.keylog, listen=[TLS_BACKEND])
+    run.apache(proxypass="ProxyPass / https://%s/ connectiontimeout=2 timeout=3" % TLS_BACKEND, extra=TLS_CONF)
+
+
+def tls_streams(path, keylog, c):
+    """The decrypted application data of connection c, per direction, from tshark's follow,tls,raw
+    (lines of node 0 are not indented, those of node 1 are; node 0 is named in the header)."""
+    out = lab.sh(["tshark", "-n", "-r", path, "-o", "tls.keylog_file:" + keylog, "-q", "-z",
+                  "follow,tls,raw,%d" % c.stream], timeout=120).stdout
+    node0 = None
+    data = {True: b"", False: b""}
+    for line in out.splitlines():
+        if line.startswith("Node 0: "):
+            node0 = line[len("Node 0: "):].strip()
+            continue
+        h = line.strip()
+        if not h or not all(ch in "0123456789abcdef" for ch in h):
+            continue
+        require(node0 in (c.client, c.server), "follow,tls: node 0 is %r" % node0)
+        from_node0 = not line.startswith("\t")
+        data[from_node0 == (node0 == c.client)] += bytes.fromhex(h)
+    return data[True], data[False]
+
+
+def tls_http(path, keylog, c):
+    cdata, sdata = tls_streams(path, keylog, c)
+    reqs = pt.parse_requests(cdata)
+    resps = pt.parse_responses(sdata, reqs)
+    ex = []
+    for k, r in enumerate(reqs):
+        rs = resps[k] if k < len(resps) else None
+        ex.append({"method": r["method"], "target": r["target"], "status": rs["status"] if rs else None,
+                   "request_complete": r["complete"], "response_complete": bool(rs and rs["complete"]),
+                   "req": r, "resp": rs, "interim": rs.get("interim", []) if rs else []})
+    return ex, cdata, sdata
+
+
+def tls_records(path, c, keylog=None):
+    """(frame, from client?, [record content types], [record lengths]) for every segment of c that carries
+    TLS records; with the key log, TLS 1.3 records show their inner content type (22 handshake, e.g. a
+    NewSessionTicket, 23 application data, 21 alert)."""
+    opt = ["-o", "tls.keylog_file:" + keylog] if keylog else []
+    out = lab.sh(["tshark", "-n", "-r", path] + opt + ["-Y", "tcp.stream==%d && tls.record" % c.stream, "-T", "fields",
+                  "-E", "occurrence=a", "-E", "aggregator=,", "-e", "frame.number", "-e", "tcp.srcport",
+                  "-e", "tls.record.content_type", "-e", "tls.record.length"]).stdout
+    recs = []
+    cport = c.client.rsplit(":", 1)[1]
+    for line in out.splitlines():
+        f, sp, ct, ln = (line.split("\t") + ["", "", ""])[:4]
+        recs.append((int(f), sp == cport, [int(x) for x in ct.split(",") if x], [int(x) for x in ln.split(",") if x]))
+    return recs
+
+
+def tls_version(run):
+    text = open(os.path.join(run.tmp, "backend.log")).read()
+    vs = sorted({l.split()[3] for l in text.splitlines() if " tls TLS" in l})
+    require(vs, "backend log shows no TLS handshake")
+    return "/".join(vs)
+
+
+def tls_summary(run, c, which):
+    """What the TLS records of connection c show, decrypted: per direction the frames of application data
+    and of the other records after the handshake."""
+    recs = tls_records(run.proxy_pcap if which == "proxy" else run.backend_pcap, c, run.keylog)
+    return recs
+
+
+def tls_check(run, pc, bc):
+    """Decrypted HTTP exchanges of a connection, from both captures; they must agree."""
+    ex, cd, sd = tls_http(run.proxy_pcap, run.keylog, pc)
+    bex, _, _ = tls_http(run.backend_pcap, run.keylog, bc)
+    require([(e["method"], e["target"]) for e in ex] == [(e["method"], e["target"]) for e in bex],
+            "decrypted requests differ between the captures")
+    require(pt.parse_requests(pc.bytes_dir(True)[0]) == [], "HTTP visible in the clear in the TLS connection")
+    return ex, bex
+
+
+def tls_entry(pc, bc, verdict, blame, how):
+    c = entry(pc, bc, verdict, blame, how, exchanges=[])
+    c["protocol"] = "tls"
+    return c
+
+
+TLS_DECRYPT = ("Decrypt: tshark -r proxy.pcap -o tls.keylog_file:tls-keys.log -q -z follow,tls,ascii,%d "
+               "(the key log was written by the backend's ssl module).")
+
+
+def tickets(recs, after_frame=0):
+    """Frames of server->client records after `after_frame` that are handshake messages (TLS 1.3
+    NewSessionTicket), and of server application data."""
+    t = [f for f, fromc, ct, _ in recs if not fromc and f > after_frame and ct and all(x == 22 for x in ct)]
+    a = [f for f, fromc, ct, _ in recs if not fromc and f > after_frame and 23 in ct]
+    return t, a
+
+
+@scenario("apache-tls-ok-keepalive", "apache")
+def apache_tls_ok(run):
+    run.capture()
+    tls_setup(run)
+    res = run.client([
+        {"requests": [{"path": "/ok/tls-1?size=20000&delay=0.3"}, {"method": "POST", "path": "/ok/tls-upload?size=300",
+                                                          "body": 200000},
+                      {"path": "/chunked/tls?size=30000&chunk=4000"}, {"path": "/ok/tls-last?size=2000"}]},
+        {"start": 0.02, "requests": [{"path": "/ok/tls-slow?size=5000&delay=0.3"},
+                                     {"method": "POST", "path": "/ok/tls-post?size=100", "body": 50000}]}])
+    require(all(r.get("status") == 200 for x in res for r in x), "a request failed: %s" % res)
+    time.sleep(0.3)
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    ver = tls_version(run)
+    require(len(P) >= 2, "only %d backend connection(s)" % len(P))
+    conns = []
+    for pc, bc in run.pair(P, B):
+        require(bc is not None, "no backend view")
+        ex, bex = tls_check(run, pc, bc)
+        require(ex and all(e["request_complete"] and e["response_complete"] and e["status"] == 200 for e in ex) and
+                all(e["request_complete"] and e["response_complete"] for e in bex), "not healthy: %s" % ex)
+        require(not pc.find(flags=R) and not bc.find(flags=R), "RST on %s" % pc.client)
+        fin = first_close(pc)[0]
+        require(fin is not None, "no FIN")
+        precs = tls_records(run.proxy_pcap, pc, run.keylog)
+        before = [x for x in pc.segs if x.len and x.frame < fin.frame][-1]
+        conns.append(tls_entry(pc, bc, "ok", "none",
+                               "Normal traffic over %s to the backend, no fault injected. Decrypted with the "
+                               "backend's key log: %d exchange(s) %s, each request complete and answered with a "
+                               "complete response, the same in both captures. TCP: no RST; when the proxy stopped "
+                               "it sent its TLS close (%s) and the %s's FIN followed (proxy.pcap frame %d). "
+                               "proxy.pcap tcp.stream==%d: %s. "
+                               % (ver, len(ex), describe_ex(ex), fdesc_tls(pc, before, precs), first_close(pc)[1],
+                                  fin.frame, pc.stream, ladder(pc, 8)) + TLS_DECRYPT % pc.stream))
+    run.write("Apache proxies to https://%s (SSLProxyEngine, no certificate verification; backend.py in Python's "
+              "ssl module with a self-signed certificate made at run time, %s). Two clients: GETs, a 200 kB POST, "
+              "a chunked response, a 50 kB POST, over %d reused backend connection(s). Every exchange succeeds. "
+              "The captures show TLS records only; tls-keys.log decrypts them." % (TLS_BACKEND, ver, len(P)), conns)
+
+
+@scenario("apache-tls-backend-empty-reply", "apache")
+def apache_tls_empty(run):
+    run.capture()
+    tls_setup(run)
+    res = run.client([
+        {"requests": [{"method": "POST", "path": "/empty/tls-fresh?delay=0.2", "body": 3000}]},
+        {"start": 0.6, "requests": [{"path": "/ok/tls-first?size=3000"},
+                                    {"method": "POST", "path": "/empty/tls-reused?delay=0.2", "body": 3000,
+                                     "gap": 0.3}]}])
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    ver = tls_version(run)
+    require(len(P) == 2, "%d backend connections, not 2" % len(P))
+    conns = []
+    for pc, bc in run.pair(P, B):
+        require(bc is not None, "no backend view")
+        ex, bex = tls_check(run, pc, bc)
+        e = ex[-1]
+        require(e["target"].startswith("/empty") and e["request_complete"] and e["status"] is None and
+                not bex[-1]["resp"], "not an unanswered request: %s" % ex)
+        require(all(x["status"] == 200 and x["response_complete"] for x in ex[:-1]), "earlier exchange failed")
+        fin, who = first_close(bc)
+        require(who == "backend" and fin.flags & F, "the backend did not close first with FIN")
+        # The request's last record, and what the backend sent after it (decrypted record types).
+        recs = tls_records(run.backend_pcap, bc, run.keylog)
+        app_c = [f for f, fromc, ct, _ in recs if fromc and 23 in ct]
+        req_last = app_c[-1]
+        req_time = next(s.t for s in bc.segs if s.frame == req_last)
+        require(fin.t - req_time > 0.15, "the backend closed %.3f s after the request" % (fin.t - req_time))
+        t_after, a_after = tickets(recs, req_last)
+        require(not a_after, "application data from the backend after the request: frames %s" % a_after)
+        precs = tls_records(run.proxy_pcap, pc, run.keylog)
+        p_app_c = [f for f, fromc, ct, _ in precs if fromc and 23 in ct]
+        pt_after, pa_after = tickets(precs, p_app_c[-1])
+        pfin = pc.first(fromc=False, flags=F)
+        after = [s for s in pc.segs if s.frame > pfin.frame]
+        ticket_note = (" The only backend bytes after the request are %d TLS 1.3 NewSessionTicket record(s) (proxy.pcap "
+                       "frames %s): the server's post-handshake tickets, sent as soon as it read the client's "
+                       "Finished, which crossed the request; without the key log they look like application data "
+                       "(outer type 23)." % (len(pt_after), ",".join(map(str, pt_after)))) if pt_after else (
+            " Nothing at all comes from the backend between the request and its FIN.")
+        conns.append(tls_entry(pc, bc, "backend-empty-reply", "backend",
+                               "backend.py mode /empty?delay=0.2 over %s: reads the whole request, waits 0.2 s, "
+                               "closes (no TLS close_notify, just close()). %s. Decrypted: %s; no HTTP response "
+                               "byte in either capture. proxy.pcap tcp.stream==%d: the request's last record at "
+                               "frame %d, the backend's FIN at frame %d (%.3f s later).%s After the FIN: %s. "
+                               "backend.pcap: FIN frame %d. Proxy log AH01102 'error reading status line'. "
+                               % (ver, "A fresh connection: the POST is its first request" if len(ex) == 1 else
+                                  "A reused connection: the POST follows a complete GET 0.3 s after its response",
+                                  describe_ex(ex), pc.stream, p_app_c[-1], pfin.frame,
+                                  pfin.t - next(s.t for s in pc.segs if s.frame == p_app_c[-1]), ticket_note,
+                                  ", ".join(fdesc_tls(pc, s, precs) for s in after) or "nothing", fin.frame)
+                               + TLS_DECRYPT % pc.stream))
+    log_has(run, "AH01102")
+    run.write("Apache proxies to https://%s (%s). Two POSTs the backend reads completely and then closes without "
+              "answering (0.2 s later): one on a fresh connection, one on a reused connection after a complete GET. "
+              "Client statuses: %s." % (TLS_BACKEND, ver, ", ".join(str(r.get("status", r.get("error")))
+                                                                  for x in res for r in x)), conns)
+
+
+def fdesc_tls(c, s, recs):
+    d = "proxy->backend" if s.fromc else "backend->proxy"
+    kinds = next((ct for f, _, ct, _ in recs if f == s.frame), [])
+    names = {21: "alert", 22: "handshake", 23: "application data", 20: "change cipher spec"}
+    what = (" (TLS %s)" % "+".join(names.get(k, str(k)) for k in kinds)) if kinds else ""
+    return "%d %s %s%s%s" % (s.frame, d, s.flagstr(), (" len=%d" % s.len) if s.len else "", what)
+
+
+@scenario("apache-tls-lost-in-transit-response", "apache")
+def apache_tls_lost(run):
+    run.capture()
+    tls_setup(run)
+    p = run.client([{"requests": [{"path": "/ok/tls-lost?size=3000&delay=1.0"}]}], wait=False)
+    time.sleep(0.5)
+    run.ipt("router", "-I FORWARD -s 10.0.2.2 -p tcp --sport 8443 -j DROP")
+    res = run.client_result(p)
+    time.sleep(0.5)
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    ver = tls_version(run)
+    pc = one(P)
+    bc = run.pair(P, B)[0][1]
+    require(bc is not None, "no backend view")
+    ex, bex = tls_check(run, pc, bc)
+    require(len(ex) == 1 and ex[0]["request_complete"] and ex[0]["status"] is None, "response arrived: %s" % ex)
+    require(len(bex) == 1 and bex[0]["status"] == 200 and bex[0]["response_complete"], "backend did not answer: %s"
+            % [(e["target"], e["status"], e["resp"]) for e in bex])
+    brecs = tls_records(run.backend_pcap, bc, run.keylog)
+    b_req = [f for f, fromc, ct, _ in brecs if fromc and 23 in ct][0]
+    _, b_app = tickets(brecs, b_req)
+    require(b_app, "no application data from the backend")
+    resp_segs = [s for s in bc.find(fromc=False, data=True) if s.frame >= b_app[0]]
+    seqs = {}
+    for s in resp_segs:
+        seqs[s.seq] = seqs.get(s.seq, 0) + 1
+    require(any(v > 1 for v in seqs.values()), "the backend did not retransmit its response")
+    precs = tls_records(run.proxy_pcap, pc, run.keylog)
+    p_req = [f for f, fromc, ct, _ in precs if fromc and 23 in ct][0]
+    pt_after, pa_after = tickets(precs, p_req)
+    require(not pa_after, "response data reached the proxy")
+    last_b = max((s for s in pc.find(fromc=False)), key=lambda s: s.frame)
+    fin, who = first_close(pc)
+    require(who == "proxy", "the proxy did not close first")
+    log_has(run, "AH01102")
+    run.write("Apache proxies to https://%s (%s). One GET; the backend answers after 1 s, but 0.5 s into the "
+              "request the router starts dropping every packet from the backend (iptables -I FORWARD -s 10.0.2.2 "
+              "--sport 8443 -j DROP). The response never reaches the proxy, which gives up after its 3 s timeout. "
+              "%s." % (TLS_BACKEND, ver, status_of(res)),
+              [tls_entry(pc, bc, "lost-in-transit", "network",
+                         "Router drops backend->proxy packets after the TLS handshake and the request went through. "
+                         "backend.pcap tcp.stream==%d: the backend's response (decrypted: %s, complete) leaves at "
+                         "frame %d, %d data segment(s) from then on, retransmissions included; proxy.pcap "
+                         "tcp.stream==%d: nothing from the backend after frame %d (%s), the proxy's %s at frame %d. "
+                         "Proxy log AH01102 (timeout reading the status line). " % (
+                             bc.stream, describe_ex(bex), resp_segs[0].frame, len(resp_segs), pc.stream, last_b.frame,
+                             ("the TLS 1.3 NewSessionTickets, frames %s, before the rule" % ",".join(map(str, pt_after)))
+                             if pt_after else "the handshake", fin.flagstr(), fin.frame) + TLS_DECRYPT % pc.stream)])

@@ -44,6 +44,11 @@ HARD = {
     "apache-syn-icmp-admin-prohibited-router": "SYN answered by ICMP admin prohibited from a router",
     "apache-syn-icmp-host-unreachable-router": "SYN answered by ICMP host unreachable from a router",
     "apache-syn-icmp-host-unreachable-arp": "backend address nobody owns: router ARP fails, ICMP host unreachable per SYN",
+    "apache-snaplen96-mixed": "tcpdump -s 96 on both ends: reset mid-POST, truncated response, empty reply, healthy keep-alive (chunked both ways, Expect)",
+    "nginx-snaplen96-mixed": "tcpdump -s 96 on both ends: reset mid-POST, truncated response, empty reply, healthy keep-alive (chunked both ways)",
+    "apache-tls-ok-keepalive": "TLS 1.3 to the backend (ProxyPass https://), keep-alive reuse; tls-keys.log decrypts",
+    "apache-tls-backend-empty-reply": "TLS 1.3: backend closes after the request; on the fresh connection the server's NewSessionTickets cross the request",
+    "apache-tls-lost-in-transit-response": "TLS 1.3: router drops the backend's packets after the handshake",
 }
 
 
