@@ -238,6 +238,12 @@ const KNOWN_WRONG: &[(&str, &str)] = &[
         "TLS: says ok/none; truth lost-in-transit/network: the backend's response records left the \
          backend (retransmitted) and never reached the proxy, which gave up after 3 s",
     ),
+    (
+        "apache-backend-listen-queue-full",
+        "says ok/none for the 2 connections left in the full listen queue; truth backend-timeout/backend: \
+         request ACKed by the kernel, no response before the proxy's 3 s timeout (it came 0.5 s after \
+         the proxy's FIN and was answered by RST)",
+    ),
 ];
 
 #[test]

@@ -694,3 +694,288 @@ def apache_tls_lost(run):
                              bc.stream, describe_ex(bex), resp_segs[0].frame, len(resp_segs), pc.stream, last_b.frame,
                              ("the TLS 1.3 NewSessionTickets, frames %s, before the rule" % ",".join(map(str, pt_after)))
                              if pt_after else "the handshake", fin.flagstr(), fin.frame) + TLS_DECRYPT % pc.stream)])
+
+
+# =============================================================================================
+# 6. overload and restarts: every connection listed with its truth, read off both captures
+
+def keep_backend_log(run):
+    with open(os.path.join(run.tmp, "backend.log")) as f, open(os.path.join(run.out, "backend.log"), "w") as g:
+        for line in f:
+            g.write(line)
+
+
+def judge(pc, bc):
+    """The truth of one connection of an overload/restart scenario, from both captures: (verdict, blame,
+    what the wire shows). Only the patterns the injected faults produce are accepted; anything else
+    raises Retry (the scenario is run again)."""
+    require(bc is not None, "%s: not in backend.pcap" % pc.client)
+    syns = pc.find(fromc=True, flags=S)
+    synack = pc.first(fromc=False, flags=S | A)
+    bsyns = bc.find(fromc=True, flags=S)
+    if syns and not pc.find(fromc=False):
+        require(not bc.find(fromc=False) and len(bsyns) == len(syns), "%s: SYNs not all seen / answered at the "
+                "backend" % pc.client)
+        return "connect-timeout", "backend", (
+            "proxy.pcap: %d SYN(s) (frames %s), nothing from the backend; backend.pcap: the same %d SYN(s) arrive "
+            "(frames %s) and the backend host never answers" % (
+                len(syns), ",".join(str(s.frame) for s in syns), len(bsyns), ",".join(str(s.frame) for s in bsyns)))
+    if syns and not synack:
+        rst = pc.first(fromc=False, flags=R)
+        brst = bc.first(fromc=False, flags=R)
+        require(rst and brst and not pc.find(data=True), "%s: SYN not answered by RST" % pc.client)
+        return "connect-refused", "backend", (
+            "proxy.pcap: SYN frame %d answered by RST frame %d; backend.pcap: the backend host sends the RST (frame "
+            "%d): nothing listening" % (syns[0].frame, rst.frame, brst.frame))
+    late = ""
+    if synack and len(syns) > 1:
+        late = ("A late connect: %d SYN(s) went unanswered (proxy.pcap frames %s; backend.pcap shows them arrive, "
+                "frames %s), the SYN retransmission at frame %d got the SYN-ACK (frame %d); " % (
+                    len(syns) - 1, ",".join(str(s.frame) for s in syns[:-1]),
+                    ",".join(str(s.frame) for s in bsyns[:-1]), syns[-1].frame, synack.frame))
+    ex, bex = pt.http(pc), pt.http(bc)
+    if healthy(pc) and healthy(bc):
+        return "ok", "none", late + "%d exchange(s) %s, each complete; %s" % (
+            len(ex), describe_ex(ex), "closed with FIN" if pc.find(flags=F) else "still open at the end")
+    require(ex, "%s: no HTTP exchange" % pc.client)
+    e, be = ex[-1], bex[-1] if bex else None
+    require(all(x["request_complete"] and x["response_complete"] and x["status"] == 200 for x in ex[:-1]),
+            "%s: a failure before the last exchange" % pc.client)
+    prior = ("after %d complete exchange(s), " % (len(ex) - 1)) if len(ex) > 1 else ""
+    fin, who = first_close(bc)
+    pfin, pwho = first_close(pc)
+    require(fin is not None, "%s: no close in backend.pcap" % pc.client)
+    resp_before_close = [s for s in pc.find(fromc=False, data=True)
+                         if e["resp_frame"] and s.frame >= e["resp_frame"] and s.frame < pfin.frame]
+    if who == "proxy":
+        require(e["request_complete"] and not resp_before_close and pfin.flags & F, "%s: proxy closed first but not a "
+                "timeout" % pc.client)
+        last_req = pc.find(fromc=True, data=True)[-1]
+        waited = pfin.t - last_req.t
+        require(2.5 < waited < 4.5, "%s: the proxy waited %.2f s" % (pc.client, waited))
+        acked = [s for s in bc.find(fromc=False) if s.flags & A and (s.ack - bc.isn_c - 1) % 2**32 >=
+                 be["req"]["end"] + e["req"]["offset"] * 0] if be and be["req"].get("end") else []
+        require(acked, "%s: the backend did not acknowledge the request" % pc.client)
+        after = [s for s in pc.find(fromc=False, data=True) if s.frame > pfin.frame]
+        return "backend-timeout", "backend", late + prior + (
+            "%s %s complete (proxy.pcap frame %d) and acknowledged by the backend (backend.pcap frame %d), no "
+            "response byte before the proxy gave up %.2f s later (its FIN, proxy.pcap frame %d)%s" % (
+                e["method"], e["target"], last_req.frame, acked[0].frame, waited, pfin.frame,
+                ("; the backend's response only came after that (proxy.pcap frame %d) and the proxy's host answered "
+                 "it with RST" % after[0].frame) if after else ""))
+    require(who == "backend", "%s: unexpected closer" % pc.client)
+    kind = "RST" if fin.flags & R else "FIN"
+    if not e["request_complete"]:
+        return "backend-closed-during-request", "backend", late + prior + (
+            "the backend's %s (backend.pcap frame %d, proxy.pcap frame %d) while %s %s was still being sent (%d of "
+            "%d body bytes seen at the proxy)" % (
+                kind, fin.frame, pfin.frame, e["method"], e["target"], e["req"]["body_seen"],
+                e["req"].get("content_length", -1)))
+    if e["status"] is None:
+        require(not pc.find(fromc=False, data=True) or (len(ex) > 1 and not resp_before_close),
+                "%s: response bytes without a status line" % pc.client)
+        return "backend-empty-reply", "backend", late + prior + (
+            "%s %s complete (proxy.pcap frame %d), then the backend's %s (backend.pcap frame %d, proxy.pcap frame "
+            "%d) without a response byte" % (e["method"], e["target"], e["req_frame"], kind, fin.frame, pfin.frame))
+    require(not e["response_complete"], "%s: complete response but not healthy" % pc.client)
+    return "response-truncated", "backend", late + prior + (
+        "response %d to %s %s started at proxy.pcap frame %d, %d of %s body bytes, then the backend's %s (backend.pcap "
+        "frame %d, proxy.pcap frame %d)" % (e["status"], e["method"], e["target"], e["resp_frame"],
+                                             e["resp"]["body_seen"], e["resp"].get("content_length", "?"), kind,
+                                             fin.frame, pfin.frame))
+
+
+def judged_entries(run, P, B, context):
+    conns, counts = [], {}
+    for pc, bc in run.pair(P, B):
+        v, blame, how = judge(pc, bc)
+        counts[v] = counts.get(v, 0) + 1
+        conns.append(entry(pc, bc, v, blame, context(pc, bc, v) + " " + how + ". Check: " +
+                           tsh("proxy.pcap", pc), exchanges=None if pc.find(data=True) else []))
+    return conns, counts
+
+
+def nstat(ns, *names):
+    out = nsx(ns, "nstat -az " + " ".join(names), check=False).stdout
+    vals = {}
+    for line in out.splitlines():
+        p = line.split()
+        if len(p) >= 2 and p[0] in names:
+            vals[p[0]] = int(p[1])
+    return vals
+
+
+@scenario("apache-backend-listen-queue-full", "apache", attempts=4)
+def apache_listen_full(run):
+    run.capture()
+    run.backend("--backlog", "1", "--accept-after", "3.5", "--idle-close-ms", "60000")
+    run.apache(proxypass="ProxyPass / http://%s/ connectiontimeout=2 timeout=3 retry=0" % BACKEND)
+    before = nstat("backend", "TcpExtListenOverflows", "TcpExtListenDrops")
+    t0 = time.time()
+    sessions = []
+    for i in range(2):
+        sessions.append({"start": 0.0 + 0.05 * i, "requests": [{"path": "/ok/plug-%d?size=2000" % i}]})
+    for i in range(3):
+        sessions.append({"start": 0.4 + 0.05 * i, "requests": [{"path": "/ok/dropped-%d?size=2000" % i}]})
+    for i in range(3):
+        sessions.append({"start": 2.9 + 0.05 * i, "requests": [{"path": "/ok/late-%d?size=2000&delay=0.3" % i}]})
+    for i in range(3):
+        sessions.append({"start": 5.0 + 0.05 * i, "requests": [{"path": "/ok/after-%d?size=2000&delay=0.3" % i}]})
+    res = run.client(sessions, max_s=30)
+    time.sleep(0.3)
+    run.finish()
+    after = nstat("backend", "TcpExtListenOverflows", "TcpExtListenDrops")
+    keep_backend_log(run)
+    P, B = run.conns("proxy"), run.conns("backend")
+    phase = {}
+    for s, r in zip(sessions, res):
+        phase[r[0]["path"]] = s["start"]
+
+    def context(pc, bc, v):
+        return ("backend.py --backlog 1 --accept-after 3.5: its listen queue holds 2 connections and nothing is "
+                "accepted for 3.5 s, so once 2 connections wait in it the backend's kernel drops new SYNs (nstat "
+                "in the backend namespace: TcpExtListenOverflows %d, TcpExtListenDrops %d during the run)." % (
+                    after.get("TcpExtListenOverflows", 0) - before.get("TcpExtListenOverflows", 0),
+                    after.get("TcpExtListenDrops", 0) - before.get("TcpExtListenDrops", 0)))
+    conns, counts = judged_entries(run, P, B, context)
+    require(counts.get("connect-timeout", 0) >= 2 and counts.get("ok", 0) >= 3 and
+            counts.get("backend-timeout", 0) >= 1, "verdicts %s" % counts)
+    late = sum(1 for c in conns if c["verdict"] == "ok" and "late connect" in c["how_we_know"])
+    require(late >= 1, "no late connect")
+    log_has(run, "AH00957")
+    outcomes = {}
+    for r in res:
+        k = str(r[-1].get("status", r[-1].get("error")))
+        outcomes[k] = outcomes.get(k, 0) + 1
+    run.write("The backend's listen queue is full: backend.py listens with backlog 1 and accepts nothing during its "
+              "first 3.5 s. Two requests at t=0 complete their handshakes and wait, unserved, in the queue (the proxy "
+              "gives up on them after its 3 s timeout: backend-timeout); three at t=0.4 find the queue full, their "
+              "SYNs and SYN retransmissions are dropped by the backend's kernel (connect-timeout after the proxy's "
+              "2 s connectiontimeout); three at t=2.9 get in with a SYN retransmission once the backend starts "
+              "accepting (late connects, ok); three at t=5 are served at once. %d connections: %s. Client outcomes: "
+              "%s. backend.log is the backend's own log (accept times)." % (
+                  len(conns), ", ".join("%d %s" % (n, v) for v, n in sorted(counts.items())),
+                  ", ".join("%d x %s" % (n, k) for k, n in sorted(outcomes.items()))), conns)
+
+
+@scenario("apache-backend-killed-and-restarted", "apache", attempts=4)
+def apache_killed(run):
+    run.capture()
+    run.backend("--idle-close-ms", "60000")
+    run.apache(proxypass="ProxyPass / http://%s/ connectiontimeout=2 timeout=5 retry=0" % BACKEND)
+    sessions = [
+        {"start": 0.0, "requests": [{"path": "/ok/warm-0?size=3000"}]},
+        {"start": 0.0, "requests": [{"path": "/ok/warm-1?size=3000&delay=0.1"}]},
+        # in flight when the backend is killed at t=1.0
+        {"start": 0.6, "requests": [{"path": "/ok/processing?size=3000&delay=2"}]},
+        {"start": 0.6, "requests": [{"method": "POST", "path": "/ok/uploading", "body": 2000000,
+                                     "body_rate": 500000}]},
+        {"start": 0.6, "requests": [{"path": "/slow/downloading?size=2000000&rate=400000"}]},
+        # while it is down
+        {"start": 1.6, "requests": [{"path": "/ok/while-down-0"}]},
+        {"start": 2.3, "requests": [{"path": "/ok/while-down-1"}]},
+        # after the restart at t=3.0
+        {"start": 3.6, "requests": [{"path": "/ok/after-restart-0?size=4000"}, {"path": "/ok/after-restart-1"}]},
+        {"start": 3.6, "requests": [{"method": "POST", "path": "/ok/after-restart-2", "body": 30000}]},
+    ]
+    p = run.client(sessions, wait=False, max_s=30)
+    t0 = time.time()
+    time.sleep(1.0)
+    old = run.backend_proc
+    os.kill(old.pid, signal.SIGKILL)
+    old.wait(5)
+    t_kill = time.time()
+    run.notes.append("backend SIGKILLed (pid %d) at t=%.3f" % (old.pid, t_kill - t0))
+    time.sleep(max(0.0, 3.0 - (time.time() - t0)))
+    run.backend("--idle-close-ms", "60000")
+    t_up = time.time()
+    res = run.client_result(p, 30)
+    time.sleep(0.3)
+    run.finish()
+    keep_backend_log(run)
+    with open(os.path.join(run.out, "backend.log"), "a") as g:
+        g.write("%.6f [lab] backend process %d killed with SIGKILL\n%.6f [lab] backend restarted\n" % (
+            t_kill, old.pid, t_up))
+    P, B = run.conns("proxy"), run.conns("backend")
+    bt = {}
+
+    def context(pc, bc, v):
+        t = pc.segs[0].t
+        when = "before the kill" if t < t_kill else ("while the backend was down" if t < t_up else
+                                                     "after the restart")
+        return ("backend.py was killed with SIGKILL %.2f s into the traffic and started again %.2f s later (lab "
+                "log appended to backend.log); this connection started %s." % (t_kill - t0, t_up - t_kill, when))
+    conns, counts = judged_entries(run, P, B, context)
+    require(counts.get("connect-refused", 0) == 2, "verdicts %s" % counts)
+    require(counts.get("backend-empty-reply", 0) >= 1 and counts.get("response-truncated", 0) >= 1 and
+            counts.get("backend-closed-during-request", 0) >= 1 and counts.get("ok", 0) >= 1, "verdicts %s" % counts)
+    log_has(run, "Connection refused")
+    outcomes = {}
+    for r in res:
+        k = str(r[-1].get("status", r[-1].get("error")))
+        outcomes[k] = outcomes.get(k, 0) + 1
+    run.write("The backend process is killed (SIGKILL) %.1f s into the traffic and restarted %.1f s later. Its kernel "
+              "closes every socket of the dead process: FIN where nothing was left unread (a request being processed: "
+              "empty reply; a response being sent: truncated; idle pooled connections: orderly), RST where request "
+              "data was still unread (an upload in progress). The two connections tried while it is down are "
+              "refused (RST: nothing listening); after the restart everything works. %d connections: %s. Client "
+              "outcomes: %s." % (t_kill - t0, t_up - t_kill, len(conns), ", ".join(
+                  "%d %s" % (n, v) for v, n in sorted(counts.items())), ", ".join(
+                  "%d x %s" % (n, k) for k, n in sorted(outcomes.items()))), conns)
+
+
+@scenario("apache-backend-host-vanishes", "apache", attempts=4)
+def apache_vanish(run):
+    run.capture()
+    run.backend("--idle-close-ms", "300")
+    run.apache(proxypass="ProxyPass / http://%s/ connectiontimeout=2 timeout=3 retry=0" % BACKEND)
+    sessions = [
+        {"start": 0.0, "requests": [{"path": "/ok/before?size=3000"}]},
+        {"start": 0.6, "requests": [{"path": "/ok/in-flight-0?size=3000&delay=2"}]},
+        {"start": 0.65, "requests": [{"method": "POST", "path": "/ok/in-flight-1?size=3000&delay=2", "body": 20000}]},
+        {"start": 1.6, "requests": [{"path": "/ok/after-0"}]},
+        {"start": 2.4, "requests": [{"path": "/ok/after-1"}]},
+    ]
+    p = run.client(sessions, wait=False, max_s=30)
+    t0 = time.time()
+    time.sleep(1.1)
+    nsx("backend", "ip addr flush dev eth0")
+    nsx("backend", "ip -6 addr flush dev eth0", check=False)
+    t_gone = time.time()
+    run.notes.append("backend: ip addr flush dev eth0 at t=%.3f" % (t_gone - t0))
+    res = run.client_result(p, 30)
+    time.sleep(0.5)
+    run.finish()
+    keep_backend_log(run)
+    with open(os.path.join(run.out, "backend.log"), "a") as g:
+        g.write("%.6f [lab] ip addr flush dev eth0 in the backend namespace: the host lost its addresses\n" % t_gone)
+    P, B = run.conns("proxy"), run.conns("backend")
+    icmp = pt.icmp_errors(run.proxy_pcap)
+    require(not icmp, "ICMP errors at the proxy: %s" % icmp)
+
+    def context(pc, bc, v):
+        t = pc.segs[0].t
+        return ("The backend host loses its addresses (ip addr flush dev eth0 in its namespace, %.2f s into the "
+                "traffic): it no longer answers anything, sends no RST and no FIN; its link stays up, so its "
+                "capture still sees what the router delivers to it, and the router's ARP entry for it stays "
+                "valid (no ICMP from the router). This connection started %s the host vanished." % (
+                    t_gone - t0, "before" if t < t_gone else "after"))
+    conns, counts = judged_entries(run, P, B, context)
+    require(counts.get("backend-timeout", 0) == 2 and counts.get("connect-timeout", 0) == 2 and
+            counts.get("ok", 0) == 1, "verdicts %s" % counts)
+    for c in conns:
+        if c["verdict"] == "backend-timeout":
+            c["how_we_know"] += (" The backend never sent the response: after the address flush its stack had no "
+                                 "route and no address to send from; backend.pcap shows nothing leaving the backend "
+                                 "after t=%.2f s, only the proxy's retransmitted FIN arriving." % (t_gone - t0))
+    outcomes = {}
+    for r in res:
+        k = str(r[-1].get("status", r[-1].get("error")))
+        outcomes[k] = outcomes.get(k, 0) + 1
+    run.write("The backend host vanishes mid-traffic: %.1f s in, its addresses are removed (ip addr flush). No RST, no "
+              "FIN: the two requests it had received and acknowledged are never answered (the proxy gives up after "
+              "3 s), and the SYNs of two later connections reach its interface and are never answered (the proxy "
+              "gives up after its 2 s connectiontimeout). The router's ARP entry for the backend stays valid for the "
+              "whole run, so no ICMP comes back. %d connections: %s. Client outcomes: %s." % (
+                  t_gone - t0, len(conns), ", ".join("%d %s" % (n, v) for v, n in sorted(counts.items())),
+                  ", ".join("%d x %s" % (n, k) for k, n in sorted(outcomes.items()))), conns)

@@ -49,6 +49,9 @@ HARD = {
     "apache-tls-ok-keepalive": "TLS 1.3 to the backend (ProxyPass https://), keep-alive reuse; tls-keys.log decrypts",
     "apache-tls-backend-empty-reply": "TLS 1.3: backend closes after the request; on the fresh connection the server's NewSessionTickets cross the request",
     "apache-tls-lost-in-transit-response": "TLS 1.3: router drops the backend's packets after the handshake",
+    "apache-backend-listen-queue-full": "backend listen queue full: SYNs dropped by the backend's kernel, connect timeouts, late connects, requests stuck in the queue",
+    "apache-backend-killed-and-restarted": "backend SIGKILLed under load and restarted: in-flight requests cut 3 ways, refusals while down, ok after",
+    "apache-backend-host-vanishes": "backend host loses its addresses mid-traffic: no RST, no FIN, no ICMP",
 }
 
 
