@@ -244,6 +244,12 @@ const KNOWN_WRONG: &[(&str, &str)] = &[
          request ACKed by the kernel, no response before the proxy's 3 s timeout (it came 0.5 s after \
          the proxy's FIN and was answered by RST)",
     ),
+    (
+        "apache-lowercase-status-line",
+        "'http/1.1 200 OK' with a valid Content-Length body: says backend-timeout (keep-alive) and \\
+         backend-empty-reply (Connection: close) with 'no response byte'; truth ok/none, response and \\
+         FINs in the capture",
+    ),
 ];
 
 #[test]

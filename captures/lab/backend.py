@@ -13,7 +13,8 @@ scenario, including a busy one where only a few requests fail:
   /slow?size=N&rate=R        answer 200 with N bytes at R bytes/s
   /mark?marker=S             like /ok, with the string S in a response header (for router string matches)
   /chunked?size=N&chunk=M    answer 200 with N body bytes as a chunked body (chunks of M bytes)
-  /lowercase?size=N          answer "http/1.1 200 OK" (lower-case protocol name) with a Content-Length body
+  /lowercase?size=N[&close=1] answer "http/1.1 200 OK" (lower-case protocol name) with a Content-Length body
+                             (close=1: "Connection: close", then close)
   /reset                     read the whole request, then reset the connection (SO_LINGER 0) without a byte
 
 Every request with "Expect: 100-continue" gets "HTTP/1.1 100 Continue" before its body is read (except
@@ -222,8 +223,12 @@ def serve(sock, peer, tls=None):
                 continue
             if mode == "lowercase":
                 size = int(q.get("size", "120"))
+                close = q.get("close") == "1"
                 c.send(b"http/1.1 200 OK\r\nServer: lab-backend\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                       b"Connection: keep-alive\r\n\r\n" % size + body_bytes(size))
+                       b"Connection: %s\r\n\r\n" % (size, b"close" if close else b"keep-alive") + body_bytes(size))
+                if close:
+                    sock.close()
+                    return
                 continue
             if mode == "never":
                 hold_then_close(c)

@@ -979,3 +979,78 @@ def apache_vanish(run):
               "whole run, so no ICMP comes back. %d connections: %s. Client outcomes: %s." % (
                   t_gone - t0, len(conns), ", ".join("%d %s" % (n, v) for v, n in sorted(counts.items())),
                   ", ".join("%d x %s" % (n, k) for k, n in sorted(outcomes.items()))), conns)
+
+
+# =============================================================================================
+# 7. a response head that is not strictly valid: "http/1.1 200 OK" with a valid Content-Length body
+
+def _lowercase(run, proxy, needle, said):
+    run.capture()
+    run.backend()
+    proxy()
+    res = run.client([
+        {"requests": [{"path": "/ok/normal?size=300"}, {"path": "/lowercase/keep-alive?size=2000", "gap": 0.2}]},
+        {"start": 4.0, "requests": [{"path": "/lowercase/close?size=2000&close=1"}]}], max_s=30)
+    time.sleep(0.3)
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    require(len(P) == 2, "%d backend connections, not 2" % len(P))
+    conns = []
+    for pc, bc in run.pair(P, B):
+        require(bc is not None, "no backend view")
+        ex, bex = pt.http(pc), pt.http(bc)
+        e = ex[-1]
+        require(e["target"].startswith("/lowercase") and e["status"] == 200 and e["response_complete"] and
+                e["request_complete"], "lower-case exchange not complete: %s" % ex)
+        head = pc.bytes_dir(False)[0][e["resp"]["head_offset"]:][:15]
+        require(head == b"http/1.1 200 OK", "head %r" % head)
+        require(all(x["status"] == 200 and x["response_complete"] for x in ex), "an exchange failed")
+        require(not pc.find(flags=R) and not bc.find(flags=R), "RST")
+        fin, who = first_close(pc)
+        resp_end = [s for s in pc.find(fromc=False, data=True)][-1]
+        if "close=1" in e["target"]:
+            require(who == "backend" and fin.t - resp_end.t < 0.1, "the backend did not close after the response")
+            tail = ("the backend said 'Connection: close' and closed right after the body (its FIN, proxy.pcap frame "
+                    "%d), then the proxy closed too" % fin.frame)
+        else:
+            require(who == "proxy" and 2.5 < fin.t - resp_end.t < 4.5, "the proxy did not wait for its timeout")
+            tail = ("the backend kept the connection open (keep-alive); the proxy, reading the response as HTTP/0.9 "
+                    "(until close), waited %.2f s for more and then closed (its FIN, proxy.pcap frame %d; the "
+                    "backend's FIN follows at frame %d): its timeout, not a backend failure on the wire" % (
+                        fin.t - resp_end.t, fin.frame, pc.first(fromc=False, flags=F).frame))
+        conns.append(entry(pc, bc, "ok", "none",
+                           "backend.py mode /lowercase: the status line is 'http/1.1 200 OK' (lower-case protocol "
+                           "name, which RFC 9112 does not allow, but which lenient clients such as curl and browsers "
+                           "accept) with Content-Length 2000 and a 2000-byte body. proxy.pcap tcp.stream==%d: %s; "
+                           "the lower-case response starts at frame %d and its body is complete by frame %d; %s. "
+                           "The proxy did not accept the head: %s. Check: %s" % (
+                               pc.stream, describe_ex(ex), e["resp_frame"], resp_end.frame, tail,
+                               said["close" if "close=1" in e["target"] else "keep"], tsh("proxy.pcap", pc))))
+    log_has(run, needle)
+    outcomes = ", ".join("%s %s" % (r[-1]["path"].split("?")[0], r[-1].get("status", r[-1].get("error")))
+                         for r in res)
+    run.write("The backend answers two GETs with the status line 'http/1.1 200 OK' (lower-case) and a valid "
+              "Content-Length body: once on a keep-alive connection after a normal exchange, once with "
+              "'Connection: close'. On the wire every request is fully answered and every connection closes with "
+              "FIN, so the truth is ok for both. The proxy itself is strict: it takes the head for an HTTP/0.9 "
+              "response (no status line) and reads until the backend closes, so on the keep-alive connection it "
+              "waits for its 3 s timeout. What its client got (last request of each client connection): %s."
+              % outcomes, conns)
+
+
+@scenario("apache-lowercase-status-line", "apache")
+def apache_lower(run):
+    _lowercase(run, run.apache, "AH01110", {
+        "keep": "it read the response as HTTP/0.9 and logged AH01110 'error reading response' at its timeout; its "
+                "client got a 200 whose body is the backend's head and body, cut when the proxy gave up",
+        "close": "it passed the backend's bytes on as an HTTP/0.9 body and logged nothing (access log: 200, 2105 "
+                 "bytes, the backend's head included)"})
+
+
+@scenario("nginx-lowercase-status-line", "nginx")
+def nginx_lower(run):
+    _lowercase(run, lambda: run.nginx(upstream_extra="keepalive 8;"), "upstream sent no valid HTTP/1.0 header", {
+        "keep": "proxy log 'upstream sent no valid HTTP/1.0 header', then 'upstream timed out' 3 s later; access "
+                "log status 009 (HTTP/0.9), the client connection closed without a response",
+        "close": "proxy log 'upstream sent no valid HTTP/1.0 header'; access log status 009 (HTTP/0.9 response: the "
+                 "backend's head and body passed on raw)"})

@@ -52,6 +52,8 @@ HARD = {
     "apache-backend-listen-queue-full": "backend listen queue full: SYNs dropped by the backend's kernel, connect timeouts, late connects, requests stuck in the queue",
     "apache-backend-killed-and-restarted": "backend SIGKILLed under load and restarted: in-flight requests cut 3 ways, refusals while down, ok after",
     "apache-backend-host-vanishes": "backend host loses its addresses mid-traffic: no RST, no FIN, no ICMP",
+    "apache-lowercase-status-line": "status line 'http/1.1 200 OK' (lower-case), valid Content-Length body; Apache reads it as HTTP/0.9",
+    "nginx-lowercase-status-line": "status line 'http/1.1 200 OK' (lower-case), valid Content-Length body; nginx: 'no valid HTTP/1.0 header', 009",
 }
 
 
