@@ -246,8 +246,14 @@ const KNOWN_WRONG: &[(&str, &str)] = &[
     ),
     (
         "apache-lowercase-status-line",
-        "'http/1.1 200 OK' with a valid Content-Length body: says backend-timeout (keep-alive) and \\
-         backend-empty-reply (Connection: close) with 'no response byte'; truth ok/none, response and \\
+        "'http/1.1 200 OK' with a valid Content-Length body: says backend-timeout (keep-alive) and \
+         backend-empty-reply (Connection: close) with 'no response byte'; truth ok/none, response and \
+         FINs in the capture",
+    ),
+    (
+        "nginx-lowercase-status-line",
+        "'http/1.1 200 OK' with a valid Content-Length body: says backend-timeout (keep-alive) and \
+         backend-empty-reply (Connection: close) with 'no response byte'; truth ok/none, response and \
          FINs in the capture",
     ),
 ];
