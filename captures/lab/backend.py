@@ -15,7 +15,7 @@ scenario, including a busy one where only a few requests fail:
   /chunked?size=N&chunk=M    answer 200 with N body bytes as a chunked body (chunks of M bytes)
   /lowercase?size=N[&close=1] answer "http/1.1 200 OK" (lower-case protocol name) with a Content-Length body
                              (close=1: "Connection: close", then close)
-  /reset                     read the whole request, then reset the connection (SO_LINGER 0) without a byte
+  /reset[?delay=D]           read the whole request, (wait D s,) then reset the connection (SO_LINGER 0)
 
 Every request with "Expect: 100-continue" gets "HTTP/1.1 100 Continue" before its body is read (except
 /stall and /close-mid-request, which never ask for the body). Keep-alive: a connection is closed after
@@ -209,6 +209,8 @@ def serve(sock, peer, tls=None):
                 sock.close()
                 return
             if mode == "reset":
+                if "delay" in q:
+                    time.sleep(min(float(q["delay"]), HOLD))
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.close()
                 return

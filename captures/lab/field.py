@@ -585,21 +585,25 @@ def apache_tls_empty(run):
         {"requests": [{"method": "POST", "path": "/empty/tls-fresh?delay=0.2", "body": 3000}]},
         {"start": 0.6, "requests": [{"path": "/ok/tls-first?size=3000"},
                                     {"method": "POST", "path": "/empty/tls-reused?delay=0.2", "body": 3000,
-                                     "gap": 0.3}]}])
+                                     "gap": 0.3}]},
+        {"start": 1.8, "requests": [{"path": "/ok/tls-before-reset?size=3000"},
+                                    {"method": "POST", "path": "/reset/tls?delay=0.2", "body": 3000, "gap": 0.3}]}])
     run.finish()
     P, B = run.conns("proxy"), run.conns("backend")
     ver = tls_version(run)
-    require(len(P) == 2, "%d backend connections, not 2" % len(P))
+    require(len(P) == 3, "%d backend connections, not 3" % len(P))
     conns = []
     for pc, bc in run.pair(P, B):
         require(bc is not None, "no backend view")
         ex, bex = tls_check(run, pc, bc)
         e = ex[-1]
-        require(e["target"].startswith("/empty") and e["request_complete"] and e["status"] is None and
+        reset = e["target"].startswith("/reset")
+        require((e["target"].startswith("/empty") or reset) and e["request_complete"] and e["status"] is None and
                 not bex[-1]["resp"], "not an unanswered request: %s" % ex)
         require(all(x["status"] == 200 and x["response_complete"] for x in ex[:-1]), "earlier exchange failed")
         fin, who = first_close(bc)
-        require(who == "backend" and fin.flags & F, "the backend did not close first with FIN")
+        require(who == "backend" and fin.flags & (R if reset else F), "the backend did not close first with %s"
+                % ("RST" if reset else "FIN"))
         # The request's last record, and what the backend sent after it (decrypted record types).
         recs = tls_records(run.backend_pcap, bc, run.keylog)
         app_c = [f for f, fromc, ct, _ in recs if fromc and 23 in ct]
@@ -611,19 +615,25 @@ def apache_tls_empty(run):
         precs = tls_records(run.proxy_pcap, pc, run.keylog)
         p_app_c = [f for f, fromc, ct, _ in precs if fromc and 23 in ct]
         pt_after, pa_after = tickets(precs, p_app_c[-1])
-        pfin = pc.first(fromc=False, flags=F)
+        pfin = pc.first(fromc=False, flags=R if reset else F)
         after = [s for s in pc.segs if s.frame > pfin.frame]
         ticket_note = (" The only backend bytes after the request are %d TLS 1.3 NewSessionTicket record(s) (proxy.pcap "
                        "frames %s): the server's post-handshake tickets, sent as soon as it read the client's "
                        "Finished, which crossed the request; without the key log they look like application data "
                        "(outer type 23)." % (len(pt_after), ",".join(map(str, pt_after)))) if pt_after else (
-            " Nothing at all comes from the backend between the request and its FIN.")
+            " Nothing at all comes from the backend between the request and its %s." % ("RST" if reset else "FIN"))
         conns.append(tls_entry(pc, bc, "backend-empty-reply", "backend",
-                               "backend.py mode /empty?delay=0.2 over %s: reads the whole request, waits 0.2 s, "
-                               "closes (no TLS close_notify, just close()). %s. Decrypted: %s; no HTTP response "
-                               "byte in either capture. proxy.pcap tcp.stream==%d: the request's last record at "
-                               "frame %d, the backend's FIN at frame %d (%.3f s later).%s After the FIN: %s. "
-                               "backend.pcap: FIN frame %d. Proxy log AH01102 'error reading status line'. "
+                               ("backend.py mode /reset?delay=0.2 over %s: reads the whole request, waits 0.2 s, "
+                                "resets the connection (SO_LINGER 0, then close()). %s. Decrypted: %s; no HTTP "
+                                "response byte in either capture. proxy.pcap tcp.stream==%d: the request's last record "
+                                "at frame %d, the backend's RST at frame %d (%.3f s later).%s After the RST: %s. "
+                                "backend.pcap: RST frame %d. Proxy log AH01102 'error reading status line'. " if reset
+                                else
+                                "backend.py mode /empty?delay=0.2 over %s: reads the whole request, waits 0.2 s, "
+                                "closes (no TLS close_notify, just close()). %s. Decrypted: %s; no HTTP response "
+                                "byte in either capture. proxy.pcap tcp.stream==%d: the request's last record at "
+                                "frame %d, the backend's FIN at frame %d (%.3f s later).%s After the FIN: %s. "
+                                "backend.pcap: FIN frame %d. Proxy log AH01102 'error reading status line'. ")
                                % (ver, "A fresh connection: the POST is its first request" if len(ex) == 1 else
                                   "A reused connection: the POST follows a complete GET 0.3 s after its response",
                                   describe_ex(ex), pc.stream, p_app_c[-1], pfin.frame,
@@ -631,8 +641,9 @@ def apache_tls_empty(run):
                                   ", ".join(fdesc_tls(pc, s, precs) for s in after) or "nothing", fin.frame)
                                + TLS_DECRYPT % pc.stream))
     log_has(run, "AH01102")
-    run.write("Apache proxies to https://%s (%s). Two POSTs the backend reads completely and then closes without "
-              "answering (0.2 s later): one on a fresh connection, one on a reused connection after a complete GET. "
+    run.write("Apache proxies to https://%s (%s). Three POSTs the backend reads completely and then closes without "
+              "answering (0.2 s later): one on a fresh connection, one on a reused connection after a complete GET "
+              "(both closed with FIN), and one more on a reused connection that the backend resets (RST). "
               "Client statuses: %s." % (TLS_BACKEND, ver, ", ".join(str(r.get("status", r.get("error")))
                                                                   for x in res for r in x)), conns)
 
