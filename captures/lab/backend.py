@@ -5,22 +5,33 @@ The behaviour is chosen per request by the path's first segment, so one backend 
 scenario, including a busy one where only a few requests fail:
 
   /ok[...]?size=N&delay=D    read the request (Content-Length or chunked body), wait D s, answer 200 with N body bytes
-  /empty                     read the whole request, then close without sending a byte
+  /empty[?delay=D]           read the whole request, (wait D s,) then close without sending a byte
   /close-mid-request?read=N  read the headers and N body bytes, then close (unread data -> the kernel sends RST)
   /truncate?size=N&send=M    answer with Content-Length N but send only M body bytes, then close
   /never                     read the whole request and never answer (closes after --hold seconds)
   /stall                     read the headers only, then stop reading (with --rcvbuf: zero window)
   /slow?size=N&rate=R        answer 200 with N bytes at R bytes/s
   /mark?marker=S             like /ok, with the string S in a response header (for router string matches)
+  /chunked?size=N&chunk=M    answer 200 with N body bytes as a chunked body (chunks of M bytes)
+  /lowercase?size=N[&close=1] answer "http/1.1 200 OK" (lower-case protocol name) with a Content-Length body
+                             (close=1: "Connection: close", then close)
+  /reset[?delay=D]           read the whole request, (wait D s,) then reset the connection (SO_LINGER 0)
 
 Every request with "Expect: 100-continue" gets "HTTP/1.1 100 Continue" before its body is read (except
 /stall and /close-mid-request, which never ask for the body). Keep-alive: a connection is closed after
 exactly --idle-close-ms of idleness after a response (default 10 s). All waits are bounded.
+
+--tls CERT,KEY wraps every accepted connection in TLS (Python's ssl module; --keylog FILE writes the
+session secrets in NSS key log format so that tshark can decrypt the captures). --accept-delay S sleeps S
+seconds after each accept() and --accept-after S accepts nothing during the first S seconds (with a small
+--backlog: a full listen queue, SYNs dropped by the kernel).
 """
 import argparse
 import os
 import select
 import socket
+import ssl
+import struct
 import sys
 import threading
 import time
@@ -51,9 +62,11 @@ class Conn:
         self.buf = b""
 
     def fill(self, timeout):
-        r, _, _ = select.select([self.sock], [], [], timeout)
-        if not r:
-            raise TimeoutError()
+        pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        if not pending:
+            r, _, _ = select.select([self.sock], [], [], timeout)
+            if not r:
+                raise TimeoutError()
         d = self.sock.recv(65536)
         if not d:
             raise Closed()
@@ -128,7 +141,17 @@ def hold_then_close(c):
     c.sock.close()
 
 
-def serve(sock, peer):
+def serve(sock, peer, tls=None):
+    if tls is not None:
+        try:
+            sock.settimeout(HOLD)
+            sock = tls.wrap_socket(sock, server_side=True)
+            sock.settimeout(None)
+            log("%s tls %s %s" % (peer, sock.version(), sock.cipher()[0]))
+        except (OSError, ssl.SSLError) as e:
+            log("%s tls handshake failed: %r" % (peer, e))
+            sock.close()
+            return
     c = Conn(sock, peer)
     first = True
     try:
@@ -181,8 +204,34 @@ def serve(sock, peer):
             got = c.read_body(headers)
             log("%s body %d bytes read" % (peer, got))
             if mode == "empty":
+                if "delay" in q:
+                    time.sleep(min(float(q["delay"]), HOLD))
                 sock.close()
                 return
+            if mode == "reset":
+                if "delay" in q:
+                    time.sleep(min(float(q["delay"]), HOLD))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+                return
+            if mode == "chunked":
+                size = int(q.get("size", "100000"))
+                step = int(q.get("chunk", "8000"))
+                data = body_bytes(size)
+                out = b"HTTP/1.1 200 OK\r\nServer: lab-backend\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+                for i in range(0, size, step):
+                    out += b"%x\r\n" % len(data[i:i + step]) + data[i:i + step] + b"\r\n"
+                c.send(out + b"0\r\n\r\n")
+                continue
+            if mode == "lowercase":
+                size = int(q.get("size", "120"))
+                close = q.get("close") == "1"
+                c.send(b"http/1.1 200 OK\r\nServer: lab-backend\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                       b"Connection: %s\r\n\r\n" % (size, b"close" if close else b"keep-alive") + body_bytes(size))
+                if close:
+                    sock.close()
+                    return
+                continue
             if mode == "never":
                 hold_then_close(c)
                 return
@@ -239,12 +288,23 @@ def main():
     ap.add_argument("--idle-close-ms", type=float, default=10000)
     ap.add_argument("--hold", type=float, default=15.0)
     ap.add_argument("--backlog", type=int, default=128)
+    ap.add_argument("--tls", help="CERT,KEY: serve TLS")
+    ap.add_argument("--keylog", help="write TLS secrets here (NSS key log format)")
+    ap.add_argument("--accept-delay", type=float, default=0.0)
+    ap.add_argument("--accept-after", type=float, default=0.0)
     ap.add_argument("--log")
     ap.add_argument("--lifetime", type=float, default=600, help="exit after this many seconds")
     a = ap.parse_args()
     HOLD = a.hold
     IDLE_MS = a.idle_close_ms
     LOG = open(a.log, "a") if a.log else sys.stderr
+    tls = None
+    if a.tls:
+        cert, key = a.tls.split(",")
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert, key)
+        if a.keylog:
+            tls.keylog_filename = a.keylog
     socks = []
     for spec in a.listen:
         host, port = spec.rsplit(":", 1)
@@ -258,14 +318,21 @@ def main():
         s.listen(a.backlog)
         socks.append(s)
     print("backend listening", flush=True)
-    end = time.monotonic() + a.lifetime
+    start = time.monotonic()
+    end = start + a.lifetime
+    if a.accept_after:
+        time.sleep(min(a.accept_after, a.lifetime))
+        log("accepting from now on")
     while time.monotonic() < end:
         r, _, _ = select.select(socks, [], [], 0.5)
         for s in r:
             cs, peer = s.accept()
             cs.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             p = "%s:%d" % (peer[0], peer[1])
-            threading.Thread(target=serve, args=(cs, p), daemon=True).start()
+            log("%s accepted" % p)
+            threading.Thread(target=serve, args=(cs, p, tls), daemon=True).start()
+            if a.accept_delay:
+                time.sleep(a.accept_delay)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@
 For each scenario: the JSON parses and has exactly the contract's keys; verdict and blame labels are those
 of DESIGN.md; every listed file exists; and for every listed connection view, the frame `first_frame`
 exists in that capture, is the first TCP frame of its tshark tcp.stream, and carries the listed 4-tuple
-(either direction). `backend_server` must be the server of every listed view. Exit 1 on any problem.
+(either direction). `backend_server` must be the server of every listed view. Optional per-connection keys:
+`icmp` (ICMP errors that answered the connection: each listed frame must be an ICMP error from that address,
+with that type and code, quoting a segment of that connection) and `protocol` ("http" or "tls": TLS to the
+backend, HTTP content not visible on the wire). Exit 1 on any problem.
 
 Usage: check.py [SCENARIO_DIR ...]   (default: every captures/*/ with an expected.json)
 """
@@ -23,7 +26,10 @@ BLAMES = {"none", "proxy", "backend", "network", "capture"}
 KEYS = ["scenario", "proxy_software", "description", "proxy_capture", "backend_capture", "proxy_log",
         "backend_server", "clock_shift_s", "snaplen", "others", "connections"]
 CKEYS = ["proxy", "backend", "verdict", "blame", "exchanges", "how_we_know"]
+OPTIONAL = ["icmp", "protocol"]
+ICMP_KEYS = ["from", "type", "code", "proxy_frame", "backend_frame"]
 _cache = {}
+_icmp_cache = {}
 
 
 def ep(ip, port):
@@ -46,6 +52,54 @@ def frames(path):
         first.setdefault(st, n)
     _cache[path] = (fr, first)
     return fr, first
+
+
+def icmp_frames(path):
+    """frame number -> (sender, type, code, quoted src, quoted dst) for ICMP/ICMPv6 errors quoting TCP."""
+    if path in _icmp_cache:
+        return _icmp_cache[path]
+    out = subprocess.run(["tshark", "-n", "-r", path, "-Y", "(icmp or icmpv6) and tcp", "-T", "fields",
+                          "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,", "-e", "frame.number",
+                          "-e", "ip.src", "-e", "ipv6.src", "-e", "ip.dst", "-e", "ipv6.dst", "-e", "icmp.type",
+                          "-e", "icmp.code", "-e", "icmpv6.type", "-e", "icmpv6.code", "-e", "tcp.srcport", "-e",
+                          "tcp.dstport"], capture_output=True, text=True, timeout=300, check=True).stdout
+    fr = {}
+    for line in out.splitlines():
+        n, s4, s6, d4, d6, t4, c4, t6, c6, sp, dp = (line.split("\t") + [""] * 11)[:11]
+        src, dst = (s4 or s6).split(","), (d4 or d6).split(",")
+        fr[int(n)] = (src[0], int((t4 or t6).split(",")[0]), int((c4 or c6).split(",")[0]), ep(src[-1], sp),
+                      ep(dst[-1], dp))
+    _icmp_cache[path] = fr
+    return fr
+
+
+def check_icmp(d, files, c, where):
+    errs = []
+    if not isinstance(c["icmp"], list) or not c["icmp"]:
+        return ["%s: icmp must be a non-empty list" % where]
+    for x in c["icmp"]:
+        if list(x.keys()) != ICMP_KEYS:
+            errs.append("%s: icmp keys %s" % (where, list(x.keys())))
+            continue
+        for side in ("proxy", "backend"):
+            n = x[side + "_frame"]
+            if n is None:
+                continue
+            if c[side] is None or not files[side]:
+                errs.append("%s: icmp %s frame %d but no %s view" % (where, side, n, side))
+                continue
+            f = icmp_frames(os.path.join(d, files[side][0])).get(n)
+            if f is None:
+                errs.append("%s: %s frame %d is not an ICMP error quoting TCP" % (where, side, n))
+                continue
+            if (f[0], f[1], f[2]) != (x["from"], x["type"], x["code"]):
+                errs.append("%s: %s frame %d is ICMP type %d code %d from %s, not type %d code %d from %s"
+                            % (where, side, n, f[1], f[2], f[0], x["type"], x["code"], x["from"]))
+            if {f[3], f[4]} != {c[side]["client"], c[side]["server"]}:
+                errs.append("%s: %s frame %d quotes %s -> %s, not this connection" % (where, side, n, f[3], f[4]))
+        if x["proxy_frame"] is None and x["backend_frame"] is None:
+            errs.append("%s: icmp entry with no frame" % where)
+    return errs
 
 
 def check_dir(d):
@@ -73,9 +127,14 @@ def check_dir(d):
         errs.append("no connections listed")
     for i, c in enumerate(doc["connections"]):
         where = "connection %d" % i
-        if list(c.keys()) != CKEYS:
-            errs.append("%s: keys %s" % (where, list(c.keys())))
+        keys = list(c.keys())
+        if keys[:len(CKEYS)] != CKEYS or [k for k in OPTIONAL if k in keys] != keys[len(CKEYS):]:
+            errs.append("%s: keys %s" % (where, keys))
             continue
+        if "protocol" in c and c["protocol"] not in ("http", "tls"):
+            errs.append("%s: protocol %r" % (where, c["protocol"]))
+        if "icmp" in c:
+            errs.extend(check_icmp(d, files, c, where))
         if c["verdict"] not in VERDICTS:
             errs.append("%s: verdict %r" % (where, c["verdict"]))
         if c["blame"] not in BLAMES:

@@ -570,6 +570,7 @@ def scenario(name, proxy, attempts=3):
 
 
 import scenarios  # noqa: E402,F401  (registers the scenarios)
+import field  # noqa: E402,F401  (registers the field-realistic scenarios of issue 11)
 
 
 def main(argv):

@@ -179,6 +179,31 @@ def connections(path, servers=None):
     return order
 
 
+def icmp_errors(path):
+    """ICMP/ICMPv6 error messages of a capture that quote a TCP segment: one dict per frame with the
+    frame number, time, the sender (outer source address), type, code, and the quoted segment's
+    source/destination ("ip:port") and raw sequence number."""
+    cmd = ["tshark", "-n", "-r", path, "-o", "tcp.relative_sequence_numbers:FALSE", "-Y", "(icmp or icmpv6) and tcp",
+           "-T", "fields", "-E", "separator=\t",
+           "-E", "occurrence=a", "-E", "aggregator=,"]
+    for f in ("frame.number", "frame.time_epoch", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "icmp.type",
+              "icmp.code", "icmpv6.type", "icmpv6.code", "tcp.srcport", "tcp.dstport", "tcp.seq"):
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+    res = []
+    for line in out.splitlines():
+        p = line.split("\t")
+        p += [""] * (13 - len(p))
+        v4 = bool(p[2])
+        src = (p[2] or p[3]).split(",")
+        dst = (p[4] or p[5]).split(",")
+        res.append({"frame": int(p[0]), "t": float(p[1]), "from": src[0], "to": dst[0],
+                    "type": int((p[6] or p[8]).split(",")[0]), "code": int((p[7] or p[9]).split(",")[0]),
+                    "quoted_src": ep(src[-1], p[10]), "quoted_dst": ep(dst[-1], p[11]),
+                    "quoted_seq": int(p[12]), "v4": v4})
+    return res
+
+
 def parse_headers(block):
     lines = block.decode("latin-1").split("\r\n")
     h = {}
