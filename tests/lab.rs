@@ -30,6 +30,9 @@ struct ExpectedConn {
     verdict: String,
     blame: String,
     exchanges: Vec<ExpectedExchange>,
+    /// "tls" when the connection carries TLS (the lab decrypted it for the truth).
+    #[serde(default)]
+    protocol: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -116,6 +119,21 @@ fn check(dir: &Path) -> Vec<String> {
                 "{name} #{n}: {} / {}, expected {} / {}: {}",
                 d.verdict, d.blame, x.verdict, x.blame, d.explanation
             ));
+        }
+        // TLS: judged from TCP, and the explanation says the HTTP inside could not be.
+        if x.protocol.as_deref() == Some("tls") {
+            let c = pi
+                .map(|i| &a.sides[0].connections[i])
+                .or(bi.map(|j| &a.sides[1].connections[j]));
+            if c.is_some_and(|c| c.app.protocol != bothends::http::Protocol::Tls) {
+                problems.push(format!("{name} #{n}: not recognised as TLS"));
+            }
+            if !d.explanation.contains("TLS") {
+                problems.push(format!(
+                    "{name} #{n}: the explanation does not say TLS: {}",
+                    d.explanation
+                ));
+            }
         }
         if d.verdict.is_failure() && d.evidence.is_empty() {
             problems.push(format!("{name} #{n}: a failure verdict without evidence"));
@@ -204,72 +222,7 @@ fn check(dir: &Path) -> Vec<String> {
 
 /// Scenarios bothends still gets wrong, with why. They stay in the suite: the test fails if one of
 /// them starts passing (remove it from this list then) or if any other scenario fails.
-const KNOWN_WRONG: &[(&str, &str)] = &[
-    (
-        "apache-pooled-before-capture",
-        "says capture-incomplete/capture for the 6 pooled connections opened before both captures; truth \
-         ok/none (every exchange they show is complete)",
-    ),
-    (
-        "apache-syn-icmp-port-unreachable-backend",
-        "says connect-timeout/backend (SYN ignored); truth connect-refused/backend: the backend host \
-         answered the SYN with ICMP port unreachable (from 10.0.2.2)",
-    ),
-    (
-        "apache-syn-icmp-admin-prohibited-router",
-        "says connect-timeout/network; truth connect-refused/network: the router 10.0.1.1 answered the \
-         SYN with ICMP admin prohibited",
-    ),
-    (
-        "apache-syn-icmp-host-unreachable-router",
-        "says connect-timeout/network; truth connect-refused/network: the router 10.0.1.1 answered the \
-         SYN with ICMP host unreachable",
-    ),
-    (
-        "apache-syn-icmp-host-unreachable-arp",
-        "says connect-timeout/network; truth connect-refused/network: the router 10.0.1.1 answered both \
-         SYNs with ICMP host unreachable (ARP for 10.0.2.3 failed)",
-    ),
-    (
-        "apache-snaplen96-mixed",
-        "-s 96: says backend-closed-during-request for the complete POST /empty (truth \
-         backend-empty-reply) and proxy-aborted/proxy for the healthy keep-alive connection (truth ok)",
-    ),
-    (
-        "nginx-snaplen96-mixed",
-        "-s 96: says backend-closed-during-request for the complete POST /empty (truth \
-         backend-empty-reply) and proxy-aborted/proxy for the healthy keep-alive connection (truth ok)",
-    ),
-    (
-        "apache-tls-backend-empty-reply",
-        "TLS: says ok/none ('opened and closed normally') for all 3 connections; truth \
-         backend-empty-reply/backend: request records delivered, backend FIN (2) or RST (1) 0.2 s \
-         later, no answer",
-    ),
-    (
-        "apache-tls-lost-in-transit-response",
-        "TLS: says ok/none; truth lost-in-transit/network: the backend's response records left the \
-         backend (retransmitted) and never reached the proxy, which gave up after 3 s",
-    ),
-    (
-        "apache-backend-listen-queue-full",
-        "says ok/none for the 2 connections left in the full listen queue; truth backend-timeout/backend: \
-         request ACKed by the kernel, no response before the proxy's 3 s timeout (it came 0.5 s after \
-         the proxy's FIN and was answered by RST)",
-    ),
-    (
-        "apache-lowercase-status-line",
-        "'http/1.1 200 OK' with a valid Content-Length body: says backend-timeout (keep-alive) and \
-         backend-empty-reply (Connection: close) with 'no response byte'; truth ok/none, response and \
-         FINs in the capture",
-    ),
-    (
-        "nginx-lowercase-status-line",
-        "'http/1.1 200 OK' with a valid Content-Length body: says backend-timeout (keep-alive) and \
-         backend-empty-reply (Connection: close) with 'no response byte'; truth ok/none, response and \
-         FINs in the capture",
-    ),
-];
+const KNOWN_WRONG: &[(&str, &str)] = &[];
 
 #[test]
 fn lab_scenarios_get_their_ground_truth() {

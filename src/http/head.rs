@@ -139,6 +139,7 @@ pub(super) fn is_start_line(dir: Dir, line: &[u8]) -> bool {
                 && req.method.is_some_and(plausible_method)
         }
         Dir::ServerToClient => {
+            let line = &*version_fixed(line);
             let mut res = httparse::Response::new(&mut []);
             matches!(
                 res.parse(line),
@@ -234,6 +235,7 @@ pub(super) fn is_cut_start(dir: Dir, bytes: &[u8]) -> bool {
             }
         }
         Dir::ServerToClient => {
+            let bytes = &*version_fixed(bytes);
             let mut res = httparse::Response::new(&mut []);
             let _ = res.parse(bytes);
             (res.code.is_some() && bytes.first() == Some(&b'H')) || is_cut_status_line(bytes)
@@ -246,6 +248,19 @@ pub(super) fn lower_case_version(bytes: &[u8]) -> bool {
     bytes
         .get(..5)
         .is_some_and(|v| v.eq_ignore_ascii_case(b"HTTP/") && v != b"HTTP/")
+}
+
+/// A response's first bytes with the protocol name upper-cased when it came in another case
+/// (`http/1.1 200 OK`): browsers and curl read such a response, so bothends does (the parser
+/// notes an anomaly for it).
+fn version_fixed(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if lower_case_version(bytes) {
+        let mut v = bytes.to_vec();
+        v[..4].make_ascii_uppercase();
+        std::borrow::Cow::Owned(v)
+    } else {
+        std::borrow::Cow::Borrowed(bytes)
+    }
 }
 
 /// A status line cut before its status code ended: `HTTP/1.1 2` (an IPv6 packet with TCP
@@ -298,6 +313,8 @@ pub(super) fn partial_message(
             }
         }
         Dir::ServerToClient => {
+            let fixed = version_fixed(bytes);
+            let bytes = &*fixed;
             let mut res = httparse::Response::new(&mut []);
             let _ = res.parse(bytes);
             if res.code.is_none() && !is_cut_status_line(bytes) {
