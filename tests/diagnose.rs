@@ -609,3 +609,34 @@ fn a_lower_case_status_line_is_a_response() {
         c.app.anomalies
     );
 }
+
+/// A SYN-ACK without its SYN (the proxy capture missed the SYN) is judged on its exchanges, and
+/// the explanation says the opening was not seen instead of "opened normally".
+#[test]
+fn a_syn_ack_without_its_syn_is_not_said_to_open_normally() {
+    let mut w = Wire::new(1000, 5000);
+    w.c2s_at(None, SYN, b"", Fate::NotCapturedAtSender);
+    w.wait_ms(5.0).s2c(SYNACK, b"").wait_ms(5.0).c2s(ACK, b"");
+    w.send_request(&get("/a")).send_response(&ok(300)).close();
+    let v = proxy_only(&w);
+    assert_eq!(vb(&v), ("ok", "none"), "{}", v.2);
+    assert!(!v.2.contains("opened"), "{}", v.2);
+    assert!(v.2.contains("SYN is not in the capture"), "{}", v.2);
+    // The backend capture has the SYN: with both, the opening is seen.
+    let v = both(&w);
+    assert_eq!(vb(&v), ("ok", "none"), "{}", v.2);
+    assert!(!v.2.contains("SYN is not in"), "{}", v.2);
+}
+
+/// A close-delimited response ended by the backend's FIN and then a RST one past the FIN: the
+/// response is whole, so the connection is healthy.
+#[test]
+fn fin_then_rst_one_past_it_after_a_whole_response_is_ok() {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake().send_request(&get("/close"));
+    w.s2c(PSH, b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it");
+    w.s2c(FIN, b"").wait_ms(5.0).s2c(RSTACK, b"");
+    for v in [both(&w), proxy_only(&w)] {
+        assert_eq!(vb(&v), ("ok", "none"), "{}", v.2);
+    }
+}

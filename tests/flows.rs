@@ -333,3 +333,51 @@ fn pipelined_requests() {
         .collect();
     assert_eq!(sizes, vec![1, 22, 333]);
 }
+
+/// A segment lost on the way to the backend and retransmitted later: the backend capture sees a
+/// hole that the retransmission fills. That is not a gap (Zeek's history has no 'g' for it): no
+/// missing bytes, no 'G', the request whole, the connection SF.
+#[test]
+fn a_hole_filled_later_by_a_retransmission_is_not_a_gap() {
+    let mut w = Wire::new(10, 20);
+    w.handshake();
+    let req = post("/up", 4000);
+    let seq = w.cseq;
+    w.c2s(PSH, &req[..1448]);
+    w.c2s_at(None, PSH, &req[1448..2896], Fate::Lost);
+    w.c2s(PSH, &req[2896..]);
+    w.wait_ms(5.0).s2c(ACK, b"").wait_ms(20.0);
+    w.c2s_at(Some(seq + 1448), PSH, &req[1448..2896], Fate::Arrives);
+    w.s_rcv = w.cseq;
+    w.wait_ms(5.0).s2c(ACK, b"").send_response(&ok(10)).close();
+    let backend = side(Side::Single, w.backend_pcap()).connections;
+    let c = &backend[0];
+    assert_eq!((c.dirs[0].bytes, c.dirs[0].gaps), (req.len() as u64, 0));
+    assert_eq!(c.dirs[0].out_of_order, 1, "the retransmission filled the hole");
+    assert!(!c.history.contains(['G', 'g']), "{}", c.history);
+    assert_eq!(c.state.to_string(), "SF");
+    assert_eq!(exchanges(c), vec![ex("POST", "/up", Some(200))]);
+    // At the proxy, the same segment is a retransmission, and nothing is missing either.
+    let p = one(&w);
+    assert_eq!((p.dirs[0].retransmissions, p.dirs[0].gaps), (1, 0));
+    assert!(
+        p.history.contains('T') && !p.history.contains(['G', 'g']),
+        "{}",
+        p.history
+    );
+}
+
+/// A close-delimited response (no Content-Length) ended by the backend's FIN, then a RST one past
+/// the FIN (the sequence number after the FIN, as a socket closed with unread data sends): the
+/// response is complete, the RST does not cut it.
+#[test]
+fn a_response_ended_by_fin_then_rst_one_past_the_fin_is_complete() {
+    let mut w = Wire::new(10, 20);
+    w.handshake().send_request(&get("/close"));
+    let body = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it";
+    w.s2c(PSH, body).s2c(FIN, b"").wait_ms(5.0);
+    w.s2c(RSTACK, b"");
+    let c = one(&w);
+    assert_eq!(c.dirs[1].rst.unwrap().offset, c.dirs[1].fin.unwrap().offset + 1);
+    assert_eq!(exchanges(&c), vec![ex("GET", "/close", Some(200))]);
+}

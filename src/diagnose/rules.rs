@@ -1756,7 +1756,9 @@ fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) -> Diagnosi
     }
     // The connection was already open when the captures started (a pooled keep-alive
     // connection): judged on what the captures show, and the explanation says what they miss.
-    if p.syn.is_none() && p.syn_ack.is_none() {
+    // A lone SYN-ACK (the SYN not captured) is not "opened normally" either: the other capture's
+    // SYN, when it has one, is what shows the opening.
+    if p.syn.is_none() && cx.b.is_none_or(|b| b.syn.is_none()) {
         return already_open(cx, p, ev);
     }
     let retrans = p.dirs[0].retransmissions + p.dirs[1].retransmissions;
@@ -1816,8 +1818,17 @@ fn already_open(cx: &Context<'_>, p: &Conn, mut ev: Ev) -> Diagnosis {
     let whole = p.app.exchanges.iter().filter(|e| e.request.is_some()).count();
     let partial = p.app.exchanges.len() - whole;
     let closed = p.dirs.iter().any(|d| d.fin.is_some() || d.rst.is_some());
-    let mut text =
-        format!("The connection was already open when the capture{s} started (a reused connection).");
+    let mut text = match p.syn_ack {
+        // Its opening half seen: the capture started between the SYN and the SYN-ACK, or
+        // dropped the SYN.
+        Some(sa) => {
+            ev.add(ps, sa, "SYN-ACK without its SYN in the capture");
+            format!(
+                "The proxy's SYN is not in the capture{s}, only the backend's SYN-ACK: the capture{s} started during the handshake or missed the SYN, so the opening is not judged."
+            )
+        }
+        None => format!("The connection was already open when the capture{s} started (a reused connection)."),
+    };
     text.push_str(&match whole {
         0 => " No request was sent while the capture ran".to_string(),
         1 => " The request the capture shows was sent in full and answered in full".to_string(),

@@ -925,6 +925,12 @@ impl<O> Closed<O> {
     }
 }
 
+/// A gap Zeek's history would mark 'G': bytes given up on (a hole later filled by a
+/// retransmission never becomes one; bytes cut by snaplen were captured).
+fn is_content_gap(ev: &StreamEvent<'_>) -> bool {
+    matches!(ev, StreamEvent::Gap { kind, .. } if *kind != GapKind::Snaplen)
+}
+
 /// Adds a history letter once per direction (upper case for the client, lower for the server).
 fn note_history(history: &mut String, seen: &mut [u16; 2], d: Dir, letter: char) {
     let Some(bit) = HISTORY_LETTERS.iter().position(|&c| c == letter) else {
@@ -1168,7 +1174,9 @@ impl<H: StreamHandler> Live<H> {
         self.history(d, 'D');
         let len = seg.payload_len;
         let handler = &mut self.handler;
+        let mut gap = false;
         let class = self.streams[di].data(offset, len, seg.payload, at, budget, &mut |ev| {
+            gap |= is_content_gap(&ev);
             handler.on_stream(d, ev)
         });
         let ds = &mut self.conn.dirs[di];
@@ -1195,10 +1203,11 @@ impl<H: StreamHandler> Live<H> {
         if let Some(kind) = span {
             ds.add_span(offset, end, at, kind);
         }
-        match class {
-            DataClass::Retransmission { .. } => self.history(d, 'T'),
-            DataClass::New if self.streams[di].gaps() > 0 => self.history(d, 'G'),
-            _ => {}
+        if matches!(class, DataClass::Retransmission { .. }) {
+            self.history(d, 'T');
+        }
+        if gap {
+            self.history(d, 'G');
         }
         packet_class
     }
@@ -1225,23 +1234,32 @@ impl<H: StreamHandler> Live<H> {
             }
             self.span_ack_cursor[di] = i;
             let handler = &mut self.handler;
-            self.streams[di].ack(ack, at, budget, &mut |ev| handler.on_stream(d, ev));
+            let mut gap = false;
+            self.streams[di].ack(ack, at, budget, &mut |ev| {
+                gap |= is_content_gap(&ev);
+                handler.on_stream(d, ev)
+            });
+            if gap {
+                self.history(d, 'G');
+            }
         }
     }
 
     fn finish(mut self, budget: &mut Budget) -> Connection<H::Output> {
         // How each direction ended, judged before the final flush turns holes into gaps: a FIN
         // is a clean end only if everything before it had been delivered.
+        // A RST after a clean FIN (at or past the FIN's sequence number: Linux resets a socket
+        // closed with unread data one past its FIN) does not undo the end the FIN made.
         let ends = [0, 1].map(|i| {
             let ds = &self.conn.dirs[i];
-            if ds.rst.is_some() {
-                End::Rst
-            } else if ds.fin.is_some_and(|f| {
+            let clean_fin = ds.fin.filter(|f| {
                 self.streams[i].delivered_to() >= f.offset && self.streams[i].not_captured_bytes == 0
-            }) {
-                End::Fin
-            } else {
-                End::Open
+            });
+            match (clean_fin, ds.rst) {
+                (Some(f), Some(r)) if r.offset >= f.offset => End::Fin,
+                (_, Some(_)) => End::Rst,
+                (Some(_), None) => End::Fin,
+                (None, None) => End::Open,
             }
         });
         let last = self.conn.last;
@@ -1321,50 +1339,93 @@ fn note_icmp<O>(conn: &mut Connection<O>, e: &crate::decode::IcmpError) {
     }
 }
 
-/// Zeek's connection state, from what was seen.
-fn conn_state<O>(c: &Connection<O>) -> ConnState {
-    let (cs, sc) = (&c.dirs[0], &c.dirs[1]);
-    let syn = c.syn.is_some();
-    let syn_ack = c.syn_ack.is_some();
-    // The first RST decides who aborted.
-    let first_rst = match (cs.rst, sc.rst) {
-        (Some(a), Some(b)) => Some(if a.at <= b.at {
-            Dir::ClientToServer
-        } else {
-            Dir::ServerToClient
-        }),
-        (Some(_), None) => Some(Dir::ClientToServer),
-        (None, Some(_)) => Some(Dir::ServerToClient),
-        (None, None) => None,
-    };
-    match (syn, syn_ack) {
-        (false, false) => ConnState::OTH,
-        (true, false) => match first_rst {
-            Some(Dir::ClientToServer) => ConnState::RSTOS0,
-            Some(Dir::ServerToClient) => ConnState::REJ,
-            None if cs.fin.is_some() => ConnState::SH,
-            None => ConnState::S0,
-        },
-        (false, true) => match first_rst {
-            Some(Dir::ServerToClient) => ConnState::RSTRH,
-            _ if sc.fin.is_some() && cs.fin.is_none() && first_rst.is_none() => ConnState::SHR,
-            _ => established_state(cs, sc, first_rst),
-        },
-        (true, true) => established_state(cs, sc, first_rst),
+/// An endpoint's state as Zeek's TCP analyzer tracks it, from what the capture saw of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EndState {
+    Inactive,
+    /// Packets, but no SYN (or SYN-ACK) from it: seen mid-stream.
+    Partial,
+    /// Only its SYN(s), or only its SYN-ACK(s).
+    SynSent,
+    Established,
+    Closed,
+    Reset,
+}
+
+/// `acked`: the peer acknowledged its SYN (or SYN-ACK), which establishes it even if it sent
+/// nothing more.
+fn end_state(d: &DirSummary, opening: Option<PacketRef>, openings: u32, acked: bool) -> EndState {
+    if d.rst.is_some() {
+        EndState::Reset
+    } else if d.fin.is_some() {
+        EndState::Closed
+    } else if d.packets == 0 {
+        EndState::Inactive
+    } else if opening.is_none() {
+        EndState::Partial
+    } else if d.packets <= openings as u64 && !acked {
+        EndState::SynSent
+    } else {
+        EndState::Established
     }
 }
 
-fn established_state(cs: &DirSummary, sc: &DirSummary, first_rst: Option<Dir>) -> ConnState {
-    match first_rst {
-        Some(Dir::ClientToServer) => ConnState::RSTO,
-        Some(Dir::ServerToClient) => ConnState::RSTR,
-        None => match (cs.fin.is_some(), sc.fin.is_some()) {
-            (true, true) => ConnState::SF,
-            (true, false) => ConnState::S2,
-            (false, true) => ConnState::S3,
-            (false, false) => ConnState::S1,
-        },
+/// Zeek's connection state, from what was seen: Zeek's own rules (its `conn_state()` in
+/// base/protocols/conn/main.zeek) over each endpoint's state. A responder's RST decides first,
+/// as in Zeek; `RSTOS0` needs the originator to have sent nothing but SYNs before its RST
+/// (history `S…R` with no originator `H A F G I` in between: `SaFR` is `OTH`).
+fn conn_state<O>(c: &Connection<O>) -> ConnState {
+    use EndState::*;
+    let os = end_state(
+        &c.dirs[0],
+        c.syn,
+        c.syn_count,
+        c.syn_ack.is_some() && c.dirs[1].packets > c.syn_ack_count as u64,
+    );
+    let rs = end_state(&c.dirs[1], c.syn_ack, c.syn_ack_count, c.established.is_some());
+    let o_inactive = matches!(os, Inactive | Partial);
+    let r_inactive = matches!(rs, Inactive | Partial);
+    let no_payload = c.dirs.iter().all(|d| d.bytes == 0);
+    if rs == Reset {
+        if os == SynSent || (os == Reset && no_payload) {
+            ConnState::REJ
+        } else if o_inactive {
+            ConnState::RSTRH
+        } else {
+            ConnState::RSTR
+        }
+    } else if os == Reset {
+        if !r_inactive {
+            ConnState::RSTO
+        } else if syn_then_rst(&c.history) {
+            ConnState::RSTOS0
+        } else {
+            ConnState::OTH
+        }
+    } else if os == Closed && rs == Closed {
+        ConnState::SF
+    } else if os == Closed {
+        if r_inactive { ConnState::SH } else { ConnState::S2 }
+    } else if rs == Closed {
+        if o_inactive { ConnState::SHR } else { ConnState::S3 }
+    } else if os == SynSent && rs == Inactive {
+        ConnState::S0
+    } else if os == Established && rs == Established {
+        ConnState::S1
+    } else {
+        ConnState::OTH
     }
+}
+
+/// Zeek's `^?S[^HAFGIQ]*R.*` over the history: a SYN, then the originator's RST, with no
+/// SYN-ACK, ACK, FIN, gap or inconsistency from the originator in between.
+fn syn_then_rst(history: &str) -> bool {
+    let h = history.strip_prefix('^').unwrap_or(history);
+    let Some(rest) = h.strip_prefix('S') else {
+        return false;
+    };
+    rest.find('R')
+        .is_some_and(|r| !rest[..r].contains(['H', 'A', 'F', 'G', 'I', 'Q']))
 }
 
 #[cfg(test)]

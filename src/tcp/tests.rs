@@ -288,3 +288,53 @@ fn an_open_connection_without_payload_is_small() {
     assert!(std::mem::size_of::<crate::http::HttpHandler>() <= 64);
     assert!(std::mem::size_of::<super::Live<crate::http::HttpHandler>>() <= 2048);
 }
+
+/// Zeek's own baseline for RSTs (testing/btest/Baseline/scripts.base.protocols.conn.
+/// conn_state-RST-behavior): `R` → OTH, `SR` → RSTOS0, `SaR` → RSTOS0, `SaFR` → OTH. A SYN, an ACK
+/// and a FIN from the client before its RST is not a refused attempt.
+#[test]
+fn originator_resets_follow_zeek_conn_state() {
+    type Seg = (bool, u32, u32, u8);
+    let cases: [(&[Seg], &str, ConnState); 4] = [
+        (&[(true, 7, 0, RST)], "R", ConnState::OTH),
+        (&[(true, 7, 0, SYN), (true, 8, 0, RST)], "SR", ConnState::RSTOS0),
+        (
+            &[(true, 7, 0, SYN), (false, 0, 8, ACK), (true, 8, 0, RST)],
+            "SaR",
+            ConnState::RSTOS0,
+        ),
+        (
+            &[
+                (true, 7, 0, SYN),
+                (false, 0, 8, ACK),
+                (true, 8, 1, FA),
+                (true, 9, 1, RST),
+            ],
+            "SaFR",
+            ConnState::OTH,
+        ),
+    ];
+    for (segs, history, state) in cases {
+        let mut k = Kit::new();
+        for &(c2s, seq, ack, flags) in segs {
+            k.add(c2s, seq, ack, flags, b"");
+        }
+        let c = &k.run()[0];
+        // Our '^' marks roles guessed from the ports (the lone RST); Zeek flips nothing there.
+        let h = c.history.trim_start_matches('^');
+        assert_eq!((h, c.state), (history, state), "{history}");
+    }
+}
+
+/// Zeek's SHR: the responder's SYN-ACK then its FIN, the originator's SYN never seen. A lone
+/// SYN-ACK is a half-seen attempt, never an established connection.
+#[test]
+fn a_lone_syn_ack_is_not_established() {
+    let mut k = Kit::new();
+    k.add(false, 500, 101, SYN | ACK, b"");
+    assert_eq!(k.run()[0].state, ConnState::OTH);
+    let mut k = Kit::new();
+    k.add(false, 500, 101, SYN | ACK, b"")
+        .add(false, 501, 101, FA, b"");
+    assert_eq!(k.run()[0].state, ConnState::SHR);
+}
