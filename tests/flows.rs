@@ -381,3 +381,16 @@ fn a_response_ended_by_fin_then_rst_one_past_the_fin_is_complete() {
     assert_eq!(c.dirs[1].rst.unwrap().offset, c.dirs[1].fin.unwrap().offset + 1);
     assert_eq!(exchanges(&c), vec![ex("GET", "/close", Some(200))]);
 }
+
+/// TCP Fast Open both ways: the request rides on the SYN and the whole response on the SYN-ACK
+/// (the payload starts one past each SYN's sequence number). Both are read, the exchange is whole.
+#[test]
+fn request_in_the_syn_and_response_in_the_syn_ack_are_read() {
+    let mut w = Wire::new(10, 20);
+    w.c2s(SYN, &get("/tfo")).wait_ms(5.0);
+    w.s2c(SYNACK, &ok(2)).wait_ms(5.0).c2s(ACK, b"").close();
+    let c = one(&w);
+    assert_eq!(c.dirs[0].bytes, get("/tfo").len() as u64);
+    assert_eq!(c.dirs[1].bytes, ok(2).len() as u64);
+    assert_eq!(exchanges(&c), vec![ex("GET", "/tfo", Some(200))]);
+}
