@@ -28,7 +28,7 @@
 mod seq;
 mod stream;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
 pub use seq::SeqSpace;
@@ -530,6 +530,23 @@ pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
     compact: Option<fn(&mut Connection<H::Output>)>,
     /// Closed connections lingering for stragglers.
     lingering: usize,
+    /// Endpoints seen taking a connection (the target of a SYN, the sender of a SYN-ACK), up to
+    /// [`MAX_LISTENERS`]: who is the server of a connection captured mid-stream.
+    listeners: HashSet<Endpoint, foldhash::fast::RandomState>,
+}
+
+/// Listening endpoints remembered for role guesses (a SYN flood to random ports stops adding).
+const MAX_LISTENERS: usize = 4096;
+
+/// Ports services commonly listen on above 1023 (HTTP alternates and the usual backends): a
+/// connection seen mid-stream between such a port and another is served by it.
+const SERVICE_PORTS: [u16; 24] = [
+    1080, 1433, 1521, 2375, 3000, 3128, 3306, 4443, 5000, 5432, 5601, 5672, 6379, 7001, 8000, 8008, 8080,
+    8081, 8088, 8443, 8888, 9000, 9090, 9200,
+];
+
+fn is_service_port(port: u16) -> bool {
+    port < 1024 || SERVICE_PORTS.contains(&port)
 }
 
 impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
@@ -550,6 +567,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             evicted: 0,
             compact: None,
             lingering: 0,
+            listeners: HashSet::default(),
         }
     }
 
@@ -611,6 +629,9 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         };
         let f = seg.flags;
         let syn = f.syn() && !f.rst();
+        if syn && self.listeners.len() < MAX_LISTENERS {
+            self.listeners.insert(if f.ack() { seg.src } else { seg.dst });
+        }
         match self.open.get_mut(&key) {
             // The common case, in one lookup: a packet of a connection being reassembled.
             Some(Slot::Live(live)) if !(syn && starts_new_connection(&live.conn, seg)) => {
@@ -691,15 +712,31 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         }
     }
 
+    /// For a connection seen without its handshake: is `a` (rather than `b`) the server? An
+    /// endpoint seen taking other connections is; else a service port against another port;
+    /// else the lower port (clients use ephemeral ones, which Linux takes from 32768 up by
+    /// default, but a tuned range can start at 1024: 5312 → 8080 is not served by 5312).
+    fn serves(&self, a: Endpoint, b: Endpoint) -> bool {
+        match (self.listeners.contains(&a), self.listeners.contains(&b)) {
+            (true, false) => return true,
+            (false, true) => return false,
+            _ => {}
+        }
+        match (is_service_port(a.port), is_service_port(b.port)) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => a.port < b.port,
+        }
+    }
+
     fn new_live(&mut self, seg: &Segment<'_>, at: PacketRef) -> Live<H> {
         let f = seg.flags;
-        // Who is the client: the sender of a SYN, the receiver of a SYN-ACK; otherwise guess the
-        // server is the lower port (services listen on low ports, clients use ephemeral ones).
+        // Who is the client: the sender of a SYN, the receiver of a SYN-ACK; otherwise guess.
         let (client, server, guessed) = if f.syn() && !f.ack() {
             (seg.src, seg.dst, false)
         } else if f.syn() && f.ack() {
             (seg.dst, seg.src, false)
-        } else if seg.src.port < seg.dst.port {
+        } else if self.serves(seg.src, seg.dst) {
             (seg.dst, seg.src, true)
         } else {
             (seg.src, seg.dst, true)

@@ -42,6 +42,8 @@ impl StreamHandler for Collect {
 struct Kit {
     frame: u32,
     segs: Vec<(bool, u32, u32, u8, Vec<u8>, u16)>,
+    /// The connection's two ends: (client, server).
+    ends: (Endpoint, Endpoint),
 }
 
 impl Kit {
@@ -49,6 +51,7 @@ impl Kit {
         Kit {
             frame: 0,
             segs: Vec::new(),
+            ends: (C, S),
         }
     }
     /// A segment from the client (`c2s`) or the server.
@@ -62,9 +65,15 @@ impl Kit {
     }
     fn run(&mut self) -> Vec<Connection<([String; 2], [End; 2])>> {
         let mut t = ConnectionTable::new(Limits::default(), |_| Collect::default());
+        self.push_all(&mut t);
+        t.finish()
+    }
+    /// Pushes the segments into `t`, frames numbered on from `self.frame`.
+    fn push_all<F: FnMut(bool) -> Collect>(&mut self, t: &mut ConnectionTable<Collect, F>) {
         for (c2s, seq, ack, flags, payload, window) in &self.segs {
             self.frame += 1;
-            let (src, dst) = if *c2s { (C, S) } else { (S, C) };
+            let (c, s) = self.ends;
+            let (src, dst) = if *c2s { (c, s) } else { (s, c) };
             let seg = Segment {
                 frame: FrameRef {
                     file: 0,
@@ -86,7 +95,6 @@ impl Kit {
             };
             t.push(&seg);
         }
-        t.finish()
     }
 }
 
@@ -337,4 +345,49 @@ fn a_lone_syn_ack_is_not_established() {
     k.add(false, 500, 101, SYN | ACK, b"")
         .add(false, 501, 101, FA, b"");
     assert_eq!(k.run()[0].state, ConnState::SHR);
+}
+
+/// Seen only closing, between the proxy's port 5312 (a port range tuned to start at 1024) and the
+/// backend's 8080: 8080 is a service port, so it is the server even though it is the higher one.
+#[test]
+fn mid_stream_roles_prefer_a_service_port_over_the_lower_one() {
+    let proxy = Endpoint {
+        ip: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2)),
+        port: 5312,
+    };
+    let mut k = Kit::new();
+    k.ends = (proxy, S);
+    k.add(false, 900, 77, FA, b"").add(true, 77, 901, FA, b"");
+    let c = &k.run()[0];
+    assert!(c.roles_guessed);
+    assert_eq!((c.client, c.server), (proxy, S));
+}
+
+/// An endpoint seen taking a connection (a SYN to it) is the server of a later connection seen
+/// mid-stream, whatever its port.
+#[test]
+fn mid_stream_roles_prefer_an_endpoint_seen_listening() {
+    let high = Endpoint {
+        ip: IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)),
+        port: 45000,
+    };
+    let low = Endpoint {
+        ip: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2)),
+        port: 2000,
+    };
+    // A SYN from the usual client to `high`, then `high` and `low` mid-stream.
+    let mut k = Kit::new();
+    k.ends = (C, high);
+    k.add(true, 7, 0, SYN, b"");
+    let mut t = ConnectionTable::new(Limits::default(), |_| Collect::default());
+    let mut k2 = Kit::new();
+    k2.ends = (low, high);
+    k2.frame = 1;
+    k2.add(false, 900, 77, PA, b"x");
+    k.push_all(&mut t);
+    k2.push_all(&mut t);
+    let conns = t.finish();
+    assert_eq!(conns.len(), 2);
+    assert!(conns[1].roles_guessed);
+    assert_eq!((conns[1].client, conns[1].server), (low, high));
 }
