@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bothends::capture::{CaptureError, CaptureSet, Input, Progress};
+use bothends::incident::logs;
+use bothends::incident::window::Window;
 use bothends::pipeline::{self, Mode, Side, SideOptions};
 use bothends::report::{self, ReportOptions, SideInfo, stream, text::Style};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -101,7 +103,36 @@ struct AnalyzeArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     #[command(flatten)]
+    incident: IncidentArgs,
+    #[command(flatten)]
     common: Common,
+}
+
+/// The incident views of `analyze`: the proxy's error log, and the minutes to look at.
+#[derive(Args, Debug)]
+struct IncidentArgs {
+    /// The proxy's error log (Apache httpd or nginx; gzip read too): each line is shown beside the
+    /// connection it is about, or said to be about none (and why); repeatable.
+    #[arg(long = "proxy-log", value_name = "FILE")]
+    proxy_log: Vec<String>,
+    /// The zone the proxy log's local times are in, as a UTC offset (UTC, +02:00, -0500).
+    #[arg(long = "log-tz", value_name = "OFFSET", default_value = "UTC", value_parser = parse_offset)]
+    log_tz: i32,
+    /// Report only connections still open at or after this time (proxy capture's clock): ISO 8601
+    /// (2026-11-22T14:05:00Z, a time without offset is UTC) or seconds since the epoch.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Report only connections already open at or before this time (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<i64>,
+}
+
+fn parse_offset(s: &str) -> Result<i32, String> {
+    bothends::incident::window::parse_offset(s)
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    bothends::incident::window::parse_time(s)
 }
 
 #[derive(Args, Debug)]
@@ -365,9 +396,24 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         Format::Markdown => stream::Format::Markdown,
         Format::Html => stream::Format::Html,
     };
+    let window = Window {
+        since: args.incident.since,
+        until: args.incident.until,
+    };
+    if let (Some(a), Some(b)) = (window.since, window.until)
+        && a > b
+    {
+        anyhow::bail!("--since is after --until");
+    }
+    let logs = if args.incident.proxy_log.is_empty() {
+        None
+    } else {
+        let logs = logs::load(&args.incident.proxy_log, args.incident.log_tz).map_err(anyhow::Error::msg)?;
+        Some(logs::Matcher::new(logs, window))
+    };
     let mut failed = 0;
     write_output(args.common.output.as_deref(), |out| {
-        let mut writer = stream::Writer::new(format, infos, &opts, style, out);
+        let mut writer = stream::Writer::new(format, infos, &opts, style, out).with_incident(logs, window);
         let end = pipeline::run(sides, SideOptions::default(), mode, &mut writer);
         drop(bar);
         failed = writer.finish(end)?;

@@ -33,12 +33,13 @@
 //! it and closes the connection right after; a connect timeout comes up to the connection's age
 //! again after its last SYN), the request path is one the connection carried (and, with Apache's
 //! debug context, sent when the log says, on a connection opened then or reused as the log says),
-//! and the line's meaning goes with the verdict ([`Says::fits`]). A line whose meaning does not go
-//! with the verdict is still tied to a connection when its request path identifies it (the wire
-//! may show no failure where the proxy's own strictness logged one); the report says so.
-//! An event is given to the first connection it fits; per connection, of events with the same
-//! meaning about the same exchange, the one nearest its end. What is left unmatched at the end gets
-//! its reason ([`Unmatched`]).
+//! and the line's meaning goes with the verdict ([`Says::fits`]). An event is given to the first
+//! connection it fits; per connection, of events with the same meaning about the same exchange,
+//! the one nearest its end. A line whose meaning goes with no connection's verdict is tied at the
+//! end to the connection whose last request it names (the wire may show no failure where the
+//! proxy's own strictness logged one: Apache reading a lower-case status line as HTTP/0.9); it is
+//! then listed in the summary ([`LogsSummary::placed`], `fits: false`), not with the connection,
+//! whose row was written before. What is left unmatched gets its reason ([`Unmatched`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader};
@@ -301,6 +302,21 @@ impl BackendRef {
         name_ok.then(|| BackendRef::Named(host.to_ascii_lowercase(), port))
     }
 
+    /// Read from an `address:port` (Apache writes IPv6 resolved addresses without brackets:
+    /// `fd00:2::2:8080`).
+    fn parse_addr_port(s: &str) -> Option<BackendRef> {
+        let s = s.trim();
+        if let Some((ip, port)) = s.rsplit_once(':')
+            && let (Ok(ip), Ok(port)) = (
+                ip.trim_start_matches('[').trim_end_matches(']').parse(),
+                port.parse(),
+            )
+        {
+            return Some(BackendRef::Addr(Endpoint { ip, port }));
+        }
+        BackendRef::parse(s)
+    }
+
     fn strength(&self) -> u8 {
         match self {
             BackendRef::Addr(_) => 2,
@@ -537,6 +553,8 @@ struct Parsed<'a> {
     time_ns: i64,
     precision_ns: i64,
     level: Level,
+    /// Apache's module (`proxy_http` of `[proxy_http:error]`).
+    module: Option<&'a str>,
     /// Apache `pid:tid`, nginx `pid#tid`.
     thread: Option<&'a str>,
     /// nginx `*N`: the client connection's number.
@@ -588,6 +606,7 @@ fn parse_apache(line: &str, tz: i32) -> Result<Parsed<'_>, String> {
     let (time_ns, precision_ns) = local_ns(y, mo, d, time, tz)?;
     let mut rest = &line[close + 1..];
     let mut level = None;
+    let mut module = None;
     let mut thread = None;
     let mut client = None;
     // The bracketed fields: [module:level] or [level], [pid P:tid T], [client ...].
@@ -599,9 +618,15 @@ fn parse_apache(line: &str, tz: i32) -> Result<Parsed<'_>, String> {
         } else if let Some(c) = field.strip_prefix("client ").or(field.strip_prefix("remote ")) {
             client = Some(c);
         } else if level.is_none() {
-            let l = field.rsplit(':').next().unwrap_or(field);
+            let (m, l) = match field.rsplit_once(':') {
+                Some((m, l)) => (Some(m), l),
+                None => (None, field),
+            };
             match Level::parse(l) {
-                Some(l) => level = Some(l),
+                Some(l) => {
+                    level = Some(l);
+                    module = m;
+                }
                 None => break,
             }
         } else {
@@ -650,6 +675,7 @@ fn parse_apache(line: &str, tz: i32) -> Result<Parsed<'_>, String> {
         time_ns,
         precision_ns,
         level,
+        module,
         thread,
         conn: None,
         code,
@@ -704,6 +730,7 @@ fn parse_nginx(line: &str, tz: i32) -> Result<Parsed<'_>, String> {
         time_ns,
         precision_ns,
         level,
+        module: None,
         thread,
         conn,
         code: None,
@@ -739,7 +766,12 @@ enum Role {
 }
 
 /// What an Apache line says (None: nothing about a backend connection).
-fn classify_apache(code: Option<&str>, errno: Option<u32>, msg: &str) -> Option<(Says, Role)> {
+fn classify_apache(
+    module: Option<&str>,
+    code: Option<&str>,
+    errno: Option<u32>,
+    msg: &str,
+) -> Option<(Says, Role)> {
     let timeout = matches!(errno, Some(70007 | 110 | 10060 | 60));
     let reset = matches!(errno, Some(104 | 10054 | 54));
     use Role::*;
@@ -785,8 +817,12 @@ fn classify_apache(code: Option<&str>, errno: Option<u32>, msg: &str) -> Option<
         "AH01097" => (Says::SendFailed, Companion),
         "AH02608" | "AH01095" => (Says::ClientAbortedRequest, Primary),
         _ => {
+            // Another message of the proxy modules about the backend (Apache 2.2 has no codes).
             let m = msg.to_ascii_lowercase();
-            if m.contains("remote server") || m.contains("backend") || m.contains("returned by") {
+            let proxy_module = module.is_none_or(|m| m.starts_with("proxy"));
+            if proxy_module
+                && (m.contains("remote server") || m.contains("backend") || m.contains("returned by"))
+            {
                 if m.contains("bad") && (m.contains("header") || m.contains("status")) {
                     (Says::BadResponse, Primary)
                 } else {
@@ -919,7 +955,7 @@ impl Reading {
             return;
         }
         let class = match p.flavor {
-            Flavor::Apache => classify_apache(p.code, p.errno, p.message),
+            Flavor::Apache => classify_apache(p.module, p.code, p.errno, p.message),
             Flavor::Nginx => classify_nginx(p.message),
         };
         let (says, role) = match class {
@@ -1075,7 +1111,7 @@ impl Reading {
                 {
                     ctx.target = Some(target.to_string());
                 }
-                if let Some(b) = parenthesised(msg).and_then(BackendRef::parse) {
+                if let Some(b) = parenthesised(msg).and_then(BackendRef::parse_addr_port) {
                     ctx.backend = Some(b);
                 }
                 ctx.request_ns = Some(p.time_ns);
@@ -1114,18 +1150,28 @@ fn line_facts(p: &Parsed<'_>) -> (Option<BackendRef>, Option<String>, bool) {
             let m = p.message;
             let backend = match p.code {
                 // "attempt to connect to 10.0.2.2:8080 (10.0.2.2:8080) failed"
-                Some("AH00957") => parenthesised(m).and_then(BackendRef::parse),
+                Some("AH00957") => parenthesised(m).and_then(BackendRef::parse_addr_port),
                 // "pass request body failed to 10.0.2.2:8080 (10.0.2.2)"
                 Some("AH01084" | "AH01097" | "AH02608" | "AH01095") => m
                     .split_once(" failed to ")
                     .and_then(|(_, r)| r.split(' ').next())
-                    .and_then(BackendRef::parse),
-                _ => ["remote server ", "backend server ", "backend: "]
-                    .iter()
-                    .find_map(|k| {
-                        let at = m.find(k)? + k.len();
-                        m[at..].split([' ', ',']).next().and_then(BackendRef::parse)
-                    }),
+                    .and_then(BackendRef::parse_addr_port),
+                // "... remote server 10.0.2.2:8080", "... backend: 10.0.2.2" (no port).
+                _ => [
+                    ("remote server ", true),
+                    ("backend server ", true),
+                    ("backend: ", false),
+                ]
+                .iter()
+                .find_map(|(k, port)| {
+                    let at = m.find(k)? + k.len();
+                    let word = m[at..].split([' ', ',']).next()?.trim_end_matches('.');
+                    if *port {
+                        BackendRef::parse_addr_port(word)
+                    } else {
+                        BackendRef::parse(word)
+                    }
+                }),
             };
             let target = m
                 .find("returned by ")
@@ -1308,8 +1354,8 @@ pub struct LogsSummary {
     pub unmatched: u64,
     /// Unmatched lines per reason code, in order of first appearance.
     pub by_reason: Vec<(&'static str, u64)>,
-    /// Every kept line (error and notes) with where it ended up, in time order (the first
-    /// [`MAX_PLACED`]).
+    /// Every kept line (error and notes) with where it ended up, in the order of the files and
+    /// their lines (the first [`MAX_PLACED`] in time order).
     pub placed: Vec<Placed>,
     /// Lines not kept (past [`MAX_KEPT_LINES`]).
     pub dropped: u64,
@@ -1326,6 +1372,9 @@ pub struct Matcher {
     window: Window,
     /// Which connection took each event.
     taken: Vec<Option<(String, Option<Verdict>, bool)>>,
+    /// Per event, the connection its request ties it to although its verdict does not fit:
+    /// (id, verdict, distance); used when no fitting connection takes the event.
+    tentative: Vec<Option<(String, Option<Verdict>, i64)>>,
     /// Connections that were candidates but did not fit: (id, verdict), per event.
     near: Vec<Vec<(String, Option<Verdict>)>>,
     /// Servers of every connection seen.
@@ -1342,6 +1391,7 @@ impl Matcher {
             logs,
             window,
             taken: vec![None; n],
+            tentative: vec![None; n],
             near: vec![Vec::new(); n],
             servers: HashSet::new(),
         }
@@ -1369,6 +1419,13 @@ impl Matcher {
                 continue;
             }
             match fit(ev, c) {
+                // Tied only by its request: kept aside in case no connection whose verdict fits
+                // takes it (settled at the end).
+                Ok(f) if !f.fits => {
+                    if self.tentative[i].as_ref().is_none_or(|t| f.distance < t.2) {
+                        self.tentative[i] = Some((c.id.clone(), c.verdict, f.distance));
+                    }
+                }
                 Ok(f) => {
                     let meaning = if ev.says.is_connect() {
                         0
@@ -1376,8 +1433,21 @@ impl Matcher {
                         1 + ev.says as u8
                     };
                     let key = (meaning, f.exchange);
-                    if best.get(&key).is_none_or(|(_, b)| f.distance < b.distance) {
+                    // The loser of the two is a near miss (another line of its kind is tied to
+                    // this connection).
+                    let loser = match best.get(&key) {
+                        Some((j, b)) if f.distance < b.distance => Some(*j),
+                        Some(_) => Some(i),
+                        None => None,
+                    };
+                    if loser != Some(i) {
                         best.insert(key, (i, f));
+                    }
+                    if let Some(j) = loser {
+                        let near = &mut self.near[j];
+                        if near.len() < MAX_NEAR_MISSES && !near.iter().any(|(id, _)| *id == c.id) {
+                            near.push((c.id.clone(), c.verdict));
+                        }
                     }
                 }
                 Err(true) => {
@@ -1419,7 +1489,10 @@ impl Matcher {
         let mut outside_capture = Vec::new();
         let mut any_matched = false;
         for (i, ev) in self.logs.events.iter().enumerate() {
-            let outcome = match &self.taken[i] {
+            let taken = self.taken[i]
+                .clone()
+                .or_else(|| self.tentative[i].clone().map(|(id, v, _)| (id, v, false)));
+            let outcome = match &taken {
                 Some((id, verdict, fits)) => {
                     any_matched = true;
                     Outcome::Matched {
@@ -1458,6 +1531,16 @@ impl Matcher {
         if !any_matched {
             s.hint = zone_hint(&outside_capture, span, self.logs.tz_offset_s);
         }
+        // In the order of the files given, then of their lines.
+        let file_order: HashMap<&str, usize> = self
+            .logs
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.file.as_str(), i))
+            .collect();
+        s.placed
+            .sort_by_key(|p| (file_order.get(p.line.file.as_str()).copied(), p.line.line));
         s.files = self.logs.files;
         s
     }
@@ -1525,7 +1608,7 @@ impl Matcher {
             return r(
                 "no-fitting-connection",
                 format!(
-                    "{} open then, but its verdict or requests do not go with this line ({})",
+                    "{} open then, but its verdict or requests do not go with this line ({}), or another line of the same kind is tied to it",
                     list.join(", "),
                     ev.says.label()
                 ),
@@ -1767,7 +1850,7 @@ mod tests {
             ("AH00489", None, "Apache/2.4.71 configured", Says::Other),
         ];
         for (code, errno, msg, says) in cases {
-            let got = classify_apache(Some(code), errno, msg).map_or(Says::Other, |c| c.0);
+            let got = classify_apache(Some("proxy"), Some(code), errno, msg).map_or(Says::Other, |c| c.0);
             assert_eq!(got, says, "{code} {errno:?}");
         }
     }
@@ -1855,6 +1938,32 @@ mod tests {
         assert_eq!(logs.lines.len(), 1);
         assert!(logs.lines[0].text.len() <= MAX_TEXT_BYTES + "…".len());
         assert_eq!(logs.lines[0].says, Says::Other);
+    }
+
+    #[test]
+    fn backend_addresses() {
+        assert_eq!(
+            BackendRef::parse("10.0.2.2:8080"),
+            Some(BackendRef::Addr(ep("10.0.2.2:8080")))
+        );
+        assert_eq!(
+            BackendRef::parse("[fd00:2::2]:8080"),
+            Some(BackendRef::Addr(ep("[fd00:2::2]:8080")))
+        );
+        assert_eq!(
+            BackendRef::parse("10.0.2.2"),
+            Some(BackendRef::Ip("10.0.2.2".parse().unwrap()))
+        );
+        assert_eq!(
+            BackendRef::parse("App.internal:8080"),
+            Some(BackendRef::Named("app.internal".into(), 8080))
+        );
+        assert_eq!(BackendRef::parse("a b:1"), None);
+        // Apache's resolved IPv6 address, from captures/apache-ipv6-truncated (AH00947).
+        assert_eq!(
+            BackendRef::parse_addr_port("fd00:2::2:8080"),
+            Some(BackendRef::Addr(ep("[fd00:2::2]:8080")))
+        );
     }
 
     #[test]
@@ -1988,13 +2097,14 @@ mod tests {
             .collect();
         assert_eq!(
             codes,
+            // In the order of the lines.
             [
                 "before-capture",
+                "after-capture",
                 "no-connection-to-backend",
                 "no-fitting-connection",
                 "no-connection-at-that-time",
-                "not-about-a-backend-connection",
-                "after-capture"
+                "not-about-a-backend-connection"
             ]
         );
         assert_eq!(s.errors, 6);
