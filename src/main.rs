@@ -32,6 +32,8 @@ Examples:
   bothends analyze --proxy p1.pcap --proxy p2.pcap --backend-capture b.pcap --backend 10.0.2.2:8080
   bothends flows capture.pcap --format json | jq '.connections[] | select(.protocol==\"http\")'
   bothends analyze proxy.pcap backend.pcap --format html -o findings.html
+  bothends analyze proxy.pcap backend.pcap --proxy-log /var/log/apache2/error.log --since 2026-11-22T14:05Z
+  bothends analyze --backend-capture backend.pcap
   tcpdump -r big.pcap -w - 'port 8080' | bothends flows -
   bothends completions bash > /etc/bash_completion.d/bothends
   bothends man --dir /usr/local/share/man/man1
@@ -94,7 +96,8 @@ struct AnalyzeArgs {
     /// More proxy capture files (a rotated set); repeatable.
     #[arg(long = "proxy", value_name = "FILE")]
     proxy_files: Vec<String>,
-    /// More backend capture files (a rotated set); repeatable.
+    /// More backend capture files (a rotated set); repeatable. Alone, without a proxy capture:
+    /// the backend's accepted connections are judged from its side.
     #[arg(long = "backend-capture", value_name = "FILE")]
     backend_files: Vec<String>,
     /// The backend endpoint(s) to analyse, instead of finding them automatically; repeatable.
@@ -363,15 +366,19 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     proxy.extend(args.proxy_files.iter().cloned());
     let mut backend: Vec<String> = args.backend_capture.iter().cloned().collect();
     backend.extend(args.backend_files.iter().cloned());
-    if proxy.is_empty() {
+    if proxy.is_empty() && backend.is_empty() {
         anyhow::bail!(
-            "no proxy capture given (bothends analyze PROXY_CAPTURE [BACKEND_CAPTURE]); with the backend's capture alone, `bothends flows FILE` lists its connections and exchanges with their verdicts"
+            "no capture given (bothends analyze PROXY_CAPTURE [BACKEND_CAPTURE], or --backend-capture FILE alone)"
         );
     }
     if proxy.iter().chain(&backend).filter(|f| *f == "-").count() > 1 {
         anyhow::bail!("standard input (-) can be given once");
     }
-    let mut sides = vec![(Side::Proxy, open(&proxy)?)];
+    // The backend host's capture alone is judged from the backend's view.
+    let mut sides = Vec::new();
+    if !proxy.is_empty() {
+        sides.push((Side::Proxy, open(&proxy)?));
+    }
     if !backend.is_empty() {
         sides.push((Side::Backend, open(&backend)?));
     }

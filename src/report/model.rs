@@ -25,8 +25,8 @@ pub struct Report {
     pub version: String,
     /// The version of this document's layout; bumped only when a field changes name or meaning.
     pub schema: u32,
-    /// One entry per capture side: "proxy" then "backend", or one "single" (`flows`) or "proxy"
-    /// (`analyze` with one capture).
+    /// One entry per capture side: "proxy" then "backend", or one "single" (`flows`), "proxy"
+    /// (`analyze` with one capture) or "backend" (`analyze --backend-capture` alone).
     pub captures: Vec<CaptureInfo>,
     /// The offset between the backend capture's clock and the proxy capture's clock; null with one
     /// capture, or when no connection was seen in both.
