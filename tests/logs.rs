@@ -638,3 +638,88 @@ fn hostile_and_compressed_logs() {
     assert_eq!(code, Some(2));
     assert!(err.contains("'yesterday' is not a time"), "{err}");
 }
+
+/// With `--proxy-log` and a window, the JSON still follows the committed schema and reads back
+/// as the report types; NDJSON lines carry their log lines; HTML and Markdown escape what the
+/// log holds.
+#[test]
+fn json_schema_and_escaping_with_logs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(root.join("schema").join(name)).unwrap()).unwrap()
+    };
+    let report_schema = jsonschema::validator_for(&schema("report.schema.json")).unwrap();
+    let conn_schema = jsonschema::validator_for(&schema("connection.schema.json")).unwrap();
+    let tmp = TempDir::new("logs-schema");
+    for name in [
+        "apache-tls-backend-empty-reply",
+        "nginx-lowercase-status-line",
+        "apache-busy-mixed",
+    ] {
+        let dir = root.join("captures").join(name);
+        let (p, b) = (dir.join("proxy.pcap"), dir.join("backend.pcap"));
+        let log = dir.join("proxy-error.log");
+        let base = [
+            p.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--proxy-log",
+            log.to_str().unwrap(),
+            "--since",
+            "2000-01-01",
+        ];
+        let (_, v, err) = analyze(&[&base[..], &["--format", "json"]].concat());
+        assert!(report_schema.is_valid(&v), "{name}: {err}");
+        let back: bothends::report::Report = serde_json::from_value(v.clone()).expect("a Report");
+        assert_eq!(serde_json::to_value(&back).unwrap(), v, "{name}");
+        let out = bin()
+            .arg("analyze")
+            .args(base)
+            .args(["--format", "ndjson"])
+            .output()
+            .unwrap();
+        let mut with_lines = 0;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let c: Value = serde_json::from_str(line).unwrap();
+            assert!(conn_schema.is_valid(&c), "{name}: {line}");
+            with_lines += c.get("log_lines").is_some() as usize;
+        }
+        let fitting = v["proxy_logs"]["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["fits_verdict"] == true)
+            .filter_map(|l| l["connection"].as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        assert_eq!(with_lines, fitting, "{name}: NDJSON rows with log lines");
+    }
+    // A log line carrying markup, tied to a connection.
+    let dir = root.join("captures/nginx-backend-empty-reply");
+    let text = std::fs::read_to_string(dir.join("proxy-error.log"))
+        .unwrap()
+        .replace("host: \"lab.test\"", "host: \"<script>alert(1)</script>|`x`\"");
+    let log = tmp.0.join("markup.log");
+    std::fs::write(&log, text).unwrap();
+    let p = dir.join("proxy.pcap");
+    for format in ["html", "markdown"] {
+        let out = bin()
+            .args([
+                "analyze",
+                p.to_str().unwrap(),
+                "--proxy-log",
+                log.to_str().unwrap(),
+                "--format",
+                format,
+            ])
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(s.contains("alert(1)"), "{format}: the line is shown");
+        if format == "html" {
+            assert!(!s.contains("<script>alert"), "html escapes the log");
+        } else {
+            // In Markdown the message is a code span: its fence outgrows the backticks inside.
+            assert!(s.contains("``"), "{s}");
+        }
+    }
+}

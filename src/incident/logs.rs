@@ -1397,6 +1397,11 @@ impl Matcher {
         }
     }
 
+    /// No event to match (the logs hold no line about a backend connection).
+    pub fn is_empty(&self) -> bool {
+        self.logs.events.is_empty()
+    }
+
     /// The events about this connection, taken for it.
     pub fn take(&mut self, c: &ConnFacts) -> Vec<Attached> {
         if self.servers.len() < MAX_SERVERS {

@@ -180,6 +180,11 @@ fn code_or_level(l: &LogLineReport) -> String {
     l.code.clone().unwrap_or_else(|| l.says.clone())
 }
 
+/// Apache's code, or (nginx) the level: the tables' code column (they show `says` beside it).
+fn code_column(l: &LogLineReport) -> String {
+    l.code.clone().unwrap_or_else(|| format!("[{}]", l.level))
+}
+
 /// Where a line of the table ended up, in words.
 fn outcome_words(l: &LogLineReport) -> String {
     match (&l.connection, &l.reason) {
@@ -390,7 +395,7 @@ pub fn markdown_section(report: &Report, s: &mut String) {
             "| {} | {} | {} | {} | {} |",
             markdown::cell(&place(report, l)),
             shown_time(report, l),
-            markdown::cell(&code_or_level(l)),
+            markdown::cell(&code_column(l)),
             markdown::cell(&l.says),
             markdown::cell(&outcome_words(l))
         );
@@ -481,7 +486,7 @@ pub fn html_section(report: &Report, s: &mut String) {
             esc(&l.text),
             esc(&place(report, l)),
             esc(&shown_time(report, l)),
-            esc(&code_or_level(l)),
+            esc(&code_column(l)),
             esc(&l.says)
         );
     }

@@ -218,6 +218,7 @@ impl Sink for Writer<'_> {
         self.tally.add(&row);
         row.id = self.tally.connections.to_string();
         if let Some(m) = &mut self.incident.logs
+            && !m.is_empty()
             && let Some(facts) = ConnFacts::of(&f, &row.id)
         {
             row.log_lines = super::proxy_logs::attached(&m.take(&facts));
