@@ -415,7 +415,8 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let logs = if args.incident.proxy_log.is_empty() {
         None
     } else {
-        let logs = logs::load(&args.incident.proxy_log, args.incident.log_tz).map_err(anyhow::Error::msg)?;
+        let logs =
+            logs::load(&args.incident.proxy_log, args.incident.log_tz, window).map_err(anyhow::Error::msg)?;
         Some(logs::Matcher::new(logs, window))
     };
     let mut failed = 0;

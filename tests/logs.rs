@@ -555,6 +555,9 @@ fn unmatched_lines_say_why() {
         "json",
     ]);
     assert_eq!(r["proxy_logs"]["unmatched_by_reason"]["outside-window"], 8);
+    // Counted, not kept: the cap on lines considered goes to the window's.
+    assert_eq!(r["proxy_logs"]["considered"], 8);
+    assert_eq!(r["proxy_logs"]["lines"].as_array().unwrap().len(), 0);
     assert_eq!(r["window"]["since"], "2026-12-04T18:18:01.000000Z");
     assert_eq!(r["window"]["until"], "2026-12-04T18:18:02.500000Z");
     // --backend narrows the report to another endpoint: no connection to 10.0.2.2:8080.

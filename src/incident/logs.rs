@@ -422,12 +422,18 @@ pub struct ProxyLogs {
     pub events: Vec<Event>,
     /// Lines not kept (past [`MAX_KEPT_LINES`]).
     pub dropped: u64,
+    /// Only lines written in this window are kept (`--since`/`--until`): the others are counted
+    /// (`outside_window`), so a long log's cap goes to the incident's minutes.
+    pub window: Window,
+    pub outside_window: u64,
 }
 
-/// Reads the logs (gzip recognised by its magic bytes). Fails only when a file cannot be opened.
-pub fn load(paths: &[String], tz_offset_s: i32) -> Result<ProxyLogs, String> {
+/// Reads the logs (gzip recognised by its magic bytes), keeping the lines written in `window`.
+/// Fails only when a file cannot be opened.
+pub fn load(paths: &[String], tz_offset_s: i32, window: Window) -> Result<ProxyLogs, String> {
     let mut logs = ProxyLogs {
         tz_offset_s,
+        window,
         ..ProxyLogs::default()
     };
     for path in paths {
@@ -963,6 +969,10 @@ impl Reading {
             None if p.level.is_error() => (Says::Other, Role::Primary),
             None => return,
         };
+        if !logs.window.contains(p.time_ns, p.precision_ns) {
+            logs.outside_window += 1;
+            return;
+        }
         if logs.lines.len() >= MAX_KEPT_LINES {
             if logs.dropped == 0 {
                 stats.warn(format!(
@@ -1355,7 +1365,8 @@ pub struct LogsSummary {
     /// Unmatched lines per reason code, in order of first appearance.
     pub by_reason: Vec<(&'static str, u64)>,
     /// Every kept line (error and notes) with where it ended up, in the order of the files and
-    /// their lines (the first [`MAX_PLACED`] in time order).
+    /// their lines (the first [`MAX_PLACED`] in time order); lines outside the window are
+    /// counted in `by_reason`, not listed.
     pub placed: Vec<Placed>,
     /// Lines not kept (past [`MAX_KEPT_LINES`]).
     pub dropped: u64,
@@ -1487,10 +1498,15 @@ impl Matcher {
             tz_offset_s: self.logs.tz_offset_s,
             lines_read: self.logs.files.iter().map(|f| f.lines).sum(),
             errors: self.logs.files.iter().map(|f| f.errors).sum(),
-            kept: self.logs.lines.len() as u64,
+            kept: self.logs.lines.len() as u64 + self.logs.outside_window,
             dropped: self.logs.dropped,
             ..LogsSummary::default()
         };
+        // Lines outside the window were counted, not kept.
+        if self.logs.outside_window > 0 {
+            s.unmatched += self.logs.outside_window;
+            s.by_reason.push(("outside-window", self.logs.outside_window));
+        }
         let mut outside_capture = Vec::new();
         let mut any_matched = false;
         for (i, ev) in self.logs.events.iter().enumerate() {

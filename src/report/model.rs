@@ -84,7 +84,8 @@ pub struct ProxyLogsReport {
     /// Error lines past the limit kept for matching: counted, not matched.
     pub not_considered: u64,
     /// Every considered line (the first 1000 in time), in the order of the files and their lines,
-    /// with its connection or its reason.
+    /// with its connection or its reason; lines outside the window are counted in
+    /// `unmatched_by_reason`, not listed.
     pub lines: Vec<LogLineReport>,
     /// Set when no line matched and the lines fall outside the capture by about a whole number of
     /// hours: the logs were probably written in another zone than `timezone`.
