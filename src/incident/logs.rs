@@ -1961,6 +1961,46 @@ mod tests {
         assert_eq!(logs.lines[0].says, Says::Other);
     }
 
+    /// Every cut of real lines, and bytes flipped in them, read without a panic (lines are
+    /// untrusted); a cut line is either read or a warning.
+    #[test]
+    fn truncations_and_flips_never_panic() {
+        let lines: Vec<&[u8]> = APACHE_EMPTY.split(|&b| b == b'\n').collect();
+        let nginx = b"2026/11/22 00:25:23 [error] 10209#10209: *1 upstream prematurely closed connection while reading response header from upstream, client: 10.0.0.2, server: , request: \"POST /\xc3\xa9 HTTP/1.1\", upstream: \"http://[fd00:2::2]:8080/\xc3\xa9\", host: \"lab.test\"";
+        let mut all = lines.clone();
+        all.push(nginx);
+        for line in all {
+            for cut in 0..=line.len() {
+                let logs = read(&line[..cut], 0);
+                let f = &logs.files[0];
+                assert!(f.lines <= 1 && f.unreadable <= 1);
+            }
+            for at in 0..line.len() {
+                for b in [0u8, b'[', b']', b':', b'(', b')', b' ', 0xc3, b'"', b'*'] {
+                    let mut l = line.to_vec();
+                    l[at] = b;
+                    let mut logs = read(&l, 0);
+                    logs.events.sort_by_key(|e| e.time_ns);
+                    let t0 = 1_795_307_120 * SECOND;
+                    let mut m = Matcher::new(logs, Window::default());
+                    let c = facts(
+                        "1",
+                        t0,
+                        t0 + 5 * SECOND,
+                        Some(t0),
+                        Verdict::BackendEmptyReply,
+                        &[("/empty", t0)],
+                    );
+                    let _ = m.take(&c);
+                    let _ = m.finish(CaptureSpan {
+                        first_ns: Some(t0),
+                        last_ns: Some(t0 + 5 * SECOND),
+                    });
+                }
+            }
+        }
+    }
+
     #[test]
     fn backend_addresses() {
         assert_eq!(
