@@ -97,6 +97,24 @@ fn the_window_keeps_connections_that_overlap_it() {
         Some(0),
         "the one connection in the window is ok"
     );
+    for format in ["markdown", "html"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_bothends"))
+            .args([
+                "analyze",
+                &lab(s, "proxy.pcap"),
+                "--until",
+                "2026-12-04T18:18:01.5Z",
+                "--format",
+                format,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Window: (open) → 2026-12-04 18:18:01.500000 UTC on the proxy capture's clock; 4 connections outside it not reported."),
+            "{format}"
+        );
+    }
     // Without the flags nothing is said of a window.
     let (_, r, _) = analyze(&[&lab(s, "proxy.pcap"), "--format", "json"]);
     assert!(r.get("window").is_none());

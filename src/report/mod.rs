@@ -690,6 +690,9 @@ pub fn input_notes(report: &Report) -> Vec<(String, Option<String>)> {
             Some(eps.join(", ")),
         ));
     }
+    if let Some(w) = &report.window {
+        notes.push((format!("Window: {}.", proxy_logs::window_words(w)), None));
+    }
     let before = notes.len();
     for cap in &report.captures {
         for w in &cap.warnings {
