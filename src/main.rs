@@ -119,7 +119,7 @@ struct IncidentArgs {
     #[arg(long = "proxy-log", value_name = "FILE")]
     proxy_log: Vec<String>,
     /// The zone the proxy log's local times are in, as a UTC offset (UTC, +02:00, -0500).
-    #[arg(long = "log-tz", value_name = "OFFSET", default_value = "UTC", value_parser = parse_offset)]
+    #[arg(long = "log-tz", value_name = "OFFSET", default_value = "UTC", value_parser = parse_offset, allow_hyphen_values = true)]
     log_tz: i32,
     /// Report only connections still open at or after this time (proxy capture's clock): ISO 8601
     /// (2026-11-22T14:05:00Z, a time without offset is UTC) or seconds since the epoch.

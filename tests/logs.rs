@@ -726,3 +726,49 @@ fn json_schema_and_escaping_with_logs() {
         }
     }
 }
+
+/// The backend's capture alone, with the proxy's log: the lab moved this backend capture's clock
+/// 3 hours ahead (`expected.json` `clock_shift_s`: 10800.25), so the lines fall 3 hours before it
+/// and the note says which offset lines them up; with it (a negative offset is accepted as is),
+/// the timeout line is tied to the backend-timeout connection.
+#[test]
+fn backend_capture_alone_with_the_proxy_log() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/nginx-backend-timeout");
+    let e: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    assert_eq!(e["clock_shift_s"], 10800.25);
+    let b = dir.join("backend.pcap").display().to_string();
+    let log = dir.join("proxy-error.log").display().to_string();
+    let (_, r, _) = analyze(&["--backend-capture", &b, "--proxy-log", &log, "--format", "json"]);
+    let pl = &r["proxy_logs"];
+    assert_eq!(pl["matched"], 0);
+    assert!(
+        pl["hint"].as_str().unwrap().contains("try --log-tz -03:00"),
+        "{}",
+        pl["hint"]
+    );
+    let (_, r, err) = analyze(&[
+        "--backend-capture",
+        &b,
+        "--proxy-log",
+        &log,
+        "--log-tz",
+        "-03:00",
+        "--format",
+        "json",
+    ]);
+    let line = &r["proxy_logs"]["lines"][1];
+    assert_eq!(line["line"], 8, "{err}");
+    let id = line["connection"].as_str().expect("tied");
+    let c = r["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap();
+    assert_eq!(c["verdict"], "backend-timeout");
+    assert_eq!(
+        c["views"]["backend"]["client"],
+        e["connections"][0]["backend"]["client"]
+    );
+}
