@@ -28,6 +28,7 @@ pub mod capture;
 pub mod decode;
 pub mod diagnose;
 pub mod http;
+pub mod incident;
 pub mod pair;
 pub mod pipeline;
 pub mod report;

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bothends::capture::{CaptureError, CaptureSet, Input, Progress};
+use bothends::incident::logs;
+use bothends::incident::window::Window;
 use bothends::pipeline::{self, Mode, Side, SideOptions};
 use bothends::report::{self, ReportOptions, SideInfo, stream, text::Style};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -30,6 +32,8 @@ Examples:
   bothends analyze --proxy p1.pcap --proxy p2.pcap --backend-capture b.pcap --backend 10.0.2.2:8080
   bothends flows capture.pcap --format json | jq '.connections[] | select(.protocol==\"http\")'
   bothends analyze proxy.pcap backend.pcap --format html -o findings.html
+  bothends analyze proxy.pcap backend.pcap --proxy-log /var/log/apache2/error.log --since 2026-11-22T14:05Z
+  bothends analyze --backend-capture backend.pcap
   tcpdump -r big.pcap -w - 'port 8080' | bothends flows -
   bothends completions bash > /etc/bash_completion.d/bothends
   bothends man --dir /usr/local/share/man/man1
@@ -92,7 +96,8 @@ struct AnalyzeArgs {
     /// More proxy capture files (a rotated set); repeatable.
     #[arg(long = "proxy", value_name = "FILE")]
     proxy_files: Vec<String>,
-    /// More backend capture files (a rotated set); repeatable.
+    /// More backend capture files (a rotated set); repeatable. Alone, without a proxy capture:
+    /// the backend's accepted connections are judged from its side.
     #[arg(long = "backend-capture", value_name = "FILE")]
     backend_files: Vec<String>,
     /// The backend endpoint(s) to analyse, instead of finding them automatically; repeatable.
@@ -101,7 +106,36 @@ struct AnalyzeArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     #[command(flatten)]
+    incident: IncidentArgs,
+    #[command(flatten)]
     common: Common,
+}
+
+/// The incident views of `analyze`: the proxy's error log, and the minutes to look at.
+#[derive(Args, Debug)]
+struct IncidentArgs {
+    /// The proxy's error log (Apache httpd or nginx; gzip read too): each line is shown beside the
+    /// connection it is about, or said to be about none (and why); repeatable.
+    #[arg(long = "proxy-log", value_name = "FILE")]
+    proxy_log: Vec<String>,
+    /// The zone the proxy log's local times are in, as a UTC offset (UTC, +02:00, -0500).
+    #[arg(long = "log-tz", value_name = "OFFSET", default_value = "UTC", value_parser = parse_offset, allow_hyphen_values = true)]
+    log_tz: i32,
+    /// Report only connections still open at or after this time (proxy capture's clock): ISO 8601
+    /// (2026-11-22T14:05:00Z, a time without offset is UTC) or seconds since the epoch.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Report only connections already open at or before this time (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<i64>,
+}
+
+fn parse_offset(s: &str) -> Result<i32, String> {
+    bothends::incident::window::parse_offset(s)
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    bothends::incident::window::parse_time(s)
 }
 
 #[derive(Args, Debug)]
@@ -332,15 +366,19 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     proxy.extend(args.proxy_files.iter().cloned());
     let mut backend: Vec<String> = args.backend_capture.iter().cloned().collect();
     backend.extend(args.backend_files.iter().cloned());
-    if proxy.is_empty() {
+    if proxy.is_empty() && backend.is_empty() {
         anyhow::bail!(
-            "no proxy capture given (bothends analyze PROXY_CAPTURE [BACKEND_CAPTURE]); with the backend's capture alone, `bothends flows FILE` lists its connections and exchanges with their verdicts"
+            "no capture given (bothends analyze PROXY_CAPTURE [BACKEND_CAPTURE], or --backend-capture FILE alone)"
         );
     }
     if proxy.iter().chain(&backend).filter(|f| *f == "-").count() > 1 {
         anyhow::bail!("standard input (-) can be given once");
     }
-    let mut sides = vec![(Side::Proxy, open(&proxy)?)];
+    // The backend host's capture alone is judged from the backend's view.
+    let mut sides = Vec::new();
+    if !proxy.is_empty() {
+        sides.push((Side::Proxy, open(&proxy)?));
+    }
     if !backend.is_empty() {
         sides.push((Side::Backend, open(&backend)?));
     }
@@ -365,9 +403,25 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         Format::Markdown => stream::Format::Markdown,
         Format::Html => stream::Format::Html,
     };
+    let window = Window {
+        since: args.incident.since,
+        until: args.incident.until,
+    };
+    if let (Some(a), Some(b)) = (window.since, window.until)
+        && a > b
+    {
+        anyhow::bail!("--since is after --until");
+    }
+    let logs = if args.incident.proxy_log.is_empty() {
+        None
+    } else {
+        let logs =
+            logs::load(&args.incident.proxy_log, args.incident.log_tz, window).map_err(anyhow::Error::msg)?;
+        Some(logs::Matcher::new(logs, window))
+    };
     let mut failed = 0;
     write_output(args.common.output.as_deref(), |out| {
-        let mut writer = stream::Writer::new(format, infos, &opts, style, out);
+        let mut writer = stream::Writer::new(format, infos, &opts, style, out).with_incident(logs, window);
         let end = pipeline::run(sides, SideOptions::default(), mode, &mut writer);
         drop(bar);
         failed = writer.finish(end)?;

@@ -189,8 +189,10 @@ pub struct Diagnosis {
     pub evidence: Vec<Evidence>,
 }
 
+mod backend_view;
 mod rules;
 
+pub use backend_view::{adapt_explanation, backend_only_override, proxy_capture_would_settle};
 pub use rules::{Context, diagnose};
 
 use std::collections::HashMap;

@@ -194,6 +194,8 @@ pub struct Pairer {
     /// Seen at one end only, and nothing learned yet to tell whether it is backend traffic.
     deferred: [Vec<Conn>; 2],
     out: Vec<Matched>,
+    /// One capture taken on the backend host: its backend connections are the ones it accepted.
+    incoming: bool,
 }
 
 impl Pairer {
@@ -220,6 +222,16 @@ impl Pairer {
             server_ips: BTreeSet::new(),
             deferred: Default::default(),
             out: Vec::new(),
+            incoming: false,
+        }
+    }
+
+    /// A pairer for one capture taken on the backend host (`analyze --backend-capture FILE`
+    /// alone): the connections kept are those the capturing host accepted.
+    pub fn backend_capture_only(given: &[Endpoint]) -> Pairer {
+        Pairer {
+            incoming: true,
+            ..Pairer::new(false, given)
         }
     }
 
@@ -410,6 +422,8 @@ impl Pairer {
         if !self.two {
             let keep = if !self.given.is_empty() {
                 self.given.contains(&conn.server)
+            } else if self.incoming {
+                backend_capture_keeps(&conn, &self.client_ips, &self.server_ips)
             } else {
                 single_capture_keeps(&conn, &self.client_ips, &self.server_ips)
             };
@@ -543,6 +557,18 @@ fn single_capture_keeps(c: &Conn, client_ips: &BTreeSet<IpAddr>, server_ips: &BT
         Some(local) => local,
         None if server_ips.contains(&c.client.ip) => true,
         None => !client_ips.contains(&c.server.ip),
+    }
+}
+
+/// With the backend host's capture alone: is this a connection the host accepted? The Linux
+/// cooked header says which packets the host sent; otherwise an address that is both a client and
+/// a server is the backend host (it accepts connections, and makes its own, e.g. to a database),
+/// and a client that is never a server is a remote one (the proxy).
+fn backend_capture_keeps(c: &Conn, client_ips: &BTreeSet<IpAddr>, server_ips: &BTreeSet<IpAddr>) -> bool {
+    match c.client_is_local {
+        Some(local) => !local,
+        None if client_ips.contains(&c.server.ip) => true,
+        None => !server_ips.contains(&c.client.ip),
     }
 }
 

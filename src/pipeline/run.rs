@@ -144,6 +144,10 @@ impl Engine {
         Engine {
             pairer: match mode {
                 Mode::Flows => None,
+                // The backend host's capture alone: its accepted connections.
+                Mode::Analyze { backends } if !two && first_side == Side::Backend => {
+                    Some(Pairer::backend_capture_only(backends))
+                }
                 Mode::Analyze { backends } => Some(Pairer::new(two, backends)),
             },
             judge: Judge::new(two, first_side),
@@ -271,7 +275,17 @@ impl Judge {
             backend_capture_end: self.ends[1],
             backend_idle_timeout: m.proxy.as_ref().and_then(|p| self.idle.timeout(p.server)),
         };
-        let d = diagnose::diagnose(&cx);
+        let mut d = diagnose::diagnose(&cx);
+        // The backend host's capture alone: say what the proxy's would settle.
+        if !self.two && self.first_side == Side::Backend {
+            if let Some(c) = &m.proxy {
+                d = diagnose::backend_only_override(c, d);
+            }
+            d.explanation = diagnose::adapt_explanation(&d.explanation);
+            d.explanation.push_str(" Backend capture only: ");
+            d.explanation
+                .push_str(diagnose::proxy_capture_would_settle(d.verdict));
+        }
         (alignment, d)
     }
 

@@ -280,6 +280,7 @@ pub fn render(report: &Report) -> String {
         );
     }
 
+    super::proxy_logs::html_section(report, &mut s);
     inputs(&mut s, report);
     let _ = writeln!(
         s,
@@ -323,6 +324,7 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
     if let Some(e) = &c.explanation {
         let _ = writeln!(s, "<p><b>What happened:</b> {}</p>", esc(e));
     }
+    super::proxy_logs::html_connection(report, c, s);
     if let Some(x) = exchange_of_interest(c) {
         let _ = writeln!(s, "<p><b>HTTP:</b> {}</p>", esc(&exchange_line(x)));
         let head = exchange_head(x);

@@ -86,6 +86,7 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(s, ".");
     }
 
+    super::proxy_logs::markdown_section(report, &mut s);
     inputs(&mut s, report);
     let _ = writeln!(
         s,
@@ -115,6 +116,7 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
     if let Some(e) = &c.explanation {
         let _ = writeln!(s, "**What happened:** {}\n", text(e));
     }
+    super::proxy_logs::markdown_connection(report, c, s);
 
     if let Some(x) = exchange_of_interest(c) {
         let _ = writeln!(s, "**HTTP:** {}\n", text(&exchange_line(x)));

@@ -15,6 +15,7 @@ pub mod json;
 pub mod ladder;
 pub mod markdown;
 pub mod model;
+pub mod proxy_logs;
 pub mod stream;
 pub mod text;
 
@@ -167,6 +168,7 @@ impl RowMaker {
             filters,
             protocol: protocol_name(protocol).to_string(),
             anomalies: anomaly_items(&anomalies),
+            log_lines: Vec::new(),
             ladder: None,
         };
         (start, row)
@@ -228,6 +230,8 @@ pub fn report_header(
         connections: Vec::new(),
         summary: Tally::default().summary(false),
         redacted_headers: opts.redacted(),
+        window: None,
+        proxy_logs: None,
     }
 }
 
@@ -685,6 +689,9 @@ pub fn input_notes(report: &Report) -> Vec<(String, Option<String>)> {
             format!("Backend endpoints ({side} capture's view): "),
             Some(eps.join(", ")),
         ));
+    }
+    if let Some(w) = &report.window {
+        notes.push((format!("Window: {}.", proxy_logs::window_words(w)), None));
     }
     let before = notes.len();
     for cap in &report.captures {

@@ -25,8 +25,8 @@ pub struct Report {
     pub version: String,
     /// The version of this document's layout; bumped only when a field changes name or meaning.
     pub schema: u32,
-    /// One entry per capture side: "proxy" then "backend", or one "single" (`flows`) or "proxy"
-    /// (`analyze` with one capture).
+    /// One entry per capture side: "proxy" then "backend", or one "single" (`flows`), "proxy"
+    /// (`analyze` with one capture) or "backend" (`analyze --backend-capture` alone).
     pub captures: Vec<CaptureInfo>,
     /// The offset between the backend capture's clock and the proxy capture's clock; null with one
     /// capture, or when no connection was seen in both.
@@ -41,6 +41,115 @@ pub struct Report {
     /// empty when the report was made with `--show-secrets`.
     #[serde(default)]
     pub redacted_headers: Vec<String>,
+    /// The time window the report was restricted to (`--since` / `--until`); absent without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowReport>,
+    /// The proxy's error logs read (`--proxy-log`): what was read, and every error line with the
+    /// connection it is about or the reason it is about none; absent without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_logs: Option<ProxyLogsReport>,
+}
+
+/// The time window applied (`--since` / `--until`, on the proxy capture's clock): a connection
+/// is reported when its life (first to last packet) overlaps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WindowReport {
+    /// Start of the window, RFC 3339 UTC (null: open).
+    pub since: Option<String>,
+    /// End of the window, RFC 3339 UTC (null: open).
+    pub until: Option<String>,
+    /// Connections judged but left out of the report: their whole life lies outside the window.
+    pub outside: u64,
+}
+
+/// The proxy's error logs and what became of their lines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProxyLogsReport {
+    /// One entry per file given.
+    pub files: Vec<ProxyLogFile>,
+    /// The UTC offset the logs' local times were read in (`--log-tz`), e.g. "+00:00".
+    pub timezone: String,
+    /// Lines read, all files.
+    pub lines_read: u64,
+    /// Lines at level warn or above.
+    pub errors: u64,
+    /// Lines looked at for matching: the errors, and info lines about a backend connection.
+    pub considered: u64,
+    /// Considered lines tied to a connection.
+    pub matched: u64,
+    /// Considered lines tied to none (see `lines[].reason`).
+    pub unmatched: u64,
+    /// Unmatched lines per reason code.
+    pub unmatched_by_reason: IndexMap<String, u64>,
+    /// Error lines past the limit kept for matching: counted, not matched.
+    pub not_considered: u64,
+    /// Every considered line (the first 1000 in time), in the order of the files and their lines,
+    /// with its connection or its reason; lines outside the window are counted in
+    /// `unmatched_by_reason`, not listed.
+    pub lines: Vec<LogLineReport>,
+    /// Set when no line matched and the lines fall outside the capture by about a whole number of
+    /// hours: the logs were probably written in another zone than `timezone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// One error log file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProxyLogFile {
+    /// The file as given.
+    pub file: String,
+    /// "apache" or "nginx"; null when no line of either was found.
+    pub format: Option<String>,
+    pub lines: u64,
+    /// Lines at level warn or above.
+    pub errors: u64,
+    /// Lines of neither format, or whose time could not be read (skipped).
+    pub unreadable: u64,
+    /// Problems reading the file, naming the line.
+    pub warnings: Vec<String>,
+}
+
+/// A line of the proxy's error log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LogLineReport {
+    /// The log file, as given.
+    pub file: String,
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// When it was written, RFC 3339 UTC (the log's local time read in `proxy_logs.timezone`);
+    /// nginx logs whole seconds.
+    pub time: String,
+    /// "emerg", "alert", "crit", "error", "warn", "notice", "info" or "debug".
+    pub level: String,
+    /// Apache's message code, e.g. "AH01102" (null for nginx).
+    pub code: Option<String>,
+    /// The line as written (cut to 512 bytes).
+    pub text: String,
+    /// What the line says happened, e.g. "no-response-closed", "connect-refused", "send-failed",
+    /// "client-aborted-request", "other" (not about a backend connection).
+    pub says: String,
+    /// In a connection's `log_lines`: whether what the line says goes with the connection's
+    /// verdict (false: the line was tied by its request, and the wire shows something else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fits_verdict: Option<bool>,
+    /// In a connection's `log_lines`: what tied the line to the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_by: Option<String>,
+    /// In `proxy_logs.lines`: the id of the connection the line is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// In `proxy_logs.lines`: that connection's verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// In `proxy_logs.lines`, for a line tied to no connection: the reason code
+    /// ("before-capture", "after-capture", "outside-window", "no-connection-to-backend",
+    /// "no-fitting-connection", "no-connection-at-that-time", "not-about-a-backend-connection",
+    /// "no-connection-attempted", "no-capture").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmatched: Option<String>,
+    /// The reason in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One side's capture: its files and what was in them.
@@ -143,6 +252,10 @@ pub struct ConnectionReport {
     /// Notable traffic anomalies of the connection (Zeek-style snake_case names), with counts and
     /// the first frames.
     pub anomalies: Vec<AnomalyItem>,
+    /// Lines of the proxy's error log (`--proxy-log`) about this connection, each failure's
+    /// lines together (the error first); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_lines: Vec<LogLineReport>,
     /// The packets of a failed connection as a ladder diagram (the HTML report's). Not part of the
     /// JSON: frame numbers, evidence and Wireshark filters lead to the packets.
     #[serde(skip)]

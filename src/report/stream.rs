@@ -17,6 +17,8 @@ use std::path::PathBuf;
 
 use super::text::{FlowsTable, Style};
 use super::{ConnectionReport, MAX_LADDERS, ReportOptions, RowInput, RowMaker, SideInfo, Tally, is_notable};
+use crate::incident::logs::{CaptureSpan, ConnFacts, Matcher};
+use crate::incident::window::Window;
 use crate::pipeline::{Finding, RunEnd, Side, Sink};
 
 /// Failed connections a text, Markdown or HTML report keeps in full.
@@ -53,6 +55,18 @@ pub struct Writer<'w> {
     table: FlowsTable,
     single: bool,
     error: Option<io::Error>,
+    /// The incident views (`--proxy-log`, `--since`/`--until`), when asked for.
+    incident: Incident,
+}
+
+/// What the writer adds for an incident: log lines matched as connections come, and the window
+/// connections must overlap to be reported.
+#[derive(Default)]
+struct Incident {
+    logs: Option<Matcher>,
+    window: Window,
+    /// Connections judged outside the window (not reported).
+    outside: u64,
 }
 
 impl<'w> Writer<'w> {
@@ -89,7 +103,19 @@ impl<'w> Writer<'w> {
             table: FlowsTable::default(),
             single,
             error,
+            incident: Incident::default(),
         }
+    }
+
+    /// Matches the proxy's error log lines to the connections as they are written (`logs`), and
+    /// reports only the connections that overlap `window` (see `incident`).
+    pub fn with_incident(mut self, logs: Option<Matcher>, window: Window) -> Writer<'w> {
+        self.incident = Incident {
+            logs,
+            window,
+            outside: 0,
+        };
+        self
     }
 
     fn fail(&mut self, e: io::Error) {
@@ -104,6 +130,20 @@ impl<'w> Writer<'w> {
             return Err(e);
         }
         let mut report = super::report_header(&end.sides, end.clock, &end.backends, &self.opts);
+        if !self.incident.window.is_open() {
+            report.window = Some(super::proxy_logs::window_report(
+                self.incident.window,
+                self.incident.outside,
+            ));
+        }
+        if let Some(m) = self.incident.logs.take() {
+            let first = end.sides.first().map(|s| &s.capture);
+            let span = CaptureSpan {
+                first_ns: first.and_then(|c| c.first_ts_ns),
+                last_ns: first.and_then(|c| c.last_ts_ns),
+            };
+            report.proxy_logs = Some(super::proxy_logs::summary_report(m.finish(span)));
+        }
         self.tally.listed = match self.format {
             Format::Json | Format::Ndjson | Format::Flows => self.tally.connections,
             _ => self.kept.len() as u64,
@@ -162,6 +202,12 @@ impl<'w> Writer<'w> {
 
 impl Sink for Writer<'_> {
     fn finding(&mut self, f: Finding) {
+        if !self.incident.window.is_open()
+            && crate::incident::window::span(&f).is_some_and(|(a, b)| !self.incident.window.overlaps(a, b))
+        {
+            self.incident.outside += 1;
+            return;
+        }
         let input = RowInput {
             proxy: f.proxy.as_ref(),
             backend: f.backend.as_ref(),
@@ -171,6 +217,12 @@ impl Sink for Writer<'_> {
         let (_, mut row) = self.maker.row(&input, f.clock);
         self.tally.add(&row);
         row.id = self.tally.connections.to_string();
+        if let Some(m) = &mut self.incident.logs
+            && !m.is_empty()
+            && let Some(facts) = ConnFacts::of(&f, &row.id)
+        {
+            row.log_lines = super::proxy_logs::attached(&m.take(&facts));
+        }
         if self.error.is_some() {
             return;
         }

@@ -343,6 +343,14 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
     for (side, eps) in &report.backends {
         let _ = writeln!(s, "backend  {} ({side} capture's view)", eps.join(", "));
     }
+    if let Some(w) = &report.window {
+        for (i, line) in wrap(&super::proxy_logs::window_words(w), WIDTH - 9)
+            .iter()
+            .enumerate()
+        {
+            let _ = writeln!(s, "{:<8} {line}", if i == 0 { "window" } else { "" });
+        }
+    }
     for cap in &report.captures {
         for w in &cap.warnings {
             for (i, line) in wrap(&format!("{}: {w}", cap.side), WIDTH - 9)
@@ -394,6 +402,12 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
             for line in wrap(e, WIDTH - 3) {
                 let _ = writeln!(s, "   {line}");
             }
+        }
+        // The proxy's error log lines about this connection (--proxy-log).
+        let mut log = Vec::new();
+        super::proxy_logs::text_connection(report, c, WIDTH, &mut log);
+        for line in log {
+            let _ = writeln!(s, "{line}");
         }
         if !c.evidence.is_empty() {
             let _ = writeln!(s, "   evidence:");
@@ -461,6 +475,9 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
             let _ = writeln!(s, "{l}");
         }
     }
+    for line in super::proxy_logs::text_section(report, WIDTH) {
+        let _ = writeln!(s, "{line}");
+    }
     out.write_all(s.as_bytes())
 }
 
@@ -469,7 +486,7 @@ pub(super) fn plural(n: usize) -> &'static str {
 }
 
 /// Greedy word wrap; words longer than the width stay whole.
-fn wrap(text: &str, width: usize) -> Vec<String> {
+pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut cur = String::new();
     for word in text.split_whitespace() {
