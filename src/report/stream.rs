@@ -52,6 +52,8 @@ pub struct Writer<'w> {
     tally: Tally,
     table: FlowsTable,
     single: bool,
+    /// The incident view (`analyze` only).
+    incident: Option<super::incident::IncidentBuilder>,
     error: Option<io::Error>,
 }
 
@@ -75,10 +77,12 @@ impl<'w> Writer<'w> {
             }
             None => None,
         };
+        let incident = (!single).then(|| super::incident::IncidentBuilder::new(sides.clone()));
         Writer {
             format,
             opts: opts.clone(),
             style,
+            incident,
             maker: RowMaker::new(sides, opts),
             out,
             spill,
@@ -109,6 +113,7 @@ impl<'w> Writer<'w> {
             _ => self.kept.len() as u64,
         };
         report.summary = self.tally.summary(self.single);
+        report.incident = self.incident.take().map(super::incident::IncidentBuilder::finish);
         let failed = report.summary.failed;
         match self.format {
             Format::Ndjson => {}
@@ -171,6 +176,10 @@ impl Sink for Writer<'_> {
         let (_, mut row) = self.maker.row(&input, f.clock);
         self.tally.add(&row);
         row.id = self.tally.connections.to_string();
+        if let Some(b) = self.incident.as_mut() {
+            let (p, bk) = (f.proxy.as_ref(), f.backend.as_ref());
+            b.add(p, bk, Some(&f.diagnosis), f.clock, self.tally.connections);
+        }
         if self.error.is_some() {
             return;
         }
