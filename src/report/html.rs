@@ -131,6 +131,9 @@ const JS: &str = r#"
     });
   }
   apply();
+  // The size the timeline plot is laid out at, for tests (the plot itself needs no script).
+  var plot = document.querySelector('svg.timeline');
+  if (plot) { var b = plot.getBoundingClientRect(); root.setAttribute('data-timeline', Math.round(b.width) + 'x' + Math.round(b.height)); }
   root.setAttribute('data-js', 'ok');
 })();
 "#;
