@@ -72,8 +72,9 @@ fn write_page(dir: &Path, out: &Path, both: bool) -> Page {
         .iter()
         .next_back()
         .map_or((String::new(), 0), |(v, n)| (v.clone(), *n as usize));
+    // The plot is drawn for a failure among at least three requests.
     let failure_bars = r.incident.as_ref().map_or(0, |i| {
-        if i.failed == 0 {
+        if i.failed == 0 || i.requests < 3 {
             return 0;
         }
         let failure = |v: &str| bothends::diagnose::Verdict::from_label(v).is_some_and(|v| v.is_failure());

@@ -208,9 +208,14 @@ impl Patterns {
     }
 }
 
-/// A method as a label: upper case as sent, cut.
+/// A method as a label: as sent, cut, control characters replaced.
 fn method_label(m: &str) -> String {
-    m.chars().take(16).collect()
+    m.chars().take(16).map(visible).collect()
+}
+
+/// Control characters (a terminal escape in a hostile capture) become '?'.
+fn visible(c: char) -> char {
+    if c.is_control() { '?' } else { c }
 }
 
 /// The first path segment and the first two of a request target, as prefixes: "/ok/" when the
@@ -236,7 +241,7 @@ pub fn path_prefixes(target: &str) -> (String, String) {
     let prefix = |n: usize| {
         let mut p = String::from("/");
         for (i, seg) in segments.iter().take(n).enumerate() {
-            p.extend(seg.chars().take(MAX_SEGMENT));
+            p.extend(seg.chars().take(MAX_SEGMENT).map(visible));
             if i + 1 < segments.len() {
                 p.push('/');
             } else {
@@ -266,7 +271,7 @@ fn phrase(dimension: &str, values: &[&str]) -> String {
 /// - a value with at least two requests, every one failed, while others succeeded ("every
 ///   request to /empty/ failed (2 of 2)").
 ///
-/// For one failure: the one sentence that describes it.
+/// For one failure among other requests: the one sentence that describes it.
 pub fn highlights(breakdowns: &[Breakdown]) -> Vec<String> {
     let failed: u64 = breakdowns
         .first()
@@ -279,6 +284,9 @@ pub fn highlights(breakdowns: &[Breakdown]) -> Vec<String> {
         return out;
     }
     if failed == 1 {
+        if total < 2 {
+            return out;
+        }
         let mut parts = Vec::new();
         for b in breakdowns {
             if let Some(r) = b.rows.iter().find(|r| r.failed() > 0) {
@@ -356,6 +364,7 @@ mod tests {
         assert_eq!(p("http://h:8080"), ("/".into(), "/".into()));
         assert_eq!(p("*"), ("*".into(), "*".into()));
         assert_eq!(p("h:443"), ("(other form)".into(), "(other form)".into()));
+        assert_eq!(p("/a\u{1b}[2J/b"), ("/a?[2J/".into(), "/a?[2J/b".into()));
         let long = format!("/{}/x", "a".repeat(100));
         assert_eq!(p(&long).0.chars().count(), MAX_SEGMENT + 2);
     }

@@ -567,10 +567,19 @@ impl Timeline {
             connections_at_failure: mean(&|b| b.cell.failed(), &|b| b.active),
             connections_at_success: mean(&|b| b.cell.ok(), &|b| b.active),
         };
+        let outcome = |o: Outcome| -> u64 {
+            Verdict::ALL
+                .iter()
+                .filter(|v| v.outcome() == o)
+                .map(|&v| self.totals[v as usize])
+                .sum()
+        };
         ShapeFacts {
             failed,
             ok,
             attempts: all,
+            abandoned: outcome(Outcome::Abandoned),
+            not_judged: outcome(Outcome::NotJudged),
             families: self.families,
             verdicts: Verdict::ALL
                 .iter()
@@ -739,6 +748,9 @@ pub struct ShapeFacts {
     pub failed: u64,
     pub ok: u64,
     pub attempts: u64,
+    /// Attempts abandoned by the proxy, and not judged.
+    pub abandoned: u64,
+    pub not_judged: u64,
     pub families: FamilyCounts,
     /// Different failure verdicts.
     pub verdicts: u64,
@@ -789,24 +801,27 @@ impl ShapeFacts {
 
 /// The shape's rules, in order:
 /// 1. no failure: `none`;
-/// 2. every request failed: `all-at-once`;
-/// 3. most failures are keep-alive races: `sporadic` — each is one request meeting the backend's
+/// 2. a single failure: `sporadic` (one failure makes no pattern in time);
+/// 3. every request failed: `all-at-once`;
+/// 4. most failures are keep-alive races: `sporadic` — each is one request meeting the backend's
 ///    idle close, a matter of that request's timing and not of the backend's state or load,
 ///    however they fall in time (the fix is the proxy's reuse settings);
-/// 4. a burst (at least 3 failures, healthy requests at most a tenth of the attempts between the
+/// 5. a burst (at least 3 failures, healthy requests at most a tenth of the attempts between the
 ///    first and the last failure) of mostly timeouts (SYN ignored, request unanswered, zero
 ///    window), with more load than around healthy requests or with late connects (SYNs answered
 ///    only when sent again) before the backend answered again: `under-load`;
-/// 5. any other burst: `all-at-once`;
-/// 6. failures with more load around them (≥ 1.5× the other requests in their bucket, or the
+/// 6. any other burst: `all-at-once`;
+/// 7. failures with more load around them (≥ 1.5× the other requests in their bucket, or the
 ///    connections open, and at least one more; at least 3 failures and 3 healthy requests):
 ///    `under-load`;
-/// 7. 80 % of the failures within a quarter of the traffic's time, at three times the failure
+/// 8. 80 % of the failures within a quarter of the traffic's time, at three times the failure
 ///    rate of the rest: `clustered`;
-/// 8. otherwise `sporadic`.
+/// 9. otherwise `sporadic`.
 pub fn classify(f: &ShapeFacts) -> Kind {
     if f.failed == 0 {
         Kind::None
+    } else if f.failed == 1 {
+        Kind::Sporadic
     } else if f.ok == 0 {
         Kind::AllAtOnce
     } else if f.families.race * 2 > f.failed {
@@ -873,16 +888,31 @@ impl Shape {
                 "the backend did not answer (SYNs ignored, requests unanswered): it was down, hung or overwhelmed"
             }
             Family::Network => {
-                "packets were lost or reset between proxy and backend: the network path failed"
+                "packets were lost, refused or reset between proxy and backend: the network path (a link, a \
+                 router, a firewall) failed"
             }
             Family::Race => "keep-alive races: the proxy reused connections the backend was closing",
         };
         match self.kind {
-            Kind::None => format!("no request failed ({} over {})", n(f.attempts, "request"), {
-                duration(f.traffic.1 - f.traffic.0)
-            }),
+            Kind::None => {
+                let mut s = format!("no request failed ({}", n(f.attempts, "request"));
+                if f.traffic.1 > f.traffic.0 {
+                    s.push_str(&format!(" over {}", duration(f.traffic.1 - f.traffic.0)));
+                }
+                if f.abandoned > 0 {
+                    s.push_str(&format!("; {} abandoned by the proxy", f.abandoned));
+                }
+                if f.not_judged > 0 {
+                    s.push_str(&format!("; {} not judged", f.not_judged));
+                }
+                s.push(')');
+                s
+            }
             Kind::AllAtOnce if f.ok == 0 => {
-                format!("every request failed ({rate}) {window}: nothing succeeded; {what}")
+                format!(
+                    "every request failed, {} of {}, {window}: nothing succeeded; {what}",
+                    f.failed, f.attempts
+                )
             }
             Kind::AllAtOnce => format!(
                 "{rate}, all in one burst {window} in which {} succeeded; {what}; {back}",
@@ -929,7 +959,10 @@ impl Shape {
             }
             Kind::Sporadic => {
                 let hint = match dominant(&f.families) {
-                    Family::Network => "loss or resets on the path (hardware, network)",
+                    Family::Network => {
+                        "the path between proxy and backend (loss, resets, a router or firewall refusing): \
+                         hardware, network"
+                    }
                     Family::Race => {
                         "keep-alive races: each a request that met the backend's idle close, a matter of \
                          that request's timing, not of the backend's state or load (the proxy's idle \
@@ -952,6 +985,8 @@ impl Shape {
                     )
                 } else if dominant(&f.families) == Family::Race {
                     format!("{rate} {window}: {hint}")
+                } else if f.failed < 3 || f.ok < 3 {
+                    format!("{rate} {window}, one at a time among healthy requests: {hint}")
                 } else {
                     format!(
                         "{rate} {window}, one at a time among healthy requests; not one moment, nor \
@@ -1108,8 +1143,13 @@ mod tests {
 
     #[test]
     fn every_request_failed_is_all_at_once() {
+        // One failure alone makes no pattern, even when it is the only request.
         let mut tl = Timeline::default();
         tl.add(&one(1.0, Verdict::ConnectRefused));
+        assert_eq!(kind(tl), Kind::Sporadic);
+        let mut tl = Timeline::default();
+        tl.add(&one(1.0, Verdict::ConnectRefused));
+        tl.add(&one(2.0, Verdict::ConnectRefused));
         assert_eq!(kind(tl), Kind::AllAtOnce);
         let mut tl = Timeline::default();
         traffic(&mut tl, 0.0, 10.0, 2, &|_, _| Some(Verdict::BackendTimeout));

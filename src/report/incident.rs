@@ -224,6 +224,11 @@ fn bucket_time(rfc: &str, bucket_ms: u64) -> &str {
     }
 }
 
+/// Is the timeline worth drawing: a failure, among at least three requests?
+pub fn shows_timeline(i: &Incident) -> bool {
+    i.failed > 0 && i.requests >= 3
+}
+
 /// The first and last failure with their names; one "failure" when they are the same.
 fn failures(i: &Incident) -> [(&'static str, Option<&FailureRef>); 2] {
     if i.first_failure == i.last_failure {
@@ -316,7 +321,7 @@ pub fn write_text(report: &Report, style: Style, s: &mut String, wrap: &dyn Fn(&
         }
     }
     let t = &i.timeline;
-    if let (Some(first), Some(last)) = (t.buckets.first(), t.buckets.last()) {
+    if let (Some(first), Some(last), true) = (t.buckets.first(), t.buckets.last(), shows_timeline(i)) {
         let max_ok = t.buckets.iter().map(|b| b.requests - b.failed).max().unwrap_or(0);
         let max_failed = t.buckets.iter().map(|b| b.failed).max().unwrap_or(0);
         let end = super::rfc3339(ns_of(&last.start).unwrap_or(0) + t.bucket_ms as i64 * 1_000_000);
@@ -333,7 +338,9 @@ pub fn write_text(report: &Report, style: Style, s: &mut String, wrap: &dyn Fn(&
             .map(|b| spark(b.requests - b.failed, max_ok))
             .collect();
         let failed: String = t.buckets.iter().map(|b| spark(b.failed, max_failed)).collect();
-        let _ = writeln!(s, "         answered │{ok}│ max {max_ok}");
+        if max_ok > 0 {
+            let _ = writeln!(s, "         answered │{ok}│ max {max_ok}");
+        }
         let _ = writeln!(
             s,
             "         {} │{}│ max {max_failed}",
@@ -346,9 +353,10 @@ pub fn write_text(report: &Report, style: Style, s: &mut String, wrap: &dyn Fn(&
             let _ = writeln!(s, "         {} {line}", if n == 0 { "•" } else { " " });
         }
     }
+    // The breakdowns, when there are failures to compare (one is described by its highlight).
     let mut first = true;
     for b in &i.breakdowns {
-        if b.rows.len() < 2 || b.rows.iter().all(|r| r.failed == 0) {
+        if i.failed < 2 || b.rows.len() < 2 || b.rows.iter().all(|r| r.failed == 0) {
             continue;
         }
         let (rows, more) = shown_rows(b, 4);
@@ -402,7 +410,7 @@ pub fn write_markdown(report: &Report, s: &mut String) {
     }
     let t = &i.timeline;
     let with: Vec<&BucketReport> = t.buckets.iter().filter(|b| b.failed > 0).collect();
-    if !with.is_empty() {
+    if shows_timeline(i) {
         let _ = writeln!(
             s,
             "\nRequests per {} (the buckets with a failure; times UTC, proxy clock):\n",
@@ -583,7 +591,7 @@ pub fn write_html(report: &Report, s: &mut String) {
 fn plot(s: &mut String, i: &Incident) {
     let t = &i.timeline;
     let n = t.buckets.len();
-    if n == 0 {
+    if n == 0 || !shows_timeline(i) {
         return;
     }
     let (w, left, right) = (960.0, 56.0, 12.0);
