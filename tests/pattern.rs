@@ -294,7 +294,7 @@ fn only_posts_over_1_mib_fail() {
 #[test]
 fn the_streamed_report_has_the_same_incident() {
     let (p, b) = big_posts();
-    let dir = TempDir::new("incident");
+    let dir = TempDir::new("pattern");
     let (pf, bf) = (dir.0.join("proxy.pcap"), dir.0.join("backend.pcap"));
     std::fs::write(&pf, &p).unwrap();
     std::fs::write(&bf, &b).unwrap();
