@@ -148,7 +148,8 @@ pub struct ConnFacts<'a> {
     /// First and last packet, on the proxy capture's clock.
     pub start_ns: i64,
     pub end_ns: i64,
-    /// A healthy connection whose SYN was sent more than once before the backend answered.
+    /// A healthy connection whose SYN was sent more than once before the backend answered (as
+    /// the backend's capture saw them arrive, when there is one).
     pub late_connect: bool,
     pub attempts: Vec<Attempt<'a>>,
     /// Set when the verdict is not `ok`.
@@ -267,7 +268,12 @@ pub fn facts<'a>(
     Some(ConnFacts {
         start_ns,
         end_ns: shift(view.last.ts_ns).max(start_ns),
-        late_connect: outcome != Outcome::Failed && view.syn_count > 1 && view.syn_ack.is_some(),
+        // The backend's capture shows whether the first SYNs reached it and were ignored (a full
+        // accept queue) rather than lost on the way; without it, the proxy's SYNs say it.
+        late_connect: outcome != Outcome::Failed && {
+            let c = backend.unwrap_or(view);
+            c.syn_count > 1 && c.syn_ack.is_some()
+        },
         attempts,
         finding,
     })

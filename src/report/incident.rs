@@ -676,6 +676,22 @@ fn plot(s: &mut String, i: &Incident) {
                 &format!("{when}: {count} {what} of {} requests", b.requests),
             );
         }
+        // Late connects (healthy connections whose SYN was answered only when sent again): a
+        // triangle over the bucket.
+        if b.late_connects > 0 {
+            let cx = x(k) + bw / 2.0;
+            let _ = writeln!(
+                s,
+                "<path class=\"late\" d=\"M{:.1},{:.1} l4,-7 l-8,0 z\" fill=\"#8250df\"><title>{}</title></path>",
+                cx,
+                top_y + 2.0,
+                esc(&format!(
+                    "{when}: {} connection{} got through only with a second SYN",
+                    b.late_connects,
+                    if b.late_connects == 1 { "" } else { "s" }
+                ))
+            );
+        }
         // Lower panel: failures per verdict, in the order of the verdict table.
         let mut base = bot_y + bot_h;
         for (v, count) in &b.by_verdict {
@@ -752,6 +768,12 @@ fn plot(s: &mut String, i: &Incident) {
             "<span><i style=\"background:{}\"></i>{}</span>",
             verdict_color(v),
             esc(v)
+        );
+    }
+    if t.buckets.iter().any(|b| b.late_connects > 0) {
+        let _ = write!(
+            s,
+            "<span>▼ late connect (SYN answered only when sent again)</span>"
         );
     }
     let _ = writeln!(s, "</figcaption></figure>");

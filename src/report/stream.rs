@@ -77,7 +77,9 @@ impl<'w> Writer<'w> {
             }
             None => None,
         };
-        let incident = (!single).then(|| super::incident::IncidentBuilder::new(sides.clone()));
+        // NDJSON is one connection a line: no place for the incident view.
+        let incident = (!single && format != Format::Ndjson)
+            .then(|| super::incident::IncidentBuilder::new(sides.clone()));
         Writer {
             format,
             opts: opts.clone(),
