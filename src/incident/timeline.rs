@@ -2,10 +2,12 @@
 //!
 //! Every judged connection becomes **request attempts** ([`facts`]): each HTTP exchange the
 //! capture shows, or the connection itself when no request is seen on it (a refused or timed-out
-//! connect, TLS, a connection that carried nothing). In a connection with a finding, every exchange
-//! sent and answered in full counts as a healthy request, and the failure is one attempt more, at
-//! the time of its first piece of evidence (the failing request or SYN leaving the proxy), on the
-//! proxy capture's clock. So "3 % of requests" compares failed attempts with all attempts.
+//! connect, TLS, a connection that carried nothing). In a failed or abandoned connection, every
+//! exchange sent and answered in full counts as a healthy request, and the failure is one attempt
+//! more (the exchange it is about, when the capture shows it), at the time of its first piece of
+//! evidence (the failing request or SYN leaving the proxy), on the proxy capture's clock; every
+//! attempt of a not-judged connection counts as not judged. So "3 % of requests" compares failed
+//! attempts with all attempts.
 //!
 //! [`Timeline`] counts attempts per verdict in time buckets — about 4096 at most, made ten times
 //! coarser whenever the span outgrows them, so memory is bounded whatever the capture — plus

@@ -285,6 +285,10 @@ fn dimension_words(d: &str) -> &str {
     }
 }
 
+/// Columns of the text report's sparklines: with their labels and "max N" they fit 78
+/// characters up to N = 99999.
+const TEXT_COLUMNS: usize = 48;
+
 const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// A sparkline cell for `n` of `max` (blank for 0).
@@ -322,22 +326,30 @@ pub fn write_text(report: &Report, style: Style, s: &mut String, wrap: &dyn Fn(&
     }
     let t = &i.timeline;
     if let (Some(first), Some(last), true) = (t.buckets.first(), t.buckets.last(), shows_timeline(i)) {
-        let max_ok = t.buckets.iter().map(|b| b.requests - b.failed).max().unwrap_or(0);
-        let max_failed = t.buckets.iter().map(|b| b.failed).max().unwrap_or(0);
+        // At most TEXT_COLUMNS columns (the report fits 80): neighbouring buckets are summed.
+        let group = t.buckets.len().div_ceil(TEXT_COLUMNS).max(1);
+        let columns: Vec<(u64, u64)> = t
+            .buckets
+            .chunks(group)
+            .map(|c| {
+                let failed: u64 = c.iter().map(|b| b.failed).sum();
+                (c.iter().map(|b| b.requests).sum::<u64>() - failed, failed)
+            })
+            .collect();
+        let max_ok = columns.iter().map(|c| c.0).max().unwrap_or(0);
+        let max_failed = columns.iter().map(|c| c.1).max().unwrap_or(0);
         let end = super::rfc3339(ns_of(&last.start).unwrap_or(0) + t.bucket_ms as i64 * 1_000_000);
-        let _ = writeln!(
-            s,
-            "         requests per {}, {} → {}:",
-            width_words(t.bucket_ms),
+        let head = format!(
+            "requests per {}, {} → {}:",
+            width_words(t.bucket_ms * group as u64),
             bucket_time(&first.start, t.bucket_ms),
             bucket_time(&end, t.bucket_ms)
         );
-        let ok: String = t
-            .buckets
-            .iter()
-            .map(|b| spark(b.requests - b.failed, max_ok))
-            .collect();
-        let failed: String = t.buckets.iter().map(|b| spark(b.failed, max_failed)).collect();
+        for (n, l) in wrap(&head, width).iter().enumerate() {
+            let _ = writeln!(s, "         {}{l}", if n == 0 { "" } else { "  " });
+        }
+        let ok: String = columns.iter().map(|c| spark(c.0, max_ok)).collect();
+        let failed: String = columns.iter().map(|c| spark(c.1, max_failed)).collect();
         if max_ok > 0 {
             let _ = writeln!(s, "         answered │{ok}│ max {max_ok}");
         }

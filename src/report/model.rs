@@ -327,8 +327,9 @@ pub struct FailureCount {
 
 /// The incident as a whole. Its unit is the **request attempt**: every HTTP request the proxy
 /// sent, and every connection on which no request was seen (a refused or timed-out connect, TLS,
-/// a connection that carried nothing). In a connection with a finding, each exchange sent and
-/// answered in full counts as `ok`, and the failure is one attempt more.
+/// a connection that carried nothing). In a failed or abandoned connection, each exchange sent
+/// and answered in full counts as `ok`, and the failure is one attempt more; every attempt of a
+/// not-judged connection counts as not judged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Incident {
     /// Request attempts in all.
