@@ -858,6 +858,9 @@ impl Shape {
     /// Why, in words; `bucket_ns` is the width of the buckets the load was measured in.
     pub fn reason(&self, bucket_ns: i64) -> String {
         let f = &self.facts;
+        // Dates too when the traffic spans days.
+        let dated = f.traffic.1 - f.traffic.0 >= DAY;
+        let clock = |ns: i64| clock_dated(ns, dated);
         let n = |x: u64, what: &str| format!("{x} {what}{}", if x == 1 { "" } else { "s" });
         let rate = format!(
             "{} of {} failed ({})",
@@ -1043,6 +1046,28 @@ pub fn percent(n: u64, of: u64) -> String {
     }
 }
 
+/// Time of day, UTC, `HH:MM:SS.mmm`; with the date (`2026-12-04 HH:MM:SS.mmm`) when `dated`.
+pub fn clock_dated(ns: i64, dated: bool) -> String {
+    if !dated {
+        return clock(ns);
+    }
+    let (y, m, d) = civil(ns.div_euclid(DAY));
+    format!("{y:04}-{m:02}-{d:02} {}", clock(ns))
+}
+
+/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
+fn civil(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 /// Time of day, UTC, `HH:MM:SS.mmm`.
 pub fn clock(ns: i64) -> String {
     let secs = ns.div_euclid(SEC);
@@ -1065,12 +1090,18 @@ pub fn duration(ns: i64) -> String {
         } else {
             format!("{s:.0} s")
         }
-    } else if ns < HOUR {
-        format!("{} min {} s", ns / MIN, ns % MIN / SEC)
-    } else if ns < DAY {
-        format!("{} h {} min", ns / HOUR, ns % HOUR / MIN)
     } else {
-        format!("{} d {} h", ns / DAY, ns % DAY / HOUR)
+        let (big, small, b, s) = if ns < HOUR {
+            (MIN, SEC, "min", "s")
+        } else if ns < DAY {
+            (HOUR, MIN, "h", "min")
+        } else {
+            (DAY, HOUR, "d", "h")
+        };
+        match ns % big / small {
+            0 => format!("{} {b}", ns / big),
+            r => format!("{} {b} {r} {s}", ns / big),
+        }
     }
 }
 
@@ -1136,6 +1167,18 @@ mod tests {
 
     fn kind(tl: Timeline) -> Kind {
         tl.finish().shape.kind
+    }
+
+    #[test]
+    fn durations_and_dates_in_words() {
+        assert_eq!(duration(500 * 1000), "0.5 ms");
+        assert_eq!(duration(1500 * MS), "1.5 s");
+        assert_eq!(duration(HOUR), "1 h");
+        assert_eq!(duration(HOUR + 3 * MIN), "1 h 3 min");
+        assert_eq!(duration(2 * DAY + 5 * HOUR), "2 d 5 h");
+        // date -u -d @1700000000 → 2023-11-14 22:13:20
+        assert_eq!(clock_dated(T0, true), "2023-11-14 22:13:20.000");
+        assert_eq!(clock_dated(T0, false), "22:13:20.000");
     }
 
     #[test]

@@ -214,14 +214,22 @@ fn width_words(ms: u64) -> String {
 }
 
 /// A bucket's start as the section shows it: with milliseconds when buckets are shorter than a
-/// second.
-fn bucket_time(rfc: &str, bucket_ms: u64) -> &str {
+/// second, with the date (`12-04 18:00`) when they are half an hour or longer (the traffic spans
+/// days).
+fn bucket_time(rfc: &str, bucket_ms: u64) -> String {
     let t = clock_time(rfc);
     if bucket_ms < 1000 {
-        t.get(..12).unwrap_or(t)
+        t.get(..12).unwrap_or(t).to_string()
+    } else if bucket_ms < 30 * 60 * 1000 {
+        t.get(..8).unwrap_or(t).to_string()
     } else {
-        t.get(..8).unwrap_or(t)
+        format!("{} {}", rfc.get(5..10).unwrap_or(""), t.get(..5).unwrap_or(t))
     }
+}
+
+/// Does the traffic span days (times then carry their date)?
+fn dated(i: &Incident) -> bool {
+    i.timeline.bucket_ms >= 30 * 60 * 1000
 }
 
 /// Is the timeline worth drawing: a failure, among at least three requests?
@@ -248,14 +256,15 @@ fn capitalized(s: &str) -> String {
     })
 }
 
-/// One failure in a line: "connection 7 backend-empty-reply, 18:16:59.591919, proxy #17 → #97".
-fn failure_line(f: &FailureRef) -> String {
-    let mut l = format!(
-        "connection {} {}, {}",
-        f.connection,
-        f.verdict,
-        clock_time(&f.time)
-    );
+/// One failure in a line: "connection 7 backend-empty-reply, 18:16:59.591919, proxy #17 → #97"
+/// (with the date when `dated`).
+fn failure_line(f: &FailureRef, dated: bool) -> String {
+    let when = if dated {
+        super::date_time(&f.time)
+    } else {
+        clock_time(&f.time).to_string()
+    };
+    let mut l = format!("connection {} {}, {when}", f.connection, f.verdict);
     if let Some(e) = &f.request {
         let _ = write!(l, ", {} #{}", e.capture, e.frame);
         match &f.failure {
@@ -318,7 +327,7 @@ pub fn write_text(report: &Report, style: Style, s: &mut String, wrap: &dyn Fn(&
     }
     for (what, f) in failures(i) {
         if let Some(f) = f {
-            let line = format!("{what}: {}", failure_line(f));
+            let line = format!("{what}: {}", failure_line(f, dated(i)));
             for (n, l) in wrap(&line, width).iter().enumerate() {
                 let _ = writeln!(s, "         {}{l}", if n == 0 { "" } else { "  " });
             }
@@ -414,7 +423,12 @@ pub fn write_markdown(report: &Report, s: &mut String) {
     let _ = writeln!(s);
     for (what, f) in failures(i) {
         if let Some(f) = f {
-            let _ = writeln!(s, "- {}: {}", capitalized(what), md_text(&failure_line(f)));
+            let _ = writeln!(
+                s,
+                "- {}: {}",
+                capitalized(what),
+                md_text(&failure_line(f, dated(i)))
+            );
         }
     }
     for h in &i.highlights {
@@ -545,7 +559,7 @@ pub fn write_html(report: &Report, s: &mut String) {
                 "<li>{}: <a href=\"#conn-{}\">{}</a></li>",
                 capitalized(what),
                 esc(&f.connection),
-                esc(&failure_line(f))
+                esc(&failure_line(f, dated(i)))
             );
         }
     }
@@ -750,7 +764,7 @@ fn plot(s: &mut String, i: &Incident) {
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             x(k) + bw / 2.0,
             bot_y + bot_h + 16.0,
-            esc(bucket_time(&t.buckets[k].start, t.bucket_ms))
+            esc(&bucket_time(&t.buckets[k].start, t.bucket_ms))
         );
     }
     let _ = writeln!(
@@ -831,6 +845,14 @@ mod tests {
         assert_eq!(spark(1, 8), '▁');
         assert_eq!(spark(1, 1000), '▁');
         assert_eq!(spark(1000, 1000), '█');
+    }
+
+    #[test]
+    fn bucket_times_by_width() {
+        let t = "2026-12-04T18:17:52.907841Z";
+        assert_eq!(bucket_time(t, 100), "18:17:52.907");
+        assert_eq!(bucket_time(t, 60_000), "18:17:52");
+        assert_eq!(bucket_time(t, 3_600_000), "12-04 18:17");
     }
 
     #[test]
