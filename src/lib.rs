@@ -14,6 +14,7 @@
 //!        └──────────────┬────────────────────────┘
 //!   pair      Connection ↔ Connection, clock offset, sent vs arrived byte ranges
 //!   diagnose  paired (or single) timelines → Verdict, blame, evidence
+//!   incident  judged connections → requests over time, the failures' shape and patterns
 //!   report    text, JSON, NDJSON, Markdown, HTML
 //! ```
 //!

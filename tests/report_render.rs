@@ -1,6 +1,7 @@
 //! The HTML report of every lab scenario as a browser shows it: headless Chromium loads each page
 //! from a file (no network), runs its script without error (the page marks `<html data-js="ok">`
-//! and would mark `data-js-error`), builds every ladder arrow into the DOM, and takes a 1200×2000
+//! and would mark `data-js-error`), builds every ladder arrow into the DOM, lays out the timeline
+//! plot of the pattern section with one bar per time bucket and failure verdict, and takes a 1200×2000
 //! screenshot (a PNG of that size, not blank); on a few pages, the filters a link preselects
 //! (`#only-failures`, `#verdict=...`) hide the right rows. Screenshots are left in `target/tmp/report-render/` to look at.
 //!
@@ -43,6 +44,9 @@ struct Page {
     verdict: (String, usize),
     /// Check the filters a link preselects on this page.
     filters: bool,
+    /// Bars of the timeline plot's failure panel: one per bucket and failure verdict, from the
+    /// report model (0: no plot, no failure).
+    failure_bars: usize,
 }
 
 /// Writes the HTML report of a scenario (both captures, or the proxy's only).
@@ -68,9 +72,22 @@ fn write_page(dir: &Path, out: &Path, both: bool) -> Page {
         .iter()
         .next_back()
         .map_or((String::new(), 0), |(v, n)| (v.clone(), *n as usize));
+    // The plot is drawn for a failure among at least three requests.
+    let failure_bars = r.incident.as_ref().map_or(0, |i| {
+        if i.failed == 0 || i.requests < 3 {
+            return 0;
+        }
+        let failure = |v: &str| bothends::diagnose::Verdict::from_label(v).is_some_and(|v| v.is_failure());
+        i.timeline
+            .buckets
+            .iter()
+            .map(|b| b.by_verdict.keys().filter(|v| failure(v)).count())
+            .sum()
+    });
     Page {
         name,
         html: path,
+        failure_bars,
         arrows: html.matches("<g class=\"arrow ").count(),
         failed: r.summary.failed as usize,
         ok: r.connections.len() - r.summary.failed as usize,
@@ -164,6 +181,27 @@ fn check(chrome: &Path, page: &Page, shots: &Path) -> Vec<String> {
             "{name}: {arrows} arrows in the DOM, {} in the page",
             page.arrows
         ));
+    }
+    // The timeline plot: laid out (its size, measured by the page's script), one bar per bucket
+    // and failure verdict.
+    let bars = dom.matches("<rect class=\"bar failed ").count();
+    if bars != page.failure_bars {
+        problems.push(format!(
+            "{name}: {bars} failure bars in the plot, {} in the report",
+            page.failure_bars
+        ));
+    }
+    let size = tag
+        .split("data-timeline=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|wh| wh.split_once('x'))
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)));
+    match (page.failure_bars > 0, size) {
+        (true, Some((w, h))) if w >= 600 && h >= 250 => {}
+        (true, s) => problems.push(format!("{name}: the timeline plot is not laid out: {s:?}")),
+        (false, Some(_)) => problems.push(format!("{name}: a timeline plot without failures")),
+        (false, None) => {}
     }
     if rows(&dom, "data-verdict", true) != 0 {
         problems.push(format!("{name}: rows hidden without a filter"));

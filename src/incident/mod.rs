@@ -1,9 +1,18 @@
-//! # incident: from judged connections to what the user starts from in an incident
+//! # incident: from connections judged one by one to the incident as a whole
 //!
-//! The stages before judge connections one by one; this layer ties them to what an on-call
-//! engineer has in hand: the proxy's error log lines (`logs`), and the minutes of the incident
-//! (`window`). It reads judged connections ([`crate::pipeline::Finding`]) and never changes a
+//! In: judged connections ([`crate::pipeline::Finding`]: the views, the diagnosis, the clock
+//! offset), one at a time as the pipeline hands them out. Out: what an on-call engineer starts
+//! from in an incident — the proxy's error log lines tied to the connections they are about
+//! (`logs`), the minutes of the incident (`window`), how many requests failed, when and in which
+//! shape (all at once, under load, clustered, sporadic: `timeline`), and what the failed requests
+//! have in common (method, path, body size, connection reuse: `patterns`). It never changes a
 //! verdict; the report shows what it found beside the verdicts.
+//!
+//! Every accumulator here is bounded: log lines up to a cap, counts per time bucket (a fixed
+//! number of buckets, made coarser as the capture grows) and per category, never a list of
+//! connections.
 
 pub mod logs;
+pub mod patterns;
+pub mod timeline;
 pub mod window;

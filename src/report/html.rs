@@ -131,6 +131,9 @@ const JS: &str = r#"
     });
   }
   apply();
+  // The size the timeline plot is laid out at, for tests (the plot itself needs no script).
+  var plot = document.querySelector('svg.timeline');
+  if (plot) { var b = plot.getBoundingClientRect(); root.setAttribute('data-timeline', Math.round(b.width) + 'x' + Math.round(b.height)); }
   root.setAttribute('data-js', 'ok');
 })();
 "#;
@@ -153,9 +156,10 @@ pub fn render(report: &Report) -> String {
         s,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"generator\" content=\"bothends {}\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{MARKERS}\n",
+         <meta name=\"generator\" content=\"bothends {}\">\n<title>{}</title>\n<style>{CSS}{}</style>\n</head>\n<body>\n{MARKERS}\n",
         esc(&report.version),
-        esc(&title)
+        esc(&title),
+        super::incident::CSS
     );
     let _ = writeln!(s, "<h1>{}</h1>", esc(&title));
 
@@ -193,6 +197,8 @@ pub fn render(report: &Report) -> String {
         "<tr><th>total</th><th></th><th class=\"num\">{}</th></tr></tbody></table>",
         report.summary.connections
     );
+    // The incident's pattern (issue 12): shape, plot, breakdowns.
+    super::incident::write_html(report, &mut s);
 
     // Filters and the list of every connection.
     let _ = writeln!(s, "<h2 id=\"connections\">Connections</h2>");

@@ -54,6 +54,8 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(s, "| (not diagnosed) | | {undiagnosed} |");
     }
     let _ = writeln!(s, "| **total** | | **{}** |", report.summary.connections);
+    // The incident's pattern (issue 12).
+    super::incident::write_markdown(report, &mut s);
 
     let notable: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_notable(c)).collect();
     for (n, c) in notable.iter().enumerate() {

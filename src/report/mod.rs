@@ -11,6 +11,7 @@
 //! never reach a renderer unless asked for (`--show-secrets`).
 
 pub mod html;
+pub mod incident;
 pub mod json;
 pub mod ladder;
 pub mod markdown;
@@ -232,6 +233,7 @@ pub fn report_header(
         redacted_headers: opts.redacted(),
         window: None,
         proxy_logs: None,
+        incident: None,
     }
 }
 
@@ -256,11 +258,24 @@ pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
         })
         .collect();
     rows.sort_by_key(|(start, i, _)| (*start, *i));
+    let single = analysis.sides.first().is_some_and(|s| s.side == Side::Single);
     let mut tally = Tally::default();
     let mut ladders = 0usize;
     let mut connections = Vec::with_capacity(rows.len());
+    let mut incident = (!single).then(|| incident::IncidentBuilder::new(maker.sides.clone()));
     for (n, (_, i, mut row)) in rows.into_iter().enumerate() {
         row.id = (n + 1).to_string();
+        if let Some(b) = incident.as_mut() {
+            let p = &analysis.pairing.pairs[i];
+            let d = analysis.diagnoses.get(i).and_then(Option::as_ref);
+            b.add(
+                analysis.first_view(p),
+                analysis.second_view(p),
+                d,
+                clock,
+                n as u64 + 1,
+            );
+        }
         if opts.ladders && is_notable(&row) && ladders < MAX_LADDERS {
             ladders += 1;
             let p = &analysis.pairing.pairs[i];
@@ -275,7 +290,6 @@ pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
         tally.add(&row);
         connections.push(row);
     }
-    let single = analysis.sides.first().is_some_and(|s| s.side == Side::Single);
     let backends = (
         analysis.pairing.backends_proxy_view.clone(),
         analysis.pairing.backends_backend_view.clone(),
@@ -284,6 +298,7 @@ pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
     tally.listed = connections.len() as u64;
     report.summary = tally.summary(single);
     report.connections = connections;
+    report.incident = incident.map(incident::IncidentBuilder::finish);
     report
 }
 

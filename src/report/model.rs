@@ -48,6 +48,10 @@ pub struct Report {
     /// connection it is about or the reason it is about none; absent without.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_logs: Option<ProxyLogsReport>,
+    /// The incident as a whole: requests over time, the failures' shape, what failed requests
+    /// have in common (`analyze` only; absent for `flows`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Incident>,
 }
 
 /// The time window applied (`--since` / `--until`, on the proxy capture's clock): a connection
@@ -430,6 +434,135 @@ pub struct FailureCount {
     pub verdict: String,
     pub blame: String,
     pub connections: u64,
+}
+
+// ---- The incident view: requests over time, the failures' shape, patterns ----
+
+/// The incident as a whole. Its unit is the **request attempt**: every HTTP request the proxy
+/// sent, and every connection on which no request was seen (a refused or timed-out connect, TLS,
+/// a connection that carried nothing). In a failed or abandoned connection, each exchange sent
+/// and answered in full counts as `ok`, and the failure is one attempt more; every attempt of a
+/// not-judged connection counts as not judged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Incident {
+    /// Request attempts in all.
+    pub requests: u64,
+    /// Attempts sent and answered in full.
+    pub ok: u64,
+    /// Attempts whose connection's verdict is a failure (outcome "failed").
+    pub failed: u64,
+    /// Attempts abandoned by the proxy (outcome "abandoned").
+    pub abandoned: u64,
+    /// Attempts the captures cannot vouch for (outcome "not-judged").
+    pub not_judged: u64,
+    /// `failed` per 100 requests.
+    pub failed_percent: f64,
+    /// The shape of the failures in time, and why.
+    pub shape: IncidentShape,
+    /// The failure whose request (or SYN) left the proxy first, and last.
+    pub first_failure: Option<FailureRef>,
+    pub last_failure: Option<FailureRef>,
+    /// Attempts per time bucket.
+    pub timeline: TimelineReport,
+    /// Attempts by method, path prefix, request body size and connection reuse.
+    pub breakdowns: Vec<BreakdownReport>,
+    /// What every failure has in common, in sentences ("every failure was a POST request (30 %
+    /// of requests were)"); empty when nothing stands out.
+    pub highlights: Vec<String>,
+}
+
+/// How the failures are spread in time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IncidentShape {
+    /// "none" (no failure), "all-at-once" (one burst in which almost nothing succeeded, or every
+    /// request failed: backend or path down or misconfigured), "under-load" (failures where the
+    /// load was highest, or a burst of timeouts with late connects: overload), "clustered" (most
+    /// failures in a short stretch among healthy requests), "sporadic" (few failures, or spread
+    /// one at a time).
+    pub kind: String,
+    /// Why, in words, with the numbers.
+    pub reason: String,
+    /// Healthy requests and all attempts between the first and the last failure.
+    pub window_ok: u64,
+    pub window_requests: u64,
+    /// Connections that got through only after sending their SYN again, from the first failure
+    /// until requests succeeded again.
+    pub late_connects: u64,
+    /// Mean load around a failed and a healthy request: other attempts in the same bucket, and
+    /// connections open during it.
+    pub requests_around_failure: f64,
+    pub requests_around_success: f64,
+    pub connections_around_failure: f64,
+    pub connections_around_success: f64,
+}
+
+/// A failed connection, as the first or last failure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailureRef {
+    /// The connection's `id` in this report.
+    pub connection: String,
+    pub verdict: String,
+    pub blame: String,
+    /// When its failing request (or SYN) left the proxy, RFC 3339 UTC on the proxy capture's
+    /// clock.
+    pub time: String,
+    /// The first piece of evidence (the request or SYN) and the last (where the failure shows).
+    pub request: Option<EvidenceItem>,
+    pub failure: Option<EvidenceItem>,
+}
+
+/// Attempts per time bucket, from the bucket of the first attempt to that of the last.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TimelineReport {
+    /// Width of a bucket, milliseconds (a round width chosen so that at most 60 buckets cover
+    /// the traffic).
+    pub bucket_ms: u64,
+    pub buckets: Vec<BucketReport>,
+}
+
+/// One time bucket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BucketReport {
+    /// Its start, RFC 3339 UTC on the proxy capture's clock.
+    pub start: String,
+    pub requests: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub abandoned: u64,
+    pub not_judged: u64,
+    /// Attempts per verdict other than ok.
+    pub by_verdict: IndexMap<String, u64>,
+    /// Connections open at some time during the bucket.
+    pub connections: u64,
+    /// Healthy connections started in the bucket that had to send their SYN again.
+    pub late_connects: u64,
+}
+
+/// Attempts by one property of the request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BreakdownReport {
+    /// "method", "path" (first path segment, or the first two when every request shares the
+    /// first), "body_size" (the request's Content-Length, else the body bytes sent) or "reuse"
+    /// (new connection, reused connection, connection older than the capture).
+    pub dimension: String,
+    /// Values with failures first.
+    pub rows: Vec<BreakdownRow>,
+}
+
+/// One value of a breakdown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BreakdownRow {
+    /// e.g. "POST", "/api/", "≥ 1 MiB", "reused connection"; "(no request seen)" for attempts
+    /// without a request, "(other)" for values past the cap (16 methods, 32 paths).
+    pub value: String,
+    pub requests: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub abandoned: u64,
+    pub not_judged: u64,
+    pub failed_percent: f64,
+    /// Attempts per verdict other than ok.
+    pub by_verdict: IndexMap<String, u64>,
 }
 
 /// The JSON Schema of the report (`--format json`), as committed in `schema/report.schema.json`.

@@ -54,6 +54,8 @@ pub struct Writer<'w> {
     tally: Tally,
     table: FlowsTable,
     single: bool,
+    /// The requests over time and the failures' shape (`analyze` only).
+    pattern: Option<super::incident::IncidentBuilder>,
     error: Option<io::Error>,
     /// The incident views (`--proxy-log`, `--since`/`--until`), when asked for.
     incident: Incident,
@@ -89,10 +91,14 @@ impl<'w> Writer<'w> {
             }
             None => None,
         };
+        // NDJSON is one connection a line: no place for the incident view.
+        let pattern = (!single && format != Format::Ndjson)
+            .then(|| super::incident::IncidentBuilder::new(sides.clone()));
         Writer {
             format,
             opts: opts.clone(),
             style,
+            pattern,
             maker: RowMaker::new(sides, opts),
             out,
             spill,
@@ -149,6 +155,7 @@ impl<'w> Writer<'w> {
             _ => self.kept.len() as u64,
         };
         report.summary = self.tally.summary(self.single);
+        report.incident = self.pattern.take().map(super::incident::IncidentBuilder::finish);
         let failed = report.summary.failed;
         match self.format {
             Format::Ndjson => {}
@@ -222,6 +229,10 @@ impl Sink for Writer<'_> {
             && let Some(facts) = ConnFacts::of(&f, &row.id)
         {
             row.log_lines = super::proxy_logs::attached(&m.take(&facts));
+        }
+        if let Some(b) = self.pattern.as_mut() {
+            let (p, bk) = (f.proxy.as_ref(), f.backend.as_ref());
+            b.add(p, bk, Some(&f.diagnosis), f.clock, self.tally.connections);
         }
         if self.error.is_some() {
             return;

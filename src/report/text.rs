@@ -311,6 +311,9 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
             let _ = writeln!(s, "  {}", style.yellow(&line));
         }
     }
+    // The incident's pattern (issue 12): its shape, first and last failure, a sparkline, what
+    // the failures have in common.
+    super::incident::write_text(report, style, &mut s, &wrap);
     let _ = writeln!(s);
     for cap in &report.captures {
         let head = format!("{:<8} {}", cap.side, cap.files.join(", "));
