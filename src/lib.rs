@@ -14,6 +14,7 @@
 //!        └──────────────┬────────────────────────┘
 //!   pair      Connection ↔ Connection, clock offset, sent vs arrived byte ranges
 //!   diagnose  paired (or single) timelines → Verdict, blame, evidence
+//!   incident  client requests (the proxy capture's client side) ↔ judged backend connections
 //!   report    text, JSON, NDJSON, Markdown, HTML
 //! ```
 //!
@@ -28,6 +29,7 @@ pub mod capture;
 pub mod decode;
 pub mod diagnose;
 pub mod http;
+pub mod incident;
 pub mod pair;
 pub mod pipeline;
 pub mod report;
