@@ -72,7 +72,7 @@ pub fn is_kept_header(name: &str) -> bool {
 }
 
 /// Headers that carry a request id.
-const ID_HEADERS: [&str; 3] = ["x-request-id", "x-correlation-id", "request-id"];
+pub const ID_HEADERS: [&str; 3] = ["x-request-id", "x-correlation-id", "request-id"];
 
 /// Bytes kept of a request id or forwarded-for value, and of a target.
 const MAX_VALUE_BYTES: usize = 128;
@@ -510,11 +510,17 @@ fn fits(c: &ClientRequest, a: &Attempt) -> Option<Fit> {
     if t < c.request_first.ts_ns || t > c.deadline() {
         return None;
     }
-    // Attempts are in time order, and only the last may have succeeded: a later one follows a
-    // failed one, an earlier one (arriving late: its connection finished later) must have failed.
-    if let Some(prev) = c.attempts.last() {
-        let fits_chain = if t >= prev.at.ts_ns { prev.failed } else { a.failed };
-        if !fits_chain {
+    // Attempts are in time order, one after the other (a proxy retries once an attempt has
+    // failed: its connection ended), and only the last may have succeeded. An attempt arriving
+    // late (its connection finished later) may go before the others.
+    if !c.attempts.is_empty() {
+        let at = c.attempts.partition_point(|x| x.at <= a.at);
+        let after_prev = at == 0 || {
+            let p = &c.attempts[at - 1];
+            p.failed && t >= p.last.ts_ns
+        };
+        let before_next = at == c.attempts.len() || (a.failed && a.last.ts_ns <= c.attempts[at].at.ts_ns);
+        if !(after_prev && before_next) {
             return None;
         }
     }

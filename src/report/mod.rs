@@ -10,6 +10,7 @@
 //! Redaction happens here, once, when the model is built: header values that carry credentials
 //! never reach a renderer unless asked for (`--show-secrets`).
 
+pub mod clients;
 pub mod html;
 pub mod json;
 pub mod ladder;
@@ -111,6 +112,11 @@ impl RowMaker {
 
     fn side(&self, i: usize) -> Option<&SideInfo> {
         self.sides.get(i)
+    }
+
+    /// The proxy capture's side (the first), for the client requests' frames.
+    pub fn proxy_side(&self) -> Option<&SideInfo> {
+        self.sides.first()
     }
 
     /// The row of a connection (its `id` left empty, its ladder None), and its start on the proxy
@@ -228,6 +234,8 @@ pub fn report_header(
         connections: Vec::new(),
         summary: Tally::default().summary(false),
         redacted_headers: opts.redacted(),
+        client_requests: Vec::new(),
+        client_summary: None,
     }
 }
 
@@ -255,8 +263,11 @@ pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
     let mut tally = Tally::default();
     let mut ladders = 0usize;
     let mut connections = Vec::with_capacity(rows.len());
+    // The client requests name connections by their pair's index: the report numbers them.
+    let mut id_of_pair = std::collections::HashMap::new();
     for (n, (_, i, mut row)) in rows.into_iter().enumerate() {
         row.id = (n + 1).to_string();
+        id_of_pair.insert(i.to_string(), row.id.clone());
         if opts.ladders && is_notable(&row) && ladders < MAX_LADDERS {
             ladders += 1;
             let p = &analysis.pairing.pairs[i];
@@ -280,6 +291,13 @@ pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
     tally.listed = connections.len() as u64;
     report.summary = tally.summary(single);
     report.connections = connections;
+    let id = |pair: &str| id_of_pair.get(pair).cloned().unwrap_or_default();
+    (report.client_requests, report.client_summary) = clients::client_section(
+        &analysis.client_requests,
+        &id,
+        analysis.sides.first().map(SideInfo::of).as_ref(),
+        &opts.redacted(),
+    );
     report
 }
 

@@ -17,7 +17,8 @@ use std::path::PathBuf;
 
 use super::text::{FlowsTable, Style};
 use super::{ConnectionReport, MAX_LADDERS, ReportOptions, RowInput, RowMaker, SideInfo, Tally, is_notable};
-use crate::pipeline::{Finding, RunEnd, Side, Sink};
+use crate::incident::clients::{ClientLimits, ClientMatcher};
+use crate::pipeline::{Conn, Finding, RunEnd, Side, Sink};
 
 /// Failed connections a text, Markdown or HTML report keeps in full.
 pub const MAX_FAILED_KEPT: usize = 10_000;
@@ -53,6 +54,8 @@ pub struct Writer<'w> {
     table: FlowsTable,
     single: bool,
     error: Option<io::Error>,
+    /// The client requests of the proxy capture's client side (not for `flows` or NDJSON).
+    clients: Option<ClientMatcher>,
 }
 
 impl<'w> Writer<'w> {
@@ -89,6 +92,9 @@ impl<'w> Writer<'w> {
             table: FlowsTable::default(),
             single,
             error,
+            // `analyze` only (`flows` reads one capture as a single side).
+            clients: (!single && !matches!(format, Format::Flows | Format::Ndjson))
+                .then(|| ClientMatcher::new(ClientLimits::default())),
         }
     }
 
@@ -109,6 +115,14 @@ impl<'w> Writer<'w> {
             _ => self.kept.len() as u64,
         };
         report.summary = self.tally.summary(self.single);
+        if let Some(m) = self.clients.take() {
+            (report.client_requests, report.client_summary) = super::clients::client_section(
+                &m.finish(),
+                &|id: &str| id.to_string(),
+                self.maker.proxy_side(),
+                &self.opts.redacted(),
+            );
+        }
         let failed = report.summary.failed;
         match self.format {
             Format::Ndjson => {}
@@ -171,6 +185,9 @@ impl Sink for Writer<'_> {
         let (_, mut row) = self.maker.row(&input, f.clock);
         self.tally.add(&row);
         row.id = self.tally.connections.to_string();
+        if let Some(m) = &mut self.clients {
+            m.backend_connection(&row.id, f.proxy.as_ref(), &f.diagnosis);
+        }
         if self.error.is_some() {
             return;
         }
@@ -215,6 +232,19 @@ impl Sink for Writer<'_> {
         };
         if let Err(e) = result {
             self.fail(e);
+        }
+    }
+
+    fn proxy_connections(&mut self, conns: &[Conn], pos: i64) {
+        self.client_side(conns, pos);
+    }
+}
+
+impl Writer<'_> {
+    /// For [`Sink::proxy_connections`].
+    fn client_side(&mut self, conns: &[Conn], pos: i64) {
+        if let Some(m) = &mut self.clients {
+            m.proxy_connections(conns, pos);
         }
     }
 }

@@ -390,6 +390,14 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
         {
             let _ = writeln!(s, "   {}", exchange_line(x));
         }
+        for r in super::clients::requests_of_connection(report, c) {
+            for (i, line) in wrap(&super::clients::ref_line(r), WIDTH - 5)
+                .into_iter()
+                .enumerate()
+            {
+                let _ = writeln!(s, "{}{line}", if i == 0 { "   " } else { "     " });
+            }
+        }
         if let Some(e) = &c.explanation {
             for line in wrap(e, WIDTH - 3) {
                 let _ = writeln!(s, "   {line}");
@@ -428,6 +436,8 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
             let _ = writeln!(s, "   wireshark ({side}): {f}");
         }
     }
+
+    super::clients::write_text(report, style, &mut s, WIDTH);
 
     let unlisted = super::notable_count(&report.summary).saturating_sub(notable.len() as u64);
     if unlisted > 0 {
@@ -469,7 +479,7 @@ pub(super) fn plural(n: usize) -> &'static str {
 }
 
 /// Greedy word wrap; words longer than the width stay whole.
-fn wrap(text: &str, width: usize) -> Vec<String> {
+pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut cur = String::new();
     for word in text.split_whitespace() {
