@@ -479,6 +479,9 @@ struct Fit {
     addr: bool,
     exact: bool,
     status: bool,
+    /// A complete backend answer that does not explain the error the client got (the client got
+    /// a 5xx or nothing, the backend answered below 500): taken only when nothing else fits.
+    weak: bool,
     /// From the end of the client request to the attempt (0 while the request was being sent).
     gap: i64,
 }
@@ -531,6 +534,7 @@ fn fits(c: &ClientRequest, a: &Attempt) -> Option<Fit> {
             addr: false,
             exact: false,
             status: false,
+            weak: false,
             gap,
         });
     }
@@ -561,11 +565,13 @@ fn fits(c: &ClientRequest, a: &Attempt) -> Option<Fit> {
         return None;
     }
     let status = a.response_complete && a.status.is_some() && a.status == c.status;
+    let weak = c.is_error() && a.response_complete && !status && a.status.is_some_and(|s| s < 500);
     Some(Fit {
         id,
         addr,
         exact,
         status,
+        weak,
         gap,
     })
 }
@@ -775,15 +781,19 @@ impl ClientMatcher {
             .filter_map(|&(_, id)| fits(&req, &self.parked[&id].attempt).map(|f| (id, f)))
             .collect();
         // The best identification only; an answer with the client's status, when there is one,
-        // excludes complete answers with another status.
+        // excludes complete answers with another status; answers that do not explain the
+        // client's error only when nothing else fits.
         let best = fitting.iter().map(|(_, f)| f.identity()).max();
         let any_status = fitting
             .iter()
             .any(|(_, f)| f.status && Some(f.identity()) == best);
+        let any_strong = fitting.iter().any(|(_, f)| !f.weak && Some(f.identity()) == best);
         let mut chosen: Vec<(i64, u64)> = fitting
             .iter()
             .filter(|(id, f)| {
-                Some(f.identity()) == best && (f.status || !any_status || self.parked[id].attempt.failed)
+                Some(f.identity()) == best
+                    && (f.status || !any_status || self.parked[id].attempt.failed)
+                    && (!f.weak || !any_strong)
             })
             .map(|&(id, _)| (self.parked[&id].attempt.at.ts_ns, id))
             .collect();
@@ -835,7 +845,9 @@ impl ClientMatcher {
         let mut alike = 0usize;
         if let Some(set) = set {
             for &(_, id) in set.range(..=(a.at.ts_ns, u64::MAX)).rev().take(MAX_CANDIDATES) {
-                let Some(f) = fits(&self.waiting[&id].req, &a) else {
+                // An answer that does not explain a client's error waits for that client's own
+                // request instead (see `request`).
+                let Some(f) = fits(&self.waiting[&id].req, &a).filter(|f| !f.weak) else {
                     continue;
                 };
                 let rank = |f: &Fit| (f.id, f.addr, f.exact, f.status, std::cmp::Reverse(f.gap));
