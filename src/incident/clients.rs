@@ -41,10 +41,17 @@
 //! answered it itself — or until the capture has moved [`ClientLimits::horizon_ns`] past its
 //! connection's end, or the table is full ([`ClientLimits::max_pending`]): then it is decided
 //! with the attempts it has, and one without any is "not found" (a pooled backend connection still
-//! open may hold it). Attempts whose client request has not arrived wait the same way. So memory
-//! follows the requests and attempts in flight, within those caps; the requests kept for the report
-//! are bounded by [`ClientLimits::max_listed`] (those with an error) and
-//! [`ClientLimits::max_listed_ok`]; the summary counts every request.
+//! open may hold it). Attempts whose client request has not arrived wait the same way.
+//!
+//! A backend connection pooled by the proxy reports its exchanges when it closes, so matching
+//! every request would keep every one until then — with a proxy that reuses its connections
+//! without end, all of them. So once the report holds [`ClientLimits::max_listed_ok`] "plain"
+//! requests (a complete answer below 400), later plain requests are counted by status and not
+//! matched, and plain backend answers that find no waiting request are dropped: what waits is the
+//! requests with an error (5xx, 4xx, no or an incomplete answer) and the attempts that could
+//! explain one. Memory follows those, within the caps; the requests kept for the report are
+//! bounded by [`ClientLimits::max_listed`] (with an error) and [`ClientLimits::max_listed_ok`];
+//! the summary counts every request.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -80,6 +87,9 @@ const MAX_TARGET_BYTES: usize = 256;
 
 /// Candidates looked at for one match (the nearest in time first).
 const MAX_CANDIDATES: usize = 256;
+
+/// Attempts kept before any client-side connection is seen.
+const MAX_EARLY: usize = 4096;
 
 /// Backend endpoints and proxy addresses remembered for telling the client side apart.
 const MAX_ADDRESSES: usize = 65_536;
@@ -235,6 +245,11 @@ impl ClientRequest {
         self.attempts.last().is_some_and(|a| !a.failed)
     }
 
+    /// It got a complete answer below 400: nothing went wrong that the client saw.
+    pub fn is_plain(&self) -> bool {
+        self.response_complete && self.status.is_some_and(|s| s < 400)
+    }
+
     /// Worth listing in full: an error, an incomplete answer, a failed attempt, an error the
     /// proxy produced, or no attempt found for an error.
     pub fn is_notable(&self) -> bool {
@@ -261,6 +276,9 @@ pub struct ClientSummary {
     /// Of those answered by the proxy: without any backend traffic.
     pub proxy_without_backend: u64,
     pub not_found: u64,
+    /// Requests that got a complete answer below 400 after the report had listed
+    /// [`ClientLimits::max_listed_ok`] of them: counted by status, not matched.
+    pub plain_not_matched: u64,
     /// Requests with at least one failed attempt.
     pub with_failed_attempt: u64,
     /// Requests decided before the end of the captures (horizon or table full).
@@ -591,6 +609,9 @@ struct Waiting {
     /// The proxy-capture index of its connection, when the connection's role was inferred (not
     /// known from the link layer): it leaves if that connection turns out to be a backend one.
     inferred: Option<u64>,
+    /// It got a plain answer and had no attempt when it began to wait (it holds one of the
+    /// report's places for plain requests).
+    plain: bool,
 }
 
 /// An attempt waiting for its client request.
@@ -630,8 +651,17 @@ pub struct ClientMatcher {
     unsure_requests: usize,
     backends: HashSet<Endpoint>,
     proxy_ips: HashSet<IpAddr>,
+    /// Before any client-side connection is seen: attempts that are not plain answers (a
+    /// failure, an error status), the latest [`MAX_EARLY`]; and whether plain answers or older
+    /// ones were left out (then a request without an attempt is "not found", not "answered by
+    /// the proxy").
+    early: std::collections::VecDeque<Attempt>,
+    dropped_plain: bool,
+    dropped_other: bool,
     listed: Vec<ClientRequest>,
+    /// Plain requests decided (listed, or not found), and those waiting.
     listed_ok: usize,
+    waiting_plain: usize,
     summary: ClientSummary,
 }
 
@@ -682,9 +712,40 @@ impl ClientMatcher {
         if first_backend {
             self.settle_unsure();
         }
+        if !self.client_side_seen() {
+            // No client side yet (and in most captures none at all): plain answers are not
+            // kept, the others wait in a small queue (see `early`).
+            let plain = |e: &crate::http::Exchange| {
+                e.request.as_ref().is_some_and(|m| m.complete)
+                    && e.response
+                        .as_ref()
+                        .is_some_and(|m| m.complete && m.status.is_some_and(|s| s < 400))
+            };
+            if d.verdict == Verdict::Ok && c.app.exchanges.iter().all(plain) {
+                self.dropped_plain |= !c.app.exchanges.is_empty();
+                return;
+            }
+            for a in attempts_of(id, c, d) {
+                if !a.failed && a.status.is_some_and(|s| s < 400) {
+                    self.dropped_plain = true;
+                    continue;
+                }
+                if self.early.len() >= MAX_EARLY {
+                    self.early.pop_front();
+                    self.dropped_other = true;
+                }
+                self.early.push_back(a);
+            }
+            return;
+        }
         for a in attempts_of(id, c, d) {
             self.attempt(a);
         }
+    }
+
+    /// A client-side connection has been seen.
+    fn client_side_seen(&self) -> bool {
+        self.summary.http_connections + self.summary.tls_connections > 0
     }
 
     /// Both captures are read: every waiting request is decided.
@@ -755,6 +816,11 @@ impl ClientMatcher {
             return;
         }
         self.summary.http_connections += 1;
+        if self.summary.http_connections == 1 {
+            for a in std::mem::take(&mut self.early) {
+                self.attempt(a);
+            }
+        }
         for r in requests {
             self.request(r, inferred);
         }
@@ -811,6 +877,16 @@ impl ClientMatcher {
             self.conclude(req, false);
             return;
         }
+        let plain = req.attempts.is_empty() && req.is_plain();
+        if plain && self.plain_committed() {
+            // Past the plain requests the report lists: counted, not matched (matching them
+            // would keep every one until the pooled backend connection that carried it closes).
+            let s = &mut self.summary;
+            s.requests += 1;
+            *s.by_status.entry(req.status).or_insert(0) += 1;
+            s.plain_not_matched += 1;
+            return;
+        }
         let id = self.next;
         self.next += 1;
         self.by_key
@@ -824,7 +900,16 @@ impl ClientMatcher {
         if let Some(index) = inferred {
             self.inferred.entry(index).or_default().push(id);
         }
-        self.waiting.insert(id, Waiting { req, key, inferred });
+        self.waiting_plain += usize::from(plain);
+        self.waiting.insert(
+            id,
+            Waiting {
+                req,
+                key,
+                inferred,
+                plain,
+            },
+        );
         while self.waiting.len() > self.limits.max_pending {
             let Some(&(_, oldest)) = self.order.first() else {
                 break;
@@ -867,7 +952,12 @@ impl ClientMatcher {
             }
         }
         let Some((id, fit)) = best else {
-            self.park(a, key);
+            // A plain answer, once the plain requests the report lists are known, belongs to a
+            // request that is not matched (see `request`).
+            let plain = !a.failed && a.status.is_some_and(|s| s < 400);
+            if !(plain && self.plain_committed()) {
+                self.park(a, key);
+            }
             return;
         };
         let w = self.waiting.get_mut(&id).expect("indexed");
@@ -920,6 +1010,7 @@ impl ClientMatcher {
     /// A waiting request leaves the tables.
     fn unwait(&mut self, id: u64) -> Option<Waiting> {
         let w = self.waiting.remove(&id)?;
+        self.waiting_plain -= usize::from(w.plain);
         let t = w.req.request_first.ts_ns;
         if let Some(set) = self.by_key.get_mut(&w.key) {
             set.remove(&(t, id));
@@ -968,10 +1059,17 @@ impl ClientMatcher {
     }
 
     fn conclude(&mut self, mut req: ClientRequest, at_end: bool) {
+        // Without attempts, "answered by the proxy" needs every attempt of the captures to have
+        // been looked at: not when some were left out before the client side showed up.
+        let left_out = if req.is_plain() {
+            self.dropped_plain
+        } else {
+            self.dropped_other
+        };
         req.answered_by = match req.attempts.last() {
             Some(a) if !a.failed => AnsweredBy::Backend,
             Some(_) => AnsweredBy::Proxy,
-            None if at_end => AnsweredBy::Proxy,
+            None if at_end && !left_out => AnsweredBy::Proxy,
             None => AnsweredBy::NotFound,
         };
         let s = &mut self.summary;
@@ -991,9 +1089,19 @@ impl ClientMatcher {
                 self.listed.push(req);
             }
         } else if self.listed_ok < self.limits.max_listed_ok {
+            // A plain request whose attempt was not found tells nothing: it takes its place
+            // in the quota, unlisted.
             self.listed_ok += 1;
-            self.listed.push(req);
+            if req.answered_by != AnsweredBy::NotFound {
+                self.listed.push(req);
+            }
         }
+    }
+
+    /// No more plain requests wait: those the report lists (or has decided) and those waiting
+    /// fill its quota.
+    fn plain_committed(&self) -> bool {
+        self.listed_ok + self.waiting_plain >= self.limits.max_listed_ok
     }
 
     /// The capture has been read up to `pos`: entries older than the horizon are decided.

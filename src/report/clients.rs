@@ -71,6 +71,7 @@ pub fn client_section(
         answered_by_proxy: s.answered_by_proxy,
         proxy_without_backend: s.proxy_without_backend,
         not_found: s.not_found,
+        plain_not_matched: s.plain_not_matched,
         with_failed_attempt: s.with_failed_attempt,
         decided_early: s.decided_early,
         attempts_without_request: s.attempts_without_request,
@@ -96,6 +97,12 @@ fn answer(s: &crate::incident::clients::ClientSummary) -> String {
     }
     if s.not_found > 0 {
         parts.push(format!("{} whose backend attempt was not found", s.not_found));
+    }
+    if s.plain_not_matched > 0 {
+        parts.push(format!(
+            "{} more answered without an error, counted but not matched",
+            s.plain_not_matched
+        ));
     }
     let mut a = format!(
         "{} client request{}",

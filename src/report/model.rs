@@ -439,6 +439,11 @@ pub struct ClientSummaryReport {
     pub answered_by_proxy: u64,
     pub proxy_without_backend: u64,
     pub not_found: u64,
+    /// Requests that got a complete answer below 400 after the report had listed 1,000 such:
+    /// counted by status, not matched to attempts (matching them would keep each until the
+    /// pooled backend connection that carried it closes).
+    #[serde(default)]
+    pub plain_not_matched: u64,
     /// Requests with at least one failed attempt.
     pub with_failed_attempt: u64,
     /// Requests decided before the end of the captures (their wait passed the horizon, or the
