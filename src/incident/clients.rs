@@ -58,7 +58,7 @@ use std::net::IpAddr;
 
 use crate::decode::Endpoint;
 use crate::diagnose::{Blame, Diagnosis, Verdict};
-use crate::http::{Message, Protocol};
+use crate::http::{Exchange, Message, Protocol};
 use crate::pipeline::Conn;
 use crate::tcp::PacketRef;
 
@@ -75,7 +75,8 @@ pub const KEPT_HEADERS: [&str; 6] = [
 
 /// Is this one of [`KEPT_HEADERS`] (case-insensitive)?
 pub fn is_kept_header(name: &str) -> bool {
-    KEPT_HEADERS.iter().any(|k| k.eq_ignore_ascii_case(name.trim()))
+    let name = name.trim_ascii();
+    KEPT_HEADERS.iter().any(|k| k.eq_ignore_ascii_case(name))
 }
 
 /// Headers that carry a request id.
@@ -303,9 +304,17 @@ impl ClientRequests {
 
 /// The requests of one client-side connection.
 pub fn requests_of(c: &Conn) -> Vec<ClientRequest> {
+    requests_where(c, &mut |_| true)
+}
+
+/// The requests of its exchanges that `keep` accepts.
+fn requests_where(c: &Conn, keep: &mut dyn FnMut(&Exchange) -> bool) -> Vec<ClientRequest> {
     let mut out = Vec::new();
     for (k, e) in c.app.exchanges.iter().enumerate() {
         let Some(req) = &e.request else { continue };
+        if !keep(e) {
+            continue;
+        }
         let resp = e.response.as_ref();
         out.push(ClientRequest {
             client: c.client,
@@ -337,6 +346,17 @@ pub fn requests_of(c: &Conn) -> Vec<ClientRequest> {
 
 /// The attempts one judged backend connection (its proxy-capture view) holds.
 pub fn attempts_of(id: &str, c: &Conn, d: &Diagnosis) -> Vec<Attempt> {
+    attempts_where(id, c, d, &mut |_| true)
+}
+
+/// The attempts of its exchanges that `keep` accepts (and the connection's own, when it carried
+/// no request and failed).
+fn attempts_where(
+    id: &str,
+    c: &Conn,
+    d: &Diagnosis,
+    keep: &mut dyn FnMut(&Exchange) -> bool,
+) -> Vec<Attempt> {
     let base = Attempt {
         connection: id.to_string(),
         client: c.client,
@@ -358,8 +378,13 @@ pub fn attempts_of(id: &str, c: &Conn, d: &Diagnosis) -> Vec<Attempt> {
         failed: true,
     };
     let mut out = Vec::new();
+    let mut requests = 0;
     for (k, e) in c.app.exchanges.iter().enumerate() {
         let Some(req) = &e.request else { continue };
+        requests += 1;
+        if !keep(e) {
+            continue;
+        }
         let resp = e.response.as_ref();
         let response_complete = resp.is_some_and(|r| r.complete);
         out.push(Attempt {
@@ -380,17 +405,37 @@ pub fn attempts_of(id: &str, c: &Conn, d: &Diagnosis) -> Vec<Attempt> {
     }
     // A connection that carried no request is an attempt only when it failed (a refused or timed
     // out connect; TLS the capture cannot read).
-    if out.is_empty() && d.verdict != Verdict::Ok && c.app.protocol != Protocol::Http {
+    if requests == 0 && d.verdict != Verdict::Ok && c.app.protocol != Protocol::Http {
         out.push(base);
     }
     out
+}
+
+/// The request and its answer went out complete, the answer below 400.
+fn plain_exchange(e: &Exchange) -> bool {
+    e.request.as_ref().is_some_and(|m| m.complete)
+        && e.response
+            .as_ref()
+            .is_some_and(|m| m.complete && m.status.is_some_and(|s| s < 400))
+}
+
+/// The index key of an exchange's request.
+fn exchange_key(e: &Exchange) -> String {
+    let m = e.request.as_ref();
+    match_key(
+        m.and_then(|m| m.method.as_deref()),
+        m.and_then(|m| m.target.as_deref()),
+    )
 }
 
 /// The first header of `names` in a message, its value trimmed and cut.
 fn header(m: &Message, names: &[&str]) -> Option<String> {
     m.headers
         .iter()
-        .find(|h| names.iter().any(|n| n.eq_ignore_ascii_case(h.name.trim())))
+        .find(|h| {
+            let name = h.name.trim_ascii();
+            names.iter().any(|n| n.eq_ignore_ascii_case(name))
+        })
         .map(|h| cut(h.value.trim(), MAX_VALUE_BYTES))
         .filter(|v| !v.is_empty())
 }
@@ -458,9 +503,12 @@ fn first_close_after(c: &Conn, t: i64) -> Option<Close> {
 
 /// The path and query of a target (an absolute-form target loses its scheme and authority).
 fn path_query(target: &str) -> (&str, &str) {
-    let t = match target.find("://") {
-        Some(i) => target[i + 3..].find('/').map_or("/", |j| &target[i + 3 + j..]),
-        None => target,
+    let t = match target.starts_with('/') {
+        true => target,
+        false => match target.find("://") {
+            Some(i) => target[i + 3..].find('/').map_or("/", |j| &target[i + 3 + j..]),
+            None => target,
+        },
     };
     t.split_once('?').unwrap_or((t, ""))
 }
@@ -715,13 +763,7 @@ impl ClientMatcher {
         if !self.client_side_seen() {
             // No client side yet (and in most captures none at all): plain answers are not
             // kept, the others wait in a small queue (see `early`).
-            let plain = |e: &crate::http::Exchange| {
-                e.request.as_ref().is_some_and(|m| m.complete)
-                    && e.response
-                        .as_ref()
-                        .is_some_and(|m| m.complete && m.status.is_some_and(|s| s < 400))
-            };
-            if d.verdict == Verdict::Ok && c.app.exchanges.iter().all(plain) {
+            if d.verdict == Verdict::Ok && c.app.exchanges.iter().all(plain_exchange) {
                 self.dropped_plain |= !c.app.exchanges.is_empty();
                 return;
             }
@@ -738,7 +780,14 @@ impl ClientMatcher {
             }
             return;
         }
-        for a in attempts_of(id, c, d) {
+        // Past the plain requests the report lists, a plain answer matters only to a request
+        // waiting under its key (see `attempt`): the others are not even built.
+        let committed = self.plain_committed();
+        let by_key = &self.by_key;
+        let attempts = attempts_where(id, c, d, &mut |e| {
+            !(committed && plain_exchange(e) && !by_key.contains_key(&exchange_key(e)))
+        });
+        for a in attempts {
             self.attempt(a);
         }
     }
@@ -805,7 +854,32 @@ impl ClientMatcher {
     }
 
     fn client_connection(&mut self, c: &Conn, inferred: Option<u64>) {
-        self.add_requests(requests_of(c), inferred, c.app.protocol == Protocol::Tls);
+        if c.app.protocol == Protocol::Tls {
+            self.add_requests(Vec::new(), inferred, true);
+            return;
+        }
+        // Past the plain requests the report lists, a plain request is only counted (see
+        // `request`) unless an attempt waits under its key: it is not even built.
+        let committed = self.plain_committed();
+        let parked = &self.parked_by_key;
+        let mut counted: Vec<Option<u16>> = Vec::new();
+        let requests = requests_where(c, &mut |e| {
+            if committed && plain_exchange(e) && !parked.contains_key(&exchange_key(e)) {
+                counted.push(e.response.as_ref().and_then(|r| r.status));
+                return false;
+            }
+            true
+        });
+        if requests.is_empty() && !counted.is_empty() {
+            self.summary.http_connections += 1;
+        }
+        for status in counted {
+            let s = &mut self.summary;
+            s.requests += 1;
+            *s.by_status.entry(status).or_insert(0) += 1;
+            s.plain_not_matched += 1;
+        }
+        self.add_requests(requests, inferred, false);
     }
 
     fn add_requests(&mut self, requests: Vec<ClientRequest>, inferred: Option<u64>, tls: bool) {

@@ -201,7 +201,11 @@ fn compact(c: &mut Conn) {
                 // Request ids and forwarded addresses stay: client requests are matched by them.
                 m.headers
                     .retain(|h| crate::incident::clients::is_kept_header(&h.name));
-                m.headers.shrink_to_fit();
+                if m.headers.is_empty() {
+                    m.headers = Vec::new();
+                } else {
+                    m.headers.shrink_to_fit();
+                }
             }
         }
     }
