@@ -14,7 +14,8 @@
 //!        └──────────────┬────────────────────────┘
 //!   pair      Connection ↔ Connection, clock offset, sent vs arrived byte ranges
 //!   diagnose  paired (or single) timelines → Verdict, blame, evidence
-//!   incident  judged connections → requests over time, the failures' shape and patterns
+//!   incident  judged connections → proxy log lines, client requests (the proxy capture's
+//!             client side), requests over time, the failures' shape and patterns
 //!   report    text, JSON, NDJSON, Markdown, HTML
 //! ```
 //!

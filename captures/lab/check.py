@@ -4,10 +4,14 @@
 For each scenario: the JSON parses and has exactly the contract's keys; verdict and blame labels are those
 of DESIGN.md; every listed file exists; and for every listed connection view, the frame `first_frame`
 exists in that capture, is the first TCP frame of its tshark tcp.stream, and carries the listed 4-tuple
-(either direction). `backend_server` must be the server of every listed view. Optional per-connection keys:
+(either direction). `backend_server` (per side an endpoint, or a list of them) must hold the server of
+every listed view. Optional per-connection keys:
 `icmp` (ICMP errors that answered the connection: each listed frame must be an ICMP error from that address,
 with that type and code, quoting a segment of that connection) and `protocol` ("http" or "tls": TLS to the
-backend, HTTP content not visible on the wire). Exit 1 on any problem.
+backend, HTTP content not visible on the wire). Optional top-level key `client_requests` (a proxy capture
+taken with -i any): each request's `request_frame` must carry, between the listed client and proxy, the
+start of its request line, its `response_frame` (when not null) the start of a status line with its
+status, and each `backend` view must be a connection's first frame as above. Exit 1 on any problem.
 
 Usage: check.py [SCENARIO_DIR ...]   (default: every captures/*/ with an expected.json)
 """
@@ -27,6 +31,10 @@ KEYS = ["scenario", "proxy_software", "description", "proxy_capture", "backend_c
         "backend_server", "clock_shift_s", "snaplen", "others", "connections"]
 CKEYS = ["proxy", "backend", "verdict", "blame", "exchanges", "how_we_know"]
 OPTIONAL = ["icmp", "protocol"]
+TOP_OPTIONAL = ["client_requests"]
+CLIENT_KEYS = ["client", "proxy", "request_frame", "method", "target", "status", "response_frame", "request_id",
+               "backend", "how_we_know"]
+_payload_cache = {}
 ICMP_KEYS = ["from", "type", "code", "proxy_frame", "backend_frame"]
 _cache = {}
 _icmp_cache = {}
@@ -109,8 +117,9 @@ def check_dir(d):
         doc = json.load(open(os.path.join(d, "expected.json")))
     except (OSError, ValueError) as e:
         return ["%s: expected.json: %s" % (name, e)]
-    if list(doc.keys()) != KEYS:
-        errs.append("keys %s" % list(doc.keys()))
+    keys = list(doc.keys())
+    if keys[:len(KEYS)] != KEYS or [k for k in TOP_OPTIONAL if k in keys] != keys[len(KEYS):]:
+        errs.append("keys %s" % keys)
     if doc.get("scenario") != name:
         errs.append("scenario name %r != directory %r" % (doc.get("scenario"), name))
     if doc.get("others") not in ("ok", "any"):
@@ -151,7 +160,8 @@ def check_dir(d):
             if not files[side]:
                 errs.append("%s: %s view but no %s capture" % (where, side, side))
                 continue
-            if v["server"] != doc["backend_server"][side]:
+            servers = doc["backend_server"][side]
+            if v["server"] != servers and not (isinstance(servers, list) and v["server"] in servers):
                 errs.append("%s: %s server %s != backend_server %s" % (where, side, v["server"],
                                                                        doc["backend_server"][side]))
             fr, first = frames(os.path.join(d, files[side][0]))
@@ -166,7 +176,56 @@ def check_dir(d):
             if first[st] != v["first_frame"]:
                 errs.append("%s: %s frame %d is not the first frame of its stream (that is %d)"
                             % (where, side, v["first_frame"], first[st]))
+    if "client_requests" in doc:
+        errs.extend(check_clients(d, files, doc["client_requests"]))
     return ["%s: %s" % (name, e) for e in errs]
+
+
+def payloads(path):
+    """frame number -> the start of its TCP payload (bytes), for TCP frames with payload."""
+    if path in _payload_cache:
+        return _payload_cache[path]
+    out = subprocess.run(["tshark", "-n", "-r", path, "-Y", "tcp.len > 0 and not icmp and not icmpv6", "-T",
+                          "fields", "-E", "occurrence=f", "-e", "frame.number", "-e", "tcp.payload"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    got = {}
+    for line in out.splitlines():
+        n, _, hexs = line.partition("\t")
+        got[int(n)] = bytes.fromhex(hexs.replace(":", "")[:512])
+    _payload_cache[path] = got
+    return got
+
+
+def check_clients(d, files, reqs):
+    errs = []
+    path = os.path.join(d, files["proxy"][0])
+    fr, first = frames(path)
+    pay = payloads(path)
+    for i, q in enumerate(reqs):
+        where = "client request %d" % i
+        if list(q.keys()) != CLIENT_KEYS:
+            errs.append("%s: keys %s" % (where, list(q.keys())))
+            continue
+        f = fr.get(q["request_frame"])
+        if f is None or {f[1], f[2]} != {q["client"], q["proxy"]}:
+            errs.append("%s: frame %s is not between %s and %s" % (where, q["request_frame"], q["client"], q["proxy"]))
+            continue
+        line = ("%s %s " % (q["method"], q["target"])).encode()
+        if not pay.get(q["request_frame"], b"").startswith(line):
+            errs.append("%s: frame %d does not start %r" % (where, q["request_frame"], line))
+        if q["response_frame"] is not None:
+            st = fr.get(q["response_frame"])
+            head = pay.get(q["response_frame"], b"")
+            if st is None or st[0] != f[0] or st[1] != q["proxy"]:
+                errs.append("%s: response frame %d not from the proxy on that connection" % (where, q["response_frame"]))
+            elif not (head.startswith(b"HTTP/1.") and head[9:12] == str(q["status"]).encode()):
+                errs.append("%s: response frame %d does not start a %s status line" % (where, q["response_frame"],
+                                                                                     q["status"]))
+        for v in q["backend"]:
+            b = fr.get(v["first_frame"])
+            if b is None or {b[1], b[2]} != {v["client"], v["server"]} or first[b[0]] != v["first_frame"]:
+                errs.append("%s: backend view %s is not a connection's first frame" % (where, v))
+    return errs
 
 
 def main(argv):

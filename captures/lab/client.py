@@ -4,14 +4,17 @@
 Reads a JSON spec on stdin and prints a JSON result on stdout:
   {"sessions": [ {"addr": "10.0.0.1:80", "start": 0.0, "requests": [REQ, ...]}, ... ]}
 Each session is one client TCP connection (kept alive between its requests), run in its own thread,
-starting `start` seconds after launch. REQ:
+starting `start` seconds after launch, from source address `bind` when given. REQ:
   {"method": "POST", "path": "/ok", "body": 1048576, "chunked": false, "expect": false,
    "at": 0.0,                  # send no earlier than this many seconds after launch
    "body_rate": 0,             # bytes/s for the body (0 = as fast as possible)
    "abort_after_body": null,   # close the connection after sending this many body bytes
    "abort_after_s": null,      # close the connection this long after the response headers arrived
    "gap": null,                # send this many seconds after the previous response of the session ended
+   "no_host": false,           # leave out the Host header (an invalid HTTP/1.1 request: the proxy answers 400)
    "timeout": 10}
+Each request's result records what the client got: status, when (status_at, seconds after launch), and
+the X-Request-ID response header when the proxy sent one.
 Every wait is bounded.
 """
 import json
@@ -24,11 +27,13 @@ import time
 T0 = time.monotonic()
 
 
-def connect(addr, timeout):
+def connect(addr, timeout, bind=None):
     host, port = addr.rsplit(":", 1)
     fam = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.settimeout(timeout)
+    if bind:
+        s.bind((bind, 0))
     s.connect((host.strip("[]"), int(port)))
     return s
 
@@ -64,7 +69,10 @@ def do_request(s, req, host, res):
         if d > 0:
             time.sleep(d)
     res["sent_at"] = round(time.monotonic() - T0, 6)
-    h = "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: bothends-lab-client\r\n" % (method, path, host)
+    h = "%s %s HTTP/1.1\r\n" % (method, path)
+    if not req.get("no_host"):
+        h += "Host: %s\r\n" % host
+    h += "User-Agent: bothends-lab-client\r\n"
     if body or method in ("POST", "PUT"):
         if chunked:
             h += "Transfer-Encoding: chunked\r\n"
@@ -128,6 +136,8 @@ def do_request(s, req, host, res):
             if ":" in ln:
                 k, v = ln.split(":", 1)
                 hdrs[k.strip().lower()] = v.strip()
+        if "x-request-id" in hdrs:
+            res["request_id"] = hdrs["x-request-id"]
         if req.get("abort_after_s") is not None:
             end = time.monotonic() + req["abort_after_s"]
             got = len(buf)
@@ -193,8 +203,8 @@ def run_session(sess, out):
         t = time.monotonic()
         try:
             if s is None:
-                s = connect(addr, req.get("timeout", 10))
-                res["local"] = "%s:%d" % s.getsockname()[:2]
+                s = connect(addr, req.get("timeout", 10), sess.get("bind"))
+            res["local"] = "%s:%d" % s.getsockname()[:2]
             keep = do_request(s, req, host, res)
         except OSError as e:
             res["error"] = str(e)

@@ -167,11 +167,13 @@ Timeout 10
 KeepAlive On
 KeepAliveTimeout 15
 LimitRequestBody 0
-CustomLog {root}/access.log "%{{%Y-%m-%dT%H:%M:%S}}t.%{{usec_frac}}t %a:%{{remote}}p \\"%r\\" %>s %B %Dus"
+CustomLog {root}/access.log "{log_format}"
 ProxyRequests Off
 ProxyTimeout 3
 {extra}
 """
+
+APACHE_LOG = '%{%Y-%m-%dT%H:%M:%S}t.%{usec_frac}t %a:%{remote}p \\"%r\\" %>s %B %Dus'
 
 BACKEND_APACHE_CONF = """ServerRoot {root}
 ServerName backend.lab.test
@@ -205,7 +207,8 @@ pid {root}/nginx.pid;
 error_log {root}/error.log info;
 events {{ worker_connections 512; }}
 http {{
-    access_log {root}/access.log;
+    {http_extra}
+    access_log {root}/access.log{log_format};
     client_body_temp_path {root}/t_body;
     proxy_temp_path {root}/t_proxy;
     fastcgi_temp_path {root}/t_fcgi;
@@ -227,6 +230,7 @@ http {{
             proxy_read_timeout 3s;
             {extra}
         }}
+        {server_extra}
     }}
 }}
 """
@@ -371,7 +375,7 @@ class Run:
             time.sleep(0.1)
         raise Retry("backend apache did not listen")
 
-    def apache(self, proxypass=None, extra=""):
+    def apache(self, proxypass=None, extra="", log_format=APACHE_LOG):
         self.software = APACHE_SW
         root = os.path.join(self.tmp, "apache")
         os.mkdir(root)
@@ -380,21 +384,22 @@ class Run:
             proxypass = "ProxyPass / http://%s/ connectiontimeout=2 timeout=3" % BACKEND
         conf = os.path.join(root, "httpd.conf")
         with open(conf, "w") as f:
-            f.write(APACHE_CONF.format(root=root, extra=proxypass + "\n" + extra))
+            f.write(APACHE_CONF.format(root=root, extra=proxypass + "\n" + extra, log_format=log_format))
         self.proxy_log = os.path.join(root, "error.log")
         self.proxy_access = os.path.join(root, "access.log")
         self.proxy = self.popen("proxy", ["apache2", "-f", conf, "-DFOREGROUND"],
                                 stderr=open(os.path.join(root, "stderr"), "w"))
         self.wait_listen("10.0.0.1", 80)
 
-    def nginx(self, extra="", upstream=BACKEND, upstream_extra=""):
+    def nginx(self, extra="", upstream=BACKEND, upstream_extra="", http_extra="", server_extra="", log_format=""):
         self.software = NGINX_SW
         root = os.path.join(self.tmp, "nginx")
         os.mkdir(root)
         os.chmod(root, 0o777)
         conf = os.path.join(root, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(root=root, extra=extra, upstream=upstream, upstream_extra=upstream_extra))
+            f.write(NGINX_CONF.format(root=root, extra=extra, upstream=upstream, upstream_extra=upstream_extra,
+                                      http_extra=http_extra, server_extra=server_extra, log_format=log_format))
         self.proxy_log = os.path.join(root, "error.log")
         self.proxy_access = os.path.join(root, "access.log")
         self.proxy = self.popen("proxy", ["nginx", "-p", root, "-c", conf, "-e", self.proxy_log],
@@ -482,7 +487,11 @@ class Run:
             out.append((pc, m))
         return out
 
-    def write(self, description, connections, others="ok"):
+    def write_clients(self, description, connections, client_requests, others="ok"):
+        """write(), with the client requests the proxy capture's client side shows (issue 12)."""
+        self.write(description, connections, others, client_requests=client_requests)
+
+    def write(self, description, connections, others="ok", client_requests=None):
         for c in connections:
             assert c["verdict"] in VERDICTS, c["verdict"]
             assert c["blame"] in ("none", "proxy", "backend", "network", "capture"), c["blame"]
@@ -499,6 +508,8 @@ class Run:
             "others": others,
             "connections": connections,
         }
+        if client_requests is not None:
+            doc["client_requests"] = client_requests
         with open(os.path.join(self.out, "expected.json"), "w") as f:
             json.dump(doc, f, indent=2)
             f.write("\n")
@@ -571,6 +582,7 @@ def scenario(name, proxy, attempts=3):
 
 import scenarios  # noqa: E402,F401  (registers the scenarios)
 import field  # noqa: E402,F401  (registers the field-realistic scenarios of issue 11)
+import incident  # noqa: E402,F401  (client requests <-> backend connections, tcpdump -i any: issue 12)
 
 
 def main(argv):

@@ -76,6 +76,11 @@ def log_lines(path, limit=6):
     return out[:limit]
 
 
+def servers(v):
+    """A side's backend endpoint, or several (a list)."""
+    return ", ".join(v) if isinstance(v, list) else v
+
+
 def main():
     docs = []
     for p in sorted(glob.glob(os.path.join(CAPTURES, "*", "expected.json"))):
@@ -95,7 +100,8 @@ def main():
         parts.append("- files: %s, backend server %s (proxy view) / %s (backend view), clock shift %s s, "
                      "snaplen %d, others: `%s`, %.0f kB" % (
                          ", ".join("`%s`" % f for f in doc["proxy_capture"] + doc["backend_capture"]),
-                         doc["backend_server"]["proxy"], doc["backend_server"]["backend"], doc["clock_shift_s"],
+                         servers(doc["backend_server"]["proxy"]), servers(doc["backend_server"]["backend"]),
+                         doc["clock_shift_s"],
                          doc["snaplen"], doc["others"], size / 1024.0))
         for c in doc["connections"]:
             pv = c["proxy"]

@@ -182,7 +182,8 @@ pub enum Says {
     ClientGone,
     /// A backend error of another kind (TLS handshake, a message not recognised).
     BackendError,
-    /// No connection was attempted (nginx "no live upstreams", Apache AH00940 worker in error).
+    /// No connection was attempted (nginx "no live upstreams", Apache AH00940 worker in error,
+    /// AH01170 all balancer members in error).
     NotTried,
     /// Not about a backend connection (startup, configuration, the client side).
     Other,
@@ -792,7 +793,9 @@ fn classify_apache(
             Primary,
         ),
         "AH01114" | "AH00959" => (Says::ConnectFailed, Companion),
-        "AH00940" => (Says::NotTried, Primary),
+        // A worker in error state (AH00940), or every member of a balancer (AH01170): the proxy
+        // answered itself without trying a connection.
+        "AH00940" | "AH01170" => (Says::NotTried, Primary),
         "AH01102" => (
             if timeout {
                 Says::NoResponseTimeout

@@ -2,16 +2,22 @@
 //!
 //! In: judged connections ([`crate::pipeline::Finding`]: the views, the diagnosis, the clock
 //! offset), one at a time as the pipeline hands them out. Out: what an on-call engineer starts
-//! from in an incident — the proxy's error log lines tied to the connections they are about
-//! (`logs`), the minutes of the incident (`window`), how many requests failed, when and in which
-//! shape (all at once, under load, clustered, sporadic: `timeline`), and what the failed requests
-//! have in common (method, path, body size, connection reuse: `patterns`). It never changes a
-//! verdict; the report shows what it found beside the verdicts.
+//! from in an incident:
+//! - [`logs`]: the proxy's error log lines, tied to the connections they are about;
+//! - [`window`]: the minutes of the incident (`--since`/`--until`);
+//! - [`clients`]: each request a client sent to the proxy (when the proxy capture holds the
+//!   proxy's client side, `tcpdump -i any`), next to the backend connection(s) the proxy used for
+//!   it and their verdicts — or none, when the proxy answered it itself;
+//! - [`timeline`] and [`patterns`]: how many requests failed, when and in which shape (all at
+//!   once, under load, clustered, sporadic), and what the failed requests have in common (method,
+//!   path, body size, connection reuse).
 //!
-//! Every accumulator here is bounded: log lines up to a cap, counts per time bucket (a fixed
-//! number of buckets, made coarser as the capture grows) and per category, never a list of
-//! connections.
+//! It never changes a verdict; the report shows what it found beside the verdicts. Every
+//! accumulator here is bounded: log lines and waiting requests up to a cap, counts per time bucket
+//! (a fixed number of buckets, made coarser as the capture grows) and per category, never a list
+//! of all connections.
 
+pub mod clients;
 pub mod logs;
 pub mod patterns;
 pub mod timeline;

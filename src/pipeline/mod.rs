@@ -189,7 +189,7 @@ pub fn read_side(side: Side, set: CaptureSet, opts: SideOptions) -> SideResult {
 }
 
 /// Drops what a finished connection keeps only for reports about failures — its packet log (for
-/// ladder diagrams) and the HTTP headers — when nothing in it looks wrong from this capture, and
+/// ladder diagrams) and the HTTP headers but those client requests are matched by — when nothing in it looks wrong from this capture, and
 /// gives back the spare capacity of its vectors. A connection that turns out to have failed only
 /// in the other capture's view is then drawn from that capture's packets alone.
 fn compact(c: &mut Conn) {
@@ -198,7 +198,14 @@ fn compact(c: &mut Conn) {
         c.log = crate::tcp::PacketLog::default();
         for e in &mut c.app.exchanges {
             for m in [e.request.as_mut(), e.response.as_mut()].into_iter().flatten() {
-                m.headers = Vec::new();
+                // Request ids and forwarded addresses stay: client requests are matched by them.
+                m.headers
+                    .retain(|h| crate::incident::clients::is_kept_header(&h.name));
+                if m.headers.is_empty() {
+                    m.headers = Vec::new();
+                } else {
+                    m.headers.shrink_to_fit();
+                }
             }
         }
     }

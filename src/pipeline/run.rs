@@ -6,6 +6,7 @@ use super::{Conn, Side, SideOptions, SideResult, read_side_into};
 use crate::capture::CaptureSet;
 use crate::decode::Endpoint;
 use crate::diagnose::{self, Diagnosis, IdleCloses, Verdict};
+use crate::incident::clients::{ClientLimits, ClientMatcher, ClientRequests};
 use crate::pair::{self, Alignment, Backends, ClockOffset, MatchMethod, Matched, Pair, Pairer, Pairing};
 
 /// A connection judged: its views (the proxy capture's, or the only capture's, first), how they
@@ -44,6 +45,11 @@ impl Finding {
 /// Where findings go, as soon as each is judged (a report writer, or an [`Analysis`]).
 pub trait Sink {
     fn finding(&mut self, f: Finding);
+
+    /// `analyze` only: every connection of the proxy capture as it finishes, before pairing
+    /// (its client side too, when the capture holds it), and how far that capture has been read
+    /// (`i64::MAX`: to its end). For the client requests (`incident::clients`).
+    fn proxy_connections(&mut self, _conns: &[Conn], _pos: i64) {}
 }
 
 /// What to report.
@@ -170,6 +176,9 @@ impl Engine {
         self.pos[side] = self.pos[side].max(pos);
         match &mut self.pairer {
             Some(p) => {
+                if side == 0 {
+                    sink.proxy_connections(&conns, pos);
+                }
                 for c in conns {
                     p.push(side, c);
                 }
@@ -307,6 +316,10 @@ pub struct Analysis {
     pub pairing: Pairing,
     pub alignments: Vec<Option<Alignment>>,
     pub diagnoses: Vec<Option<Diagnosis>>,
+    /// The requests of the proxy capture's client side, with their attempts at the backend (each
+    /// attempt's `connection` is the index of its pair in `pairing.pairs`). Empty for `flows`.
+    pub client_requests: ClientRequests,
+    clients: Option<ClientMatcher>,
 }
 
 impl Analysis {
@@ -316,12 +329,17 @@ impl Analysis {
             pairing: Pairing::default(),
             alignments: Vec::new(),
             diagnoses: Vec::new(),
+            client_requests: ClientRequests::default(),
+            clients: Some(ClientMatcher::new(ClientLimits::default())),
         }
     }
 
     /// Runs everything and keeps every finding.
     pub fn run(sides: Vec<(Side, CaptureSet)>, opts: SideOptions, mode: Mode) -> Analysis {
         let mut a = Analysis::collecting(Vec::new());
+        if matches!(mode, Mode::Flows) {
+            a.clients = None;
+        }
         let end = run(sides, opts, mode, &mut a);
         a.complete(end);
         a
@@ -336,6 +354,9 @@ impl Analysis {
         self.sides = end.sides;
         for (s, conns) in self.sides.iter_mut().zip(kept.iter_mut()) {
             s.connections = std::mem::take(conns);
+        }
+        if let Some(m) = self.clients.take() {
+            self.client_requests = m.finish();
         }
         self.pairing.clock = end.clock;
         self.pairing.backends_proxy_view = end.backends.0;
@@ -366,6 +387,10 @@ impl Analysis {
 
 impl Sink for Analysis {
     fn finding(&mut self, f: Finding) {
+        if let Some(m) = &mut self.clients {
+            let id = self.pairing.pairs.len().to_string();
+            m.backend_connection(&id, f.proxy.as_ref(), &f.diagnosis);
+        }
         let proxy = f.proxy.map(|c| self.keep(0, c));
         let backend = f.backend.map(|c| self.keep(1, c));
         self.pairing.pairs.push(Pair {
@@ -376,6 +401,12 @@ impl Sink for Analysis {
         });
         self.alignments.push(f.alignment);
         self.diagnoses.push(Some(f.diagnosis));
+    }
+
+    fn proxy_connections(&mut self, conns: &[Conn], pos: i64) {
+        if let Some(m) = &mut self.clients {
+            m.proxy_connections(conns, pos);
+        }
     }
 }
 
@@ -397,6 +428,9 @@ pub fn analyze(sides: Vec<SideResult>, backends: &[Endpoint]) -> Analysis {
         judge.ends[i] = s.capture.last_ts_ns.unwrap_or(i64::MIN);
     }
     for (side, list) in conns.into_iter().enumerate() {
+        if side == 0 {
+            a.proxy_connections(&list, i64::MAX);
+        }
         for c in list {
             pairer.push(side, c);
         }
@@ -428,6 +462,7 @@ pub fn flows(side: SideResult) -> Analysis {
     let mut shell = side;
     let conns = std::mem::take(&mut shell.connections);
     let mut a = Analysis::collecting(Vec::new());
+    a.clients = None;
     let mut judge = Judge::new(false, first_side);
     judge.ends[0] = shell.capture.last_ts_ns.unwrap_or(i64::MIN);
     for c in conns {

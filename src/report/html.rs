@@ -278,6 +278,7 @@ pub fn render(report: &Report) -> String {
     for (n, c) in notable.iter().enumerate() {
         connection(&mut s, report, n + 1, c);
     }
+    super::clients::write_html(report, &mut s);
     if notable.len() > super::MAX_LADDERS && notable.iter().any(|c| c.ladder.is_none()) {
         let _ = writeln!(
             s,
@@ -337,6 +338,13 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
         if !head.is_empty() {
             let _ = writeln!(s, "<pre>{}</pre>", esc(head.trim_end()));
         }
+    }
+    for r in super::clients::requests_of_connection(report, c) {
+        let _ = writeln!(
+            s,
+            "<p><b>Client:</b> <a href=\"#client-requests\">{}</a></p>",
+            esc(&super::clients::ref_line(r))
+        );
     }
     if !c.evidence.is_empty() {
         let sides: Vec<&str> = report.captures.iter().map(|c| c.side.as_str()).collect();

@@ -71,6 +71,8 @@ pub fn render(report: &Report) -> String {
         );
     }
 
+    super::clients::write_markdown(report, &mut s);
+
     let ok = report.summary.by_verdict.get("ok").copied().unwrap_or(0) as usize;
     if ok > 0 {
         let exchanges = report.summary.ok_exchanges as usize;
@@ -134,6 +136,10 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
                 c.exchanges.len()
             );
         }
+    }
+
+    for r in super::clients::requests_of_connection(report, c) {
+        let _ = writeln!(s, "**Client:** {}\n", text(&super::clients::ref_line(r)));
     }
 
     if !c.evidence.is_empty() {

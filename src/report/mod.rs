@@ -10,6 +10,7 @@
 //! Redaction happens here, once, when the model is built: header values that carry credentials
 //! never reach a renderer unless asked for (`--show-secrets`).
 
+pub mod clients;
 pub mod html;
 pub mod incident;
 pub mod json;
@@ -113,6 +114,11 @@ impl RowMaker {
 
     fn side(&self, i: usize) -> Option<&SideInfo> {
         self.sides.get(i)
+    }
+
+    /// The proxy capture's side (the first), for the client requests' frames.
+    pub fn proxy_side(&self) -> Option<&SideInfo> {
+        self.sides.first()
     }
 
     /// The row of a connection (its `id` left empty, its ladder None), and its start on the proxy
@@ -234,6 +240,8 @@ pub fn report_header(
         window: None,
         proxy_logs: None,
         incident: None,
+        client_requests: Vec::new(),
+        client_summary: None,
     }
 }
 
@@ -263,8 +271,11 @@ pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
     let mut ladders = 0usize;
     let mut connections = Vec::with_capacity(rows.len());
     let mut incident = (!single).then(|| incident::IncidentBuilder::new(maker.sides.clone()));
+    // The client requests name connections by their pair's index: the report numbers them.
+    let mut id_of_pair = std::collections::HashMap::new();
     for (n, (_, i, mut row)) in rows.into_iter().enumerate() {
         row.id = (n + 1).to_string();
+        id_of_pair.insert(i.to_string(), row.id.clone());
         if let Some(b) = incident.as_mut() {
             let p = &analysis.pairing.pairs[i];
             let d = analysis.diagnoses.get(i).and_then(Option::as_ref);
@@ -299,6 +310,13 @@ pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
     report.summary = tally.summary(single);
     report.connections = connections;
     report.incident = incident.map(incident::IncidentBuilder::finish);
+    let id = |pair: &str| id_of_pair.get(pair).cloned().unwrap_or_default();
+    (report.client_requests, report.client_summary) = clients::client_section(
+        &analysis.client_requests,
+        &id,
+        analysis.sides.first().map(SideInfo::of).as_ref(),
+        &opts.redacted(),
+    );
     report
 }
 

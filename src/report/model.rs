@@ -52,6 +52,17 @@ pub struct Report {
     /// have in common (`analyze` only; absent for `flows`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<Incident>,
+    /// The requests clients sent to the proxy, when the proxy capture holds the proxy's client
+    /// side too (`tcpdump -i any` on the proxy host): what each client got, next to why — the
+    /// proxy's attempts at the backend, or none. Listed: every request with an error (a 5xx, no
+    /// answer, a failed attempt, an error the proxy produced itself), up to 10,000, and the first
+    /// 1,000 others, in order of their first packet; `client_summary` counts all of them. Empty
+    /// when the proxy capture holds no client side.
+    #[serde(default)]
+    pub client_requests: Vec<ClientRequestReport>,
+    /// Counts over every client request; null when the proxy capture holds no client side.
+    #[serde(default)]
+    pub client_summary: Option<ClientSummaryReport>,
 }
 
 /// The time window applied (`--since` / `--until`, on the proxy capture's clock): a connection
@@ -563,6 +574,132 @@ pub struct BreakdownRow {
     pub failed_percent: f64,
     /// Attempts per verdict other than ok.
     pub by_verdict: IndexMap<String, u64>,
+}
+
+// ── Client requests (the proxy capture's client side) ───────────────────────────────────────
+
+/// A request a client sent to the proxy, what the client got, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClientRequestReport {
+    /// Its number in this report's `client_requests`, from "1", in order of its first packet.
+    pub id: String,
+    /// The client, "ip:port" as the proxy capture saw it.
+    pub client: String,
+    /// The proxy's address and port the client connected to.
+    pub proxy: String,
+    /// Position of the request on its client connection, from 1.
+    pub exchange: u64,
+    /// The proxy-capture frame of the request's first packet (in `file` when the side has several
+    /// files), and its time (RFC 3339 UTC, the proxy capture's clock).
+    pub frame: u64,
+    pub time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The request line's method and target (cut to 256 bytes).
+    pub method: Option<String>,
+    pub target: Option<String>,
+    /// Bytes of the request (head and body) the client sent, and whether all of it went out.
+    pub request_bytes: u64,
+    pub request_complete: bool,
+    /// The final status the client got; null: no status line (the proxy closed or reset the
+    /// connection, or the capture ended first).
+    pub status: Option<u16>,
+    /// The proxy-capture frame of the response's first packet.
+    pub response_frame: Option<u64>,
+    /// From the request's first packet to the response's first packet, in milliseconds.
+    pub response_ms: Option<f64>,
+    /// Bytes of the response the proxy sent, and whether all of it went out.
+    pub response_bytes: u64,
+    pub response_complete: bool,
+    /// The first FIN or RST on the client connection after the request: "proxy-fin",
+    /// "proxy-rst", "client-fin" or "client-rst"; null when none was seen. With no (complete)
+    /// answer, it says how the client was left.
+    pub closed_by: Option<String>,
+    /// From the request's first packet to that FIN or RST, in milliseconds.
+    pub closed_ms: Option<f64>,
+    /// A request id (X-Request-ID, X-Correlation-ID, Request-Id) in the client's request or in
+    /// the proxy's response.
+    pub request_id: Option<String>,
+    /// Who gave the client its answer: "backend" (the last attempt got a complete response),
+    /// "proxy" (after its attempts failed, or — with no attempt — without any backend traffic:
+    /// the captures were read to the end and hold none), or "not-found" (no attempt found, and
+    /// the request had to be decided before the end of the captures).
+    pub answered_by: String,
+    /// What tied the request to its attempts: "request-id", "client-address" (method, target and
+    /// the X-Forwarded-For address), "target" (method, target and time) or "time" (a connection
+    /// that carried no request, opened while the request waited); null without attempts.
+    pub matched_by: Option<String>,
+    /// Other client requests that fitted its first attempt as well (the same request from the
+    /// same address at the same moment); the nearest in time was taken.
+    pub alternatives: u64,
+    /// The proxy's attempts at the backend for it, in time order (several: it retried or failed
+    /// over); empty when it sent nothing to a backend for it.
+    pub attempts: Vec<BackendAttemptReport>,
+    /// What the client got and why, in one or two sentences.
+    pub explanation: String,
+}
+
+/// One attempt of the proxy at the backend for a client request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BackendAttemptReport {
+    /// The backend connection: its `id` in `connections`.
+    pub connection: String,
+    /// Position of the exchange on that connection, from 1; null: the connection carried no
+    /// request (a refused or timed-out connect, TLS).
+    pub exchange: Option<u64>,
+    /// The proxy-capture frame of the backend request's first packet (of the connection's first
+    /// packet when it carried no request), and its time.
+    pub frame: u64,
+    pub time: String,
+    pub method: Option<String>,
+    pub target: Option<String>,
+    /// The status the backend answered; null: none.
+    pub status: Option<u16>,
+    pub response_complete: bool,
+    /// The client address the proxy forwarded (X-Forwarded-For's last, X-Real-IP, Forwarded).
+    pub forwarded_for: Option<String>,
+    /// The request id the proxy sent to the backend.
+    pub request_id: Option<String>,
+    /// The connection's verdict and blame.
+    pub verdict: String,
+    pub blame: String,
+    /// The connection failed at this attempt (no request, or the request or response incomplete).
+    pub failed: bool,
+}
+
+/// Counts over every client request of the proxy capture's client side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClientSummaryReport {
+    /// Client-side connections that carried HTTP, and that carried TLS (their requests cannot be
+    /// read).
+    pub http_connections: u64,
+    pub tls_connections: u64,
+    /// Requests seen, and how many `client_requests` lists.
+    pub requests: u64,
+    pub listed: u64,
+    /// Requests per final status the client got ("none": no status line).
+    pub by_status: IndexMap<String, u64>,
+    /// Requests answered by the backend, by the proxy (of those, without any backend traffic),
+    /// and whose attempts were not found.
+    pub answered_by_backend: u64,
+    pub answered_by_proxy: u64,
+    pub proxy_without_backend: u64,
+    pub not_found: u64,
+    /// Requests that got a complete answer below 400 after the report had listed 1,000 such:
+    /// counted by status, not matched to attempts (matching them would keep each until the
+    /// pooled backend connection that carried it closes).
+    #[serde(default)]
+    pub plain_not_matched: u64,
+    /// Requests with at least one failed attempt.
+    pub with_failed_attempt: u64,
+    /// Requests decided before the end of the captures (their wait passed the horizon, or the
+    /// table of waiting requests was full).
+    pub decided_early: u64,
+    /// Backend exchanges (and failed backend connections) matched to no client request.
+    pub attempts_without_request: u64,
+    /// The answer in one sentence, e.g. "14 client requests: 9 answered by the backend, 3 by the
+    /// proxy after a backend failure, 2 by the proxy without backend traffic".
+    pub answer: String,
 }
 
 /// The JSON Schema of the report (`--format json`), as committed in `schema/report.schema.json`.

@@ -17,9 +17,10 @@ use std::path::PathBuf;
 
 use super::text::{FlowsTable, Style};
 use super::{ConnectionReport, MAX_LADDERS, ReportOptions, RowInput, RowMaker, SideInfo, Tally, is_notable};
+use crate::incident::clients::{ClientLimits, ClientMatcher};
 use crate::incident::logs::{CaptureSpan, ConnFacts, Matcher};
 use crate::incident::window::Window;
-use crate::pipeline::{Finding, RunEnd, Side, Sink};
+use crate::pipeline::{Conn, Finding, RunEnd, Side, Sink};
 
 /// Failed connections a text, Markdown or HTML report keeps in full.
 pub const MAX_FAILED_KEPT: usize = 10_000;
@@ -59,6 +60,8 @@ pub struct Writer<'w> {
     error: Option<io::Error>,
     /// The incident views (`--proxy-log`, `--since`/`--until`), when asked for.
     incident: Incident,
+    /// The client requests of the proxy capture's client side (not for `flows` or NDJSON).
+    clients: Option<ClientMatcher>,
 }
 
 /// What the writer adds for an incident: log lines matched as connections come, and the window
@@ -110,6 +113,9 @@ impl<'w> Writer<'w> {
             single,
             error,
             incident: Incident::default(),
+            // `analyze` only (`flows` reads one capture as a single side).
+            clients: (!single && !matches!(format, Format::Flows | Format::Ndjson))
+                .then(|| ClientMatcher::new(ClientLimits::default())),
         }
     }
 
@@ -156,6 +162,14 @@ impl<'w> Writer<'w> {
         };
         report.summary = self.tally.summary(self.single);
         report.incident = self.pattern.take().map(super::incident::IncidentBuilder::finish);
+        if let Some(m) = self.clients.take() {
+            (report.client_requests, report.client_summary) = super::clients::client_section(
+                &m.finish(),
+                &|id: &str| id.to_string(),
+                self.maker.proxy_side(),
+                &self.opts.redacted(),
+            );
+        }
         let failed = report.summary.failed;
         match self.format {
             Format::Ndjson => {}
@@ -234,6 +248,9 @@ impl Sink for Writer<'_> {
             let (p, bk) = (f.proxy.as_ref(), f.backend.as_ref());
             b.add(p, bk, Some(&f.diagnosis), f.clock, self.tally.connections);
         }
+        if let Some(m) = &mut self.clients {
+            m.backend_connection(&row.id, f.proxy.as_ref(), &f.diagnosis);
+        }
         if self.error.is_some() {
             return;
         }
@@ -278,6 +295,19 @@ impl Sink for Writer<'_> {
         };
         if let Err(e) = result {
             self.fail(e);
+        }
+    }
+
+    fn proxy_connections(&mut self, conns: &[Conn], pos: i64) {
+        self.client_side(conns, pos);
+    }
+}
+
+impl Writer<'_> {
+    /// For [`Sink::proxy_connections`].
+    fn client_side(&mut self, conns: &[Conn], pos: i64) {
+        if let Some(m) = &mut self.clients {
+            m.proxy_connections(conns, pos);
         }
     }
 }

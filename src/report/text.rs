@@ -401,6 +401,14 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
         {
             let _ = writeln!(s, "   {}", exchange_line(x));
         }
+        for r in super::clients::requests_of_connection(report, c) {
+            for (i, line) in wrap(&super::clients::ref_line(r), WIDTH - 5)
+                .into_iter()
+                .enumerate()
+            {
+                let _ = writeln!(s, "{}{line}", if i == 0 { "   " } else { "     " });
+            }
+        }
         if let Some(e) = &c.explanation {
             for line in wrap(e, WIDTH - 3) {
                 let _ = writeln!(s, "   {line}");
@@ -445,6 +453,8 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
             let _ = writeln!(s, "   wireshark ({side}): {f}");
         }
     }
+
+    super::clients::write_text(report, style, &mut s, WIDTH);
 
     let unlisted = super::notable_count(&report.summary).saturating_sub(notable.len() as u64);
     if unlisted > 0 {
