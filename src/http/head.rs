@@ -341,43 +341,96 @@ pub(super) fn partial_message(
     Some(msg)
 }
 
+/// Header slots tried first, on the stack; a head with more header lines is parsed again with
+/// one slot per line.
+const STACK_SLOTS: usize = 64;
+
+/// A head as httparse read it, borrowing the bytes.
+struct Raw<'b, 'h> {
+    method: Option<&'b str>,
+    path: Option<&'b str>,
+    code: Option<u16>,
+    reason: Option<&'b str>,
+    version: Option<u8>,
+    headers: &'h [httparse::Header<'b>],
+}
+
+fn parse_raw<'b, 'h>(
+    dir: Dir,
+    bytes: &'b [u8],
+    slots: &'h mut [std::mem::MaybeUninit<httparse::Header<'b>>],
+) -> Result<Raw<'b, 'h>, httparse::Error> {
+    match dir {
+        Dir::ClientToServer => {
+            let mut req = httparse::Request::new(&mut []);
+            match req.parse_with_uninit_headers(bytes, slots)? {
+                Status::Complete(_) => {}
+                Status::Partial => return Err(httparse::Error::NewLine),
+            }
+            Ok(Raw {
+                method: req.method,
+                path: req.path,
+                code: None,
+                reason: None,
+                version: req.version,
+                headers: req.headers,
+            })
+        }
+        Dir::ServerToClient => {
+            let mut res = httparse::Response::new(&mut []);
+            match lenient_responses().parse_response_with_uninit_headers(&mut res, bytes, slots)? {
+                Status::Complete(_) => {}
+                Status::Partial => return Err(httparse::Error::NewLine),
+            }
+            Ok(Raw {
+                method: None,
+                path: None,
+                code: res.code,
+                reason: res.reason,
+                version: res.version,
+                headers: res.headers,
+            })
+        }
+    }
+}
+
 /// Parses a complete head (`bytes` ends with its blank line). `msg` carries the position.
 pub(super) fn parse(
     dir: Dir,
     bytes: &[u8],
-    mut msg: Message,
+    msg: Message,
     limits: &HttpLimits,
 ) -> Result<Parsed, httparse::Error> {
-    // Every header field takes a line: as many slots as lines means httparse never runs out.
-    let lines = bytes.iter().filter(|&&b| b == b'\n').count();
-    let mut slots = vec![httparse::EMPTY_HEADER; lines];
+    let mut stack = [const { std::mem::MaybeUninit::uninit() }; STACK_SLOTS];
+    match parse_raw(dir, bytes, &mut stack) {
+        Err(httparse::Error::TooManyHeaders) => {
+            // Every header field takes a line: as many slots as lines means httparse never
+            // runs out.
+            let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+            let mut slots: Vec<_> = (0..lines).map(|_| std::mem::MaybeUninit::uninit()).collect();
+            let raw = parse_raw(dir, bytes, &mut slots)?;
+            Ok(from_raw(dir, bytes, &raw, msg, limits))
+        }
+        Err(e) => Err(e),
+        Ok(raw) => Ok(from_raw(dir, bytes, &raw, msg, limits)),
+    }
+}
+
+fn from_raw(dir: Dir, bytes: &[u8], raw: &Raw<'_, '_>, mut msg: Message, limits: &HttpLimits) -> Parsed {
     let cap = limits.max_value_bytes;
-    let headers: &[httparse::Header<'_>] = match dir {
+    match dir {
         Dir::ClientToServer => {
-            let mut req = httparse::Request::new(&mut slots);
-            match req.parse(bytes)? {
-                Status::Complete(_) => {}
-                Status::Partial => return Err(httparse::Error::NewLine),
-            }
-            msg.method = req.method.map(str::to_string);
-            msg.target = req.path.map(|p| truncate(p.as_bytes(), cap));
-            msg.target_cut = req.path.is_some_and(|p| p.len() > cap);
-            msg.version = version_name(req.version);
-            req.headers
+            msg.method = raw.method.map(str::to_string);
+            msg.target = raw.path.map(|p| truncate(p.as_bytes(), cap));
+            msg.target_cut = raw.path.is_some_and(|p| p.len() > cap);
         }
         Dir::ServerToClient => {
-            let mut res = httparse::Response::new(&mut slots);
-            let config = lenient_responses();
-            match config.parse_response(&mut res, bytes)? {
-                Status::Complete(_) => {}
-                Status::Partial => return Err(httparse::Error::NewLine),
-            }
-            msg.status = res.code;
-            msg.reason = res.reason.map(|r| truncate(r.as_bytes(), cap));
-            msg.version = version_name(res.version);
-            res.headers
+            msg.status = raw.code;
+            msg.reason = raw.reason.map(|r| truncate(r.as_bytes(), cap));
         }
-    };
+    }
+    msg.version = version_name(raw.version);
+    let headers = raw.headers;
     msg.header_bytes = bytes.len() as u64;
     msg.bytes = msg.header_bytes;
 
@@ -415,7 +468,7 @@ pub(super) fn parse(
         content_length: content_length(&cl_values),
         transfer_encoding: transfer_encoding(&te_values),
     };
-    Ok(Parsed { msg, lengths, facts })
+    Parsed { msg, lengths, facts }
 }
 
 /// Servers behind proxies are not always strict; count their bytes rather than refuse them.
@@ -580,6 +633,10 @@ pub(super) fn response_framing(
 /// Lossy UTF-8 of at most `max` bytes, cut on a char boundary.
 pub(super) fn truncate(bytes: &[u8], max: usize) -> String {
     let cut = bytes.get(..max).unwrap_or(bytes);
+    // Almost always: valid UTF-8 (ASCII), and no longer than `max` once cut.
+    if let Ok(s) = std::str::from_utf8(cut) {
+        return s.to_owned();
+    }
     let mut s = String::from_utf8_lossy(cut).into_owned();
     if s.len() > max {
         // A replacement character (3 bytes) may have grown it.

@@ -236,6 +236,10 @@ impl StreamHandler for HttpHandler {
         self.parser().event(dir, event);
     }
 
+    fn heap_bytes(&self) -> usize {
+        self.parser.as_ref().map_or(0, |p| p.heap_bytes())
+    }
+
     fn finish(self, ends: [End; 2]) -> HttpSummary {
         let (limits, from_start) = (self.limits, self.from_start);
         let parser = self

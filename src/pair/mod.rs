@@ -193,6 +193,9 @@ pub struct Pairer {
     server_ips: BTreeSet<IpAddr>,
     /// Seen at one end only, and nothing learned yet to tell whether it is backend traffic.
     deferred: [Vec<Conn>; 2],
+    /// One capture: the connections waiting for the ones after them, in arrival order (no
+    /// counterpart to look up, so no index: a connection goes once `SINGLE_WINDOW` came after it).
+    window: VecDeque<Conn>,
     out: Vec<Matched>,
 }
 
@@ -219,6 +222,7 @@ impl Pairer {
             client_ips: BTreeSet::new(),
             server_ips: BTreeSet::new(),
             deferred: Default::default(),
+            window: VecDeque::new(),
             out: Vec::new(),
         }
     }
@@ -244,6 +248,12 @@ impl Pairer {
         std::mem::take(&mut self.out)
     }
 
+    /// The connections ready to report, drained in place (the buffer keeps its capacity: a
+    /// `Matched` is over 2 KB, and regrowing the buffer for every batch copied them again).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Matched> {
+        self.out.drain(..)
+    }
+
     /// A connection of `side` (0 proxy, 1 backend) finished.
     pub fn push(&mut self, side: usize, conn: Conn) {
         if !self.two {
@@ -253,12 +263,12 @@ impl Pairer {
             if self.server_ips.len() < MAX_ADDRESSES {
                 self.server_ips.insert(conn.server.ip);
             }
-            self.wait(P, conn);
-            while self.waiting[P].len() > SINGLE_WINDOW {
-                let Some((_, id)) = self.queue[P].pop_front() else {
+            self.window.push_back(conn);
+            while self.window.len() > SINGLE_WINDOW {
+                let Some(c) = self.window.pop_front() else {
                     break;
                 };
-                self.expire(P, id);
+                self.single(c);
             }
             return;
         }
@@ -314,6 +324,9 @@ impl Pairer {
 
     /// Both sides are done: everything left is decided.
     pub fn finish(mut self) -> (Vec<Matched>, Option<ClockOffset>, Backends) {
+        while let Some(c) = self.window.pop_front() {
+            self.single(c);
+        }
         for side in [P, B] {
             while let Some((_, id)) = self.queue[side].pop_front() {
                 self.expire(side, id);
@@ -404,19 +417,24 @@ impl Pairer {
         self.estimate.map_or(backend_t, |c| c.to_proxy(backend_t))
     }
 
+    /// One capture: is the connection proxy→backend? (Reported if so.)
+    fn single(&mut self, conn: Conn) {
+        let keep = if !self.given.is_empty() {
+            self.given.contains(&conn.server)
+        } else {
+            single_capture_keeps(&conn, &self.client_ips, &self.server_ips)
+        };
+        if keep {
+            self.learned[P].insert(conn.server);
+            self.one_side(Some(conn), None);
+        }
+    }
+
     /// A connection stops waiting: a loose match with the other side, or seen at one end only.
     fn expire(&mut self, side: usize, id: u64) {
         let Some(conn) = self.unwait(side, id) else { return };
         if !self.two {
-            let keep = if !self.given.is_empty() {
-                self.given.contains(&conn.server)
-            } else {
-                single_capture_keeps(&conn, &self.client_ips, &self.server_ips)
-            };
-            if keep {
-                self.learned[P].insert(conn.server);
-                self.one_side(Some(conn), None);
-            }
+            self.single(conn);
             return;
         }
         let other = 1 - side;

@@ -75,8 +75,11 @@ pub fn open_side(inputs: &[Input]) -> Result<CaptureSet, CaptureError> {
     CaptureSet::open(inputs)
 }
 
-/// Connections are handed out in batches of those that finished within this many packets.
+/// Connections are handed out in batches of those that finished within this many packets, or
+/// as soon as this many finished (a flood of connections finishing at once would otherwise put
+/// thousands of them, over 1 KB each, in every batch in flight between the threads).
 const BATCH_PACKETS: u32 = 4096;
+const BATCH_CONNECTIONS: usize = 512;
 
 /// Connections still open at the end of the capture are handed out this many at a time.
 const FINAL_BATCH: usize = 4096;
@@ -104,7 +107,7 @@ pub fn read_side_into(
     while let Some(packet) = set.next() {
         position = position.max(packet.ts_ns);
         since_batch += 1;
-        if since_batch == BATCH_PACKETS {
+        if since_batch == BATCH_PACKETS || table.finished_len() >= BATCH_CONNECTIONS {
             since_batch = 0;
             let batch = table.take_finished();
             finished += batch.len() as u64;
@@ -158,6 +161,14 @@ pub fn read_side_into(
             "{names}: more than {} connections were open at once (a SYN flood?): {full} were judged \
              before their end to make room",
             opts.tcp.max_open
+        ));
+    }
+    let heavy = anomalies.count("connection_table_memory");
+    if heavy > 0 {
+        warnings.push(format!(
+            "{names}: the connections open at once took more than {} MiB (a flood of connections?): \
+             {heavy} were judged before their end to make room",
+            opts.tcp.max_open_bytes >> 20
         ));
     }
     let over = anomalies.count("connection_limit");

@@ -76,6 +76,9 @@ enum Msg {
 /// bounded channel instead of piling connections up.
 pub fn run(sides: Vec<(Side, CaptureSet)>, opts: SideOptions, mode: Mode, sink: &mut dyn Sink) -> RunEnd {
     let two = sides.len() > 1;
+    // The memory cap of open connections is for the run: each side's table gets its share.
+    let mut opts = opts;
+    opts.tcp.max_open_bytes /= sides.len().max(1);
     let first_side = sides.first().map_or(Side::Single, |s| s.0);
     std::thread::scope(|scope| {
         let mut receivers = Vec::new();
@@ -171,7 +174,7 @@ impl Engine {
                 }
                 p.advance(side, pos);
                 let clock = p.clock();
-                for m in p.take() {
+                for m in p.drain() {
                     self.judge.judge(m, clock, sink);
                 }
             }
@@ -194,7 +197,7 @@ impl Engine {
         if let Some(p) = &mut self.pairer {
             p.side_done(side);
             let clock = p.clock();
-            for m in p.take() {
+            for m in p.drain() {
                 self.judge.judge(m, clock, sink);
             }
         }

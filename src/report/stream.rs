@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use super::text::{FlowsTable, Style};
 use super::{ConnectionReport, MAX_LADDERS, ReportOptions, RowInput, RowMaker, SideInfo, Tally, is_notable};
+use crate::diagnose::Outcome;
 use crate::pipeline::{Finding, RunEnd, Side, Sink};
 
 /// Failed connections a text, Markdown or HTML report keeps in full.
@@ -168,13 +169,30 @@ impl Sink for Writer<'_> {
             method: f.method,
             diagnosis: Some(&f.diagnosis),
         };
+        let notable = f.diagnosis.verdict.outcome() != Outcome::Ok;
+        // Text, Markdown and HTML list only some rows: the others are counted, not made.
+        let listed = match self.format {
+            Format::Json | Format::Ndjson | Format::Flows => true,
+            Format::Text | Format::Markdown => notable && self.kept_failed < MAX_FAILED_KEPT,
+            Format::Html => {
+                if notable {
+                    self.kept_failed < MAX_FAILED_KEPT
+                } else {
+                    self.kept.len() < MAX_ROWS_KEPT
+                }
+            }
+        };
+        if !listed {
+            self.tally.count(&self.maker.counted(&input));
+            return;
+        }
         let (_, mut row) = self.maker.row(&input, f.clock);
         self.tally.add(&row);
         row.id = self.tally.connections.to_string();
         if self.error.is_some() {
             return;
         }
-        let notable = is_notable(&row);
+        debug_assert_eq!(notable, is_notable(&row));
         let result = match self.format {
             Format::Ndjson => serde_json::to_writer(&mut *self.out, &row)
                 .map_err(io::Error::from)

@@ -116,6 +116,10 @@ pub enum End {
 pub trait StreamHandler {
     type Output;
     fn on_stream(&mut self, dir: Dir, event: StreamEvent<'_>);
+    /// Heap bytes the handler holds now (an estimate, for the table's memory cap).
+    fn heap_bytes(&self) -> usize {
+        0
+    }
     /// No more events; `ends` per direction (index by `Dir::idx`).
     fn finish(self, ends: [End; 2]) -> Self::Output;
 }
@@ -428,6 +432,8 @@ struct Live<H> {
     zero_open: [bool; 2],
     /// Spans whose acknowledgement is not yet known start here.
     span_ack_cursor: [usize; 2],
+    /// Its memory as last estimated ([`Live::weight`]), counted in the table's total.
+    weight: usize,
 }
 
 const HISTORY_LETTERS: [char; 11] = ['S', 'H', 'A', 'D', 'F', 'R', 'T', 'G', 'W', 'I', '^'];
@@ -435,8 +441,12 @@ const HISTORY_LETTERS: [char; 11] = ['S', 'H', 'A', 'D', 'F', 'R', 'T', 'G', 'W'
 /// Limits that keep the table's memory bounded.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Open connections at once; beyond, the least recently active one is closed early.
+    /// Open connections at once; beyond, the least recently started one is judged early.
     pub max_open: usize,
+    /// Memory the open connections may take together (estimated: their structures, packet logs,
+    /// spans, reassembly buffers, HTTP state and the exchanges kept); beyond, the least recently
+    /// started ones are judged early.
+    pub max_open_bytes: usize,
     /// Connections of a capture in all, for callers that keep every connection; beyond, the
     /// packets of new connections are counted (`connection_limit`), not analysed.
     pub max_connections: usize,
@@ -457,9 +467,13 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            // About 2.5 KB each while open: a SYN flood keeps 200,000 open, about 590 MB
-            // resident for a million SYNs (README, Limits). Proxies rarely hold 10,000 at once.
+            // Proxies rarely hold 10,000 at once; `max_open_bytes` is usually reached first.
             max_open: 200_000,
+            // What a capture's open connections may take together (a pair of captures: half
+            // each): about 30,000 that never carried a byte (a SYN flood, about 2.1 KB each), or
+            // 10,000 to 20,000 carrying HTTP. With what the reports keep and the allocator's own
+            // overhead, a run stays under 256 MB whatever the input (README, Limits).
+            max_open_bytes: 64 * 1024 * 1024,
             // The command streams its reports: no cap. Callers that keep every connection
             // (`pipeline::Analysis::run`) may set one.
             max_connections: usize::MAX,
@@ -530,6 +544,8 @@ pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
     compact: Option<fn(&mut Connection<H::Output>)>,
     /// Closed connections lingering for stragglers.
     lingering: usize,
+    /// The estimated memory of the live connections (the sum of their `weight`).
+    open_bytes: usize,
 }
 
 impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
@@ -550,6 +566,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             evicted: 0,
             compact: None,
             lingering: 0,
+            open_bytes: 0,
         }
     }
 
@@ -562,6 +579,11 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     /// Connections being reassembled (not counting closed ones lingering for stragglers).
     pub fn open_connections(&self) -> usize {
         self.open.values().filter(|s| matches!(s, Slot::Live(_))).count()
+    }
+
+    /// How many finished connections wait to be taken.
+    pub fn finished_len(&self) -> usize {
+        self.finished.len()
     }
 
     /// Connections finished so far (take them to keep memory flat).
@@ -615,9 +637,11 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             // The common case, in one lookup: a packet of a connection being reassembled.
             Some(Slot::Live(live)) if !(syn && starts_new_connection(&live.conn, seg)) => {
                 live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
+                self.open_bytes = self.open_bytes - live.weight + live.reweigh();
                 if live.closed_by_fins() {
                     self.linger(key, seg.ts_ns);
                 }
+                self.keep_to_budget();
                 return;
             }
             // A SYN on a known 4-tuple with a new ISN starts a new connection (port reuse).
@@ -637,16 +661,39 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             return;
         }
         if self.open.len() >= self.limits.max_open {
-            self.evict_one();
+            self.evict_one("connection_table_full");
         }
         let mut live = Box::new(self.new_live(seg, at));
         live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
+        self.open_bytes += live.reweigh();
         let closed = live.closed_by_fins();
         let deadline = seg.ts_ns.saturating_add(self.limits.idle_ns);
         self.timers[0].push_back((deadline, key, live.conn.index));
         self.open.insert(key, Slot::Live(live));
         if closed {
             self.linger(key, seg.ts_ns);
+        }
+        self.keep_to_budget();
+        self.compact_timers();
+    }
+
+    /// The open connections take more memory than `max_open_bytes`: the least recently started
+    /// ones are judged now, each with a `connection_table_memory` anomaly.
+    fn keep_to_budget(&mut self) {
+        while self.open_bytes > self.limits.max_open_bytes {
+            if !self.evict_one("connection_table_memory") {
+                break;
+            }
+        }
+    }
+
+    /// Drops the idle timers of connections that finished (each connection leaves one behind):
+    /// without this the queue grew with every connection of the capture, not with the open ones.
+    fn compact_timers(&mut self) {
+        let q = &mut self.timers[0];
+        if q.len() > 2 * self.open.len() + 4096 {
+            let open = &self.open;
+            q.retain(|(_, key, index)| open.get(key).is_some_and(|s| s.index() == *index));
         }
     }
 
@@ -668,6 +715,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         let Some(Slot::Live(live)) = self.open.remove(&key) else {
             return;
         };
+        self.open_bytes -= live.weight;
         let history_seen = live.history_seen;
         let index = live.conn.index;
         let mut conn = live.finish(&mut self.budget);
@@ -741,6 +789,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             handshake_seen,
             zero_open: [false, false],
             span_ack_cursor: [0, 0],
+            weight: 0,
         };
         if guessed {
             live.history(Dir::ClientToServer, '^');
@@ -778,7 +827,9 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         }
     }
 
-    fn evict_one(&mut self) {
+    /// Judges the least recently started connection now (`why`: the anomaly noted if it was
+    /// still open). False if there was none.
+    fn evict_one(&mut self, why: &'static str) -> bool {
         // The oldest timer entry belongs to (one of) the least recently started connections.
         for q in 0..2 {
             while let Some((_, key, index)) = self.timers[q].pop_front() {
@@ -787,18 +838,20 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
                     _ => continue,
                 };
                 if live {
-                    self.anomalies.note("connection_table_full", None);
+                    self.anomalies.note(why, None);
                 }
                 self.evicted += 1;
                 self.finish_key(key);
-                return;
+                return true;
             }
         }
+        false
     }
 
     fn finish_key(&mut self, key: FlowKey) {
         match self.open.remove(&key) {
             Some(Slot::Live(live)) => {
+                self.open_bytes -= live.weight;
                 let mut conn = live.finish(&mut self.budget);
                 if let Some(compact) = self.compact {
                     compact(&mut conn);
@@ -947,7 +1000,30 @@ fn note_history(history: &mut String, seen: &mut [u16; 2], d: Dir, letter: char)
     }
 }
 
+/// What a connection's table entry costs beside its `Live`: the hash table slot, its timers.
+const ENTRY_BYTES: usize = 128;
+
 impl<H: StreamHandler> Live<H> {
+    /// Estimates the memory the connection holds now, remembers it in `weight` and returns it.
+    /// A few loads per packet: capacities, not contents.
+    fn reweigh(&mut self) -> usize {
+        let c = &self.conn;
+        let log = (c.log.head.capacity() + c.log.tail.capacity()) * std::mem::size_of::<LoggedPacket>();
+        let spans: usize =
+            c.dirs.iter().map(|d| d.spans.capacity()).sum::<usize>() * std::mem::size_of::<Span>();
+        let w = std::mem::size_of::<Self>()
+            + ENTRY_BYTES
+            + c.history.capacity()
+            + c.anomalies.heap_bytes()
+            + log
+            + spans
+            + self.streams[0].heap_bytes()
+            + self.streams[1].heap_bytes()
+            + self.handler.heap_bytes();
+        self.weight = w;
+        w
+    }
+
     /// Closed by FINs both ways, with nothing left to reassemble: no data can follow.
     fn closed_by_fins(&self) -> bool {
         self.closed_at.is_some() && self.conn.dirs.iter().all(|d| d.fin.is_some()) && self.fully_delivered()
