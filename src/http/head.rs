@@ -8,7 +8,7 @@
 
 use httparse::Status;
 
-use super::{Framing, Header, HttpLimits, Message};
+use super::{Framing, Headers, HttpLimits, Message};
 use crate::tcp::{Dir, PacketRef};
 
 /// What a request tells the parser of the other direction: the response framing depends on the
@@ -172,7 +172,7 @@ pub(super) fn empty_message(offset: i64, first: PacketRef) -> Message {
         status: None,
         reason: None,
         version: String::new(),
-        headers: Vec::new(),
+        headers: Headers::default(),
         framing: Framing::None,
         offset,
         header_bytes: 0,
@@ -437,6 +437,10 @@ fn from_raw(dir: Dir, bytes: &[u8], raw: &Raw<'_, '_>, mut msg: Message, limits:
     let mut cl_values: Vec<&[u8]> = Vec::new();
     let mut te_values: Vec<&[u8]> = Vec::new();
     let mut upgrade = false;
+    // The kept names and values, back to back (valid UTF-8 by construction; checked once).
+    let kept = headers.len().min(limits.max_headers);
+    let mut text: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut ends: Vec<(u32, u32)> = Vec::with_capacity(kept);
     for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -448,13 +452,18 @@ fn from_raw(dir: Dir, bytes: &[u8], raw: &Raw<'_, '_>, mut msg: Message, limits:
         } else if name.eq_ignore_ascii_case("upgrade") {
             upgrade = true;
         }
-        if msg.headers.len() < limits.max_headers {
-            msg.headers.push(Header {
-                name: truncate(name.as_bytes(), cap),
-                value: truncate(h.value, cap),
-            });
+        if ends.len() < kept {
+            push_cut(&mut text, name.as_bytes(), cap);
+            let name_end = text.len() as u32;
+            push_cut(&mut text, h.value, cap);
+            ends.push((name_end, text.len() as u32));
         }
     }
+    msg.headers = match String::from_utf8(text) {
+        Ok(text) => Headers::from_parts(text, ends),
+        // Not reachable: every piece was ASCII or a lossy conversion.
+        Err(_) => Headers::default(),
+    };
     if dir == Dir::ServerToClient {
         msg.expect_continue = false;
     }
@@ -627,6 +636,17 @@ pub(super) fn response_framing(
             // 8. A response with neither: the body runs until the server closes.
             ContentLength::Absent => Ok((Framing::UntilClose, None)),
         },
+    }
+}
+
+/// Appends what [`truncate`] makes of `bytes`, without a string of its own when the bytes are
+/// ASCII (almost always).
+fn push_cut(out: &mut Vec<u8>, bytes: &[u8], max: usize) {
+    let cut = bytes.get(..max).unwrap_or(bytes);
+    if cut.is_ascii() {
+        out.extend_from_slice(cut);
+    } else {
+        out.extend_from_slice(truncate(bytes, max).as_bytes());
     }
 }
 

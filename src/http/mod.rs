@@ -66,11 +66,67 @@ pub enum Framing {
     Unknown,
 }
 
-/// A header line, as captured (value possibly cut to `MAX_HEADER_VALUE` bytes).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub name: String,
-    pub value: String,
+/// A header line, as captured (name and value possibly cut to `HttpLimits::max_value_bytes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// The header lines kept of a message, in order, their names and values back to back in one
+/// string: two allocations per message instead of two per line (a head has ten or so).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    text: String,
+    /// Per line: where its name ends and where its value ends in `text`.
+    ends: Vec<(u32, u32)>,
+}
+
+impl Headers {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<Header<'_>> {
+        let &(name_end, value_end) = self.ends.get(i)?;
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1].1,
+        };
+        Some(Header {
+            name: self.text.get(start as usize..name_end as usize)?,
+            value: self.text.get(name_end as usize..value_end as usize)?,
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Header<'_>> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * size_of::<(u32, u32)>()
+    }
+
+    /// Headers from (name, value) pairs, each already cut (for tests and tools).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Headers {
+        let mut h = Headers::default();
+        for (name, value) in pairs {
+            h.text.push_str(name);
+            let name_end = h.text.len() as u32;
+            h.text.push_str(value);
+            h.ends.push((name_end, h.text.len() as u32));
+        }
+        h
+    }
+
+    pub(crate) fn from_parts(text: String, ends: Vec<(u32, u32)>) -> Headers {
+        Headers { text, ends }
+    }
 }
 
 /// One request or response as it went over the wire in this capture.
@@ -93,7 +149,7 @@ pub struct Message {
     pub reason: Option<String>,
     /// "HTTP/1.1" or "HTTP/1.0".
     pub version: String,
-    pub headers: Vec<Header>,
+    pub headers: Headers,
     pub framing: Framing,
     /// Stream offset of the first byte of the message (start line).
     pub offset: i64,

@@ -196,12 +196,14 @@ impl Held {
     }
 }
 
-/// Heap bytes of a message beside its own size (an estimate: its strings, its header fields
-/// and their bytes, at most the head's size).
+/// Heap bytes of a message with its own size: its strings and header lines.
 fn message_heap(m: &Message) -> usize {
     size_of::<Message>()
-        + m.headers.capacity() * (size_of::<crate::http::Header>() + 32)
-        + (m.header_bytes as usize).min(64 * 1024)
+        + m.headers.heap_bytes()
+        + m.method.as_ref().map_or(0, String::capacity)
+        + m.target.as_ref().map_or(0, String::capacity)
+        + m.reason.as_ref().map_or(0, String::capacity)
+        + m.version.capacity()
 }
 
 /// Looks for the end of a head (a `\n` right after `\n` or `\n\r`) in the next bytes of one:

@@ -133,8 +133,8 @@ pub struct Pairing {
 /// A connection seen at both ends or at one, with its views.
 #[derive(Debug)]
 pub struct Matched {
-    pub proxy: Option<Conn>,
-    pub backend: Option<Conn>,
+    pub proxy: Option<Box<Conn>>,
+    pub backend: Option<Box<Conn>>,
     pub method: MatchMethod,
     /// For `SequenceShift`: backend ISN minus proxy ISN, per direction (client, server).
     pub seq_shift: [u32; 2],
@@ -168,7 +168,7 @@ pub type Backends = (Vec<Endpoint>, Vec<Endpoint>);
 pub struct Pairer {
     two: bool,
     given: Vec<Endpoint>,
-    waiting: [HashMap<u64, Conn>; 2],
+    waiting: [HashMap<u64, Box<Conn>>; 2],
     by_isn: [HashMap<u32, Vec<u64>>; 2],
     /// Waiting connections by (server, client port): a loose match needs both (through NAT the
     /// client port usually survives); keyed by the server alone, every expiry scanned every
@@ -192,10 +192,14 @@ pub struct Pairer {
     client_ips: BTreeSet<IpAddr>,
     server_ips: BTreeSet<IpAddr>,
     /// Seen at one end only, and nothing learned yet to tell whether it is backend traffic.
-    deferred: [Vec<Conn>; 2],
+    #[allow(
+        clippy::vec_box,
+        reason = "a connection moves several times on its way to a report: boxed once, moved as a pointer"
+    )]
+    deferred: [Vec<Box<Conn>>; 2],
     /// One capture: the connections waiting for the ones after them, in arrival order (no
     /// counterpart to look up, so no index: a connection goes once `SINGLE_WINDOW` came after it).
-    window: VecDeque<Conn>,
+    window: VecDeque<Box<Conn>>,
     out: Vec<Matched>,
 }
 
@@ -255,7 +259,7 @@ impl Pairer {
     }
 
     /// A connection of `side` (0 proxy, 1 backend) finished.
-    pub fn push(&mut self, side: usize, conn: Conn) {
+    pub fn push(&mut self, side: usize, conn: Box<Conn>) {
         if !self.two {
             if self.client_ips.len() < MAX_ADDRESSES {
                 self.client_ips.insert(conn.client.ip);
@@ -355,7 +359,7 @@ impl Pairer {
         (std::mem::take(&mut self.out), self.estimate, backends)
     }
 
-    fn wait(&mut self, side: usize, conn: Conn) {
+    fn wait(&mut self, side: usize, conn: Box<Conn>) {
         let id = self.next_id;
         self.next_id += 1;
         if let Some(isn) = conn.client_isn {
@@ -367,7 +371,7 @@ impl Pairer {
         self.waiting[side].insert(id, conn);
     }
 
-    fn unwait(&mut self, side: usize, id: u64) -> Option<Conn> {
+    fn unwait(&mut self, side: usize, id: u64) -> Option<Box<Conn>> {
         let conn = self.waiting[side].remove(&id)?;
         if let Some(isn) = conn.client_isn {
             remove_id(&mut self.by_isn[side], &isn, id);
@@ -394,7 +398,7 @@ impl Pairer {
             .iter()
             .copied()
             .filter(|id| {
-                let o = &self.waiting[other][id];
+                let o: &Conn = &self.waiting[other][id];
                 match (c.server_isn, o.server_isn) {
                     (Some(a), Some(b)) => a == b,
                     _ => true,
@@ -402,7 +406,7 @@ impl Pairer {
             })
             // Prefer the same 4-tuple, then a known server ISN, then the nearest in time.
             .min_by_key(|id| {
-                let o = &self.waiting[other][id];
+                let o: &Conn = &self.waiting[other][id];
                 let (p, b) = if side == P { (c, o) } else { (o, c) };
                 let (bt, pt) = (self.on_proxy_clock(b.first.ts_ns), p.first.ts_ns);
                 (
@@ -418,7 +422,7 @@ impl Pairer {
     }
 
     /// One capture: is the connection proxy→backend? (Reported if so.)
-    fn single(&mut self, conn: Conn) {
+    fn single(&mut self, conn: Box<Conn>) {
         let keep = if !self.given.is_empty() {
             self.given.contains(&conn.server)
         } else {
@@ -472,7 +476,7 @@ impl Pairer {
             .take(MAX_LOOSE_CANDIDATES)
             .copied()
             .filter_map(|id| {
-                let o = &self.waiting[other][&id];
+                let o: &Conn = &self.waiting[other][&id];
                 let (p, b) = if side == P { (c, o) } else { (o, c) };
                 // Through NAT the client address changes; its port often does not.
                 let same_client = if direct {
@@ -486,7 +490,7 @@ impl Pairer {
                 loose_match(p, b).map(|(m, s)| (id, m, s))
             })
             .min_by_key(|&(id, _, _)| {
-                let o = &self.waiting[other][&id];
+                let o: &Conn = &self.waiting[other][&id];
                 let (p, b) = if side == P { (c, o) } else { (o, c) };
                 (self.on_proxy_clock(b.first.ts_ns) - p.first.ts_ns).unsigned_abs()
             })
@@ -511,7 +515,7 @@ impl Pairer {
         Some(self.proxy_ips[side].contains(&c.client.ip))
     }
 
-    fn paired(&mut self, p: Conn, b: Conn, method: MatchMethod, seq_shift: [u32; 2]) {
+    fn paired(&mut self, p: Box<Conn>, b: Box<Conn>, method: MatchMethod, seq_shift: [u32; 2]) {
         if !(self.given.is_empty() || self.given.contains(&p.server) || self.given.contains(&b.server)) {
             return;
         }
@@ -533,7 +537,7 @@ impl Pairer {
         });
     }
 
-    fn one_side(&mut self, proxy: Option<Conn>, backend: Option<Conn>) {
+    fn one_side(&mut self, proxy: Option<Box<Conn>>, backend: Option<Box<Conn>>) {
         self.out.push(Matched {
             proxy,
             backend,
@@ -653,7 +657,7 @@ fn raw_overlap(a: (u32, u32), b: (u32, u32)) -> bool {
 /// The servers the capturing host connected to: from Linux cooked direction flags when present,
 /// else every server except the ones whose IP is also a client's (a proxy host seen from both
 /// sides has its listening sockets among the servers and its own address among the clients).
-fn servers_connected_to(conns: &[Conn], given: &[Endpoint]) -> BTreeSet<Endpoint> {
+fn servers_connected_to(conns: &[Box<Conn>], given: &[Endpoint]) -> BTreeSet<Endpoint> {
     if !given.is_empty() {
         return given.iter().copied().collect();
     }

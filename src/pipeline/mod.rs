@@ -86,12 +86,13 @@ const FINAL_BATCH: usize = 4096;
 
 /// Reads one side to the end, handing out finished connections in batches, each with the capture
 /// time read so far (`emit(connections, position)`); returns everything else the side yielded
-/// (its `connections` empty).
+/// (its `connections` empty). Connections are boxed: each is over 1 KB and moves several times
+/// on its way to a report.
 pub fn read_side_into(
     side: Side,
     mut set: CaptureSet,
     opts: SideOptions,
-    emit: &mut dyn FnMut(Vec<Conn>, i64),
+    emit: &mut dyn FnMut(Vec<Box<Conn>>, i64),
 ) -> SideResult {
     let http = opts.http;
     let mut table = ConnectionTable::new(opts.tcp, move |from_start| HttpHandler::new(http, from_start));
@@ -193,7 +194,9 @@ pub fn read_side_into(
 /// Reads one side to the end, keeping every connection (in order of their first packet).
 pub fn read_side(side: Side, set: CaptureSet, opts: SideOptions) -> SideResult {
     let mut all = Vec::new();
-    let mut r = read_side_into(side, set, opts, &mut |batch, _| all.extend(batch));
+    let mut r = read_side_into(side, set, opts, &mut |batch, _| {
+        all.extend(batch.into_iter().map(|c| *c))
+    });
     all.sort_by_key(|c| c.index);
     r.connections = all;
     r
@@ -209,7 +212,7 @@ fn compact(c: &mut Conn) {
         c.log = crate::tcp::PacketLog::default();
         for e in &mut c.app.exchanges {
             for m in [e.request.as_mut(), e.response.as_mut()].into_iter().flatten() {
-                m.headers = Vec::new();
+                m.headers = crate::http::Headers::default();
             }
         }
     }

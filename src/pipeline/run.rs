@@ -12,8 +12,8 @@ use crate::pair::{self, Alignment, Backends, ClockOffset, MatchMethod, Matched, 
 /// were matched, their alignment, and the diagnosis.
 #[derive(Debug)]
 pub struct Finding {
-    pub proxy: Option<Conn>,
-    pub backend: Option<Conn>,
+    pub proxy: Option<Box<Conn>>,
+    pub backend: Option<Box<Conn>>,
     pub method: MatchMethod,
     pub seq_shift: [u32; 2],
     pub alignment: Option<Alignment>,
@@ -65,8 +65,12 @@ pub struct RunEnd {
     pub backends: Backends,
 }
 
+#[allow(
+    clippy::vec_box,
+    reason = "a connection moves several times on its way to a report: boxed once, moved as a pointer"
+)]
 enum Msg {
-    Batch(Vec<Conn>, i64),
+    Batch(Vec<Box<Conn>>, i64),
     End(Box<SideResult>),
 }
 
@@ -165,7 +169,11 @@ impl Engine {
         })
     }
 
-    fn batch(&mut self, side: usize, conns: Vec<Conn>, pos: i64, sink: &mut dyn Sink) {
+    #[allow(
+        clippy::vec_box,
+        reason = "a connection moves several times on its way to a report: boxed once, moved as a pointer"
+    )]
+    fn batch(&mut self, side: usize, conns: Vec<Box<Conn>>, pos: i64, sink: &mut dyn Sink) {
         self.pos[side] = self.pos[side].max(pos);
         match &mut self.pairer {
             Some(p) => {
@@ -259,13 +267,13 @@ impl Judge {
     }
 
     fn diagnose(&self, m: &Matched, clock: Option<ClockOffset>) -> (Option<Alignment>, Diagnosis) {
-        let alignment = match (&m.proxy, &m.backend) {
+        let alignment = match (m.proxy.as_deref(), m.backend.as_deref()) {
             (Some(p), Some(b)) => Some(pair::align(p, b, clock.as_ref(), self.ends[1], self.ends[0])),
             _ => None,
         };
         let cx = diagnose::Context {
-            p: m.proxy.as_ref(),
-            b: m.backend.as_ref(),
+            p: m.proxy.as_deref(),
+            b: m.backend.as_deref(),
             two_captures: self.two,
             first_side: self.first_side,
             clock: clock.as_ref(),
@@ -331,7 +339,7 @@ impl Analysis {
         self.pairing.backends_backend_view = end.backends.1;
     }
 
-    fn keep(&mut self, side: usize, c: Conn) -> usize {
+    fn keep(&mut self, side: usize, c: Box<Conn>) -> usize {
         while self.sides.len() <= side {
             self.sides.push(SideResult {
                 side: if self.sides.is_empty() {
@@ -348,7 +356,7 @@ impl Analysis {
             });
         }
         let v = &mut self.sides[side].connections;
-        v.push(c);
+        v.push(*c);
         v.len() - 1
     }
 }
@@ -387,7 +395,7 @@ pub fn analyze(sides: Vec<SideResult>, backends: &[Endpoint]) -> Analysis {
     }
     for (side, list) in conns.into_iter().enumerate() {
         for c in list {
-            pairer.push(side, c);
+            pairer.push(side, Box::new(c));
         }
     }
     pairer.side_done(0);
@@ -421,7 +429,7 @@ pub fn flows(side: SideResult) -> Analysis {
     judge.ends[0] = shell.capture.last_ts_ns.unwrap_or(i64::MIN);
     for c in conns {
         let m = Matched {
-            proxy: Some(c),
+            proxy: Some(Box::new(c)),
             backend: None,
             method: MatchMethod::OneSide,
             seq_shift: [0, 0],

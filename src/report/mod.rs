@@ -575,14 +575,14 @@ fn exchange_report(e: &Exchange, details: Option<&[String]>) -> ExchangeReport {
 }
 
 /// A header for the report: its value replaced when its name is one of `redacted`.
-fn header_field(h: &Header, redacted: &[String]) -> HeaderField {
+fn header_field(h: Header<'_>, redacted: &[String]) -> HeaderField {
     let secret = redacted.iter().any(|r| r.eq_ignore_ascii_case(h.name.trim()));
     HeaderField {
-        name: h.name.clone(),
+        name: h.name.to_string(),
         value: if secret {
             REDACTED.to_string()
         } else {
-            h.value.clone()
+            h.value.to_string()
         },
         redacted: secret,
     }

@@ -141,7 +141,7 @@ impl<'w> Writer<'w> {
                     if let Some(row) = self.kept.get_mut(i) {
                         row.ladder = super::ladder::build(
                             &end.sides,
-                            [f.proxy.as_ref(), f.backend.as_ref()],
+                            [f.proxy.as_deref(), f.backend.as_deref()],
                             end.clock,
                             f.alignment.as_ref(),
                             f.seq_shift,
@@ -164,8 +164,8 @@ impl<'w> Writer<'w> {
 impl Sink for Writer<'_> {
     fn finding(&mut self, f: Finding) {
         let input = RowInput {
-            proxy: f.proxy.as_ref(),
-            backend: f.backend.as_ref(),
+            proxy: f.proxy.as_deref(),
+            backend: f.backend.as_deref(),
             method: f.method,
             diagnosis: Some(&f.diagnosis),
         };

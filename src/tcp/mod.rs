@@ -504,7 +504,7 @@ impl FlowKey {
 /// stragglers: the last ACK, a retransmitted FIN, a RST after the FINs.
 enum Slot<H: StreamHandler> {
     Live(Box<Live<H>>),
-    Closed(Box<Closed<H::Output>>),
+    Closed(Closed<H::Output>),
 }
 
 impl<H: StreamHandler> Slot<H> {
@@ -518,7 +518,7 @@ impl<H: StreamHandler> Slot<H> {
 
 /// A finished connection lingering in the table.
 struct Closed<O> {
-    conn: Connection<O>,
+    conn: Box<Connection<O>>,
     history_seen: [u16; 2],
 }
 
@@ -533,7 +533,8 @@ pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
     timers: [VecDeque<(i64, FlowKey, u64)>; 2],
     new_handler: F,
     next_index: u64,
-    finished: Vec<Connection<H::Output>>,
+    /// Boxed: a connection is over 1 KB, and it is handed on several times before its report.
+    finished: Vec<Box<Connection<H::Output>>>,
     budget: Budget,
     limits: Limits,
     now: i64,
@@ -587,7 +588,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     }
 
     /// Connections finished so far (take them to keep memory flat).
-    pub fn take_finished(&mut self) -> Vec<Connection<H::Output>> {
+    pub fn take_finished(&mut self) -> Vec<Box<Connection<H::Output>>> {
         // The next batch is likely as large: no regrowth (connections are over 1 KB each).
         let room = self.finished.len();
         std::mem::replace(&mut self.finished, Vec::with_capacity(room))
@@ -597,7 +598,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     /// their first packet.
     pub fn finish(self) -> Vec<Connection<H::Output>> {
         let mut out = Vec::new();
-        self.finish_in_batches(usize::MAX, &mut |batch| out.extend(batch));
+        self.finish_in_batches(usize::MAX, &mut |batch| out.extend(batch.into_iter().map(|c| *c)));
         out.sort_by_key(|c| c.index);
         out
     }
@@ -605,7 +606,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     /// Finishes every open connection (end of capture), handing them out `batch` at a time in
     /// order of their first packet, after those already finished (in the order they finished): a
     /// capture that ends with 200,000 connections open never holds all of them finished at once.
-    pub fn finish_in_batches(mut self, batch: usize, emit: &mut dyn FnMut(Vec<Connection<H::Output>>)) {
+    pub fn finish_in_batches(mut self, batch: usize, emit: &mut dyn FnMut(Vec<Box<Connection<H::Output>>>)) {
         let mut keys: Vec<(u64, FlowKey)> = self.open.iter().map(|(k, s)| (s.index(), *k)).collect();
         keys.sort_unstable_by_key(|&(index, _)| index);
         // At least one batch, even empty: callers learn the end from it.
@@ -722,8 +723,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         if let Some(compact) = self.compact {
             compact(&mut conn);
         }
-        self.open
-            .insert(key, Slot::Closed(Box::new(Closed { conn, history_seen })));
+        self.open.insert(key, Slot::Closed(Closed { conn, history_seen }));
         let deadline = now.saturating_add(self.limits.closed_linger_ns);
         self.timers[1].push_back((deadline, key, index));
         self.lingering += 1;
@@ -1321,7 +1321,7 @@ impl<H: StreamHandler> Live<H> {
         }
     }
 
-    fn finish(mut self, budget: &mut Budget) -> Connection<H::Output> {
+    fn finish(mut self, budget: &mut Budget) -> Box<Connection<H::Output>> {
         // How each direction ended, judged before the final flush turns holes into gaps: a FIN
         // is a clean end only if everything before it had been delivered.
         // A RST after a clean FIN (at or past the FIN's sequence number: Linux resets a socket
@@ -1367,7 +1367,7 @@ impl<H: StreamHandler> Live<H> {
         self.conn.state = conn_state(&self.conn);
         let Live { conn, handler, .. } = self;
         let app = handler.finish(ends);
-        Connection {
+        Box::new(Connection {
             index: conn.index,
             client: conn.client,
             server: conn.server,
@@ -1391,7 +1391,7 @@ impl<H: StreamHandler> Live<H> {
             icmp: conn.icmp,
             icmp_count: conn.icmp_count,
             app,
-        }
+        })
     }
 }
 
