@@ -171,7 +171,7 @@ pub(super) fn empty_message(offset: i64, first: PacketRef) -> Message {
         target_cut: false,
         status: None,
         reason: None,
-        version: String::new(),
+        version: "",
         headers: Headers::default(),
         framing: Framing::None,
         offset,
@@ -186,12 +186,13 @@ pub(super) fn empty_message(offset: i64, first: PacketRef) -> Message {
     }
 }
 
-fn version_name(v: Option<u8>) -> String {
+fn version_name(v: Option<u8>) -> &'static str {
     match v {
-        Some(0) => "HTTP/1.0".to_string(),
-        Some(1) => "HTTP/1.1".to_string(),
-        Some(n) => format!("HTTP/1.{n}"),
-        None => String::new(),
+        Some(0) => "HTTP/1.0",
+        Some(1) => "HTTP/1.1",
+        // httparse reads no other version.
+        Some(_) => "HTTP/1",
+        None => "",
     }
 }
 
@@ -341,6 +342,10 @@ pub(super) fn partial_message(
     Some(msg)
 }
 
+/// Heads up to this long that are ASCII are kept whole for their header lines (each a range of
+/// it); longer ones keep only their lines' names and values, each cut to `max_value_bytes`.
+const HEAD_KEPT_WHOLE: usize = 2048;
+
 /// Header slots tried first, on the stack; a head with more header lines is parsed again with
 /// one slot per line.
 const STACK_SLOTS: usize = 64;
@@ -355,43 +360,65 @@ struct Raw<'b, 'h> {
     headers: &'h [httparse::Header<'b>],
 }
 
+/// A complete head at the start of `bytes`, and its length.
 fn parse_raw<'b, 'h>(
     dir: Dir,
     bytes: &'b [u8],
     slots: &'h mut [std::mem::MaybeUninit<httparse::Header<'b>>],
-) -> Result<Raw<'b, 'h>, httparse::Error> {
+) -> Result<(Raw<'b, 'h>, usize), httparse::Error> {
     match dir {
         Dir::ClientToServer => {
             let mut req = httparse::Request::new(&mut []);
-            match req.parse_with_uninit_headers(bytes, slots)? {
-                Status::Complete(_) => {}
+            let n = match req.parse_with_uninit_headers(bytes, slots)? {
+                Status::Complete(n) => n,
                 Status::Partial => return Err(httparse::Error::NewLine),
-            }
-            Ok(Raw {
+            };
+            let raw = Raw {
                 method: req.method,
                 path: req.path,
                 code: None,
                 reason: None,
                 version: req.version,
                 headers: req.headers,
-            })
+            };
+            Ok((raw, n))
         }
         Dir::ServerToClient => {
             let mut res = httparse::Response::new(&mut []);
-            match lenient_responses().parse_response_with_uninit_headers(&mut res, bytes, slots)? {
-                Status::Complete(_) => {}
+            let n = match lenient_responses().parse_response_with_uninit_headers(&mut res, bytes, slots)? {
+                Status::Complete(n) => n,
                 Status::Partial => return Err(httparse::Error::NewLine),
-            }
-            Ok(Raw {
+            };
+            let raw = Raw {
                 method: None,
                 path: None,
                 code: res.code,
                 reason: res.reason,
                 version: res.version,
                 headers: res.headers,
-            })
+            };
+            Ok((raw, n))
         }
     }
+}
+
+/// A whole head at the start of `data` (more may follow), found, checked and read by httparse in
+/// one pass: its length and the head parsed. None when httparse does not read a complete head
+/// of at most `max_len` bytes there, with at most 64 header lines; the caller then looks for the
+/// head's end and checks its start line itself.
+pub(super) fn parse_whole(
+    dir: Dir,
+    data: &[u8],
+    msg: Message,
+    limits: &HttpLimits,
+    max_len: usize,
+) -> Option<(usize, Parsed)> {
+    let mut stack = [const { std::mem::MaybeUninit::uninit() }; STACK_SLOTS];
+    let (raw, n) = parse_raw(dir, data, &mut stack).ok()?;
+    if n > max_len {
+        return None;
+    }
+    Some((n, from_raw(dir, &data[..n], &raw, msg, limits)))
 }
 
 /// Parses a complete head (`bytes` ends with its blank line). `msg` carries the position.
@@ -408,11 +435,11 @@ pub(super) fn parse(
             // runs out.
             let lines = bytes.iter().filter(|&&b| b == b'\n').count();
             let mut slots: Vec<_> = (0..lines).map(|_| std::mem::MaybeUninit::uninit()).collect();
-            let raw = parse_raw(dir, bytes, &mut slots)?;
+            let (raw, _) = parse_raw(dir, bytes, &mut slots)?;
             Ok(from_raw(dir, bytes, &raw, msg, limits))
         }
         Err(e) => Err(e),
-        Ok(raw) => Ok(from_raw(dir, bytes, &raw, msg, limits)),
+        Ok((raw, _)) => Ok(from_raw(dir, bytes, &raw, msg, limits)),
     }
 }
 
@@ -437,10 +464,28 @@ fn from_raw(dir: Dir, bytes: &[u8], raw: &Raw<'_, '_>, mut msg: Message, limits:
     let mut cl_values: Vec<&[u8]> = Vec::new();
     let mut te_values: Vec<&[u8]> = Vec::new();
     let mut upgrade = false;
-    // The kept names and values, back to back (valid UTF-8 by construction; checked once).
+    // The kept names and values: ranges of the head itself when it is short and ASCII (names and
+    // values are slices of it; a cut is a shorter range), else copied back to back.
     let kept = headers.len().min(limits.max_headers);
+    let in_head = bytes.len() <= HEAD_KEPT_WHOLE && bytes.is_ascii();
     let mut text: Vec<u8> = Vec::with_capacity(bytes.len());
-    let mut ends: Vec<(u32, u32)> = Vec::with_capacity(kept);
+    if in_head {
+        text.extend_from_slice(bytes);
+    }
+    // Where a name or value lies in the head (an empty one: anywhere, say at 0).
+    let at = |part: &[u8]| {
+        let start = (part.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+        match start.checked_add(part.len()) {
+            _ if part.is_empty() => 0,
+            Some(end) if end <= bytes.len() => start,
+            // Not a slice of the head (httparse's always are): not reachable.
+            _ => {
+                debug_assert!(false, "a header outside its head");
+                0
+            }
+        }
+    };
+    let mut spans: Vec<[u32; 4]> = Vec::with_capacity(kept);
     for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -452,15 +497,23 @@ fn from_raw(dir: Dir, bytes: &[u8], raw: &Raw<'_, '_>, mut msg: Message, limits:
         } else if name.eq_ignore_ascii_case("upgrade") {
             upgrade = true;
         }
-        if ends.len() < kept {
-            push_cut(&mut text, name.as_bytes(), cap);
-            let name_end = text.len() as u32;
-            push_cut(&mut text, h.value, cap);
-            ends.push((name_end, text.len() as u32));
+        if spans.len() < kept {
+            if in_head {
+                let (ns, vs) = (at(name.as_bytes()), at(h.value));
+                let ne = ns + name.len().min(cap);
+                let ve = vs + h.value.len().min(cap);
+                spans.push([ns as u32, ne as u32, vs as u32, ve as u32]);
+            } else {
+                let ns = text.len() as u32;
+                push_cut(&mut text, name.as_bytes(), cap);
+                let vs = text.len() as u32;
+                push_cut(&mut text, h.value, cap);
+                spans.push([ns, vs, vs, text.len() as u32]);
+            }
         }
     }
     msg.headers = match String::from_utf8(text) {
-        Ok(text) => Headers::from_parts(text, ends),
+        Ok(text) => Headers::from_parts(text, spans),
         // Not reachable: every piece was ASCII or a lossy conversion.
         Err(_) => Headers::default(),
     };

@@ -73,33 +73,44 @@ pub struct Header<'a> {
     pub value: &'a str,
 }
 
-/// The header lines kept of a message, in order, their names and values back to back in one
-/// string: two allocations per message instead of two per line (a head has ten or so).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The header lines kept of a message, in order: two allocations per message instead of two per
+/// line (a head has ten or so). Their names and values are ranges of one string: the head itself
+/// when it is short and ASCII (almost always), else the names and values back to back.
+#[derive(Clone, Default)]
 pub struct Headers {
     text: String,
-    /// Per line: where its name ends and where its value ends in `text`.
-    ends: Vec<(u32, u32)>,
+    /// Per line: the start and end of its name, then of its value, in `text`.
+    spans: Vec<[u32; 4]>,
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 impl Headers {
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.spans.is_empty()
     }
 
     pub fn get(&self, i: usize) -> Option<Header<'_>> {
-        let &(name_end, value_end) = self.ends.get(i)?;
-        let start = match i {
-            0 => 0,
-            _ => self.ends[i - 1].1,
-        };
+        let &[ns, ne, vs, ve] = self.spans.get(i)?;
         Some(Header {
-            name: self.text.get(start as usize..name_end as usize)?,
-            value: self.text.get(name_end as usize..value_end as usize)?,
+            name: self.text.get(ns as usize..ne as usize)?,
+            value: self.text.get(vs as usize..ve as usize)?,
         })
     }
 
@@ -109,23 +120,25 @@ impl Headers {
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.text.capacity() + self.ends.capacity() * size_of::<(u32, u32)>()
+        self.text.capacity() + self.spans.capacity() * size_of::<[u32; 4]>()
     }
 
     /// Headers from (name, value) pairs, each already cut (for tests and tools).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Headers {
         let mut h = Headers::default();
         for (name, value) in pairs {
+            let ns = h.text.len() as u32;
             h.text.push_str(name);
-            let name_end = h.text.len() as u32;
+            let vs = h.text.len() as u32;
             h.text.push_str(value);
-            h.ends.push((name_end, h.text.len() as u32));
+            h.spans.push([ns, vs, vs, h.text.len() as u32]);
         }
         h
     }
 
-    pub(crate) fn from_parts(text: String, ends: Vec<(u32, u32)>) -> Headers {
-        Headers { text, ends }
+    /// `spans` must lie in `text` on character boundaries (`get` says None otherwise).
+    pub(crate) fn from_parts(text: String, spans: Vec<[u32; 4]>) -> Headers {
+        Headers { text, spans }
     }
 }
 
@@ -147,8 +160,8 @@ pub struct Message {
     pub target_cut: bool,
     pub status: Option<u16>,
     pub reason: Option<String>,
-    /// "HTTP/1.1" or "HTTP/1.0".
-    pub version: String,
+    /// "HTTP/1.1" or "HTTP/1.0" (empty while unknown).
+    pub version: &'static str,
     pub headers: Headers,
     pub framing: Framing,
     /// Stream offset of the first byte of the message (start line).

@@ -506,7 +506,7 @@ fn response_until_close() {
     );
     let r = res(&s, 0);
     assert_eq!(
-        (r.framing, r.body_bytes, r.version.as_str()),
+        (r.framing, r.body_bytes, r.version),
         (Framing::UntilClose, 23, "HTTP/1.0")
     );
     let s = run(End::Rst);
@@ -1772,7 +1772,7 @@ fn a_target_running_to_the_end_of_a_cut_head_is_flagged_cut() {
             target: None,
             status: None,
             reason: None,
-            version: String::new(),
+            version: "",
             headers: Headers::default(),
             framing: Framing::Unknown,
             offset: 0,

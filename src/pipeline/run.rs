@@ -2,7 +2,7 @@
 
 use std::sync::mpsc;
 
-use super::{Conn, Side, SideOptions, SideResult, read_side_into};
+use super::{Conn, Side, SideOptions, SideResult, read_side_with};
 use crate::capture::CaptureSet;
 use crate::decode::Endpoint;
 use crate::diagnose::{self, Diagnosis, IdleCloses, Verdict};
@@ -90,7 +90,8 @@ pub fn run(sides: Vec<(Side, CaptureSet)>, opts: SideOptions, mode: Mode, sink: 
         for (side, set) in sides {
             let (tx, rx) = mpsc::sync_channel::<Msg>(4);
             handles.push(scope.spawn(move || {
-                let r = read_side_into(side, set, opts, &mut |batch, pos| {
+                // One capture: its reading and decoding get a thread of their own.
+                let r = read_side_with(side, set, opts, !two, &mut |batch, pos| {
                     let _ = tx.send(Msg::Batch(batch, pos));
                 });
                 let _ = tx.send(Msg::End(Box::new(r)));

@@ -438,6 +438,27 @@ struct Live<H> {
 
 const HISTORY_LETTERS: [char; 11] = ['S', 'H', 'A', 'D', 'F', 'R', 'T', 'G', 'W', 'I', '^'];
 
+/// A history letter's bit (its index in `HISTORY_LETTERS`), without searching: noted on every
+/// packet.
+fn history_bit(letter: char) -> Option<usize> {
+    let bit = match letter {
+        'S' => 0,
+        'H' => 1,
+        'A' => 2,
+        'D' => 3,
+        'F' => 4,
+        'R' => 5,
+        'T' => 6,
+        'G' => 7,
+        'W' => 8,
+        'I' => 9,
+        '^' => 10,
+        _ => return None,
+    };
+    debug_assert_eq!(HISTORY_LETTERS[bit], letter);
+    Some(bit)
+}
+
 /// Limits that keep the table's memory bounded.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -638,7 +659,11 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             // The common case, in one lookup: a packet of a connection being reassembled.
             Some(Slot::Live(live)) if !(syn && starts_new_connection(&live.conn, seg)) => {
                 live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
-                self.open_bytes = self.open_bytes - live.weight + live.reweigh();
+                // Re-estimated after data and control packets, and every 8th packet (a pure ACK
+                // grows only the packet log).
+                if seg.payload_len > 0 || f.syn() || f.fin() || f.rst() || live.conn.packets % 8 == 0 {
+                    self.open_bytes = self.open_bytes - live.weight + live.reweigh();
+                }
                 if live.closed_by_fins() {
                     self.linger(key, seg.ts_ns);
                 }
@@ -986,7 +1011,7 @@ fn is_content_gap(ev: &StreamEvent<'_>) -> bool {
 
 /// Adds a history letter once per direction (upper case for the client, lower for the server).
 fn note_history(history: &mut String, seen: &mut [u16; 2], d: Dir, letter: char) {
-    let Some(bit) = HISTORY_LETTERS.iter().position(|&c| c == letter) else {
+    let Some(bit) = history_bit(letter) else {
         return;
     };
     let seen = &mut seen[d.idx()];
