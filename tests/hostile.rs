@@ -913,6 +913,69 @@ fn pairing_is_not_quadratic_without_isn_matches() {
     }
 }
 
+/// A proxy capture full of SYNs that never pair (the backend capture holds one other
+/// connection, long before): without a cap every one of them waited for a counterpart until the
+/// end (a million SYNs: 2 GB). The waiting ones stay within `pair::WAITING_BYTES`, the oldest
+/// stop waiting early, and a warning says how many; every SYN is still reported.
+#[test]
+fn connections_that_never_pair_wait_within_their_cap() {
+    let _alone = alone();
+    const N: u32 = 80_000;
+    let mut proxy = Pcap::new(101);
+    for i in 0..N {
+        let f = frame(
+            ([10, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8], 40000),
+            (BACKEND, PORT),
+            i.wrapping_mul(2_654_435_761),
+            None,
+            "S",
+            b"",
+        );
+        proxy.record(2_000_000_000 + i as i64 * 1000, &f, None);
+    }
+    let mut backend = Pcap::new(101);
+    healthy(&mut backend, 1_000_000_000, 50000);
+    let (proxy, backend) = (proxy.bytes(), backend.bytes());
+    let (end, peak, _) = measure("connections that never pair", || {
+        let sides = vec![
+            (Side::Proxy, CaptureSet::from_bytes("p.pcap", proxy).unwrap()),
+            (Side::Backend, CaptureSet::from_bytes("b.pcap", backend).unwrap()),
+        ];
+        let infos = sides
+            .iter()
+            .map(|(side, set)| SideInfo {
+                side: *side,
+                files: set.summary().files,
+            })
+            .collect();
+        let mut sink = std::io::sink();
+        let opts = ReportOptions::default();
+        let mut writer = stream::Writer::new(
+            stream::Format::Ndjson,
+            infos,
+            &opts,
+            Style { color: false },
+            &mut sink,
+        );
+        let mode = Mode::Analyze { backends: Vec::new() };
+        let end = pipeline::run(sides, SideOptions::default(), mode, &mut writer);
+        let proxy_warnings = end.sides[0].warnings.clone();
+        (writer.finish(end).expect("the report is written"), proxy_warnings)
+    });
+    let (failed, warnings) = end;
+    assert_eq!(failed, N as u64, "every SYN is reported");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w
+                .contains("connections stopped waiting for their counterpart in the other capture early")),
+        "{warnings:?}"
+    );
+    // The open ones within their cap (32 MiB for each of two captures), the waiting ones within
+    // theirs (32 MiB): 80,000 connections of about 1.4 KB would be 110 MB more if all waited.
+    assert!(peak < 96 * MIB, "{peak}");
+}
+
 /// What a user sees for a file that cannot be read: exit code 2 and one line on stderr naming the
 /// file and what is wrong. A file damaged after its header is read up to the damage: the report is
 /// written, the warning names the file and the byte.

@@ -184,6 +184,16 @@ pub struct Message {
     pub expect_continue: bool,
 }
 
+impl Message {
+    /// Heap bytes it holds beside its own size: its strings and header lines.
+    pub fn heap_bytes(&self) -> usize {
+        self.headers.heap_bytes()
+            + self.method.as_ref().map_or(0, String::capacity)
+            + self.target.as_ref().map_or(0, String::capacity)
+            + self.reason.as_ref().map_or(0, String::capacity)
+    }
+}
+
 /// A 1xx interim response (e.g. `100 Continue`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interim {
@@ -227,6 +237,32 @@ pub struct HttpSummary {
     /// skipped because the capture began mid-connection (all of them when no start was found).
     /// 0 when the capture saw the handshake.
     pub skipped: [u64; 2],
+}
+
+impl HttpSummary {
+    /// Heap bytes it holds (an estimate: exchanges, their messages, stops, anomalies).
+    pub fn heap_bytes(&self) -> usize {
+        let messages: usize = self
+            .exchanges
+            .iter()
+            .map(|e| {
+                [e.request.as_ref(), e.response.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(Message::heap_bytes)
+                    .sum::<usize>()
+                    + e.interim.capacity() * size_of::<Interim>()
+            })
+            .sum();
+        self.exchanges.capacity() * size_of::<Exchange>()
+            + messages
+            + self
+                .stopped
+                .iter()
+                .map(|s| size_of::<Stop>() + s.reason.capacity())
+                .sum::<usize>()
+            + self.anomalies.heap_bytes()
+    }
 }
 
 /// Stops kept per direction in [`HttpSummary::stopped`].

@@ -198,11 +198,7 @@ impl Held {
 
 /// Heap bytes of a message with its own size: its strings and header lines.
 fn message_heap(m: &Message) -> usize {
-    size_of::<Message>()
-        + m.headers.heap_bytes()
-        + m.method.as_ref().map_or(0, String::capacity)
-        + m.target.as_ref().map_or(0, String::capacity)
-        + m.reason.as_ref().map_or(0, String::capacity)
+    size_of::<Message>() + m.heap_bytes()
 }
 
 /// Looks for the end of a head (a `\n` right after `\n` or `\n\r`) in the next bytes of one:

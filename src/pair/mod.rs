@@ -157,6 +157,17 @@ const MAX_LOOSE_CANDIDATES: usize = 1024;
 /// Addresses remembered for telling roles apart; beyond, no new one is learned.
 const MAX_ADDRESSES: usize = 65_536;
 
+/// Memory the connections waiting for their counterpart may take, both sides together; beyond,
+/// the oldest of the side that holds more stop waiting at once (as when their hold runs out).
+/// Connections wait for as long as the other capture's reader takes to pass their time: a
+/// capture whose other half ends early (or never pairs) would otherwise keep all of them.
+pub const WAITING_BYTES: usize = 32 * 1024 * 1024;
+
+/// Memory the connections seen at one end, waiting for what the pairs will teach about the
+/// backends, may take per side; beyond, they are decided at once with what is known (as at the
+/// end).
+const DEFERRED_BYTES: usize = 16 * 1024 * 1024;
+
 /// Side indexes.
 const P: usize = 0;
 const B: usize = 1;
@@ -201,6 +212,11 @@ pub struct Pairer {
     /// counterpart to look up, so no index: a connection goes once `SINGLE_WINDOW` came after it).
     window: VecDeque<Box<Conn>>,
     out: Vec<Matched>,
+    /// Estimated memory of the connections waiting and deferred, per side.
+    waiting_bytes: [usize; 2],
+    deferred_bytes: [usize; 2],
+    /// Connections decided early, per side, because the waiting or the deferred took too much.
+    early: [u64; 2],
 }
 
 impl Pairer {
@@ -228,7 +244,16 @@ impl Pairer {
             deferred: Default::default(),
             window: VecDeque::new(),
             out: Vec::new(),
+            waiting_bytes: [0, 0],
+            deferred_bytes: [0, 0],
+            early: [0, 0],
         }
+    }
+
+    /// Connections of each side (proxy, backend) decided before their time because what waited
+    /// took more than its memory cap.
+    pub fn decided_early(&self) -> [u64; 2] {
+        self.early
     }
 
     /// The clock offset as estimated so far.
@@ -287,6 +312,20 @@ impl Pairer {
             self.paired(p, b, method, [0, 0]);
         } else {
             self.wait(side, conn);
+            while self.waiting_bytes[P] + self.waiting_bytes[B] > WAITING_BYTES {
+                let s = if self.waiting_bytes[P] >= self.waiting_bytes[B] {
+                    P
+                } else {
+                    B
+                };
+                let Some((_, id)) = self.queue[s].pop_front() else {
+                    break;
+                };
+                if self.waiting[s].contains_key(&id) {
+                    self.early[s] += 1;
+                    self.expire(s, id);
+                }
+            }
         }
     }
 
@@ -336,6 +375,14 @@ impl Pairer {
                 self.expire(side, id);
             }
         }
+        self.decide_deferred();
+        let backends = self.backends();
+        (std::mem::take(&mut self.out), self.estimate, backends)
+    }
+
+    /// Decides the connections seen at one end that waited for what pairs would teach.
+    fn decide_deferred(&mut self) {
+        self.deferred_bytes = [0, 0];
         // Seen at one end only, decided without anything learned from pairs: the servers the
         // proxy host connected to, by the single-capture rules.
         let deferred_p = std::mem::take(&mut self.deferred[P]);
@@ -355,8 +402,6 @@ impl Pairer {
                 self.one_side(None, Some(c));
             }
         }
-        let backends = self.backends();
-        (std::mem::take(&mut self.out), self.estimate, backends)
     }
 
     fn wait(&mut self, side: usize, conn: Box<Conn>) {
@@ -368,11 +413,13 @@ impl Pairer {
         let key = (conn.server, conn.client.port);
         self.by_server[side].entry(key).or_default().push_back(id);
         self.queue[side].push_back((conn.last.ts_ns, id));
+        self.waiting_bytes[side] += crate::pipeline::conn_bytes(&conn);
         self.waiting[side].insert(id, conn);
     }
 
     fn unwait(&mut self, side: usize, id: u64) -> Option<Box<Conn>> {
         let conn = self.waiting[side].remove(&id)?;
+        self.waiting_bytes[side] -= crate::pipeline::conn_bytes(&conn);
         if let Some(isn) = conn.client_isn {
             remove_id(&mut self.by_isn[side], &isn, id);
         }
@@ -457,7 +504,15 @@ impl Pairer {
                 }
             }
             Some(false) => {}
-            None => self.deferred[side].push(conn),
+            None => {
+                self.deferred_bytes[side] += crate::pipeline::conn_bytes(&conn);
+                self.deferred[side].push(conn);
+                if self.deferred_bytes[side] > DEFERRED_BYTES {
+                    self.early[P] += self.deferred[P].len() as u64;
+                    self.early[B] += self.deferred[B].len() as u64;
+                    self.decide_deferred();
+                }
+            }
         }
     }
 

@@ -355,6 +355,17 @@ fn decode_ahead(
     })
 }
 
+/// Heap bytes a finished connection holds (an estimate, for the caps of what waits for pairing
+/// and judging).
+pub(crate) fn conn_bytes(c: &Conn) -> usize {
+    size_of::<Conn>()
+        + c.history.capacity()
+        + c.anomalies.heap_bytes()
+        + c.log.heap_bytes()
+        + c.dirs.iter().map(|d| d.spans.capacity()).sum::<usize>() * size_of::<crate::tcp::Span>()
+        + c.app.heap_bytes()
+}
+
 /// Reads one side to the end, keeping every connection (in order of their first packet).
 pub fn read_side(side: Side, set: CaptureSet, opts: SideOptions) -> SideResult {
     let mut all = Vec::new();

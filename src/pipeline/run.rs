@@ -1,5 +1,6 @@
 //! The engine: readers in parallel → pairer → alignment and diagnosis → sink.
 
+use std::collections::VecDeque;
 use std::sync::mpsc;
 
 use super::{Conn, Side, SideOptions, SideResult, read_side_with};
@@ -131,7 +132,29 @@ pub fn run(sides: Vec<(Side, CaptureSet)>, opts: SideOptions, mode: Mode, sink: 
                 std::panic::resume_unwind(panic);
             }
         }
-        let (clock, backends) = engine.finish(sink);
+        let (clock, backends, early, judged_early) = engine.finish(sink);
+        // Memory caps of what waited for pairing and judging: said beside the report.
+        for (side, r) in results.iter_mut().enumerate() {
+            let Some(r) = r else { continue };
+            let names = r.capture.files.join(", ");
+            if early[side] > 0 {
+                r.warnings.push(format!(
+                    "{names}: {} connections stopped waiting for their counterpart in the other \
+                     capture early (those waiting took more than {} MiB): some may be reported as \
+                     seen at one end only",
+                    early[side],
+                    pair::WAITING_BYTES >> 20
+                ));
+            }
+            if side == 0 && judged_early > 0 {
+                r.warnings.push(format!(
+                    "{names}: {judged_early} empty replies on reused connections were judged before \
+                     the backends' keep-alive timeouts were known (those waiting took more than {} \
+                     MiB)",
+                    JUDGE_DEFERRED_BYTES >> 20
+                ));
+            }
+        }
         RunEnd {
             sides: results.into_iter().flatten().collect(),
             clock,
@@ -212,20 +235,35 @@ impl Engine {
         }
     }
 
-    fn finish(mut self, sink: &mut dyn Sink) -> (Option<ClockOffset>, Backends) {
-        let (clock, backends) = match self.pairer.take() {
+    /// Ends the run: the clock, the backends, how many connections of each side stopped waiting
+    /// for pairing early and how many were judged early (memory caps).
+    fn finish(mut self, sink: &mut dyn Sink) -> (Option<ClockOffset>, Backends, [u64; 2], u64) {
+        let (clock, backends, early) = match self.pairer.take() {
             Some(p) => {
+                let early = p.decided_early();
                 let (rest, clock, backends) = p.finish();
                 for m in rest {
                     self.judge.judge(m, clock, sink);
                 }
-                (clock, backends)
+                (clock, backends, early)
             }
-            None => (None, (Vec::new(), Vec::new())),
+            None => (None, (Vec::new(), Vec::new()), [0, 0]),
         };
         self.judge.finish(clock, sink);
-        (clock, backends)
+        (clock, backends, early, self.judge.judged_early)
     }
+}
+
+/// Memory the judgements waiting for the end (an empty reply on a reused connection, for the
+/// backend's idle timeout) may take; beyond, the oldest are judged at once.
+const JUDGE_DEFERRED_BYTES: usize = 16 * 1024 * 1024;
+
+fn matched_bytes(m: &Matched) -> usize {
+    [m.proxy.as_deref(), m.backend.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(super::conn_bytes)
+        .sum()
 }
 
 /// Aligns and diagnoses each connection. A few judgements wait for the end: an empty reply on a
@@ -235,7 +273,11 @@ struct Judge {
     two: bool,
     first_side: Side,
     idle: IdleCloses,
-    deferred: Vec<Matched>,
+    deferred: VecDeque<Matched>,
+    /// Estimated memory of `deferred`; past `JUDGE_DEFERRED_BYTES` the oldest are judged at
+    /// once (without the idle timeout they waited for), and counted here.
+    deferred_bytes: usize,
+    judged_early: u64,
     /// Last packet time of each capture once it is read to the end (own clocks).
     ends: [i64; 2],
 }
@@ -246,7 +288,9 @@ impl Judge {
             two,
             first_side,
             idle: IdleCloses::default(),
-            deferred: Vec::new(),
+            deferred: VecDeque::new(),
+            deferred_bytes: 0,
+            judged_early: 0,
             ends: [i64::MAX, i64::MAX],
         }
     }
@@ -261,7 +305,15 @@ impl Judge {
                 .as_ref()
                 .is_some_and(|p| p.app.exchanges.len() > 1 && self.idle.timeout(p.server).is_none());
         if reused_empty {
-            self.deferred.push(m);
+            self.deferred_bytes += matched_bytes(&m);
+            self.deferred.push_back(m);
+            while self.deferred_bytes > JUDGE_DEFERRED_BYTES {
+                let Some(m) = self.deferred.pop_front() else { break };
+                self.deferred_bytes -= matched_bytes(&m);
+                self.judged_early += 1;
+                let (alignment, d) = self.diagnose(&m, clock);
+                sink.finding(Finding::of(m, alignment, d, clock));
+            }
             return;
         }
         sink.finding(Finding::of(m, alignment, d, clock));
@@ -288,6 +340,7 @@ impl Judge {
     }
 
     fn finish(&mut self, clock: Option<ClockOffset>, sink: &mut dyn Sink) {
+        self.deferred_bytes = 0;
         for m in std::mem::take(&mut self.deferred) {
             let (alignment, d) = self.diagnose(&m, clock);
             sink.finding(Finding::of(m, alignment, d, clock));

@@ -332,6 +332,11 @@ pub const LOG_HEAD: usize = 256;
 pub const LOG_TAIL: usize = 256;
 
 impl PacketLog {
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        (self.head.capacity() + self.tail.capacity()) * std::mem::size_of::<LoggedPacket>()
+    }
+
     fn push(&mut self, p: LoggedPacket) {
         if self.head.len() < LOG_HEAD {
             self.head.push(p);
