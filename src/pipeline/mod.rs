@@ -121,7 +121,7 @@ pub(crate) fn read_side_with(
     let mut finished = 0u64;
     // Every packet, in order, as the table needs it: a batch of finished connections goes out
     // every `BATCH_PACKETS` packets (or `BATCH_CONNECTIONS` connections), before the packet.
-    let mut on_packet = |item: Item<'_>, ts: i64| {
+    let mut on_packet = |item: &Item<'_>, ts: i64| {
         position = position.max(ts);
         since_batch += 1;
         if since_batch == BATCH_PACKETS || table.finished_len() >= BATCH_CONNECTIONS {
@@ -131,15 +131,15 @@ pub(crate) fn read_side_with(
             emit(batch, position);
         }
         match item {
-            Item::Segment(seg) => table.push(&seg),
-            Item::Icmp(e) => table.icmp(&e),
+            Item::Segment(seg) => table.push(seg),
+            Item::Icmp(e) => table.icmp(e),
             Item::Other => {}
         }
     };
     let capture = if split {
         let (d, capture) = decode_ahead(set, dec, |batch| {
             for (item, ts) in batch.items() {
-                on_packet(item, ts);
+                on_packet(&item, ts);
             }
         });
         dec = d;
@@ -147,7 +147,7 @@ pub(crate) fn read_side_with(
     } else {
         while let Some(packet) = set.next() {
             let item = dec.decode(&packet);
-            on_packet(item, packet.ts_ns);
+            on_packet(&item, packet.ts_ns);
         }
         set.summary()
     };
@@ -225,6 +225,7 @@ struct Decoder {
 }
 
 impl Decoder {
+    #[inline]
     fn decode<'a>(&mut self, packet: &Packet<'a>) -> Item<'a> {
         let r = decode::decode(packet);
         self.stats.count(&r);
