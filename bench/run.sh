@@ -22,6 +22,7 @@
 #   RUNS=1 bench/run.sh          one run per row instead of the median of 5 (hostile inputs: 3,
 #                                HOSTILE_RUNS; tshark and tcptrace: always one)
 #   NO_TSHARK=1 NO_TCPTRACE=1    skip the other tools
+#   BOTHENDS=path bench/run.sh   measure another bothends binary (before/after figures)
 #
 # The floor ("floor" rows) is examples/parse_floor.rs: pcap-parser's streaming reader and
 # etherparse's LaxSlicedPacket, reading every packet and slicing it to its TCP header, nothing
@@ -44,7 +45,8 @@ table=$(mktemp)
 trap 'rm -f "$table"' EXIT
 
 cargo build --release --quiet --examples --bin bothends
-bin=target/release/bothends
+# BOTHENDS=path measures another build (an older one, for before/after figures).
+bin=${BOTHENDS:-target/release/bothends}
 gen=target/release/examples/gencap
 floor=target/release/examples/parse_floor
 
