@@ -8,6 +8,13 @@
 //!                                 failing (empty reply, truncated response)
 //! gencap short OUT_FILE CONNECTIONS   one capture of short connections (one GET each), 256 open at
 //!                                 a time, client ports reused as they wrap
+//! gencap syns OUT_FILE COUNT [ADDRS]  a SYN flood: COUNT SYNs to the backend from random ports of
+//!                                 ADDRS client addresses (default: 1, the proxy's, so 4-tuples come
+//!                                 back again and again) with random ISNs, never answered, 1 µs apart
+//! gencap churn OUT_FILE PACKETS   connection churn from random clients, 1024 starting at a time: a
+//!                                 quarter lone SYNs, a quarter whole GETs closed with FINs, a quarter
+//!                                 reset after the request, a quarter abandoned mid-response (never
+//!                                 closed); until PACKETS packets are written
 //! ```
 //! Deterministic (fixed seed). Frames are Ethernet/IPv4/TCP built with etherparse.
 
@@ -419,13 +426,137 @@ fn short(path: &str, connections: u64) {
     );
 }
 
+fn syns(path: &str, count: u64, addrs: u32) {
+    let mut p = Pcap::create(path);
+    let mut framer = Framer {
+        buf: Vec::with_capacity(128),
+        ip_id: 0,
+    };
+    let mut rng = Rng(0x853c_49e6_748f_ea9b);
+    let t0 = 1_767_225_600_000_000_000i64;
+    for i in 0..count {
+        let r = rng.next();
+        let a = (r >> 40) as u32 % addrs.max(1);
+        let src = if addrs <= 1 {
+            PROXY
+        } else {
+            [10, 100 + (a >> 16) as u8 % 100, (a >> 8) as u8, a as u8]
+        };
+        let frame = framer.frame(
+            src,
+            1024 + (r as u16) % 64000,
+            BACKEND,
+            BACKEND_PORT,
+            (r >> 16) as u32,
+            0,
+            SYN,
+            &[],
+        );
+        p.record(t0 + i as i64 * 1000, frame);
+    }
+    p.out.flush().expect("flush");
+    eprintln!("{path}: {} packets, {} MB", p.packets, p.bytes >> 20);
+}
+
+fn churn(path: &str, packets: u64) {
+    let mut w = Wire {
+        proxy: Some(Pcap::create(path)),
+        backend: None,
+        framer: Framer {
+            buf: Vec::with_capacity(2048),
+            ip_id: 0,
+        },
+        now: 1_767_225_600_000_000_000,
+        owd: 10_000,
+        offset: 0,
+    };
+    let mut rng = Rng(0xda94_2042_e4dd_58b5);
+    // Each open connection: its client address and port, and what is left to send.
+    let mut open: Vec<([u8; 4], Conn)> = Vec::new();
+    let mut started = 0u64;
+    while w.proxy.as_ref().map_or(0, |p| p.packets) < packets {
+        while open.len() < 1024 {
+            started += 1;
+            let r = rng.next();
+            let client = [10, 100 + (r >> 56) as u8 % 100, (r >> 48) as u8, (r >> 40) as u8];
+            let mut queue = std::collections::VecDeque::new();
+            queue.push_back((true, SYN, Vec::new()));
+            let kind = r % 4;
+            if kind != 0 {
+                queue.push_back((false, SYNACK, Vec::new()));
+                queue.push_back((true, ACK, Vec::new()));
+                queue_message(&mut queue, true, &http_get(&format!("/c/{started}")));
+            }
+            match kind {
+                1 => {
+                    queue_message(&mut queue, false, &http_ok(100 + rng.below(2000) as usize));
+                    queue.push_back((true, FIN, Vec::new()));
+                    queue.push_back((false, FIN, Vec::new()));
+                    queue.push_back((true, ACK, Vec::new()));
+                }
+                2 => queue.push_back((false, RST, Vec::new())),
+                3 => queue_message(&mut queue, false, &http_ok(5000)[..2000]),
+                _ => {}
+            }
+            open.push((
+                client,
+                Conn {
+                    port: 1024 + (r >> 8) as u16 % 64000,
+                    cseq: rng.next() as u32,
+                    sseq: rng.next() as u32,
+                    exchanges_left: 0,
+                    queue,
+                },
+            ));
+        }
+        let i = rng.below(open.len() as u64) as usize;
+        let (client, c) = &mut open[i];
+        let Some((c2s, f, payload)) = c.queue.pop_front() else {
+            open.swap_remove(i);
+            continue;
+        };
+        let (seq, ack) = if c2s { (c.cseq, c.sseq) } else { (c.sseq, c.cseq) };
+        let (src, sport, dst, dport) = if c2s {
+            (*client, c.port, BACKEND, BACKEND_PORT)
+        } else {
+            (BACKEND, BACKEND_PORT, *client, c.port)
+        };
+        let frame = w.framer.frame(src, sport, dst, dport, seq, ack, f, &payload);
+        let p = w.proxy.as_mut().expect("capture");
+        p.record(w.now, frame);
+        w.now += 1_000;
+        let adv = payload.len() as u32 + f.syn as u32 + f.fin as u32;
+        if c2s {
+            c.cseq = c.cseq.wrapping_add(adv);
+        } else {
+            c.sseq = c.sseq.wrapping_add(adv);
+        }
+    }
+    let p = w.proxy.as_mut().expect("capture");
+    p.out.flush().expect("flush");
+    eprintln!(
+        "{path}: {} packets, {} MB, {started} connections",
+        p.packets,
+        p.bytes >> 20
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("pair") if args.len() == 4 => pair(&args[2], args[3].parse().expect("megabytes")),
         Some("short") if args.len() == 4 => short(&args[2], args[3].parse().expect("connections")),
+        Some("syns") if args.len() == 4 || args.len() == 5 => syns(
+            &args[2],
+            args[3].parse().expect("count"),
+            args.get(4).map_or(1, |a| a.parse().expect("addresses")),
+        ),
+        Some("churn") if args.len() == 4 => churn(&args[2], args[3].parse().expect("packets")),
         _ => {
-            eprintln!("usage: gencap pair OUT_DIR MEGABYTES | gencap short OUT_FILE CONNECTIONS");
+            eprintln!(
+                "usage: gencap pair OUT_DIR MEGABYTES | gencap short OUT_FILE CONNECTIONS | gencap syns OUT_FILE \
+                 COUNT [ADDRS] | gencap churn OUT_FILE PACKETS"
+            );
             std::process::exit(2);
         }
     }

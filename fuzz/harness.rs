@@ -204,6 +204,8 @@ pub fn pipeline(data: &[u8]) {
         SideOptions {
             tcp: Limits {
                 max_open: 4,
+                // About three connections without payload: the memory cap evicts too.
+                max_open_bytes: 6 * 1024,
                 max_connections: 12,
                 max_pending_bytes: 3000,
                 linger_ns: 1_000_000_000,
@@ -351,6 +353,7 @@ pub fn tcp(data: &[u8]) {
     let limits = if cfg & 1 != 0 {
         Limits {
             max_open: 2,
+            max_open_bytes: 4 * 1024,
             max_connections: 3,
             max_pending_bytes: 2000,
             linger_ns: 1_000_000_000,

@@ -20,6 +20,16 @@ pub struct Anomaly {
 pub struct Anomalies(Vec<Anomaly>);
 
 impl Anomalies {
+    /// Heap bytes held (the kinds and their example frames).
+    pub fn heap_bytes(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<Anomaly>()
+            + self
+                .0
+                .iter()
+                .map(|a| a.frames.capacity() * std::mem::size_of::<FrameRef>())
+                .sum::<usize>()
+    }
+
     pub fn note(&mut self, name: &'static str, frame: Option<FrameRef>) {
         let a = match self.0.iter_mut().find(|a| a.name == name) {
             Some(a) => a,

@@ -316,6 +316,160 @@ fn icmp_error(p: &Packet<'_>, from: IpAddr, ttl: u8, v6: bool, bytes: &[u8]) -> 
 
 /// Decodes one packet.
 pub fn decode<'a>(p: &Packet<'a>) -> Result<Segment<'a>, Skip> {
+    if p.link.0 == 1 {
+        if let Some(seg) = ethernet_ipv4_tcp(p) {
+            return Ok(seg);
+        }
+    }
+    decode_sliced(p)
+}
+
+/// The common case read directly: Ethernet II, IPv4 with a total length that covers its header
+/// and no fragmentation, TCP with its whole header. Anything else (VLAN tags, IPv6, cut or odd
+/// headers, other protocols) goes the general way through etherparse, which gives the same
+/// segment for these packets (`fast_path_agrees_with_etherparse` checks every packet of the
+/// corpus and the lab captures, and every cut of a few frames). Slicing the packet with
+/// etherparse was two thirds of decoding; this is the floor under everything else.
+fn ethernet_ipv4_tcp<'a>(p: &Packet<'a>) -> Option<Segment<'a>> {
+    let data = p.data;
+    if data.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &data[14..];
+    let first = *ip.first()?;
+    let header_len = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || header_len < 20 || ip.len() < header_len {
+        return None;
+    }
+    let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    // More fragments, or a fragment offset: not reassembled (the general way says so).
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    if total_len < header_len || fragment || ip[9] != etherparse::ip_number::TCP.0 {
+        return None;
+    }
+    let ip_payload = &ip[header_len..total_len.min(ip.len())];
+    let tcp_len = usize::from(*ip_payload.get(12)? >> 4) * 4;
+    if tcp_len < 20 || ip_payload.len() < tcp_len {
+        return None;
+    }
+    let (tcp, payload) = ip_payload.split_at(tcp_len);
+    let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+    let be32 = |b: &[u8], i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let claimed = total_len - header_len;
+    Some(Segment {
+        frame: p.frame,
+        ts_ns: p.ts_ns,
+        src: Endpoint {
+            ip: IpAddr::V4(std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])),
+            port: be16(tcp, 0),
+        },
+        dst: Endpoint {
+            ip: IpAddr::V4(std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])),
+            port: be16(tcp, 2),
+        },
+        seq: be32(tcp, 4),
+        ack: be32(tcp, 8),
+        flags: TcpFlags(tcp[13]),
+        window: be16(tcp, 14),
+        options: read_tcp_options(&tcp[20..]),
+        payload_len: payload_len(p, payload, tcp_len, Some(claimed)),
+        payload,
+        ip_id: Some(be16(ip, 4)),
+        ttl: ip[8],
+        outgoing: None,
+    })
+}
+
+/// The payload's length on the wire: what the IP header claims for it (`claimed`: the IP payload),
+/// bounded by the frame's original length, never less than what was captured.
+fn payload_len(p: &Packet<'_>, payload: &[u8], tcp_header_len: usize, claimed: Option<usize>) -> u32 {
+    // Where the payload starts in the frame, to tell how much of the frame's original length is
+    // left for it when the IP header does not say.
+    let payload_offset = (payload.as_ptr() as usize).saturating_sub(p.data.as_ptr() as usize);
+    let room_on_wire = (p.orig_len as usize).saturating_sub(payload_offset);
+    let wire = match claimed {
+        Some(ip_len) => ip_len.saturating_sub(tcp_header_len).min(room_on_wire),
+        None => room_on_wire,
+    };
+    wire.max(payload.len()).min(u32::MAX as usize) as u32
+}
+
+/// The options bothends uses, read as etherparse's `TcpOptionsIterator` reads them (end of list,
+/// an unknown kind or a wrong length stops the reading, not the segment), without its
+/// per-option results: a timestamp on every packet made option parsing a quarter of decoding.
+/// `tcp_options_read_as_etherparse_reads_them` compares the two.
+fn read_tcp_options(mut o: &[u8]) -> TcpOptions {
+    let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+    let be32 = |b: &[u8], i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let mut out = TcpOptions::default();
+    while let Some(&kind) = o.first() {
+        let len = match kind {
+            // Noop
+            1 => {
+                o = &o[1..];
+                continue;
+            }
+            // MSS, window scale, SACK permitted, timestamps: a fixed length.
+            2 => 4,
+            3 => 3,
+            4 => 2,
+            8 => 10,
+            // SACK: 1 to 4 blocks.
+            5 => match o.get(1) {
+                Some(&l @ (10 | 18 | 26 | 34)) => usize::from(l),
+                _ => break,
+            },
+            // End of list, or unknown.
+            _ => break,
+        };
+        if o.len() < len || usize::from(o[1]) != len {
+            break;
+        }
+        match kind {
+            2 => out.mss = Some(be16(o, 2)),
+            3 => out.window_scale = Some(o[2]),
+            4 => out.sack_permitted = true,
+            5 => {
+                let blocks = (len - 2) / 8;
+                for i in 0..blocks {
+                    out.sack[i] = (be32(o, 2 + 8 * i), be32(o, 6 + 8 * i));
+                }
+                out.sack_len = blocks as u8;
+            }
+            _ => out.timestamp = Some((be32(o, 2), be32(o, 6))),
+        }
+        o = &o[len..];
+    }
+    out
+}
+
+/// The options bothends uses; a malformed option ends option parsing, not the segment.
+fn tcp_options(options: etherparse::TcpOptionsIterator<'_>) -> TcpOptions {
+    let mut out = TcpOptions::default();
+    for opt in options {
+        match opt {
+            Ok(TcpOptionElement::MaximumSegmentSize(m)) => out.mss = Some(m),
+            Ok(TcpOptionElement::WindowScale(s)) => out.window_scale = Some(s),
+            Ok(TcpOptionElement::SelectiveAcknowledgementPermitted) => out.sack_permitted = true,
+            Ok(TcpOptionElement::SelectiveAcknowledgement(first, rest)) => {
+                out.sack[0] = first;
+                let mut n = 1;
+                for b in rest.into_iter().flatten() {
+                    out.sack[n] = b;
+                    n += 1;
+                }
+                out.sack_len = n as u8;
+            }
+            Ok(TcpOptionElement::Timestamp(val, ecr)) => out.timestamp = Some((val, ecr)),
+            Ok(TcpOptionElement::Noop) => {}
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Any packet, sliced by etherparse.
+fn decode_sliced<'a>(p: &Packet<'a>) -> Result<Segment<'a>, Skip> {
     let data = p.data;
     // Linux cooked headers say whether the host sent the packet (PACKET_OUTGOING, 4) or received
     // it (PACKET_HOST 0, BROADCAST 1, MULTICAST 2, OTHERHOST 3).
@@ -462,37 +616,8 @@ fn segment<'a>(p: &Packet<'a>, sliced: &LaxSlicedPacket<'a>) -> Result<Segment<'
     };
     let header_len = tcp.header_slice().len();
     let payload = tcp.payload();
-    // Where the payload starts in the frame, to tell how much of the frame's original length is
-    // left for it when the IP header does not say.
-    let payload_offset = (payload.as_ptr() as usize).saturating_sub(p.data.as_ptr() as usize);
-    let room_on_wire = (p.orig_len as usize).saturating_sub(payload_offset);
-    let wire = match claimed_ip_payload {
-        Some(ip_len) => ip_len.saturating_sub(header_len).min(room_on_wire),
-        None => room_on_wire,
-    };
-    let payload_len = wire.max(payload.len()).min(u32::MAX as usize) as u32;
-
-    let mut options = TcpOptions::default();
-    for opt in tcp.options_iterator() {
-        match opt {
-            Ok(TcpOptionElement::MaximumSegmentSize(m)) => options.mss = Some(m),
-            Ok(TcpOptionElement::WindowScale(s)) => options.window_scale = Some(s),
-            Ok(TcpOptionElement::SelectiveAcknowledgementPermitted) => options.sack_permitted = true,
-            Ok(TcpOptionElement::SelectiveAcknowledgement(first, rest)) => {
-                options.sack[0] = first;
-                let mut n = 1;
-                for b in rest.into_iter().flatten() {
-                    options.sack[n] = b;
-                    n += 1;
-                }
-                options.sack_len = n as u8;
-            }
-            Ok(TcpOptionElement::Timestamp(val, ecr)) => options.timestamp = Some((val, ecr)),
-            Ok(TcpOptionElement::Noop) => {}
-            // A malformed option ends option parsing, not the segment.
-            Err(_) => break,
-        }
-    }
+    let payload_len = payload_len(p, payload, header_len, claimed_ip_payload);
+    let options = tcp_options(tcp.options_iterator());
 
     Ok(Segment {
         frame: p.frame,
@@ -645,6 +770,169 @@ mod tests {
         for n in 0..v.len() {
             let r = decode(&packet(LinkType::ETHERNET, &v[..n], v.len() as u32));
             assert!(r.is_err(), "cut at {n} still decoded");
+        }
+    }
+
+    /// Every capture file under `dir`, recursively.
+    fn capture_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                capture_files(&path, out);
+            } else if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains(".pcap") || n.ends_with(".cap"))
+            {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The fast path (Ethernet, IPv4, TCP read directly) gives the segment etherparse gives, on
+    /// every packet of the corpus and the lab captures it takes, and on every cut and every
+    /// total length of a few frames.
+    #[test]
+    fn fast_path_agrees_with_etherparse() {
+        use crate::capture::{CaptureSet, Input};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        capture_files(&root.join("tests/corpus"), &mut files);
+        capture_files(&root.join("captures"), &mut files);
+        let mut taken = 0;
+        for f in files {
+            let Ok(mut set) = CaptureSet::open(&[Input::Path(f.clone())]) else {
+                continue;
+            };
+            while let Some(p) = set.next() {
+                if let (true, Some(fast)) = (p.link.0 == 1, ethernet_ipv4_tcp(&p)) {
+                    let general = decode_sliced(&p);
+                    assert_eq!(
+                        format!("{:?}", Ok::<_, Skip>(fast)),
+                        format!("{general:?}"),
+                        "{f:?} {:?}",
+                        p.frame
+                    );
+                    taken += 1;
+                }
+            }
+        }
+        assert!(taken > 10_000, "{taken}");
+
+        let frame = |ip_options: usize, payload: &[u8]| {
+            let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .tcp(40000, 80, 1000, 65535)
+                .ack(77)
+                .options(&[
+                    TcpOptionElement::Noop,
+                    TcpOptionElement::Timestamp(7, 9),
+                    TcpOptionElement::SelectiveAcknowledgement((1, 2), [Some((3, 4)), None, None]),
+                ])
+                .unwrap();
+            let mut v = Vec::new();
+            b.write(&mut v, payload).unwrap();
+            // IPv4 options (NOPs) after the 20-byte header.
+            for _ in 0..ip_options {
+                v.splice(34..34, [1u8; 4]);
+                v[14] += 1;
+                let total = u16::from_be_bytes([v[16], v[17]]) + 4;
+                v[16..18].copy_from_slice(&total.to_be_bytes());
+            }
+            v
+        };
+        let mut compared = 0;
+        for v in [
+            frame(0, b"GET / HTTP/1.1\r\n\r\n"),
+            frame(2, b"xyz"),
+            frame(0, b""),
+        ] {
+            let total = u16::from_be_bytes([v[16], v[17]]);
+            let header = u16::from(v[14] & 0x0f) * 4;
+            for claimed in [0, header - 1, header, header + 10, total - 1, total, total + 100] {
+                for flags in [0x00u8, 0x40, 0x20, 0x01] {
+                    for n in 0..=v.len() {
+                        let mut w = v[..n].to_vec();
+                        if w.len() >= 18 {
+                            w[16..18].copy_from_slice(&claimed.to_be_bytes());
+                        }
+                        if w.len() >= 21 {
+                            w[20] = flags;
+                        }
+                        for orig in [w.len() as u32, v.len() as u32 + 50] {
+                            let p = packet(LinkType::ETHERNET, &w, orig);
+                            if let Some(fast) = ethernet_ipv4_tcp(&p) {
+                                assert_eq!(
+                                    format!("{:?}", Ok::<_, Skip>(fast)),
+                                    format!("{:?}", decode_sliced(&p)),
+                                    "cut at {n}, total length {claimed}, flags {flags:#x}"
+                                );
+                                compared += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 100, "{compared}");
+    }
+
+    /// The options read directly, as etherparse's iterator reads them: every string over a few
+    /// telling bytes up to 5 long, then random ones built from valid and broken options.
+    #[test]
+    fn tcp_options_read_as_etherparse_reads_them() {
+        let check = |o: &[u8]| {
+            let ours = read_tcp_options(o);
+            let theirs = tcp_options(etherparse::TcpOptionsIterator::from_slice(o));
+            assert_eq!(ours, theirs, "{o:?}");
+        };
+        let alphabet = [0u8, 1, 2, 3, 4, 5, 8, 10, 18, 34, 255];
+        for len in 0..=5u32 {
+            for code in 0..alphabet.len().pow(len) {
+                let mut c = code;
+                let o: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[c % alphabet.len()];
+                        c /= alphabet.len();
+                        b
+                    })
+                    .collect();
+                check(&o);
+            }
+        }
+        let pieces: [&[u8]; 9] = [
+            &[1],
+            &[2, 4, 5, 180],
+            &[3, 3, 7],
+            &[4, 2],
+            &[8, 10, 1, 2, 3, 4, 5, 6, 7, 8],
+            &[5, 10, 0, 0, 0, 1, 0, 0, 0, 2],
+            &[5, 18, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4],
+            &[
+                5, 26, 9, 9, 9, 9, 8, 8, 8, 8, 7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4,
+            ],
+            &[0],
+        ];
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            let mut o = Vec::new();
+            while o.len() < 40 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let piece = pieces[(rng % 9) as usize];
+                o.extend_from_slice(piece);
+                if rng % 7 == 0 {
+                    // A broken one: a length or a kind changed, or cut short.
+                    let i = (rng >> 8) as usize % o.len();
+                    o[i] = (rng >> 16) as u8;
+                }
+            }
+            o.truncate((rng >> 24) as usize % 41);
+            check(&o);
         }
     }
 

@@ -25,6 +25,19 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Transparent huge pages off for this process: with them (Debian's default, `always`) every
+/// first touch of the allocator's memory zeroed a whole 2 MiB page, a tenth of the time on
+/// captures of many short connections (perf: `clear_page_erms`), and resident memory counted
+/// whole huge pages (the bench pair: 95 MB, 55 MB without).
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_THP_DISABLE) takes integers only and changes nothing but this
+    // process's page policy; its result is ignored (older kernels: no change).
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 const EXAMPLES: &str = "\
 Examples:
   bothends analyze proxy.pcap backend.pcap
@@ -194,6 +207,7 @@ enum ColorChoice {
 }
 
 fn main() -> ExitCode {
+    no_huge_pages();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -131,7 +131,7 @@ pub(super) fn is_idle_close(idle: i64, t: i64) -> bool {
 
 /// How far an idle close may land from the timeout: timers fire late by scheduling, by up to a
 /// few milliseconds or a few percent.
-fn idle_tolerance(t: i64) -> i64 {
+pub(super) fn idle_tolerance(t: i64) -> i64 {
     (t / 50).max(5_000_000)
 }
 

@@ -8,7 +8,7 @@
 
 use httparse::Status;
 
-use super::{Framing, Header, HttpLimits, Message};
+use super::{Framing, Headers, HttpLimits, Message};
 use crate::tcp::{Dir, PacketRef};
 
 /// What a request tells the parser of the other direction: the response framing depends on the
@@ -171,8 +171,8 @@ pub(super) fn empty_message(offset: i64, first: PacketRef) -> Message {
         target_cut: false,
         status: None,
         reason: None,
-        version: String::new(),
-        headers: Vec::new(),
+        version: "",
+        headers: Headers::default(),
         framing: Framing::None,
         offset,
         header_bytes: 0,
@@ -186,12 +186,13 @@ pub(super) fn empty_message(offset: i64, first: PacketRef) -> Message {
     }
 }
 
-fn version_name(v: Option<u8>) -> String {
+fn version_name(v: Option<u8>) -> &'static str {
     match v {
-        Some(0) => "HTTP/1.0".to_string(),
-        Some(1) => "HTTP/1.1".to_string(),
-        Some(n) => format!("HTTP/1.{n}"),
-        None => String::new(),
+        Some(0) => "HTTP/1.0",
+        Some(1) => "HTTP/1.1",
+        // httparse reads no other version.
+        Some(_) => "HTTP/1",
+        None => "",
     }
 }
 
@@ -341,49 +342,150 @@ pub(super) fn partial_message(
     Some(msg)
 }
 
+/// Heads up to this long that are ASCII are kept whole for their header lines (each a range of
+/// it); longer ones keep only their lines' names and values, each cut to `max_value_bytes`.
+const HEAD_KEPT_WHOLE: usize = 2048;
+
+/// Header slots tried first, on the stack; a head with more header lines is parsed again with
+/// one slot per line.
+const STACK_SLOTS: usize = 64;
+
+/// A head as httparse read it, borrowing the bytes.
+struct Raw<'b, 'h> {
+    method: Option<&'b str>,
+    path: Option<&'b str>,
+    code: Option<u16>,
+    reason: Option<&'b str>,
+    version: Option<u8>,
+    headers: &'h [httparse::Header<'b>],
+}
+
+/// A complete head at the start of `bytes`, and its length.
+fn parse_raw<'b, 'h>(
+    dir: Dir,
+    bytes: &'b [u8],
+    slots: &'h mut [std::mem::MaybeUninit<httparse::Header<'b>>],
+) -> Result<(Raw<'b, 'h>, usize), httparse::Error> {
+    match dir {
+        Dir::ClientToServer => {
+            let mut req = httparse::Request::new(&mut []);
+            let n = match req.parse_with_uninit_headers(bytes, slots)? {
+                Status::Complete(n) => n,
+                Status::Partial => return Err(httparse::Error::NewLine),
+            };
+            let raw = Raw {
+                method: req.method,
+                path: req.path,
+                code: None,
+                reason: None,
+                version: req.version,
+                headers: req.headers,
+            };
+            Ok((raw, n))
+        }
+        Dir::ServerToClient => {
+            let mut res = httparse::Response::new(&mut []);
+            let n = match lenient_responses().parse_response_with_uninit_headers(&mut res, bytes, slots)? {
+                Status::Complete(n) => n,
+                Status::Partial => return Err(httparse::Error::NewLine),
+            };
+            let raw = Raw {
+                method: None,
+                path: None,
+                code: res.code,
+                reason: res.reason,
+                version: res.version,
+                headers: res.headers,
+            };
+            Ok((raw, n))
+        }
+    }
+}
+
+/// A whole head at the start of `data` (more may follow), found, checked and read by httparse in
+/// one pass: its length and the head parsed. None when httparse does not read a complete head
+/// of at most `max_len` bytes there, with at most 64 header lines; the caller then looks for the
+/// head's end and checks its start line itself.
+pub(super) fn parse_whole(
+    dir: Dir,
+    data: &[u8],
+    msg: Message,
+    limits: &HttpLimits,
+    max_len: usize,
+) -> Option<(usize, Parsed)> {
+    let mut stack = [const { std::mem::MaybeUninit::uninit() }; STACK_SLOTS];
+    let (raw, n) = parse_raw(dir, data, &mut stack).ok()?;
+    if n > max_len {
+        return None;
+    }
+    Some((n, from_raw(dir, &data[..n], &raw, msg, limits)))
+}
+
 /// Parses a complete head (`bytes` ends with its blank line). `msg` carries the position.
 pub(super) fn parse(
     dir: Dir,
     bytes: &[u8],
-    mut msg: Message,
+    msg: Message,
     limits: &HttpLimits,
 ) -> Result<Parsed, httparse::Error> {
-    // Every header field takes a line: as many slots as lines means httparse never runs out.
-    let lines = bytes.iter().filter(|&&b| b == b'\n').count();
-    let mut slots = vec![httparse::EMPTY_HEADER; lines];
+    let mut stack = [const { std::mem::MaybeUninit::uninit() }; STACK_SLOTS];
+    match parse_raw(dir, bytes, &mut stack) {
+        Err(httparse::Error::TooManyHeaders) => {
+            // Every header field takes a line: as many slots as lines means httparse never
+            // runs out.
+            let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+            let mut slots: Vec<_> = (0..lines).map(|_| std::mem::MaybeUninit::uninit()).collect();
+            let (raw, _) = parse_raw(dir, bytes, &mut slots)?;
+            Ok(from_raw(dir, bytes, &raw, msg, limits))
+        }
+        Err(e) => Err(e),
+        Ok((raw, _)) => Ok(from_raw(dir, bytes, &raw, msg, limits)),
+    }
+}
+
+fn from_raw(dir: Dir, bytes: &[u8], raw: &Raw<'_, '_>, mut msg: Message, limits: &HttpLimits) -> Parsed {
     let cap = limits.max_value_bytes;
-    let headers: &[httparse::Header<'_>] = match dir {
+    match dir {
         Dir::ClientToServer => {
-            let mut req = httparse::Request::new(&mut slots);
-            match req.parse(bytes)? {
-                Status::Complete(_) => {}
-                Status::Partial => return Err(httparse::Error::NewLine),
-            }
-            msg.method = req.method.map(str::to_string);
-            msg.target = req.path.map(|p| truncate(p.as_bytes(), cap));
-            msg.target_cut = req.path.is_some_and(|p| p.len() > cap);
-            msg.version = version_name(req.version);
-            req.headers
+            msg.method = raw.method.map(str::to_string);
+            msg.target = raw.path.map(|p| truncate(p.as_bytes(), cap));
+            msg.target_cut = raw.path.is_some_and(|p| p.len() > cap);
         }
         Dir::ServerToClient => {
-            let mut res = httparse::Response::new(&mut slots);
-            let config = lenient_responses();
-            match config.parse_response(&mut res, bytes)? {
-                Status::Complete(_) => {}
-                Status::Partial => return Err(httparse::Error::NewLine),
-            }
-            msg.status = res.code;
-            msg.reason = res.reason.map(|r| truncate(r.as_bytes(), cap));
-            msg.version = version_name(res.version);
-            res.headers
+            msg.status = raw.code;
+            msg.reason = raw.reason.map(|r| truncate(r.as_bytes(), cap));
         }
-    };
+    }
+    msg.version = version_name(raw.version);
+    let headers = raw.headers;
     msg.header_bytes = bytes.len() as u64;
     msg.bytes = msg.header_bytes;
 
     let mut cl_values: Vec<&[u8]> = Vec::new();
     let mut te_values: Vec<&[u8]> = Vec::new();
     let mut upgrade = false;
+    // The kept names and values: ranges of the head itself when it is short and ASCII (names and
+    // values are slices of it; a cut is a shorter range), else copied back to back.
+    let kept = headers.len().min(limits.max_headers);
+    let in_head = bytes.len() <= HEAD_KEPT_WHOLE && bytes.is_ascii();
+    let mut text: Vec<u8> = Vec::with_capacity(bytes.len());
+    if in_head {
+        text.extend_from_slice(bytes);
+    }
+    // Where a name or value lies in the head (an empty one: anywhere, say at 0).
+    let at = |part: &[u8]| {
+        let start = (part.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+        match start.checked_add(part.len()) {
+            _ if part.is_empty() => 0,
+            Some(end) if end <= bytes.len() => start,
+            // Not a slice of the head (httparse's always are): not reachable.
+            _ => {
+                debug_assert!(false, "a header outside its head");
+                0
+            }
+        }
+    };
+    let mut spans: Vec<[u32; 4]> = Vec::with_capacity(kept);
     for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -395,13 +497,26 @@ pub(super) fn parse(
         } else if name.eq_ignore_ascii_case("upgrade") {
             upgrade = true;
         }
-        if msg.headers.len() < limits.max_headers {
-            msg.headers.push(Header {
-                name: truncate(name.as_bytes(), cap),
-                value: truncate(h.value, cap),
-            });
+        if spans.len() < kept {
+            if in_head {
+                let (ns, vs) = (at(name.as_bytes()), at(h.value));
+                let ne = ns + name.len().min(cap);
+                let ve = vs + h.value.len().min(cap);
+                spans.push([ns as u32, ne as u32, vs as u32, ve as u32]);
+            } else {
+                let ns = text.len() as u32;
+                push_cut(&mut text, name.as_bytes(), cap);
+                let vs = text.len() as u32;
+                push_cut(&mut text, h.value, cap);
+                spans.push([ns, vs, vs, text.len() as u32]);
+            }
         }
     }
+    msg.headers = match String::from_utf8(text) {
+        Ok(text) => Headers::from_parts(text, spans),
+        // Not reachable: every piece was ASCII or a lossy conversion.
+        Err(_) => Headers::default(),
+    };
     if dir == Dir::ServerToClient {
         msg.expect_continue = false;
     }
@@ -415,7 +530,7 @@ pub(super) fn parse(
         content_length: content_length(&cl_values),
         transfer_encoding: transfer_encoding(&te_values),
     };
-    Ok(Parsed { msg, lengths, facts })
+    Parsed { msg, lengths, facts }
 }
 
 /// Servers behind proxies are not always strict; count their bytes rather than refuse them.
@@ -577,9 +692,24 @@ pub(super) fn response_framing(
     }
 }
 
+/// Appends what [`truncate`] makes of `bytes`, without a string of its own when the bytes are
+/// ASCII (almost always).
+fn push_cut(out: &mut Vec<u8>, bytes: &[u8], max: usize) {
+    let cut = bytes.get(..max).unwrap_or(bytes);
+    if cut.is_ascii() {
+        out.extend_from_slice(cut);
+    } else {
+        out.extend_from_slice(truncate(bytes, max).as_bytes());
+    }
+}
+
 /// Lossy UTF-8 of at most `max` bytes, cut on a char boundary.
 pub(super) fn truncate(bytes: &[u8], max: usize) -> String {
     let cut = bytes.get(..max).unwrap_or(bytes);
+    // Almost always: valid UTF-8 (ASCII), and no longer than `max` once cut.
+    if let Ok(s) = std::str::from_utf8(cut) {
+        return s.to_owned();
+    }
     let mut s = String::from_utf8_lossy(cut).into_owned();
     if s.len() > max {
         // A replacement character (3 bytes) may have grown it.

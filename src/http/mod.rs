@@ -66,11 +66,80 @@ pub enum Framing {
     Unknown,
 }
 
-/// A header line, as captured (value possibly cut to `MAX_HEADER_VALUE` bytes).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub name: String,
-    pub value: String,
+/// A header line, as captured (name and value possibly cut to `HttpLimits::max_value_bytes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// The header lines kept of a message, in order: two allocations per message instead of two per
+/// line (a head has ten or so). Their names and values are ranges of one string: the head itself
+/// when it is short and ASCII (almost always), else the names and values back to back.
+#[derive(Clone, Default)]
+pub struct Headers {
+    text: String,
+    /// Per line: the start and end of its name, then of its value, in `text`.
+    spans: Vec<[u32; 4]>,
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Headers {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<Header<'_>> {
+        let &[ns, ne, vs, ve] = self.spans.get(i)?;
+        Some(Header {
+            name: self.text.get(ns as usize..ne as usize)?,
+            value: self.text.get(vs as usize..ve as usize)?,
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Header<'_>> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.spans.capacity() * size_of::<[u32; 4]>()
+    }
+
+    /// Headers from (name, value) pairs, each already cut (for tests and tools).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Headers {
+        let mut h = Headers::default();
+        for (name, value) in pairs {
+            let ns = h.text.len() as u32;
+            h.text.push_str(name);
+            let vs = h.text.len() as u32;
+            h.text.push_str(value);
+            h.spans.push([ns, vs, vs, h.text.len() as u32]);
+        }
+        h
+    }
+
+    /// `spans` must lie in `text` on character boundaries (`get` says None otherwise).
+    pub(crate) fn from_parts(text: String, spans: Vec<[u32; 4]>) -> Headers {
+        Headers { text, spans }
+    }
 }
 
 /// One request or response as it went over the wire in this capture.
@@ -91,9 +160,9 @@ pub struct Message {
     pub target_cut: bool,
     pub status: Option<u16>,
     pub reason: Option<String>,
-    /// "HTTP/1.1" or "HTTP/1.0".
-    pub version: String,
-    pub headers: Vec<Header>,
+    /// "HTTP/1.1" or "HTTP/1.0" (empty while unknown).
+    pub version: &'static str,
+    pub headers: Headers,
     pub framing: Framing,
     /// Stream offset of the first byte of the message (start line).
     pub offset: i64,
@@ -113,6 +182,16 @@ pub struct Message {
     pub last: PacketRef,
     /// The request carried `Expect: 100-continue`.
     pub expect_continue: bool,
+}
+
+impl Message {
+    /// Heap bytes it holds beside its own size: its strings and header lines.
+    pub fn heap_bytes(&self) -> usize {
+        self.headers.heap_bytes()
+            + self.method.as_ref().map_or(0, String::capacity)
+            + self.target.as_ref().map_or(0, String::capacity)
+            + self.reason.as_ref().map_or(0, String::capacity)
+    }
 }
 
 /// A 1xx interim response (e.g. `100 Continue`).
@@ -158,6 +237,32 @@ pub struct HttpSummary {
     /// skipped because the capture began mid-connection (all of them when no start was found).
     /// 0 when the capture saw the handshake.
     pub skipped: [u64; 2],
+}
+
+impl HttpSummary {
+    /// Heap bytes it holds (an estimate: exchanges, their messages, stops, anomalies).
+    pub fn heap_bytes(&self) -> usize {
+        let messages: usize = self
+            .exchanges
+            .iter()
+            .map(|e| {
+                [e.request.as_ref(), e.response.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(Message::heap_bytes)
+                    .sum::<usize>()
+                    + e.interim.capacity() * size_of::<Interim>()
+            })
+            .sum();
+        self.exchanges.capacity() * size_of::<Exchange>()
+            + messages
+            + self
+                .stopped
+                .iter()
+                .map(|s| size_of::<Stop>() + s.reason.capacity())
+                .sum::<usize>()
+            + self.anomalies.heap_bytes()
+    }
 }
 
 /// Stops kept per direction in [`HttpSummary::stopped`].
@@ -234,6 +339,10 @@ impl StreamHandler for HttpHandler {
 
     fn on_stream(&mut self, dir: Dir, event: StreamEvent<'_>) {
         self.parser().event(dir, event);
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.parser.as_ref().map_or(0, |p| p.heap_bytes())
     }
 
     fn finish(self, ends: [End; 2]) -> HttpSummary {

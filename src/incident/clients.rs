@@ -739,7 +739,7 @@ impl ClientMatcher {
     /// Connections of the proxy capture as they finish (all of them: the backend ones are
     /// recognised and left out), and how far the capture has been read (`i64::MAX`: to its end,
     /// which decides nothing yet).
-    pub fn proxy_connections(&mut self, conns: &[Conn], pos: i64) {
+    pub fn proxy_connections(&mut self, conns: &[Box<Conn>], pos: i64) {
         for c in conns {
             match c.client_is_local {
                 Some(true) => {}

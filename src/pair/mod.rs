@@ -133,8 +133,8 @@ pub struct Pairing {
 /// A connection seen at both ends or at one, with its views.
 #[derive(Debug)]
 pub struct Matched {
-    pub proxy: Option<Conn>,
-    pub backend: Option<Conn>,
+    pub proxy: Option<Box<Conn>>,
+    pub backend: Option<Box<Conn>>,
     pub method: MatchMethod,
     /// For `SequenceShift`: backend ISN minus proxy ISN, per direction (client, server).
     pub seq_shift: [u32; 2],
@@ -157,6 +157,17 @@ const MAX_LOOSE_CANDIDATES: usize = 1024;
 /// Addresses remembered for telling roles apart; beyond, no new one is learned.
 const MAX_ADDRESSES: usize = 65_536;
 
+/// Memory the connections waiting for their counterpart may take, both sides together; beyond,
+/// the oldest of the side that holds more stop waiting at once (as when their hold runs out).
+/// Connections wait for as long as the other capture's reader takes to pass their time: a
+/// capture whose other half ends early (or never pairs) would otherwise keep all of them.
+pub const WAITING_BYTES: usize = 32 * 1024 * 1024;
+
+/// Memory the connections seen at one end, waiting for what the pairs will teach about the
+/// backends, may take per side; beyond, they are decided at once with what is known (as at the
+/// end).
+const DEFERRED_BYTES: usize = 16 * 1024 * 1024;
+
 /// Side indexes.
 const P: usize = 0;
 const B: usize = 1;
@@ -168,7 +179,7 @@ pub type Backends = (Vec<Endpoint>, Vec<Endpoint>);
 pub struct Pairer {
     two: bool,
     given: Vec<Endpoint>,
-    waiting: [HashMap<u64, Conn>; 2],
+    waiting: [HashMap<u64, Box<Conn>>; 2],
     by_isn: [HashMap<u32, Vec<u64>>; 2],
     /// Waiting connections by (server, client port): a loose match needs both (through NAT the
     /// client port usually survives); keyed by the server alone, every expiry scanned every
@@ -192,10 +203,22 @@ pub struct Pairer {
     client_ips: BTreeSet<IpAddr>,
     server_ips: BTreeSet<IpAddr>,
     /// Seen at one end only, and nothing learned yet to tell whether it is backend traffic.
-    deferred: [Vec<Conn>; 2],
+    #[allow(
+        clippy::vec_box,
+        reason = "a connection moves several times on its way to a report: boxed once, moved as a pointer"
+    )]
+    deferred: [Vec<Box<Conn>>; 2],
+    /// One capture: the connections waiting for the ones after them, in arrival order (no
+    /// counterpart to look up, so no index: a connection goes once `SINGLE_WINDOW` came after it).
+    window: VecDeque<Box<Conn>>,
     out: Vec<Matched>,
     /// One capture taken on the backend host: its backend connections are the ones it accepted.
     incoming: bool,
+    /// Estimated memory of the connections waiting and deferred, per side.
+    waiting_bytes: [usize; 2],
+    deferred_bytes: [usize; 2],
+    /// Connections decided early, per side, because the waiting or the deferred took too much.
+    early: [u64; 2],
 }
 
 impl Pairer {
@@ -221,8 +244,12 @@ impl Pairer {
             client_ips: BTreeSet::new(),
             server_ips: BTreeSet::new(),
             deferred: Default::default(),
+            window: VecDeque::new(),
             out: Vec::new(),
             incoming: false,
+            waiting_bytes: [0, 0],
+            deferred_bytes: [0, 0],
+            early: [0, 0],
         }
     }
 
@@ -233,6 +260,12 @@ impl Pairer {
             incoming: true,
             ..Pairer::new(false, given)
         }
+    }
+
+    /// Connections of each side (proxy, backend) decided before their time because what waited
+    /// took more than its memory cap.
+    pub fn decided_early(&self) -> [u64; 2] {
+        self.early
     }
 
     /// The clock offset as estimated so far.
@@ -256,8 +289,14 @@ impl Pairer {
         std::mem::take(&mut self.out)
     }
 
+    /// The connections ready to report, drained in place (the buffer keeps its capacity: a
+    /// `Matched` is over 2 KB, and regrowing the buffer for every batch copied them again).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Matched> {
+        self.out.drain(..)
+    }
+
     /// A connection of `side` (0 proxy, 1 backend) finished.
-    pub fn push(&mut self, side: usize, conn: Conn) {
+    pub fn push(&mut self, side: usize, conn: Box<Conn>) {
         if !self.two {
             if self.client_ips.len() < MAX_ADDRESSES {
                 self.client_ips.insert(conn.client.ip);
@@ -265,12 +304,12 @@ impl Pairer {
             if self.server_ips.len() < MAX_ADDRESSES {
                 self.server_ips.insert(conn.server.ip);
             }
-            self.wait(P, conn);
-            while self.waiting[P].len() > SINGLE_WINDOW {
-                let Some((_, id)) = self.queue[P].pop_front() else {
+            self.window.push_back(conn);
+            while self.window.len() > SINGLE_WINDOW {
+                let Some(c) = self.window.pop_front() else {
                     break;
                 };
-                self.expire(P, id);
+                self.single(c);
             }
             return;
         }
@@ -285,6 +324,20 @@ impl Pairer {
             self.paired(p, b, method, [0, 0]);
         } else {
             self.wait(side, conn);
+            while self.waiting_bytes[P] + self.waiting_bytes[B] > WAITING_BYTES {
+                let s = if self.waiting_bytes[P] >= self.waiting_bytes[B] {
+                    P
+                } else {
+                    B
+                };
+                let Some((_, id)) = self.queue[s].pop_front() else {
+                    break;
+                };
+                if self.waiting[s].contains_key(&id) {
+                    self.early[s] += 1;
+                    self.expire(s, id);
+                }
+            }
         }
     }
 
@@ -326,11 +379,22 @@ impl Pairer {
 
     /// Both sides are done: everything left is decided.
     pub fn finish(mut self) -> (Vec<Matched>, Option<ClockOffset>, Backends) {
+        while let Some(c) = self.window.pop_front() {
+            self.single(c);
+        }
         for side in [P, B] {
             while let Some((_, id)) = self.queue[side].pop_front() {
                 self.expire(side, id);
             }
         }
+        self.decide_deferred();
+        let backends = self.backends();
+        (std::mem::take(&mut self.out), self.estimate, backends)
+    }
+
+    /// Decides the connections seen at one end that waited for what pairs would teach.
+    fn decide_deferred(&mut self) {
+        self.deferred_bytes = [0, 0];
         // Seen at one end only, decided without anything learned from pairs: the servers the
         // proxy host connected to, by the single-capture rules.
         let deferred_p = std::mem::take(&mut self.deferred[P]);
@@ -350,11 +414,9 @@ impl Pairer {
                 self.one_side(None, Some(c));
             }
         }
-        let backends = self.backends();
-        (std::mem::take(&mut self.out), self.estimate, backends)
     }
 
-    fn wait(&mut self, side: usize, conn: Conn) {
+    fn wait(&mut self, side: usize, conn: Box<Conn>) {
         let id = self.next_id;
         self.next_id += 1;
         if let Some(isn) = conn.client_isn {
@@ -363,11 +425,13 @@ impl Pairer {
         let key = (conn.server, conn.client.port);
         self.by_server[side].entry(key).or_default().push_back(id);
         self.queue[side].push_back((conn.last.ts_ns, id));
+        self.waiting_bytes[side] += crate::pipeline::conn_bytes(&conn);
         self.waiting[side].insert(id, conn);
     }
 
-    fn unwait(&mut self, side: usize, id: u64) -> Option<Conn> {
+    fn unwait(&mut self, side: usize, id: u64) -> Option<Box<Conn>> {
         let conn = self.waiting[side].remove(&id)?;
+        self.waiting_bytes[side] -= crate::pipeline::conn_bytes(&conn);
         if let Some(isn) = conn.client_isn {
             remove_id(&mut self.by_isn[side], &isn, id);
         }
@@ -393,7 +457,7 @@ impl Pairer {
             .iter()
             .copied()
             .filter(|id| {
-                let o = &self.waiting[other][id];
+                let o: &Conn = &self.waiting[other][id];
                 match (c.server_isn, o.server_isn) {
                     (Some(a), Some(b)) => a == b,
                     _ => true,
@@ -401,7 +465,7 @@ impl Pairer {
             })
             // Prefer the same 4-tuple, then a known server ISN, then the nearest in time.
             .min_by_key(|id| {
-                let o = &self.waiting[other][id];
+                let o: &Conn = &self.waiting[other][id];
                 let (p, b) = if side == P { (c, o) } else { (o, c) };
                 let (bt, pt) = (self.on_proxy_clock(b.first.ts_ns), p.first.ts_ns);
                 (
@@ -416,21 +480,26 @@ impl Pairer {
         self.estimate.map_or(backend_t, |c| c.to_proxy(backend_t))
     }
 
+    /// One capture: is the connection proxy→backend? (Reported if so.)
+    fn single(&mut self, conn: Box<Conn>) {
+        let keep = if !self.given.is_empty() {
+            self.given.contains(&conn.server)
+        } else if self.incoming {
+            backend_capture_keeps(&conn, &self.client_ips, &self.server_ips)
+        } else {
+            single_capture_keeps(&conn, &self.client_ips, &self.server_ips)
+        };
+        if keep {
+            self.learned[P].insert(conn.server);
+            self.one_side(Some(conn), None);
+        }
+    }
+
     /// A connection stops waiting: a loose match with the other side, or seen at one end only.
     fn expire(&mut self, side: usize, id: u64) {
         let Some(conn) = self.unwait(side, id) else { return };
         if !self.two {
-            let keep = if !self.given.is_empty() {
-                self.given.contains(&conn.server)
-            } else if self.incoming {
-                backend_capture_keeps(&conn, &self.client_ips, &self.server_ips)
-            } else {
-                single_capture_keeps(&conn, &self.client_ips, &self.server_ips)
-            };
-            if keep {
-                self.learned[P].insert(conn.server);
-                self.one_side(Some(conn), None);
-            }
+            self.single(conn);
             return;
         }
         let other = 1 - side;
@@ -449,7 +518,15 @@ impl Pairer {
                 }
             }
             Some(false) => {}
-            None => self.deferred[side].push(conn),
+            None => {
+                self.deferred_bytes[side] += crate::pipeline::conn_bytes(&conn);
+                self.deferred[side].push(conn);
+                if self.deferred_bytes[side] > DEFERRED_BYTES {
+                    self.early[P] += self.deferred[P].len() as u64;
+                    self.early[B] += self.deferred[B].len() as u64;
+                    self.decide_deferred();
+                }
+            }
         }
     }
 
@@ -468,7 +545,7 @@ impl Pairer {
             .take(MAX_LOOSE_CANDIDATES)
             .copied()
             .filter_map(|id| {
-                let o = &self.waiting[other][&id];
+                let o: &Conn = &self.waiting[other][&id];
                 let (p, b) = if side == P { (c, o) } else { (o, c) };
                 // Through NAT the client address changes; its port often does not.
                 let same_client = if direct {
@@ -482,7 +559,7 @@ impl Pairer {
                 loose_match(p, b).map(|(m, s)| (id, m, s))
             })
             .min_by_key(|&(id, _, _)| {
-                let o = &self.waiting[other][&id];
+                let o: &Conn = &self.waiting[other][&id];
                 let (p, b) = if side == P { (c, o) } else { (o, c) };
                 (self.on_proxy_clock(b.first.ts_ns) - p.first.ts_ns).unsigned_abs()
             })
@@ -507,7 +584,7 @@ impl Pairer {
         Some(self.proxy_ips[side].contains(&c.client.ip))
     }
 
-    fn paired(&mut self, p: Conn, b: Conn, method: MatchMethod, seq_shift: [u32; 2]) {
+    fn paired(&mut self, p: Box<Conn>, b: Box<Conn>, method: MatchMethod, seq_shift: [u32; 2]) {
         if !(self.given.is_empty() || self.given.contains(&p.server) || self.given.contains(&b.server)) {
             return;
         }
@@ -529,7 +606,7 @@ impl Pairer {
         });
     }
 
-    fn one_side(&mut self, proxy: Option<Conn>, backend: Option<Conn>) {
+    fn one_side(&mut self, proxy: Option<Box<Conn>>, backend: Option<Box<Conn>>) {
         self.out.push(Matched {
             proxy,
             backend,
@@ -661,7 +738,7 @@ fn raw_overlap(a: (u32, u32), b: (u32, u32)) -> bool {
 /// The servers the capturing host connected to: from Linux cooked direction flags when present,
 /// else every server except the ones whose IP is also a client's (a proxy host seen from both
 /// sides has its listening sockets among the servers and its own address among the clients).
-fn servers_connected_to(conns: &[Conn], given: &[Endpoint]) -> BTreeSet<Endpoint> {
+fn servers_connected_to(conns: &[Box<Conn>], given: &[Endpoint]) -> BTreeSet<Endpoint> {
     if !given.is_empty() {
         return given.iter().copied().collect();
     }

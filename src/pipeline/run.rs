@@ -1,8 +1,9 @@
 //! The engine: readers in parallel → pairer → alignment and diagnosis → sink.
 
+use std::collections::VecDeque;
 use std::sync::mpsc;
 
-use super::{Conn, Side, SideOptions, SideResult, read_side_into};
+use super::{Conn, Side, SideOptions, SideResult, read_side_with};
 use crate::capture::CaptureSet;
 use crate::decode::Endpoint;
 use crate::diagnose::{self, Diagnosis, IdleCloses, Verdict};
@@ -13,8 +14,8 @@ use crate::pair::{self, Alignment, Backends, ClockOffset, MatchMethod, Matched, 
 /// were matched, their alignment, and the diagnosis.
 #[derive(Debug)]
 pub struct Finding {
-    pub proxy: Option<Conn>,
-    pub backend: Option<Conn>,
+    pub proxy: Option<Box<Conn>>,
+    pub backend: Option<Box<Conn>>,
     pub method: MatchMethod,
     pub seq_shift: [u32; 2],
     pub alignment: Option<Alignment>,
@@ -49,7 +50,7 @@ pub trait Sink {
     /// `analyze` only: every connection of the proxy capture as it finishes, before pairing
     /// (its client side too, when the capture holds it), and how far that capture has been read
     /// (`i64::MAX`: to its end). For the client requests (`incident::clients`).
-    fn proxy_connections(&mut self, _conns: &[Conn], _pos: i64) {}
+    fn proxy_connections(&mut self, _conns: &[Box<Conn>], _pos: i64) {}
 }
 
 /// What to report.
@@ -71,8 +72,12 @@ pub struct RunEnd {
     pub backends: Backends,
 }
 
+#[allow(
+    clippy::vec_box,
+    reason = "a connection moves several times on its way to a report: boxed once, moved as a pointer"
+)]
 enum Msg {
-    Batch(Vec<Conn>, i64),
+    Batch(Vec<Box<Conn>>, i64),
     End(Box<SideResult>),
 }
 
@@ -82,6 +87,9 @@ enum Msg {
 /// bounded channel instead of piling connections up.
 pub fn run(sides: Vec<(Side, CaptureSet)>, opts: SideOptions, mode: Mode, sink: &mut dyn Sink) -> RunEnd {
     let two = sides.len() > 1;
+    // The memory cap of open connections is for the run: each side's table gets its share.
+    let mut opts = opts;
+    opts.tcp.max_open_bytes /= sides.len().max(1);
     let first_side = sides.first().map_or(Side::Single, |s| s.0);
     std::thread::scope(|scope| {
         let mut receivers = Vec::new();
@@ -89,7 +97,8 @@ pub fn run(sides: Vec<(Side, CaptureSet)>, opts: SideOptions, mode: Mode, sink: 
         for (side, set) in sides {
             let (tx, rx) = mpsc::sync_channel::<Msg>(4);
             handles.push(scope.spawn(move || {
-                let r = read_side_into(side, set, opts, &mut |batch, pos| {
+                // One capture: its reading and decoding get a thread of their own.
+                let r = read_side_with(side, set, opts, !two, &mut |batch, pos| {
                     let _ = tx.send(Msg::Batch(batch, pos));
                 });
                 let _ = tx.send(Msg::End(Box::new(r)));
@@ -129,7 +138,29 @@ pub fn run(sides: Vec<(Side, CaptureSet)>, opts: SideOptions, mode: Mode, sink: 
                 std::panic::resume_unwind(panic);
             }
         }
-        let (clock, backends) = engine.finish(sink);
+        let (clock, backends, early, judged_early) = engine.finish(sink);
+        // Memory caps of what waited for pairing and judging: said beside the report.
+        for (side, r) in results.iter_mut().enumerate() {
+            let Some(r) = r else { continue };
+            let names = r.capture.files.join(", ");
+            if early[side] > 0 {
+                r.warnings.push(format!(
+                    "{names}: {} connections stopped waiting for their counterpart in the other \
+                     capture early (those waiting took more than {} MiB): some may be reported as \
+                     seen at one end only",
+                    early[side],
+                    pair::WAITING_BYTES >> 20
+                ));
+            }
+            if side == 0 && judged_early > 0 {
+                r.warnings.push(format!(
+                    "{names}: {judged_early} empty replies on reused connections were judged before \
+                     the backends' keep-alive timeouts were known (those waiting took more than {} \
+                     MiB)",
+                    JUDGE_DEFERRED_BYTES >> 20
+                ));
+            }
+        }
         RunEnd {
             sides: results.into_iter().flatten().collect(),
             clock,
@@ -172,7 +203,11 @@ impl Engine {
         })
     }
 
-    fn batch(&mut self, side: usize, conns: Vec<Conn>, pos: i64, sink: &mut dyn Sink) {
+    #[allow(
+        clippy::vec_box,
+        reason = "a connection moves several times on its way to a report: boxed once, moved as a pointer"
+    )]
+    fn batch(&mut self, side: usize, conns: Vec<Box<Conn>>, pos: i64, sink: &mut dyn Sink) {
         self.pos[side] = self.pos[side].max(pos);
         match &mut self.pairer {
             Some(p) => {
@@ -184,7 +219,7 @@ impl Engine {
                 }
                 p.advance(side, pos);
                 let clock = p.clock();
-                for m in p.take() {
+                for m in p.drain() {
                     self.judge.judge(m, clock, sink);
                 }
             }
@@ -207,26 +242,41 @@ impl Engine {
         if let Some(p) = &mut self.pairer {
             p.side_done(side);
             let clock = p.clock();
-            for m in p.take() {
+            for m in p.drain() {
                 self.judge.judge(m, clock, sink);
             }
         }
     }
 
-    fn finish(mut self, sink: &mut dyn Sink) -> (Option<ClockOffset>, Backends) {
-        let (clock, backends) = match self.pairer.take() {
+    /// Ends the run: the clock, the backends, how many connections of each side stopped waiting
+    /// for pairing early and how many were judged early (memory caps).
+    fn finish(mut self, sink: &mut dyn Sink) -> (Option<ClockOffset>, Backends, [u64; 2], u64) {
+        let (clock, backends, early) = match self.pairer.take() {
             Some(p) => {
+                let early = p.decided_early();
                 let (rest, clock, backends) = p.finish();
                 for m in rest {
                     self.judge.judge(m, clock, sink);
                 }
-                (clock, backends)
+                (clock, backends, early)
             }
-            None => (None, (Vec::new(), Vec::new())),
+            None => (None, (Vec::new(), Vec::new()), [0, 0]),
         };
         self.judge.finish(clock, sink);
-        (clock, backends)
+        (clock, backends, early, self.judge.judged_early)
     }
+}
+
+/// Memory the judgements waiting for the end (an empty reply on a reused connection, for the
+/// backend's idle timeout) may take; beyond, the oldest are judged at once.
+const JUDGE_DEFERRED_BYTES: usize = 16 * 1024 * 1024;
+
+fn matched_bytes(m: &Matched) -> usize {
+    [m.proxy.as_deref(), m.backend.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(super::conn_bytes)
+        .sum()
 }
 
 /// Aligns and diagnoses each connection. A few judgements wait for the end: an empty reply on a
@@ -236,7 +286,11 @@ struct Judge {
     two: bool,
     first_side: Side,
     idle: IdleCloses,
-    deferred: Vec<Matched>,
+    deferred: VecDeque<Matched>,
+    /// Estimated memory of `deferred`; past `JUDGE_DEFERRED_BYTES` the oldest are judged at
+    /// once (without the idle timeout they waited for), and counted here.
+    deferred_bytes: usize,
+    judged_early: u64,
     /// Last packet time of each capture once it is read to the end (own clocks).
     ends: [i64; 2],
 }
@@ -247,7 +301,9 @@ impl Judge {
             two,
             first_side,
             idle: IdleCloses::default(),
-            deferred: Vec::new(),
+            deferred: VecDeque::new(),
+            deferred_bytes: 0,
+            judged_early: 0,
             ends: [i64::MAX, i64::MAX],
         }
     }
@@ -262,20 +318,28 @@ impl Judge {
                 .as_ref()
                 .is_some_and(|p| p.app.exchanges.len() > 1 && self.idle.timeout(p.server).is_none());
         if reused_empty {
-            self.deferred.push(m);
+            self.deferred_bytes += matched_bytes(&m);
+            self.deferred.push_back(m);
+            while self.deferred_bytes > JUDGE_DEFERRED_BYTES {
+                let Some(m) = self.deferred.pop_front() else { break };
+                self.deferred_bytes -= matched_bytes(&m);
+                self.judged_early += 1;
+                let (alignment, d) = self.diagnose(&m, clock);
+                sink.finding(Finding::of(m, alignment, d, clock));
+            }
             return;
         }
         sink.finding(Finding::of(m, alignment, d, clock));
     }
 
     fn diagnose(&self, m: &Matched, clock: Option<ClockOffset>) -> (Option<Alignment>, Diagnosis) {
-        let alignment = match (&m.proxy, &m.backend) {
+        let alignment = match (m.proxy.as_deref(), m.backend.as_deref()) {
             (Some(p), Some(b)) => Some(pair::align(p, b, clock.as_ref(), self.ends[1], self.ends[0])),
             _ => None,
         };
         let cx = diagnose::Context {
-            p: m.proxy.as_ref(),
-            b: m.backend.as_ref(),
+            p: m.proxy.as_deref(),
+            b: m.backend.as_deref(),
             two_captures: self.two,
             first_side: self.first_side,
             clock: clock.as_ref(),
@@ -299,6 +363,7 @@ impl Judge {
     }
 
     fn finish(&mut self, clock: Option<ClockOffset>, sink: &mut dyn Sink) {
+        self.deferred_bytes = 0;
         for m in std::mem::take(&mut self.deferred) {
             let (alignment, d) = self.diagnose(&m, clock);
             sink.finding(Finding::of(m, alignment, d, clock));
@@ -363,7 +428,7 @@ impl Analysis {
         self.pairing.backends_backend_view = end.backends.1;
     }
 
-    fn keep(&mut self, side: usize, c: Conn) -> usize {
+    fn keep(&mut self, side: usize, c: Box<Conn>) -> usize {
         while self.sides.len() <= side {
             self.sides.push(SideResult {
                 side: if self.sides.is_empty() {
@@ -380,7 +445,7 @@ impl Analysis {
             });
         }
         let v = &mut self.sides[side].connections;
-        v.push(c);
+        v.push(*c);
         v.len() - 1
     }
 }
@@ -389,7 +454,7 @@ impl Sink for Analysis {
     fn finding(&mut self, f: Finding) {
         if let Some(m) = &mut self.clients {
             let id = self.pairing.pairs.len().to_string();
-            m.backend_connection(&id, f.proxy.as_ref(), &f.diagnosis);
+            m.backend_connection(&id, f.proxy.as_deref(), &f.diagnosis);
         }
         let proxy = f.proxy.map(|c| self.keep(0, c));
         let backend = f.backend.map(|c| self.keep(1, c));
@@ -403,7 +468,7 @@ impl Sink for Analysis {
         self.diagnoses.push(Some(f.diagnosis));
     }
 
-    fn proxy_connections(&mut self, conns: &[Conn], pos: i64) {
+    fn proxy_connections(&mut self, conns: &[Box<Conn>], pos: i64) {
         if let Some(m) = &mut self.clients {
             m.proxy_connections(conns, pos);
         }
@@ -428,6 +493,7 @@ pub fn analyze(sides: Vec<SideResult>, backends: &[Endpoint]) -> Analysis {
         judge.ends[i] = s.capture.last_ts_ns.unwrap_or(i64::MIN);
     }
     for (side, list) in conns.into_iter().enumerate() {
+        let list: Vec<Box<Conn>> = list.into_iter().map(Box::new).collect();
         if side == 0 {
             a.proxy_connections(&list, i64::MAX);
         }
@@ -467,7 +533,7 @@ pub fn flows(side: SideResult) -> Analysis {
     judge.ends[0] = shell.capture.last_ts_ns.unwrap_or(i64::MIN);
     for c in conns {
         let m = Matched {
-            proxy: Some(c),
+            proxy: Some(Box::new(c)),
             backend: None,
             method: MatchMethod::OneSide,
             seq_shift: [0, 0],

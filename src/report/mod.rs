@@ -181,6 +181,31 @@ impl RowMaker {
         (start, row)
     }
 
+    /// What the tally counts of a connection, as its row would say it, without making the row
+    /// (a report that does not list the connection only counts it).
+    pub fn counted<'a>(&self, input: &RowInput<'a>) -> Counted<'a> {
+        let mut protocol = Protocol::Empty;
+        let mut retransmitted = false;
+        for (i, conn) in [input.proxy, input.backend].into_iter().enumerate() {
+            let (Some(conn), Some(_)) = (conn, self.side(i)) else {
+                continue;
+            };
+            if protocol == Protocol::Empty {
+                protocol = conn.app.protocol;
+            }
+            retransmitted |= conn.dirs.iter().any(|d| d.retransmissions > 0);
+        }
+        let diagnosis = input.diagnosis;
+        Counted {
+            protocol: protocol_name(protocol),
+            exchanges: input.proxy.or(input.backend).map_or(0, |c| c.app.exchanges.len()),
+            verdict: diagnosis.map(|d| d.verdict.label()),
+            blame: diagnosis.map(|d| d.blame.label()),
+            outcome: diagnosis.map(|d| d.verdict.outcome()),
+            retransmitted,
+        }
+    }
+
     fn evidence(&self, d: &Diagnosis) -> Vec<EvidenceItem> {
         d.evidence
             .iter()
@@ -339,30 +364,53 @@ pub struct Tally {
     pub listed: u64,
 }
 
+/// What a [`Tally`] counts of a connection: from its row, or straight from the judged connection
+/// when no row is needed ([`RowMaker::counted`]).
+pub struct Counted<'a> {
+    pub protocol: &'a str,
+    pub exchanges: usize,
+    pub verdict: Option<&'a str>,
+    pub blame: Option<&'a str>,
+    pub outcome: Option<Outcome>,
+    /// A view saw retransmissions.
+    pub retransmitted: bool,
+}
+
 impl Tally {
     pub fn add(&mut self, c: &ConnectionReport) {
+        self.count(&Counted {
+            protocol: &c.protocol,
+            exchanges: c.exchanges.len(),
+            verdict: c.verdict.as_deref(),
+            blame: c.blame.as_deref(),
+            outcome: outcome_of(c),
+            retransmitted: c
+                .views
+                .values()
+                .any(|v| v.retransmissions.client_to_server + v.retransmissions.server_to_client > 0),
+        });
+    }
+
+    pub fn count(&mut self, c: &Counted<'_>) {
         self.connections += 1;
-        *self.protocols.entry(c.protocol.clone()).or_insert(0) += 1;
-        self.exchanges += c.exchanges.len() as u64;
-        if let Some(v) = &c.verdict {
-            *self.by_verdict.entry(v.clone()).or_insert(0) += 1;
+        bump(&mut self.protocols, c.protocol);
+        self.exchanges += c.exchanges as u64;
+        if let Some(v) = c.verdict {
+            bump(&mut self.by_verdict, v);
             if v == "ok" {
-                self.ok_exchanges += c.exchanges.len() as u64;
-                if c.views
-                    .values()
-                    .any(|v| v.retransmissions.client_to_server + v.retransmissions.server_to_client > 0)
-                {
+                self.ok_exchanges += c.exchanges as u64;
+                if c.retransmitted {
                     self.ok_with_retransmissions += 1;
                 }
             }
         }
-        if let Some(b) = &c.blame {
-            *self.by_blame.entry(b.clone()).or_insert(0) += 1;
+        if let Some(b) = c.blame {
+            bump(&mut self.by_blame, b);
         }
-        let (Some(v), Some(b)) = (&c.verdict, &c.blame) else {
+        let (Some(v), Some(b)) = (c.verdict, c.blame) else {
             return;
         };
-        let counts = match outcome_of(c) {
+        let counts = match c.outcome {
             Some(Outcome::Failed) => {
                 self.failed += 1;
                 &mut self.failures
@@ -377,11 +425,11 @@ impl Tally {
             }
             Some(Outcome::Ok) | None => return,
         };
-        match counts.iter_mut().find(|f| &f.verdict == v && &f.blame == b) {
+        match counts.iter_mut().find(|f| f.verdict == v && f.blame == b) {
             Some(f) => f.connections += 1,
             None => counts.push(FailureCount {
-                verdict: v.clone(),
-                blame: b.clone(),
+                verdict: v.to_string(),
+                blame: b.to_string(),
                 connections: 1,
             }),
         }
@@ -460,6 +508,16 @@ pub fn outcome_of(c: &ConnectionReport) -> Option<Outcome> {
         .as_deref()
         .and_then(Verdict::from_label)
         .map(Verdict::outcome)
+}
+
+/// Counts one more of `key` (allocating the key only the first time it is seen).
+fn bump(map: &mut IndexMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
 }
 
 fn capture_info(s: &SideResult) -> CaptureInfo {
@@ -554,14 +612,14 @@ fn exchange_report(e: &Exchange, details: Option<&[String]>) -> ExchangeReport {
 }
 
 /// A header for the report: its value replaced when its name is one of `redacted`.
-fn header_field(h: &Header, redacted: &[String]) -> HeaderField {
+fn header_field(h: Header<'_>, redacted: &[String]) -> HeaderField {
     let secret = redacted.iter().any(|r| r.eq_ignore_ascii_case(h.name.trim()));
     HeaderField {
-        name: h.name.clone(),
+        name: h.name.to_string(),
         value: if secret {
             REDACTED.to_string()
         } else {
-            h.value.clone()
+            h.value.to_string()
         },
         redacted: secret,
     }

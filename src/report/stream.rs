@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use super::text::{FlowsTable, Style};
 use super::{ConnectionReport, MAX_LADDERS, ReportOptions, RowInput, RowMaker, SideInfo, Tally, is_notable};
+use crate::diagnose::Outcome;
 use crate::incident::clients::{ClientLimits, ClientMatcher};
 use crate::incident::logs::{CaptureSpan, ConnFacts, Matcher};
 use crate::incident::window::Window;
@@ -201,7 +202,7 @@ impl<'w> Writer<'w> {
                     if let Some(row) = self.kept.get_mut(i) {
                         row.ladder = super::ladder::build(
                             &end.sides,
-                            [f.proxy.as_ref(), f.backend.as_ref()],
+                            [f.proxy.as_deref(), f.backend.as_deref()],
                             end.clock,
                             f.alignment.as_ref(),
                             f.seq_shift,
@@ -230,11 +231,28 @@ impl Sink for Writer<'_> {
             return;
         }
         let input = RowInput {
-            proxy: f.proxy.as_ref(),
-            backend: f.backend.as_ref(),
+            proxy: f.proxy.as_deref(),
+            backend: f.backend.as_deref(),
             method: f.method,
             diagnosis: Some(&f.diagnosis),
         };
+        let notable = f.diagnosis.verdict.outcome() != Outcome::Ok;
+        // Text, Markdown and HTML list only some rows: the others are counted, not made.
+        let listed = match self.format {
+            Format::Json | Format::Ndjson | Format::Flows => true,
+            Format::Text | Format::Markdown => notable && self.kept_failed < MAX_FAILED_KEPT,
+            Format::Html => {
+                if notable {
+                    self.kept_failed < MAX_FAILED_KEPT
+                } else {
+                    self.kept.len() < MAX_ROWS_KEPT
+                }
+            }
+        };
+        if !listed {
+            self.tally.count(&self.maker.counted(&input));
+            return;
+        }
         let (_, mut row) = self.maker.row(&input, f.clock);
         self.tally.add(&row);
         row.id = self.tally.connections.to_string();
@@ -245,16 +263,16 @@ impl Sink for Writer<'_> {
             row.log_lines = super::proxy_logs::attached(&m.take(&facts));
         }
         if let Some(b) = self.pattern.as_mut() {
-            let (p, bk) = (f.proxy.as_ref(), f.backend.as_ref());
+            let (p, bk) = (f.proxy.as_deref(), f.backend.as_deref());
             b.add(p, bk, Some(&f.diagnosis), f.clock, self.tally.connections);
         }
         if let Some(m) = &mut self.clients {
-            m.backend_connection(&row.id, f.proxy.as_ref(), &f.diagnosis);
+            m.backend_connection(&row.id, f.proxy.as_deref(), &f.diagnosis);
         }
         if self.error.is_some() {
             return;
         }
-        let notable = is_notable(&row);
+        debug_assert_eq!(notable, is_notable(&row));
         let result = match self.format {
             Format::Ndjson => serde_json::to_writer(&mut *self.out, &row)
                 .map_err(io::Error::from)
@@ -298,14 +316,14 @@ impl Sink for Writer<'_> {
         }
     }
 
-    fn proxy_connections(&mut self, conns: &[Conn], pos: i64) {
+    fn proxy_connections(&mut self, conns: &[Box<Conn>], pos: i64) {
         self.client_side(conns, pos);
     }
 }
 
 impl Writer<'_> {
     /// For [`Sink::proxy_connections`].
-    fn client_side(&mut self, conns: &[Conn], pos: i64) {
+    fn client_side(&mut self, conns: &[Box<Conn>], pos: i64) {
         if let Some(m) = &mut self.clients {
             m.proxy_connections(conns, pos);
         }

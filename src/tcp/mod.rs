@@ -116,6 +116,10 @@ pub enum End {
 pub trait StreamHandler {
     type Output;
     fn on_stream(&mut self, dir: Dir, event: StreamEvent<'_>);
+    /// Heap bytes the handler holds now (an estimate, for the table's memory cap).
+    fn heap_bytes(&self) -> usize {
+        0
+    }
     /// No more events; `ends` per direction (index by `Dir::idx`).
     fn finish(self, ends: [End; 2]) -> Self::Output;
 }
@@ -328,6 +332,11 @@ pub const LOG_HEAD: usize = 256;
 pub const LOG_TAIL: usize = 256;
 
 impl PacketLog {
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        (self.head.capacity() + self.tail.capacity()) * std::mem::size_of::<LoggedPacket>()
+    }
+
     fn push(&mut self, p: LoggedPacket) {
         if self.head.len() < LOG_HEAD {
             self.head.push(p);
@@ -428,15 +437,42 @@ struct Live<H> {
     zero_open: [bool; 2],
     /// Spans whose acknowledgement is not yet known start here.
     span_ack_cursor: [usize; 2],
+    /// Its memory as last estimated ([`Live::weight`]), counted in the table's total.
+    weight: usize,
 }
 
 const HISTORY_LETTERS: [char; 11] = ['S', 'H', 'A', 'D', 'F', 'R', 'T', 'G', 'W', 'I', '^'];
 
+/// A history letter's bit (its index in `HISTORY_LETTERS`), without searching: noted on every
+/// packet.
+fn history_bit(letter: char) -> Option<usize> {
+    let bit = match letter {
+        'S' => 0,
+        'H' => 1,
+        'A' => 2,
+        'D' => 3,
+        'F' => 4,
+        'R' => 5,
+        'T' => 6,
+        'G' => 7,
+        'W' => 8,
+        'I' => 9,
+        '^' => 10,
+        _ => return None,
+    };
+    debug_assert_eq!(HISTORY_LETTERS[bit], letter);
+    Some(bit)
+}
+
 /// Limits that keep the table's memory bounded.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Open connections at once; beyond, the least recently active one is closed early.
+    /// Open connections at once; beyond, the least recently started one is judged early.
     pub max_open: usize,
+    /// Memory the open connections may take together (estimated: their structures, packet logs,
+    /// spans, reassembly buffers, HTTP state and the exchanges kept); beyond, the least recently
+    /// started ones are judged early.
+    pub max_open_bytes: usize,
     /// Connections of a capture in all, for callers that keep every connection; beyond, the
     /// packets of new connections are counted (`connection_limit`), not analysed.
     pub max_connections: usize,
@@ -457,9 +493,13 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            // About 2.5 KB each while open: a SYN flood keeps 200,000 open, about 590 MB
-            // resident for a million SYNs (README, Limits). Proxies rarely hold 10,000 at once.
+            // Proxies rarely hold 10,000 at once; `max_open_bytes` is usually reached first.
             max_open: 200_000,
+            // What a capture's open connections may take together (a pair of captures: half
+            // each): about 30,000 that never carried a byte (a SYN flood, about 2.1 KB each), or
+            // 10,000 to 20,000 carrying HTTP. With what the reports keep and the allocator's own
+            // overhead, a run stays under 256 MB whatever the input (README, Limits).
+            max_open_bytes: 64 * 1024 * 1024,
             // The command streams its reports: no cap. Callers that keep every connection
             // (`pipeline::Analysis::run`) may set one.
             max_connections: usize::MAX,
@@ -490,7 +530,7 @@ impl FlowKey {
 /// stragglers: the last ACK, a retransmitted FIN, a RST after the FINs.
 enum Slot<H: StreamHandler> {
     Live(Box<Live<H>>),
-    Closed(Box<Closed<H::Output>>),
+    Closed(Closed<H::Output>),
 }
 
 impl<H: StreamHandler> Slot<H> {
@@ -504,7 +544,7 @@ impl<H: StreamHandler> Slot<H> {
 
 /// A finished connection lingering in the table.
 struct Closed<O> {
-    conn: Connection<O>,
+    conn: Box<Connection<O>>,
     history_seen: [u16; 2],
 }
 
@@ -519,7 +559,8 @@ pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
     timers: [VecDeque<(i64, FlowKey, u64)>; 2],
     new_handler: F,
     next_index: u64,
-    finished: Vec<Connection<H::Output>>,
+    /// Boxed: a connection is over 1 KB, and it is handed on several times before its report.
+    finished: Vec<Box<Connection<H::Output>>>,
     budget: Budget,
     limits: Limits,
     now: i64,
@@ -533,6 +574,8 @@ pub struct ConnectionTable<H: StreamHandler, F: FnMut(bool) -> H> {
     /// Endpoints seen taking a connection (the target of a SYN, the sender of a SYN-ACK), up to
     /// [`MAX_LISTENERS`]: who is the server of a connection captured mid-stream.
     listeners: HashSet<Endpoint, foldhash::fast::RandomState>,
+    /// The estimated memory of the live connections (the sum of their `weight`).
+    open_bytes: usize,
 }
 
 /// Listening endpoints remembered for role guesses (a SYN flood to random ports stops adding).
@@ -568,6 +611,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             compact: None,
             lingering: 0,
             listeners: HashSet::default(),
+            open_bytes: 0,
         }
     }
 
@@ -582,8 +626,13 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         self.open.values().filter(|s| matches!(s, Slot::Live(_))).count()
     }
 
+    /// How many finished connections wait to be taken.
+    pub fn finished_len(&self) -> usize {
+        self.finished.len()
+    }
+
     /// Connections finished so far (take them to keep memory flat).
-    pub fn take_finished(&mut self) -> Vec<Connection<H::Output>> {
+    pub fn take_finished(&mut self) -> Vec<Box<Connection<H::Output>>> {
         // The next batch is likely as large: no regrowth (connections are over 1 KB each).
         let room = self.finished.len();
         std::mem::replace(&mut self.finished, Vec::with_capacity(room))
@@ -593,7 +642,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     /// their first packet.
     pub fn finish(self) -> Vec<Connection<H::Output>> {
         let mut out = Vec::new();
-        self.finish_in_batches(usize::MAX, &mut |batch| out.extend(batch));
+        self.finish_in_batches(usize::MAX, &mut |batch| out.extend(batch.into_iter().map(|c| *c)));
         out.sort_by_key(|c| c.index);
         out
     }
@@ -601,7 +650,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     /// Finishes every open connection (end of capture), handing them out `batch` at a time in
     /// order of their first packet, after those already finished (in the order they finished): a
     /// capture that ends with 200,000 connections open never holds all of them finished at once.
-    pub fn finish_in_batches(mut self, batch: usize, emit: &mut dyn FnMut(Vec<Connection<H::Output>>)) {
+    pub fn finish_in_batches(mut self, batch: usize, emit: &mut dyn FnMut(Vec<Box<Connection<H::Output>>>)) {
         let mut keys: Vec<(u64, FlowKey)> = self.open.iter().map(|(k, s)| (s.index(), *k)).collect();
         keys.sort_unstable_by_key(|&(index, _)| index);
         // At least one batch, even empty: callers learn the end from it.
@@ -636,9 +685,15 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             // The common case, in one lookup: a packet of a connection being reassembled.
             Some(Slot::Live(live)) if !(syn && starts_new_connection(&live.conn, seg)) => {
                 live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
+                // Re-estimated after data and control packets, and every 8th packet (a pure ACK
+                // grows only the packet log).
+                if seg.payload_len > 0 || f.syn() || f.fin() || f.rst() || live.conn.packets % 8 == 0 {
+                    self.open_bytes = self.open_bytes - live.weight + live.reweigh();
+                }
                 if live.closed_by_fins() {
                     self.linger(key, seg.ts_ns);
                 }
+                self.keep_to_budget();
                 return;
             }
             // A SYN on a known 4-tuple with a new ISN starts a new connection (port reuse).
@@ -658,16 +713,39 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             return;
         }
         if self.open.len() >= self.limits.max_open {
-            self.evict_one();
+            self.evict_one("connection_table_full");
         }
         let mut live = Box::new(self.new_live(seg, at));
         live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
+        self.open_bytes += live.reweigh();
         let closed = live.closed_by_fins();
         let deadline = seg.ts_ns.saturating_add(self.limits.idle_ns);
         self.timers[0].push_back((deadline, key, live.conn.index));
         self.open.insert(key, Slot::Live(live));
         if closed {
             self.linger(key, seg.ts_ns);
+        }
+        self.keep_to_budget();
+        self.compact_timers();
+    }
+
+    /// The open connections take more memory than `max_open_bytes`: the least recently started
+    /// ones are judged now, each with a `connection_table_memory` anomaly.
+    fn keep_to_budget(&mut self) {
+        while self.open_bytes > self.limits.max_open_bytes {
+            if !self.evict_one("connection_table_memory") {
+                break;
+            }
+        }
+    }
+
+    /// Drops the idle timers of connections that finished (each connection leaves one behind):
+    /// without this the queue grew with every connection of the capture, not with the open ones.
+    fn compact_timers(&mut self) {
+        let q = &mut self.timers[0];
+        if q.len() > 2 * self.open.len() + 4096 {
+            let open = &self.open;
+            q.retain(|(_, key, index)| open.get(key).is_some_and(|s| s.index() == *index));
         }
     }
 
@@ -689,14 +767,14 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         let Some(Slot::Live(live)) = self.open.remove(&key) else {
             return;
         };
+        self.open_bytes -= live.weight;
         let history_seen = live.history_seen;
         let index = live.conn.index;
         let mut conn = live.finish(&mut self.budget);
         if let Some(compact) = self.compact {
             compact(&mut conn);
         }
-        self.open
-            .insert(key, Slot::Closed(Box::new(Closed { conn, history_seen })));
+        self.open.insert(key, Slot::Closed(Closed { conn, history_seen }));
         let deadline = now.saturating_add(self.limits.closed_linger_ns);
         self.timers[1].push_back((deadline, key, index));
         self.lingering += 1;
@@ -778,6 +856,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             handshake_seen,
             zero_open: [false, false],
             span_ack_cursor: [0, 0],
+            weight: 0,
         };
         if guessed {
             live.history(Dir::ClientToServer, '^');
@@ -815,7 +894,9 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         }
     }
 
-    fn evict_one(&mut self) {
+    /// Judges the least recently started connection now (`why`: the anomaly noted if it was
+    /// still open). False if there was none.
+    fn evict_one(&mut self, why: &'static str) -> bool {
         // The oldest timer entry belongs to (one of) the least recently started connections.
         for q in 0..2 {
             while let Some((_, key, index)) = self.timers[q].pop_front() {
@@ -824,18 +905,20 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
                     _ => continue,
                 };
                 if live {
-                    self.anomalies.note("connection_table_full", None);
+                    self.anomalies.note(why, None);
                 }
                 self.evicted += 1;
                 self.finish_key(key);
-                return;
+                return true;
             }
         }
+        false
     }
 
     fn finish_key(&mut self, key: FlowKey) {
         match self.open.remove(&key) {
             Some(Slot::Live(live)) => {
+                self.open_bytes -= live.weight;
                 let mut conn = live.finish(&mut self.budget);
                 if let Some(compact) = self.compact {
                     compact(&mut conn);
@@ -970,7 +1053,7 @@ fn is_content_gap(ev: &StreamEvent<'_>) -> bool {
 
 /// Adds a history letter once per direction (upper case for the client, lower for the server).
 fn note_history(history: &mut String, seen: &mut [u16; 2], d: Dir, letter: char) {
-    let Some(bit) = HISTORY_LETTERS.iter().position(|&c| c == letter) else {
+    let Some(bit) = history_bit(letter) else {
         return;
     };
     let seen = &mut seen[d.idx()];
@@ -984,7 +1067,30 @@ fn note_history(history: &mut String, seen: &mut [u16; 2], d: Dir, letter: char)
     }
 }
 
+/// What a connection's table entry costs beside its `Live`: the hash table slot, its timers.
+const ENTRY_BYTES: usize = 128;
+
 impl<H: StreamHandler> Live<H> {
+    /// Estimates the memory the connection holds now, remembers it in `weight` and returns it.
+    /// A few loads per packet: capacities, not contents.
+    fn reweigh(&mut self) -> usize {
+        let c = &self.conn;
+        let log = (c.log.head.capacity() + c.log.tail.capacity()) * std::mem::size_of::<LoggedPacket>();
+        let spans: usize =
+            c.dirs.iter().map(|d| d.spans.capacity()).sum::<usize>() * std::mem::size_of::<Span>();
+        let w = std::mem::size_of::<Self>()
+            + ENTRY_BYTES
+            + c.history.capacity()
+            + c.anomalies.heap_bytes()
+            + log
+            + spans
+            + self.streams[0].heap_bytes()
+            + self.streams[1].heap_bytes()
+            + self.handler.heap_bytes();
+        self.weight = w;
+        w
+    }
+
     /// Closed by FINs both ways, with nothing left to reassemble: no data can follow.
     fn closed_by_fins(&self) -> bool {
         self.closed_at.is_some() && self.conn.dirs.iter().all(|d| d.fin.is_some()) && self.fully_delivered()
@@ -1282,7 +1388,7 @@ impl<H: StreamHandler> Live<H> {
         }
     }
 
-    fn finish(mut self, budget: &mut Budget) -> Connection<H::Output> {
+    fn finish(mut self, budget: &mut Budget) -> Box<Connection<H::Output>> {
         // How each direction ended, judged before the final flush turns holes into gaps: a FIN
         // is a clean end only if everything before it had been delivered.
         // A RST after a clean FIN (at or past the FIN's sequence number: Linux resets a socket
@@ -1328,7 +1434,7 @@ impl<H: StreamHandler> Live<H> {
         self.conn.state = conn_state(&self.conn);
         let Live { conn, handler, .. } = self;
         let app = handler.finish(ends);
-        Connection {
+        Box::new(Connection {
             index: conn.index,
             client: conn.client,
             server: conn.server,
@@ -1352,7 +1458,7 @@ impl<H: StreamHandler> Live<H> {
             icmp: conn.icmp,
             icmp_count: conn.icmp_count,
             app,
-        }
+        })
     }
 }
 

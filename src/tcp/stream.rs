@@ -33,6 +33,11 @@ fn pending_cost(bytes: usize) -> usize {
     bytes + PENDING_OVERHEAD
 }
 
+/// What the ranges of offsets seen cost in their map (an estimate): its first B-tree node, then
+/// per range (nodes hold up to 11).
+const RANGE_NODE_BYTES: usize = 192;
+const RANGE_BYTES: usize = 32;
+
 /// How many of the last delivered bytes are kept to compare retransmissions with.
 const RECENT_BYTES: usize = 2048;
 
@@ -302,6 +307,16 @@ impl Reassembler {
 
     pub fn delivered_to(&self) -> i64 {
         self.next
+    }
+
+    /// Heap bytes held (an estimate): the ring of recent bytes, the ranges seen, what is
+    /// buffered out of order (with its bookkeeping).
+    pub fn heap_bytes(&self) -> usize {
+        let ranges = match self.seen.map.len() {
+            0 => 0,
+            n => RANGE_NODE_BYTES + n * RANGE_BYTES,
+        };
+        self.recent.buf.capacity() + ranges + self.pending_bytes
     }
 
     pub fn set_fin(&mut self, offset: i64) {
