@@ -1316,6 +1316,31 @@ fn describe<I>(e: &PcapError<I>) -> String {
     }
 }
 
+/// Which end of the proxy→backend path a capture was taken at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    Proxy,
+    Backend,
+    /// One capture analysed alone (`flows`, or `analyze` with one capture).
+    Single,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Proxy => "proxy",
+            Side::Backend => "backend",
+            Side::Single => "single",
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,3 +35,4 @@ pub mod pair;
 pub mod pipeline;
 pub mod report;
 pub mod tcp;
+pub mod time;

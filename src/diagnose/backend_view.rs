@@ -3,7 +3,8 @@
 //! capture; the sentence says what only the other end shows.
 
 use super::{Blame, Diagnosis, Evidence, Verdict};
-use crate::pipeline::{Conn, Side};
+use crate::capture::Side;
+use crate::http::Conn;
 use crate::tcp::PacketRef;
 
 /// What the backend's capture shows that the rules, written for the proxy's view, read as `ok`:

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::capture::FrameRef;
-use crate::pipeline::Side;
+use crate::capture::Side;
 
 /// The verdict of a connection (stable labels: they are part of the JSON contract).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -198,7 +198,8 @@ pub use rules::{Context, diagnose};
 use std::collections::HashMap;
 
 use crate::decode::Endpoint;
-use crate::pipeline::Conn;
+use crate::http::Conn;
+use crate::pair::{Alignment, ClockOffset, MatchMethod, Matched};
 
 /// Samples kept per backend endpoint, and endpoints tracked.
 const IDLE_SAMPLES: usize = 1024;
@@ -287,4 +288,37 @@ fn estimate(sorted: &[i64]) -> Option<i64> {
         sorted.iter().filter(|&&i| rules::is_idle_close(i, t)).count()
     );
     (agree >= 3 && agree * 2 > sorted.len()).then_some(t)
+}
+
+/// A connection judged: its views (the proxy capture's, or the only capture's, first), how they
+/// were matched, their alignment, and the diagnosis.
+#[derive(Debug)]
+pub struct Finding {
+    pub proxy: Option<Box<Conn>>,
+    pub backend: Option<Box<Conn>>,
+    pub method: MatchMethod,
+    pub seq_shift: [u32; 2],
+    pub alignment: Option<Alignment>,
+    pub diagnosis: Diagnosis,
+    /// The clock offset as estimated when the connection was judged.
+    pub clock: Option<ClockOffset>,
+}
+
+impl Finding {
+    pub(crate) fn of(
+        m: Matched,
+        alignment: Option<Alignment>,
+        diagnosis: Diagnosis,
+        clock: Option<ClockOffset>,
+    ) -> Finding {
+        Finding {
+            proxy: m.proxy,
+            backend: m.backend,
+            method: m.method,
+            seq_shift: m.seq_shift,
+            alignment,
+            diagnosis,
+            clock,
+        }
+    }
 }

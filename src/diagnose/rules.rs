@@ -6,9 +6,10 @@
 //! the proxy clock unless a name ends in `_b` (backend clock). With one capture, the view is `p`.
 
 use super::{Blame, Diagnosis, Evidence, Verdict};
+use crate::capture::Side;
+use crate::http::Conn;
 use crate::http::{Exchange, Framing, Message, Protocol};
 use crate::pair::{Alignment, ClockOffset};
-use crate::pipeline::{Conn, Side};
 use crate::tcp::{CloseMark, IcmpMark, PacketRef};
 
 /// Everything a rule may look at.

@@ -32,6 +32,7 @@
 mod head;
 mod pairing;
 mod parser;
+
 #[cfg(test)]
 mod tests;
 
@@ -378,4 +379,18 @@ pub fn settle_cut_response_by_close(c: &mut crate::tcp::Connection<HttpSummary>)
             r.complete = true;
         }
     }
+}
+
+/// A connection as one capture saw it, with its HTTP view.
+pub type Conn = crate::tcp::Connection<HttpSummary>;
+
+/// Heap bytes a finished connection holds (an estimate, for the caps of what waits for pairing
+/// and judging).
+pub fn conn_bytes(c: &Conn) -> usize {
+    size_of::<Conn>()
+        + c.history.capacity()
+        + c.anomalies.heap_bytes()
+        + c.log.heap_bytes()
+        + c.dirs.iter().map(|d| d.spans.capacity()).sum::<usize>() * size_of::<crate::tcp::Span>()
+        + c.app.heap_bytes()
 }

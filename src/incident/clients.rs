@@ -58,8 +58,8 @@ use std::net::IpAddr;
 
 use crate::decode::Endpoint;
 use crate::diagnose::{Blame, Diagnosis, Verdict};
+use crate::http::Conn;
 use crate::http::{Exchange, Message, Protocol};
-use crate::pipeline::Conn;
 use crate::tcp::PacketRef;
 
 /// Header names this module reads. The reader keeps them on connections that look healthy

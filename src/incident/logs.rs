@@ -47,8 +47,8 @@ use std::net::IpAddr;
 
 use super::window::{self, Window};
 use crate::decode::Endpoint;
+use crate::diagnose::Finding;
 use crate::diagnose::Verdict;
-use crate::pipeline::Finding;
 
 /// Longest line read; the rest of a longer line is skipped (and a warning says so).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -1571,7 +1571,7 @@ impl Matcher {
 
     fn reason(&self, ev: &Event, near: &[(String, Option<Verdict>)], span: CaptureSpan) -> Unmatched {
         let r = |code, words: String| Unmatched { code, words };
-        let at = crate::report::rfc3339(ev.time_ns);
+        let at = crate::time::rfc3339(ev.time_ns);
         match ev.says {
             Says::Other => {
                 return r(
@@ -1598,8 +1598,8 @@ impl Matcher {
                 "before-capture",
                 format!(
                     "logged at {} UTC, before the capture started ({} UTC)",
-                    crate::report::time_of_day(ev.time_ns),
-                    crate::report::time_of_day(first)
+                    crate::time::time_of_day(ev.time_ns),
+                    crate::time::time_of_day(first)
                 ),
             );
         }
@@ -1608,8 +1608,8 @@ impl Matcher {
                 "after-capture",
                 format!(
                     "logged at {} UTC, after the capture ended ({} UTC)",
-                    crate::report::time_of_day(ev.time_ns),
-                    crate::report::time_of_day(last)
+                    crate::time::time_of_day(ev.time_ns),
+                    crate::time::time_of_day(last)
                 ),
             );
         }
@@ -1771,7 +1771,7 @@ fn zone_hint(times: &[i64], span: CaptureSpan, tz: i32) -> Option<String> {
         let suggested = tz as i64 - shift / SECOND;
         format!(
             "the log's times fall outside the capture, {} apart from it: if the proxy's clock is not {} (the zone the log was read in), try --log-tz {}",
-            crate::report::duration_words(shift.abs() as f64 / 1e6),
+            crate::time::duration_words(shift.abs() as f64 / 1e6),
             window::offset_words(tz),
             window::offset_words(suggested as i32)
         )

@@ -1,6 +1,6 @@
 //! # incident: from connections judged one by one to the incident as a whole
 //!
-//! In: judged connections ([`crate::pipeline::Finding`]: the views, the diagnosis, the clock
+//! In: judged connections ([`crate::diagnose::Finding`]: the views, the diagnosis, the clock
 //! offset), one at a time as the pipeline hands them out. Out: what an on-call engineer starts
 //! from in an incident:
 //! - [`logs`]: the proxy's error log lines, tied to the connections they are about;

@@ -20,10 +20,11 @@
 use std::collections::BTreeMap;
 
 use crate::capture::FrameRef;
+use crate::capture::Side;
 use crate::diagnose::{Blame, Diagnosis, Outcome, Verdict};
+use crate::http::Conn;
 use crate::http::{Exchange, Framing};
 use crate::pair::ClockOffset;
-use crate::pipeline::{Conn, Side};
 
 /// Number of verdicts (the index of a verdict in count arrays is `verdict as usize`).
 pub const VERDICTS: usize = Verdict::ALL.len();

@@ -5,7 +5,7 @@
 //! clock) overlaps it: a connection opened before `--since` that failed inside the window is
 //! part of the incident. Times are nanoseconds since the Unix epoch, UTC.
 
-use crate::pipeline::Finding;
+use crate::diagnose::Finding;
 
 /// The earliest and latest times accepted (as the captures': 1970 to 2116).
 const MAX_NS: i64 = 1 << 62;

@@ -3,7 +3,7 @@
 //! differ between the captures).
 
 use super::ClockOffset;
-use crate::pipeline::Conn;
+use crate::http::Conn;
 use crate::tcp::{CloseMark, PacketRef, SpanKind};
 
 /// One direction's comparison of what was sent at one end with what arrived at the other.

@@ -8,7 +8,7 @@
 //! bounds for every pair made pairing quadratic, a few seconds for 20,000 connections.
 
 use super::ClockOffset;
-use crate::pipeline::Conn;
+use crate::http::Conn;
 use crate::tcp::PacketRef;
 
 /// Per-pair bounds kept at each end of the captures, for drift and for the median fallback.

@@ -39,7 +39,7 @@ pub use align::{Alignment, DirAlignment, Late, Lost, align};
 pub use clock::ClockAcc;
 
 use crate::decode::Endpoint;
-use crate::pipeline::Conn;
+use crate::http::Conn;
 
 /// How two views of a connection were matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -425,13 +425,13 @@ impl Pairer {
         let key = (conn.server, conn.client.port);
         self.by_server[side].entry(key).or_default().push_back(id);
         self.queue[side].push_back((conn.last.ts_ns, id));
-        self.waiting_bytes[side] += crate::pipeline::conn_bytes(&conn);
+        self.waiting_bytes[side] += crate::http::conn_bytes(&conn);
         self.waiting[side].insert(id, conn);
     }
 
     fn unwait(&mut self, side: usize, id: u64) -> Option<Box<Conn>> {
         let conn = self.waiting[side].remove(&id)?;
-        self.waiting_bytes[side] -= crate::pipeline::conn_bytes(&conn);
+        self.waiting_bytes[side] -= crate::http::conn_bytes(&conn);
         if let Some(isn) = conn.client_isn {
             remove_id(&mut self.by_isn[side], &isn, id);
         }
@@ -519,7 +519,7 @@ impl Pairer {
             }
             Some(false) => {}
             None => {
-                self.deferred_bytes[side] += crate::pipeline::conn_bytes(&conn);
+                self.deferred_bytes[side] += crate::http::conn_bytes(&conn);
                 self.deferred[side].push(conn);
                 if self.deferred_bytes[side] > DEFERRED_BYTES {
                     self.early[P] += self.deferred[P].len() as u64;

@@ -7,41 +7,14 @@
 
 mod run;
 
-use std::fmt;
+pub use crate::capture::Side;
+pub use crate::http::{Conn, conn_bytes};
 
 use crate::anomaly::Anomalies;
 use crate::capture::{CaptureError, CaptureSet, CaptureSummary, Input, Packet, Progress};
 use crate::decode::{self, DecodeStats, IcmpError, Segment, Skip};
-use crate::http::{HttpHandler, HttpLimits, HttpSummary};
-use crate::tcp::{Connection, ConnectionTable, Limits};
-
-/// Which end of the proxy→backend path a capture was taken at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Side {
-    Proxy,
-    Backend,
-    /// One capture analysed alone (`flows`, or `analyze` with one capture).
-    Single,
-}
-
-impl Side {
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Proxy => "proxy",
-            Side::Backend => "backend",
-            Side::Single => "single",
-        }
-    }
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A connection as one capture saw it, with its HTTP view.
-pub type Conn = Connection<HttpSummary>;
+use crate::http::{HttpHandler, HttpLimits};
+use crate::tcp::{ConnectionTable, Limits};
 
 /// Everything one capture yielded.
 #[derive(Debug)]
@@ -356,17 +329,6 @@ fn decode_ahead(
     })
 }
 
-/// Heap bytes a finished connection holds (an estimate, for the caps of what waits for pairing
-/// and judging).
-pub(crate) fn conn_bytes(c: &Conn) -> usize {
-    size_of::<Conn>()
-        + c.history.capacity()
-        + c.anomalies.heap_bytes()
-        + c.log.heap_bytes()
-        + c.dirs.iter().map(|d| d.spans.capacity()).sum::<usize>() * size_of::<crate::tcp::Span>()
-        + c.app.heap_bytes()
-}
-
 /// Reads one side to the end, keeping every connection (in order of their first packet).
 pub fn read_side(side: Side, set: CaptureSet, opts: SideOptions) -> SideResult {
     let mut all = Vec::new();
@@ -466,4 +428,5 @@ pub fn progress_of(sets: &[(Side, CaptureSet)]) -> Vec<Progress> {
     sets.iter().map(|(_, s)| s.progress()).collect()
 }
 
-pub use run::{Analysis, Finding, Mode, RunEnd, Sink, analyze, flows, run};
+pub use crate::diagnose::Finding;
+pub use run::{Analysis, Mode, RunEnd, Sink, analyze, flows, run};

@@ -6,42 +6,9 @@ use std::sync::mpsc;
 use super::{Conn, Side, SideOptions, SideResult, read_side_with};
 use crate::capture::CaptureSet;
 use crate::decode::Endpoint;
-use crate::diagnose::{self, Diagnosis, IdleCloses, Verdict};
+use crate::diagnose::{self, Diagnosis, Finding, IdleCloses, Verdict};
 use crate::incident::clients::{ClientLimits, ClientMatcher, ClientRequests};
 use crate::pair::{self, Alignment, Backends, ClockOffset, MatchMethod, Matched, Pair, Pairer, Pairing};
-
-/// A connection judged: its views (the proxy capture's, or the only capture's, first), how they
-/// were matched, their alignment, and the diagnosis.
-#[derive(Debug)]
-pub struct Finding {
-    pub proxy: Option<Box<Conn>>,
-    pub backend: Option<Box<Conn>>,
-    pub method: MatchMethod,
-    pub seq_shift: [u32; 2],
-    pub alignment: Option<Alignment>,
-    pub diagnosis: Diagnosis,
-    /// The clock offset as estimated when the connection was judged.
-    pub clock: Option<ClockOffset>,
-}
-
-impl Finding {
-    fn of(
-        m: Matched,
-        alignment: Option<Alignment>,
-        diagnosis: Diagnosis,
-        clock: Option<ClockOffset>,
-    ) -> Finding {
-        Finding {
-            proxy: m.proxy,
-            backend: m.backend,
-            method: m.method,
-            seq_shift: m.seq_shift,
-            alignment,
-            diagnosis,
-            clock,
-        }
-    }
-}
 
 /// Where findings go, as soon as each is judged (a report writer, or an [`Analysis`]).
 pub trait Sink {
