@@ -4,7 +4,7 @@
 //! `tcp`). Out: an [`HttpSummary`]: what the connection carried (HTTP/1.x, TLS, something else),
 //! its request/response [`Exchange`]s in order, and where and why parsing lost track, if it did.
 //!
-//! This file holds the types the later stages read; the state machine is `parser.rs`, start lines,
+//! This file holds the types the later stages read; the state machine is `parser/`, start lines,
 //! header fields and the RFC 9112 body-length rules are `head.rs`, and the pairing of responses
 //! with requests is `pairing.rs`.
 //!
