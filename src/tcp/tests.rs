@@ -294,7 +294,7 @@ fn syn_ack_captured_before_its_syn_is_one_connection() {
 #[test]
 fn an_open_connection_without_payload_is_small() {
     assert!(std::mem::size_of::<crate::http::HttpHandler>() <= 64);
-    assert!(std::mem::size_of::<super::Live<crate::http::HttpHandler>>() <= 2048);
+    assert!(std::mem::size_of::<super::live::Live<crate::http::HttpHandler>>() <= 2048);
 }
 
 /// Zeek's own baseline for RSTs (testing/btest/Baseline/scripts.base.protocols.conn.
