@@ -7,12 +7,134 @@ use crate::capture::FrameRef;
 /// How many example frames an anomaly keeps.
 pub const EXAMPLES: usize = 3;
 
-/// One kind of anomaly: its name, how often, and the first frames where it was seen.
+/// Every kind of anomaly, named by [`AnomalyKind::name`]: the stable snake_case name the report
+/// shows. `tcp_*` are noted by `tcp`, `http_*` by `http`, the others by the connection table
+/// (`connection_*`, `icmp_*`) and the pipeline (`malformed_packet`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AnomalyKind {
+    ConnectionLimit,
+    ConnectionTableFull,
+    ConnectionTableMemory,
+    IcmpForUnknownConnection,
+    MalformedPacket,
+    TcpSynWithRstOrFin,
+    TcpUnexpectedSyn,
+    TcpRstWithData,
+    TcpDataAfterClose,
+    TcpOverlapConflict,
+    TcpReassemblyBufferFull,
+    HttpBadRequestLine,
+    HttpBadStatusLine,
+    HttpBadHeader,
+    HttpHeaderTooLong,
+    HttpLowerCaseVersion,
+    HttpBadContentLength,
+    HttpBadTransferEncoding,
+    HttpTeAndCl,
+    HttpResponseFramingGuessed,
+    HttpBadChunkSize,
+    HttpChunkSizeTooLarge,
+    HttpChunkLineTooLong,
+    HttpBadChunkEnd,
+    HttpTrailersTooLong,
+    HttpExchangeLimit,
+    HttpInterimLimit,
+    HttpPipelineLimit,
+    HttpRequestNotCaptured,
+    HttpResponseNotCaptured,
+    HttpResponseWithoutRequest,
+    HttpResponseUnpaired,
+}
+
+impl AnomalyKind {
+    /// Every kind, in the order of the list above.
+    pub const ALL: [AnomalyKind; 32] = [
+        AnomalyKind::ConnectionLimit,
+        AnomalyKind::ConnectionTableFull,
+        AnomalyKind::ConnectionTableMemory,
+        AnomalyKind::IcmpForUnknownConnection,
+        AnomalyKind::MalformedPacket,
+        AnomalyKind::TcpSynWithRstOrFin,
+        AnomalyKind::TcpUnexpectedSyn,
+        AnomalyKind::TcpRstWithData,
+        AnomalyKind::TcpDataAfterClose,
+        AnomalyKind::TcpOverlapConflict,
+        AnomalyKind::TcpReassemblyBufferFull,
+        AnomalyKind::HttpBadRequestLine,
+        AnomalyKind::HttpBadStatusLine,
+        AnomalyKind::HttpBadHeader,
+        AnomalyKind::HttpHeaderTooLong,
+        AnomalyKind::HttpLowerCaseVersion,
+        AnomalyKind::HttpBadContentLength,
+        AnomalyKind::HttpBadTransferEncoding,
+        AnomalyKind::HttpTeAndCl,
+        AnomalyKind::HttpResponseFramingGuessed,
+        AnomalyKind::HttpBadChunkSize,
+        AnomalyKind::HttpChunkSizeTooLarge,
+        AnomalyKind::HttpChunkLineTooLong,
+        AnomalyKind::HttpBadChunkEnd,
+        AnomalyKind::HttpTrailersTooLong,
+        AnomalyKind::HttpExchangeLimit,
+        AnomalyKind::HttpInterimLimit,
+        AnomalyKind::HttpPipelineLimit,
+        AnomalyKind::HttpRequestNotCaptured,
+        AnomalyKind::HttpResponseNotCaptured,
+        AnomalyKind::HttpResponseWithoutRequest,
+        AnomalyKind::HttpResponseUnpaired,
+    ];
+
+    /// The stable snake_case name (the report's `anomalies[].name`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AnomalyKind::ConnectionLimit => "connection_limit",
+            AnomalyKind::ConnectionTableFull => "connection_table_full",
+            AnomalyKind::ConnectionTableMemory => "connection_table_memory",
+            AnomalyKind::IcmpForUnknownConnection => "icmp_for_unknown_connection",
+            AnomalyKind::MalformedPacket => "malformed_packet",
+            AnomalyKind::TcpSynWithRstOrFin => "tcp_syn_with_rst_or_fin",
+            AnomalyKind::TcpUnexpectedSyn => "tcp_unexpected_syn",
+            AnomalyKind::TcpRstWithData => "tcp_rst_with_data",
+            AnomalyKind::TcpDataAfterClose => "tcp_data_after_close",
+            AnomalyKind::TcpOverlapConflict => "tcp_overlap_conflict",
+            AnomalyKind::TcpReassemblyBufferFull => "tcp_reassembly_buffer_full",
+            AnomalyKind::HttpBadRequestLine => "http_bad_request_line",
+            AnomalyKind::HttpBadStatusLine => "http_bad_status_line",
+            AnomalyKind::HttpBadHeader => "http_bad_header",
+            AnomalyKind::HttpHeaderTooLong => "http_header_too_long",
+            AnomalyKind::HttpLowerCaseVersion => "http_lower_case_version",
+            AnomalyKind::HttpBadContentLength => "http_bad_content_length",
+            AnomalyKind::HttpBadTransferEncoding => "http_bad_transfer_encoding",
+            AnomalyKind::HttpTeAndCl => "http_te_and_cl",
+            AnomalyKind::HttpResponseFramingGuessed => "http_response_framing_guessed",
+            AnomalyKind::HttpBadChunkSize => "http_bad_chunk_size",
+            AnomalyKind::HttpChunkSizeTooLarge => "http_chunk_size_too_large",
+            AnomalyKind::HttpChunkLineTooLong => "http_chunk_line_too_long",
+            AnomalyKind::HttpBadChunkEnd => "http_bad_chunk_end",
+            AnomalyKind::HttpTrailersTooLong => "http_trailers_too_long",
+            AnomalyKind::HttpExchangeLimit => "http_exchange_limit",
+            AnomalyKind::HttpInterimLimit => "http_interim_limit",
+            AnomalyKind::HttpPipelineLimit => "http_pipeline_limit",
+            AnomalyKind::HttpRequestNotCaptured => "http_request_not_captured",
+            AnomalyKind::HttpResponseNotCaptured => "http_response_not_captured",
+            AnomalyKind::HttpResponseWithoutRequest => "http_response_without_request",
+            AnomalyKind::HttpResponseUnpaired => "http_response_unpaired",
+        }
+    }
+}
+
+/// One kind of anomaly: which, how often, and the first frames where it was seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Anomaly {
-    pub name: &'static str,
+    pub kind: AnomalyKind,
     pub count: u64,
     pub frames: Vec<FrameRef>,
+}
+
+impl Anomaly {
+    /// Its stable snake_case name.
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
 }
 
 /// A small set of anomalies (a connection rarely has more than a few kinds).
@@ -30,12 +152,13 @@ impl Anomalies {
                 .sum::<usize>()
     }
 
-    pub fn note(&mut self, name: &'static str, frame: Option<FrameRef>) {
-        let a = match self.0.iter_mut().find(|a| a.name == name) {
+    /// Counts one anomaly of `kind`, keeping `frame` among the first examples.
+    pub fn note(&mut self, kind: AnomalyKind, frame: Option<FrameRef>) {
+        let a = match self.0.iter_mut().find(|a| a.kind == kind) {
             Some(a) => a,
             None => {
                 self.0.push(Anomaly {
-                    name,
+                    kind,
                     count: 0,
                     frames: Vec::new(),
                 });
@@ -50,8 +173,15 @@ impl Anomalies {
         }
     }
 
+    /// How many anomalies of `kind` were noted.
+    pub fn count_of(&self, kind: AnomalyKind) -> u64 {
+        self.0.iter().find(|a| a.kind == kind).map_or(0, |a| a.count)
+    }
+
+    /// How many anomalies named `name` were noted (0 for a name no kind has). For the stages
+    /// that still look anomalies up by name; [`Anomalies::count_of`] is the typed lookup.
     pub fn count(&self, name: &str) -> u64 {
-        self.0.iter().find(|a| a.name == name).map_or(0, |a| a.count)
+        self.0.iter().find(|a| a.name() == name).map_or(0, |a| a.count)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Anomaly> {
@@ -65,7 +195,7 @@ impl Anomalies {
     /// Adds another set's counts into this one (for per-capture totals).
     pub fn merge(&mut self, other: &Anomalies) {
         for a in &other.0 {
-            match self.0.iter_mut().find(|b| b.name == a.name) {
+            match self.0.iter_mut().find(|b| b.kind == a.kind) {
                 Some(b) => {
                     b.count += a.count;
                     for f in &a.frames {
@@ -88,16 +218,29 @@ mod tests {
     fn counts_and_keeps_the_first_examples() {
         let mut a = Anomalies::default();
         for i in 1..=5 {
-            a.note("tcp_retransmission", Some(FrameRef { file: 0, frame: i }));
+            a.note(
+                AnomalyKind::TcpUnexpectedSyn,
+                Some(FrameRef { file: 0, frame: i }),
+            );
         }
-        a.note("http_parse_error", None);
-        assert_eq!(a.count("tcp_retransmission"), 5);
-        assert_eq!(a.count("http_parse_error"), 1);
+        a.note(AnomalyKind::HttpBadHeader, None);
+        assert_eq!(a.count("tcp_unexpected_syn"), 5);
+        assert_eq!(a.count_of(AnomalyKind::HttpBadHeader), 1);
         assert_eq!(a.count("other"), 0);
         let first = a.iter().next().unwrap();
         assert_eq!(
             first.frames.iter().map(|f| f.frame).collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
+    }
+
+    #[test]
+    fn names_are_snake_case_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for k in AnomalyKind::ALL {
+            let n = k.name();
+            assert!(n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{n}");
+            assert!(seen.insert(n), "{n} twice");
+        }
     }
 }

@@ -316,7 +316,7 @@ fn anomaly_names(c: &pipeline::Conn) -> Vec<&'static str> {
     c.anomalies
         .iter()
         .chain(c.app.anomalies.iter())
-        .map(|a| a.name)
+        .map(|a| a.name())
         .collect()
 }
 

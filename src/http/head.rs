@@ -9,6 +9,7 @@
 use httparse::Status;
 
 use super::{Framing, Headers, HttpLimits, Message};
+use crate::anomaly::AnomalyKind;
 use crate::tcp::{Dir, PacketRef};
 
 /// What a request tells the parser of the other direction: the response framing depends on the
@@ -64,7 +65,7 @@ pub(super) struct Parsed {
 /// A framing problem: an anomaly name (stable) and a sentence for the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Bad {
-    pub anomaly: &'static str,
+    pub anomaly: AnomalyKind,
     pub reason: String,
 }
 
@@ -151,14 +152,14 @@ pub(super) fn is_start_line(dir: Dir, line: &[u8]) -> bool {
 
 /// The anomaly name of a head that httparse rejected. `line_ok`: the start line had been
 /// validated before, so the error is in a header field.
-pub(super) fn error_anomaly(dir: Dir, e: httparse::Error, line_ok: bool) -> &'static str {
+pub(super) fn error_anomaly(dir: Dir, e: httparse::Error, line_ok: bool) -> AnomalyKind {
     use httparse::Error as E;
     match e {
-        E::HeaderName | E::HeaderValue | E::TooManyHeaders => "http_bad_header",
-        E::NewLine if line_ok => "http_bad_header",
+        E::HeaderName | E::HeaderValue | E::TooManyHeaders => AnomalyKind::HttpBadHeader,
+        E::NewLine if line_ok => AnomalyKind::HttpBadHeader,
         _ => match dir {
-            Dir::ClientToServer => "http_bad_request_line",
-            Dir::ServerToClient => "http_bad_status_line",
+            Dir::ClientToServer => AnomalyKind::HttpBadRequestLine,
+            Dir::ServerToClient => AnomalyKind::HttpBadStatusLine,
         },
     }
 }
@@ -617,17 +618,17 @@ fn transfer_encoding(values: &[&[u8]]) -> TransferEncoding {
 
 /// The framing of a request, and an anomaly to note on the side (Transfer-Encoding together
 /// with Content-Length). RFC 9112 section 6.3, the rules that apply to requests:
-pub(super) fn request_framing(l: &Lengths) -> Result<(Framing, Option<&'static str>), Bad> {
+pub(super) fn request_framing(l: &Lengths) -> Result<(Framing, Option<AnomalyKind>), Bad> {
     let both = l.content_length != ContentLength::Absent;
     match &l.transfer_encoding {
         // 3. Transfer-Encoding and Content-Length both: Transfer-Encoding overrides; such a
         //    message might be an attempt at request smuggling, which is worth noting.
         // 4. Transfer-Encoding with chunked as the final coding: the chunked body.
-        TransferEncoding::Chunked => Ok((Framing::Chunked, both.then_some("http_te_and_cl"))),
+        TransferEncoding::Chunked => Ok((Framing::Chunked, both.then_some(AnomalyKind::HttpTeAndCl))),
         // 4. In a request, Transfer-Encoding without chunked as the final coding: the length
         //    cannot be determined reliably (a server answers 400 and closes).
         TransferEncoding::NotChunked(coding) => Err(Bad {
-            anomaly: "http_bad_transfer_encoding",
+            anomaly: AnomalyKind::HttpBadTransferEncoding,
             reason: format!(
                 "request Transfer-Encoding ends in \"{coding}\", not chunked: its body length cannot be determined"
             ),
@@ -635,7 +636,7 @@ pub(super) fn request_framing(l: &Lengths) -> Result<(Framing, Option<&'static s
         TransferEncoding::Absent => match &l.content_length {
             // 5. An invalid Content-Length: an unrecoverable framing error.
             ContentLength::Invalid(why) => Err(Bad {
-                anomaly: "http_bad_content_length",
+                anomaly: AnomalyKind::HttpBadContentLength,
                 reason: format!("request with {why}"),
             }),
             // 6. A valid Content-Length: that many body bytes.
@@ -652,7 +653,7 @@ pub(super) fn response_framing(
     status: u16,
     req: Option<ReqFacts>,
     l: &Lengths,
-) -> Result<(Framing, Option<&'static str>), Bad> {
+) -> Result<(Framing, Option<AnomalyKind>), Bad> {
     let req = req.unwrap_or_default();
     // 0. 101 Switching Protocols (RFC 9110 section 15.2.2): after its blank line the connection
     //    speaks the protocol named in Upgrade; it is not HTTP/1.x anymore.
@@ -673,14 +674,16 @@ pub(super) fn response_framing(
     match &l.transfer_encoding {
         // 3. Transfer-Encoding and Content-Length both: Transfer-Encoding overrides (noted).
         // 4. Transfer-Encoding with chunked as the final coding: the chunked body.
-        TransferEncoding::Chunked => Ok((Framing::Chunked, both.then_some("http_te_and_cl"))),
+        TransferEncoding::Chunked => Ok((Framing::Chunked, both.then_some(AnomalyKind::HttpTeAndCl))),
         // 4. In a response, Transfer-Encoding without chunked as the final coding: the body
         //    runs until the server closes the connection.
-        TransferEncoding::NotChunked(_) => Ok((Framing::UntilClose, both.then_some("http_te_and_cl"))),
+        TransferEncoding::NotChunked(_) => {
+            Ok((Framing::UntilClose, both.then_some(AnomalyKind::HttpTeAndCl)))
+        }
         TransferEncoding::Absent => match &l.content_length {
             // 5. An invalid Content-Length: an unrecoverable framing error.
             ContentLength::Invalid(why) => Err(Bad {
-                anomaly: "http_bad_content_length",
+                anomaly: AnomalyKind::HttpBadContentLength,
                 reason: format!("response with {why}"),
             }),
             // 6. A valid Content-Length: that many body bytes.

@@ -34,7 +34,7 @@
 
 use super::head::ReqFacts;
 use super::{Exchange, Framing, Interim, Message};
-use crate::anomaly::Anomalies;
+use crate::anomaly::{Anomalies, AnomalyKind};
 
 /// Why requests may hide in a stretch of the client direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,7 +155,7 @@ pub(super) fn pair(
         let without_request = |anomalies: &mut Anomalies| {
             let before_capture = s.orphan || (!from_start && first_request_ts.is_none_or(|f| ts < f));
             if !before_capture {
-                anomalies.note("http_response_without_request", frame);
+                anomalies.note(AnomalyKind::HttpResponseWithoutRequest, frame);
             }
         };
         let choice = if !s.after_loss && k < n && reqs[k].is_msg() {
@@ -184,14 +184,14 @@ pub(super) fn pair(
             if let Some(c) = decided {
                 for e in &reqs[k..c] {
                     if let (ReqEntry::Msg { msg, .. }, true) = (e, s.after_loss) {
-                        anomalies.note("http_response_not_captured", Some(msg.first.frame));
+                        anomalies.note(AnomalyKind::HttpResponseNotCaptured, Some(msg.first.frame));
                     }
                 }
                 match &reqs[c] {
                     ReqEntry::Msg { .. } => Some(c),
                     ReqEntry::Lost { kind, .. } => {
                         if *kind != Lost::Unparsed {
-                            anomalies.note("http_request_not_captured", frame);
+                            anomalies.note(AnomalyKind::HttpRequestNotCaptured, frame);
                         }
                         // More responses may answer requests hidden in the same stretch.
                         k = c;
@@ -199,7 +199,7 @@ pub(super) fn pair(
                     }
                 }
             } else if several {
-                anomalies.note("http_response_unpaired", frame);
+                anomalies.note(AnomalyKind::HttpResponseUnpaired, frame);
                 None
             } else {
                 without_request(anomalies);
@@ -211,7 +211,7 @@ pub(super) fn pair(
             _ => None,
         };
         if framing_differs(s, s.used, facts) {
-            anomalies.note("http_response_framing_guessed", frame);
+            anomalies.note(AnomalyKind::HttpResponseFramingGuessed, frame);
         }
         if let Some(c) = choice {
             answered[c] = true;

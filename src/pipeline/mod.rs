@@ -10,7 +10,7 @@ mod run;
 pub use crate::capture::Side;
 pub use crate::http::{Conn, conn_bytes};
 
-use crate::anomaly::Anomalies;
+use crate::anomaly::{Anomalies, AnomalyKind};
 use crate::capture::{CaptureError, CaptureSet, CaptureSummary, Input, Packet, Progress};
 use crate::decode::{self, DecodeStats, IcmpError, Segment, Skip};
 use crate::http::{HttpHandler, HttpLimits};
@@ -205,7 +205,8 @@ impl Decoder {
         match r {
             Ok(seg) => Item::Segment(seg),
             Err(Skip::Malformed(why)) => {
-                self.anomalies.note("malformed_packet", Some(packet.frame));
+                self.anomalies
+                    .note(AnomalyKind::MalformedPacket, Some(packet.frame));
                 if self.packet_warnings.len() < MAX_PACKET_WARNINGS {
                     let file = self.file(packet);
                     let w = format!("{file}: frame {}: {why}; packet skipped", packet.frame.frame);

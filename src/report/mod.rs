@@ -630,7 +630,7 @@ fn header_field(h: Header<'_>, redacted: &[String]) -> HeaderField {
 fn anomaly_items(a: &Anomalies) -> Vec<AnomalyItem> {
     a.iter()
         .map(|a| AnomalyItem {
-            name: a.name.to_string(),
+            name: a.name().to_string(),
             count: a.count,
             frames: a.frames.iter().map(|f| f.frame as u64).collect(),
         })

@@ -8,6 +8,7 @@ use super::{
     Budget, CloseMark, Connection, DataClass, Dir, End, GapKind, LoggedPacket, PacketClass, PacketRef,
     SeqSpace, Span, SpanKind, StreamEvent, StreamHandler, ZeroWindow,
 };
+use crate::anomaly::AnomalyKind;
 use crate::decode::Segment;
 
 /// A live connection in the table.
@@ -132,7 +133,7 @@ impl<H: StreamHandler> Live<H> {
             self.history(d, 'I');
             self.conn
                 .anomalies
-                .note("tcp_syn_with_rst_or_fin", Some(at.frame));
+                .note(AnomalyKind::TcpSynWithRstOrFin, Some(at.frame));
         }
         if f.syn() {
             self.on_syn(d, seg, at);
@@ -151,7 +152,9 @@ impl<H: StreamHandler> Live<H> {
         let mut class = PacketClass::Control;
         if seg.payload_len > 0 {
             if f.rst() {
-                self.conn.anomalies.note("tcp_rst_with_data", Some(at.frame));
+                self.conn
+                    .anomalies
+                    .note(AnomalyKind::TcpRstWithData, Some(at.frame));
             } else {
                 class = self.on_data(d, seg, offset, at, budget);
             }
@@ -208,7 +211,9 @@ impl<H: StreamHandler> Live<H> {
             }
         } else {
             // SYN from the server without ACK (simultaneous open) or SYN-ACK from the client.
-            self.conn.anomalies.note("tcp_unexpected_syn", Some(at.frame));
+            self.conn
+                .anomalies
+                .note(AnomalyKind::TcpUnexpectedSyn, Some(at.frame));
         }
         self.handshake_seen = true;
         let ds = &mut self.conn.dirs[di];
@@ -473,10 +478,12 @@ impl<H: StreamHandler> Live<H> {
             ds.data_start = s.first();
             ds.data_end = s.end();
             if s.conflicts > 0 {
-                self.conn.anomalies.note("tcp_overlap_conflict", None);
+                self.conn.anomalies.note(AnomalyKind::TcpOverlapConflict, None);
             }
             if s.overflowed {
-                self.conn.anomalies.note("tcp_reassembly_buffer_full", None);
+                self.conn
+                    .anomalies
+                    .note(AnomalyKind::TcpReassemblyBufferFull, None);
             }
             if ds.gaps > 0 || ds.acked_unseen > 0 {
                 self.history(d, 'G');

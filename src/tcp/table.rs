@@ -10,7 +10,7 @@ use super::{
     Budget, CloseMark, ConnState, Connection, Dir, DirSummary, IcmpMark, Limits, LoggedPacket, PacketClass,
     PacketLog, PacketRef, SeqSpace, SpanKind, StreamHandler,
 };
-use crate::anomaly::Anomalies;
+use crate::anomaly::{Anomalies, AnomalyKind};
 use crate::decode::{Endpoint, Segment};
 
 /// Closed connections that may linger for stragglers at once; beyond, the oldest finish early.
@@ -210,11 +210,11 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
             None => {}
         }
         if self.next_index >= self.limits.max_connections as u64 {
-            self.anomalies.note("connection_limit", Some(seg.frame));
+            self.anomalies.note(AnomalyKind::ConnectionLimit, Some(seg.frame));
             return;
         }
         if self.open.len() >= self.limits.max_open {
-            self.evict_one("connection_table_full");
+            self.evict_one(AnomalyKind::ConnectionTableFull);
         }
         let mut live = Box::new(self.new_live(seg, at));
         live.on_segment(seg, at, &mut self.budget, self.limits.packet_log);
@@ -234,7 +234,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     /// ones are judged now, each with a `connection_table_memory` anomaly.
     fn keep_to_budget(&mut self) {
         while self.open_bytes > self.limits.max_open_bytes {
-            if !self.evict_one("connection_table_memory") {
+            if !self.evict_one(AnomalyKind::ConnectionTableMemory) {
                 break;
             }
         }
@@ -256,7 +256,9 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         match self.open.get_mut(&FlowKey::of(e.src, e.dst)) {
             Some(Slot::Live(live)) => note_icmp(&mut live.conn, e),
             Some(Slot::Closed(closed)) => note_icmp(&mut closed.conn, e),
-            None => self.anomalies.note("icmp_for_unknown_connection", Some(e.frame)),
+            None => self
+                .anomalies
+                .note(AnomalyKind::IcmpForUnknownConnection, Some(e.frame)),
         }
     }
 
@@ -397,7 +399,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
 
     /// Judges the least recently started connection now (`why`: the anomaly noted if it was
     /// still open). False if there was none.
-    fn evict_one(&mut self, why: &'static str) -> bool {
+    fn evict_one(&mut self, why: AnomalyKind) -> bool {
         // The oldest timer entry belongs to (one of) the least recently started connections.
         for q in 0..2 {
             while let Some((_, key, index)) = self.timers[q].pop_front() {
@@ -510,7 +512,7 @@ impl<O> Closed<O> {
                 SpanKind::New
             };
             ds.add_span(offset, end, at, kind);
-            c.anomalies.note("tcp_data_after_close", Some(at.frame));
+            c.anomalies.note(AnomalyKind::TcpDataAfterClose, Some(at.frame));
         }
         if log {
             c.log.push(LoggedPacket {

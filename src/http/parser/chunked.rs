@@ -2,6 +2,7 @@
 //! consume body bytes, including the chunk-size lines, chunk ends and trailers of a chunked body.
 
 use super::{Parser, State, add, append};
+use crate::anomaly::AnomalyKind;
 use crate::http::Message;
 use crate::http::head::{self, Bad, ReqFacts};
 use crate::http::pairing::RespEntry;
@@ -56,14 +57,14 @@ pub(super) fn chunk_size(line: &[u8]) -> Result<u64, Bad> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     let zeros = line.iter().take_while(|&&b| b == b'0').count().min(digits);
     let too_large = || Bad {
-        anomaly: "http_chunk_size_too_large",
+        anomaly: AnomalyKind::HttpChunkSizeTooLarge,
         reason: format!(
             "chunk size \"{}\" is beyond 2^63",
             head::shown(line.get(..digits).unwrap_or(line))
         ),
     };
     let bad = || Bad {
-        anomaly: "http_bad_chunk_size",
+        anomaly: AnomalyKind::HttpBadChunkSize,
         reason: format!("invalid chunk-size line \"{}\"", head::shown(line)),
     };
     if digits - zeros > 16 {
@@ -120,7 +121,7 @@ pub(super) fn chunk_data(
             let n = nl.map_or(data.len(), |i| i + 1);
             if line.len().saturating_add(n) > cap {
                 let bad = Bad {
-                    anomaly: "http_chunk_line_too_long",
+                    anomaly: AnomalyKind::HttpChunkLineTooLong,
                     reason: format!("chunk-size line longer than {cap} bytes"),
                 };
                 return (n, Step::Bad(bad, *start));
@@ -159,7 +160,7 @@ pub(super) fn chunk_data(
             }
             _ => {
                 let bad = Bad {
-                    anomaly: "http_bad_chunk_end",
+                    anomaly: AnomalyKind::HttpBadChunkEnd,
                     reason: format!(
                         "chunk data not followed by CRLF (found \"{}\")",
                         head::shown(&data[..1])
@@ -179,7 +180,7 @@ fn trailers(line: &mut u64, total: &mut u64, offset: i64, data: &[u8], cap: usiz
         *total += 1;
         if *total > cap as u64 {
             let bad = Bad {
-                anomaly: "http_trailers_too_long",
+                anomaly: AnomalyKind::HttpTrailersTooLong,
                 reason: format!("trailer fields longer than {cap} bytes"),
             };
             return (i, Step::Bad(bad, add(offset, i)));

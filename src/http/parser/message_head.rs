@@ -4,6 +4,7 @@
 use super::response::resp_ts;
 use super::sync::Hunt;
 use super::{Deferred, PROBE_BYTES, Parser, State, append, what};
+use crate::anomaly::AnomalyKind;
 use crate::http::Framing;
 use crate::http::head::{self, ReqFacts, Start};
 use crate::http::pairing::Lost;
@@ -130,7 +131,8 @@ impl Parser {
         // read it as a response, so it is read as one, and noted.
         if !in_place && lower(&h.buf) {
             h.buf[..4].make_ascii_uppercase();
-            self.anomalies.note("http_lower_case_version", Some(at.frame));
+            self.anomalies
+                .note(AnomalyKind::HttpLowerCaseVersion, Some(at.frame));
         }
         let view: &[u8] = if in_place { &data[..n] } else { &h.buf };
         // After a head that does not parse: a false start (found by looking) leaves the rest of
@@ -268,7 +270,12 @@ impl Parser {
                     what(d),
                     h.offset
                 );
-                self.halt(d, h.offset, reason, Some(("http_header_too_long", h.last)));
+                self.halt(
+                    d,
+                    h.offset,
+                    reason,
+                    Some((AnomalyKind::HttpHeaderTooLong, h.last)),
+                );
                 false
             }
         }

@@ -42,7 +42,7 @@ use std::collections::VecDeque;
 use super::head::ReqFacts;
 use super::pairing::{self, ReqEntry, RespEntry};
 use super::{HttpLimits, HttpSummary, Message, Protocol, Stop};
-use crate::anomaly::Anomalies;
+use crate::anomaly::{Anomalies, AnomalyKind};
 use crate::tcp::{Dir, End, GapKind, PacketRef, StreamEvent};
 use chunked::{Body, Chunk, Cur};
 use message_head::HeadBuf;
@@ -158,7 +158,7 @@ struct Cut {
 struct Deferred {
     offset: i64,
     at: PacketRef,
-    anomaly: &'static str,
+    anomaly: AnomalyKind,
     reason: String,
 }
 
@@ -561,7 +561,8 @@ impl Parser {
         if idx >= self.exchanges_seen {
             self.exchanges_seen = idx + 1;
             if idx >= self.limits.max_exchanges as u64 {
-                self.anomalies.note("http_exchange_limit", Some(at.frame));
+                self.anomalies
+                    .note(AnomalyKind::HttpExchangeLimit, Some(at.frame));
             }
         }
     }

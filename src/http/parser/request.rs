@@ -4,6 +4,7 @@
 use super::chunked::{Body, Chunk, Cur};
 use super::message_head::HeadBuf;
 use super::{MAX_RECENT_REQUESTS, MAX_SPECIAL_REQUESTS, Parser, State, add64, message_heap};
+use crate::anomaly::AnomalyKind;
 use crate::http::head::{self, ReqFacts};
 use crate::http::pairing::{Lost, ReqEntry, RespEntry};
 use crate::http::{Framing, Message};
@@ -106,7 +107,8 @@ impl Parser {
             return;
         }
         if self.special.len() >= MAX_SPECIAL_REQUESTS {
-            self.anomalies.note("http_pipeline_limit", Some(at.frame));
+            self.anomalies
+                .note(AnomalyKind::HttpPipelineLimit, Some(at.frame));
             return;
         }
         self.special.push_back((idx, facts));

@@ -5,6 +5,7 @@ use super::chunked::{Body, Chunk, Cur};
 use super::message_head::HeadBuf;
 use super::request::Facts;
 use super::{MAX_INTERIM, Parser, State, add64, message_heap};
+use crate::anomaly::AnomalyKind;
 use crate::http::head::{self, Lengths, ReqFacts};
 use crate::http::pairing::RespEntry;
 use crate::http::{Exchange, Framing, Interim, Message};
@@ -80,7 +81,7 @@ impl Parser {
         if e.interim.len() < MAX_INTERIM {
             e.interim.push(Interim { status, at });
         } else {
-            self.anomalies.note("http_interim_limit", Some(at.frame));
+            self.anomalies.note(AnomalyKind::HttpInterimLimit, Some(at.frame));
         }
     }
 

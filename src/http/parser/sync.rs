@@ -5,6 +5,7 @@ use super::chunked::{Body, Chunk};
 use super::message_head::HeadBuf;
 use super::response::Pending;
 use super::{Cut, Held, MAX_HUNT_LINE, MAX_HUNT_MARKS, Parser, State, add, add64, append, what};
+use crate::anomaly::AnomalyKind;
 use crate::http::head;
 use crate::http::pairing::{Lost, ReqEntry};
 use crate::http::{MAX_STOPS, Stop};
@@ -416,7 +417,7 @@ impl Parser {
         d: Dir,
         offset: i64,
         reason: String,
-        anomaly: Option<(&'static str, PacketRef)>,
+        anomaly: Option<(AnomalyKind, PacketRef)>,
     ) {
         if let Some((name, at)) = anomaly {
             self.anomalies.note(name, Some(at.frame));
