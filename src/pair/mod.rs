@@ -26,17 +26,25 @@
 //! the proxy sent and the backend received bounds `backend - proxy` from above; one the backend
 //! sent and the proxy received bounds it from below.
 //!
+//! The cross-capture facts have their home here, computed once, and every later stage uses them
+//! rather than redoing them: [`ClockOffset`] is the one conversion between the capture clocks
+//! (offset and drift: [`ClockOffset::to_backend`], [`ClockOffset::to_proxy`], [`on_proxy_clock`]
+//! when no estimate may exist), and a pair's [`SeqMap`] the one conversion between the views'
+//! sequence offsets (built when the pair is matched, carried by [`Matched`] and [`Pair`]).
+//!
 //! [`align`] compares, per direction, what one end sent with what arrived at the other, by byte
 //! range (never by packet: TSO and GRO make packet boundaries differ between the captures).
 
 mod align;
 mod clock;
+mod seq_map;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 
 pub use align::{Alignment, DirAlignment, Late, Lost, align};
-pub use clock::ClockAcc;
+pub use clock::{ClockAcc, ClockOffset, on_proxy_clock};
+pub use seq_map::SeqMap;
 
 use crate::decode::Endpoint;
 use crate::http::Conn;
@@ -79,45 +87,8 @@ pub struct Pair {
     pub proxy: Option<usize>,
     pub backend: Option<usize>,
     pub method: MatchMethod,
-    /// For `SequenceShift`: backend ISN minus proxy ISN, per direction (client, server).
-    pub seq_shift: [u32; 2],
-}
-
-/// The offset between the two capture clocks, estimated from paired packets.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ClockOffset {
-    /// Add this to a proxy-capture timestamp to get the backend capture's clock (at `reference_ns`).
-    pub backend_minus_proxy_ns: i64,
-    /// The offset lies within ± this.
-    pub uncertainty_ns: i64,
-    /// Packets (handshake, first data, FIN) compared.
-    pub samples: u64,
-    /// Drift of the offset in parts per million, when the captures are long enough to measure it
-    /// and it exceeds the uncertainty; applied by [`ClockOffset::to_backend`].
-    pub drift_ppm: Option<f64>,
-    /// Proxy-clock time at which `backend_minus_proxy_ns` holds (drift is relative to it).
-    pub reference_ns: i64,
-    /// The bounds disagreed (no offset satisfies every sample): the estimate is a median.
-    pub inconsistent: bool,
-}
-
-impl ClockOffset {
-    /// The offset at proxy-clock time `t`.
-    pub fn offset_at(&self, t: i64) -> i64 {
-        let drift = self.drift_ppm.unwrap_or(0.0);
-        self.backend_minus_proxy_ns + ((t - self.reference_ns) as f64 * drift / 1e6) as i64
-    }
-
-    /// A proxy-clock time on the backend clock.
-    pub fn to_backend(&self, t: i64) -> i64 {
-        t.saturating_add(self.offset_at(t))
-    }
-
-    /// A backend-clock time on the proxy clock.
-    pub fn to_proxy(&self, t: i64) -> i64 {
-        // The drift term is tiny: evaluating it at the backend time is close enough.
-        t.saturating_sub(self.offset_at(t.saturating_sub(self.backend_minus_proxy_ns)))
-    }
+    /// How the two views number the same bytes.
+    pub seq_map: SeqMap,
 }
 
 /// The result of pairing.
@@ -136,8 +107,8 @@ pub struct Matched {
     pub proxy: Option<Box<Conn>>,
     pub backend: Option<Box<Conn>>,
     pub method: MatchMethod,
-    /// For `SequenceShift`: backend ISN minus proxy ISN, per direction (client, server).
-    pub seq_shift: [u32; 2],
+    /// How the two views number the same bytes.
+    pub seq_map: SeqMap,
 }
 
 /// How long (in the other capture's time) a connection waits for its counterpart after its last
@@ -477,7 +448,7 @@ impl Pairer {
     }
 
     fn on_proxy_clock(&self, backend_t: i64) -> i64 {
-        self.estimate.map_or(backend_t, |c| c.to_proxy(backend_t))
+        on_proxy_clock(self.estimate.as_ref(), backend_t)
     }
 
     /// One capture: is the connection proxy→backend? (Reported if so.)
@@ -598,11 +569,12 @@ impl Pairer {
             self.proxy_ips[P].insert(p.client.ip);
             self.proxy_ips[B].insert(b.client.ip);
         }
+        let seq_map = SeqMap::new(&p, &b, seq_shift);
         self.out.push(Matched {
             proxy: Some(p),
             backend: Some(b),
             method,
-            seq_shift,
+            seq_map,
         });
     }
 
@@ -611,7 +583,7 @@ impl Pairer {
             proxy,
             backend,
             method: MatchMethod::OneSide,
-            seq_shift: [0, 0],
+            seq_map: SeqMap::default(),
         });
     }
 }

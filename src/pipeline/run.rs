@@ -8,7 +8,9 @@ use crate::capture::CaptureSet;
 use crate::decode::Endpoint;
 use crate::diagnose::{self, Diagnosis, Finding, IdleCloses, Verdict};
 use crate::incident::clients::{ClientLimits, ClientMatcher, ClientRequests};
-use crate::pair::{self, Alignment, Backends, ClockOffset, MatchMethod, Matched, Pair, Pairer, Pairing};
+use crate::pair::{
+    self, Alignment, Backends, ClockOffset, MatchMethod, Matched, Pair, Pairer, Pairing, SeqMap,
+};
 
 /// Where findings go, as soon as each is judged (a report writer, or an [`Analysis`]).
 pub trait Sink {
@@ -196,7 +198,7 @@ impl Engine {
                         proxy: Some(c),
                         backend: None,
                         method: MatchMethod::OneSide,
-                        seq_shift: [0, 0],
+                        seq_map: SeqMap::default(),
                     };
                     self.judge.judge(m, None, sink);
                 }
@@ -429,7 +431,7 @@ impl Sink for Analysis {
             proxy,
             backend,
             method: f.method,
-            seq_shift: f.seq_shift,
+            seq_map: f.seq_map,
         });
         self.alignments.push(f.alignment);
         self.diagnoses.push(Some(f.diagnosis));
@@ -503,7 +505,7 @@ pub fn flows(side: SideResult) -> Analysis {
             proxy: Some(Box::new(c)),
             backend: None,
             method: MatchMethod::OneSide,
-            seq_shift: [0, 0],
+            seq_map: SeqMap::default(),
         };
         judge.judge(m, None, &mut a);
     }

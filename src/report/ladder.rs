@@ -3,12 +3,11 @@
 //! the backend's times moved by the clock offset).
 //!
 //! In: the two views' packet logs (`tcp::PacketLog`, the first and last packets of each), the
-//! pair (its sequence shift, when a firewall rewrote sequence numbers), the clock offset and the
-//! alignment of the pair. Out: a [`Ladder`], plain data that the HTML report draws.
+//! pair's [`SeqMap`] (how the views number the same bytes), the clock offset and the alignment of
+//! the pair. Out: a [`Ladder`], plain data that the HTML report draws.
 //!
 //! Matching a packet sent at one end with its arrival at the other, per direction:
-//! - offsets are brought into the proxy capture's sequence space (the views' origins differ when a
-//!   capture started mid-connection, or a firewall shifted the sequence numbers);
+//! - offsets are brought into the proxy capture's sequence space through the pair's [`SeqMap`];
 //! - a data packet is matched by its first byte: the sender's copies of that byte (original and
 //!   retransmissions) are matched with the receiver's copies, latest first, each arrival no earlier
 //!   than its departure (within the clock's uncertainty), so a lost original leaves the
@@ -28,7 +27,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::pair::{Alignment, ClockOffset};
+use crate::pair::{Alignment, ClockOffset, SeqMap};
 use crate::pipeline::{Conn, SideResult};
 use crate::tcp::{Dir, LoggedPacket, PacketClass};
 
@@ -181,17 +180,17 @@ impl Pkt<'_> {
 }
 
 /// Builds the ladder of a connection: its views in each capture (proxy first), the captures
-/// (`sides`, for their names and when they ran), the clock offset, the alignment and the sequence
-/// shift of the pair.
+/// (`sides`, for their names and when they ran), the clock offset, the alignment and how the views
+/// number the same bytes.
 pub fn build(
     sides: &[SideResult],
     views: [Option<&Conn>; 2],
     clock: Option<ClockOffset>,
     alignment: Option<&Alignment>,
-    seq_shift: [u32; 2],
+    seq_map: SeqMap,
 ) -> Option<Ladder> {
     if sides.len() > 1 {
-        Some(two_captures(sides, seq_shift, views, clock, alignment))
+        Some(two_captures(sides, seq_map, views, clock, alignment))
     } else {
         Some(one_capture(sides.first()?, views[0]?))
     }
@@ -264,24 +263,21 @@ fn span(side: &SideResult, t0: i64, to_common: impl Fn(i64) -> i64) -> (i64, i64
 
 fn two_captures(
     sides: &[SideResult],
-    seq_shift: [u32; 2],
+    seq_map: SeqMap,
     views: [Option<&Conn>; 2],
     clock: Option<ClockOffset>,
     alignment: Option<&Alignment>,
 ) -> Ladder {
-    let to_common = |line: usize, t: i64| match (line, clock) {
-        (1, Some(c)) => c.to_proxy(t),
-        _ => t,
-    };
-    // Proxy-space offset minus backend-space offset, per direction.
-    let mut delta = [0i64; 2];
-    if let (Some(p), Some(b)) = (views[0], views[1]) {
-        for (d, delta) in delta.iter_mut().enumerate() {
-            if let (Some(po), Some(bo)) = (p.dirs[d].origin, b.dirs[d].origin) {
-                *delta = bo.wrapping_sub(po).wrapping_sub(seq_shift[d]) as i32 as i64;
-            }
+    // Lines' times on the proxy clock (the backend line's through the clock offset).
+    let to_common = |line: usize, t: i64| {
+        if line == 1 {
+            crate::pair::on_proxy_clock(clock.as_ref(), t)
+        } else {
+            t
         }
-    }
+    };
+    // The backend line's offsets in the proxy view's numbering (as they are where unknown).
+    let to_proxy = |d: usize, off: i64| seq_map.to_proxy(d, off).unwrap_or(off);
     let pkts = |line: usize| -> Vec<Pkt<'_>> {
         let Some(c) = views[line] else {
             return Vec::new();
@@ -293,7 +289,7 @@ fn two_captures(
                 let (off, ack) = if line == 0 {
                     (lp.offset, lp.ack)
                 } else {
-                    (lp.offset + delta[d], lp.ack.map(|a| a + delta[r]))
+                    (to_proxy(d, lp.offset), lp.ack.map(|a| to_proxy(r, a)))
                 };
                 Pkt {
                     lp,
@@ -345,7 +341,7 @@ fn two_captures(
         // What the receiver acknowledged (its own capture's ACKs), in the proxy's space.
         let receiver_acked = views[r_line]
             .and_then(|c| c.dirs[dir.idx()].acked)
-            .map(|(a, _)| if r_line == 1 { a + delta[dir.idx()] } else { a });
+            .map(|(a, _)| if r_line == 1 { to_proxy(dir.idx(), a) } else { a });
         let forged = alignment.and_then(|a| a.dirs[dir.idx()].forged_rst);
         for (k, s) in sent.iter().enumerate() {
             let fate = match m.arrival[k] {

@@ -205,7 +205,7 @@ impl<'w> Writer<'w> {
                             [f.proxy.as_deref(), f.backend.as_deref()],
                             end.clock,
                             f.alignment.as_ref(),
-                            f.seq_shift,
+                            f.seq_map,
                         );
                     }
                 }
