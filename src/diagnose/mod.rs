@@ -190,9 +190,11 @@ pub struct Diagnosis {
 }
 
 mod backend_view;
+mod healthy;
 mod rules;
 
 pub use backend_view::{adapt_explanation, backend_only_override, proxy_capture_would_settle};
+pub(crate) use healthy::looks_healthy;
 pub use rules::{Context, diagnose};
 
 use std::collections::HashMap;

@@ -347,7 +347,7 @@ pub fn read_side(side: Side, set: CaptureSet, opts: SideOptions) -> SideResult {
 /// the other capture's view is then drawn from that capture's packets alone.
 fn compact(c: &mut Conn) {
     crate::http::settle_cut_response_by_close(c);
-    if looks_healthy(c) {
+    if crate::diagnose::looks_healthy(c) {
         c.log = crate::tcp::PacketLog::default();
         for e in &mut c.app.exchanges {
             for m in [e.request.as_mut(), e.response.as_mut()].into_iter().flatten() {
@@ -378,26 +378,6 @@ fn shrink<T>(v: &mut Vec<T>) {
     if (v.capacity() - v.len()) * size_of::<T>() >= SHRINK_BYTES {
         v.shrink_to_fit();
     }
-}
-
-/// Nothing in this capture's view of the connection hints at a failure: handshake and FINs both
-/// ways, no RST, every exchange complete, no retransmission, gap, zero window or anomaly.
-fn looks_healthy(c: &Conn) -> bool {
-    c.syn.is_some()
-        && c.syn_ack.is_some()
-        && c.anomalies.is_empty()
-        && c.app.anomalies.is_empty()
-        && c.dirs.iter().all(|d| {
-            d.fin.is_some()
-                && d.rst.is_none()
-                && d.retransmissions == 0
-                && d.gaps == 0
-                && d.acked_unseen == 0
-                && d.zero_window.is_none()
-        })
-        && c.app.exchanges.iter().all(|e| {
-            e.request.as_ref().is_some_and(|m| m.complete) && e.response.as_ref().is_some_and(|m| m.complete)
-        })
 }
 
 /// Reads the given sides in parallel, one thread each; results in the order given.
