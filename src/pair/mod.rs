@@ -37,6 +37,7 @@
 
 mod align;
 mod clock;
+pub(crate) mod packets;
 mod seq_map;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
