@@ -59,7 +59,7 @@ pub struct Alignment {
 }
 
 /// Aligns the two views of a connection, direction by direction.
-pub fn align(
+pub(crate) fn align(
     p: &Conn,
     b: &Conn,
     clock: Option<&ClockOffset>,

@@ -30,18 +30,18 @@ pub struct ClockOffset {
 
 impl ClockOffset {
     /// The offset at proxy-clock time `t`.
-    pub fn offset_at(&self, t: i64) -> i64 {
+    pub(crate) fn offset_at(&self, t: i64) -> i64 {
         let drift = self.drift_ppm.unwrap_or(0.0);
         self.backend_minus_proxy_ns + ((t - self.reference_ns) as f64 * drift / 1e6) as i64
     }
 
     /// A proxy-clock time on the backend clock.
-    pub fn to_backend(&self, t: i64) -> i64 {
+    pub(crate) fn to_backend(self, t: i64) -> i64 {
         t.saturating_add(self.offset_at(t))
     }
 
     /// A backend-clock time on the proxy clock.
-    pub fn to_proxy(&self, t: i64) -> i64 {
+    pub(crate) fn to_proxy(self, t: i64) -> i64 {
         // The drift term is tiny: evaluating it at the backend time is close enough.
         t.saturating_sub(self.offset_at(t.saturating_sub(self.backend_minus_proxy_ns)))
     }
@@ -49,7 +49,7 @@ impl ClockOffset {
 
 impl ClockOffset {
     /// No offset and no drift: the two clocks taken as one (when nothing estimated them).
-    pub const IDENTITY: ClockOffset = ClockOffset {
+    pub(crate) const IDENTITY: ClockOffset = ClockOffset {
         backend_minus_proxy_ns: 0,
         uncertainty_ns: 0,
         samples: 0,
@@ -61,7 +61,7 @@ impl ClockOffset {
 
 /// A backend-clock time on the proxy clock, drift included; without an estimate, as it is (the
 /// clocks taken as one).
-pub fn on_proxy_clock(clock: Option<&ClockOffset>, t: i64) -> i64 {
+pub(crate) fn on_proxy_clock(clock: Option<&ClockOffset>, t: i64) -> i64 {
     clock.map_or(t, |c| c.to_proxy(t))
 }
 
@@ -78,7 +78,7 @@ struct Bounds {
 
 /// The running estimate.
 #[derive(Clone, Debug, Default)]
-pub struct ClockAcc {
+pub(crate) struct ClockAcc {
     lower: Option<i64>,
     upper: Option<i64>,
     samples: u64,
@@ -96,7 +96,7 @@ pub struct ClockAcc {
 
 impl ClockAcc {
     /// Adds the bounds one paired connection gives.
-    pub fn add(&mut self, p: &Conn, b: &Conn) {
+    pub(crate) fn add(&mut self, p: &Conn, b: &Conn) {
         let mut bd = Bounds {
             at: p.first.ts_ns,
             lower: None,
@@ -184,7 +184,7 @@ impl ClockAcc {
     }
 
     /// The offset as estimated so far.
-    pub fn estimate(&self) -> Option<ClockOffset> {
+    pub(crate) fn estimate(&self) -> Option<ClockOffset> {
         if self.pairs == 0 {
             return None;
         }

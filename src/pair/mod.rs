@@ -43,8 +43,10 @@ mod seq_map;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 
-pub use align::{Alignment, DirAlignment, Late, Lost, align};
-pub use clock::{ClockAcc, ClockOffset, on_proxy_clock};
+pub(crate) use align::align;
+pub use align::{Alignment, DirAlignment, Late, Lost};
+pub use clock::ClockOffset;
+pub(crate) use clock::{ClockAcc, on_proxy_clock};
 pub use seq_map::SeqMap;
 
 use crate::decode::Endpoint;
@@ -66,7 +68,7 @@ pub enum MatchMethod {
 }
 
 impl MatchMethod {
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             MatchMethod::TupleAndIsn => "same 4-tuple and initial sequence numbers",
             MatchMethod::IsnThroughNat => {
@@ -104,12 +106,12 @@ pub struct Pairing {
 
 /// A connection seen at both ends or at one, with its views.
 #[derive(Debug)]
-pub struct Matched {
-    pub proxy: Option<Box<Conn>>,
-    pub backend: Option<Box<Conn>>,
-    pub method: MatchMethod,
+pub(crate) struct Matched {
+    pub(crate) proxy: Option<Box<Conn>>,
+    pub(crate) backend: Option<Box<Conn>>,
+    pub(crate) method: MatchMethod,
     /// How the two views number the same bytes.
-    pub seq_map: SeqMap,
+    pub(crate) seq_map: SeqMap,
 }
 
 /// How long (in the other capture's time) a connection waits for its counterpart after its last
@@ -148,7 +150,7 @@ const B: usize = 1;
 pub type Backends = (Vec<Endpoint>, Vec<Endpoint>);
 
 /// The incremental pairer (see the module comment).
-pub struct Pairer {
+pub(crate) struct Pairer {
     two: bool,
     given: Vec<Endpoint>,
     waiting: [HashMap<u64, Box<Conn>>; 2],
@@ -196,7 +198,7 @@ pub struct Pairer {
 impl Pairer {
     /// `two`: a backend capture is read too. `given`: backend endpoints from `--backend` (either
     /// capture's view); empty: found automatically.
-    pub fn new(two: bool, given: &[Endpoint]) -> Pairer {
+    pub(crate) fn new(two: bool, given: &[Endpoint]) -> Pairer {
         Pairer {
             two,
             given: given.to_vec(),
@@ -227,7 +229,7 @@ impl Pairer {
 
     /// A pairer for one capture taken on the backend host (`analyze --backend-capture FILE`
     /// alone): the connections kept are those the capturing host accepted.
-    pub fn backend_capture_only(given: &[Endpoint]) -> Pairer {
+    pub(crate) fn backend_capture_only(given: &[Endpoint]) -> Pairer {
         Pairer {
             incoming: true,
             ..Pairer::new(false, given)
@@ -236,17 +238,17 @@ impl Pairer {
 
     /// Connections of each side (proxy, backend) decided before their time because what waited
     /// took more than its memory cap.
-    pub fn decided_early(&self) -> [u64; 2] {
+    pub(crate) fn decided_early(&self) -> [u64; 2] {
         self.early
     }
 
     /// The clock offset as estimated so far.
-    pub fn clock(&self) -> Option<ClockOffset> {
+    pub(crate) fn clock(&self) -> Option<ClockOffset> {
         self.estimate
     }
 
     /// The backend endpoints learned (or given), per view.
-    pub fn backends(&self) -> Backends {
+    pub(crate) fn backends(&self) -> Backends {
         if self.learned[P].is_empty() && !self.given.is_empty() {
             return (self.given.clone(), self.given.clone());
         }
@@ -257,18 +259,18 @@ impl Pairer {
     }
 
     /// The connections ready to report.
-    pub fn take(&mut self) -> Vec<Matched> {
+    pub(crate) fn take(&mut self) -> Vec<Matched> {
         std::mem::take(&mut self.out)
     }
 
     /// The connections ready to report, drained in place (the buffer keeps its capacity: a
     /// `Matched` is over 2 KB, and regrowing the buffer for every batch copied them again).
-    pub fn drain(&mut self) -> std::vec::Drain<'_, Matched> {
+    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, Matched> {
         self.out.drain(..)
     }
 
     /// A connection of `side` (0 proxy, 1 backend) finished.
-    pub fn push(&mut self, side: usize, conn: Box<Conn>) {
+    pub(crate) fn push(&mut self, side: usize, conn: Box<Conn>) {
         if !self.two {
             if self.client_ips.len() < MAX_ADDRESSES {
                 self.client_ips.insert(conn.client.ip);
@@ -315,7 +317,7 @@ impl Pairer {
 
     /// `side` has read up to `pos` (its own clock): the other side's connections that finished
     /// well before may stop waiting.
-    pub fn advance(&mut self, side: usize, pos: i64) {
+    pub(crate) fn advance(&mut self, side: usize, pos: i64) {
         self.pos[side] = self.pos[side].max(pos);
         if !self.two {
             return;
@@ -338,7 +340,7 @@ impl Pairer {
     }
 
     /// `side` has no more connections.
-    pub fn side_done(&mut self, side: usize) {
+    pub(crate) fn side_done(&mut self, side: usize) {
         self.done[side] = true;
         if self.two {
             // Nothing more will come from `side`: the other side's connections stop waiting.
@@ -350,7 +352,7 @@ impl Pairer {
     }
 
     /// Both sides are done: everything left is decided.
-    pub fn finish(mut self) -> (Vec<Matched>, Option<ClockOffset>, Backends) {
+    pub(crate) fn finish(mut self) -> (Vec<Matched>, Option<ClockOffset>, Backends) {
         while let Some(c) = self.window.pop_front() {
             self.single(c);
         }

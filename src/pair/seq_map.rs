@@ -18,7 +18,7 @@ impl SeqMap {
     /// The map between the views `p` (proxy capture) and `b` (backend capture), whose raw
     /// sequence numbers differ by `shift` per direction (backend minus proxy; zero unless a
     /// firewall rewrote them).
-    pub fn new(p: &Conn, b: &Conn, shift: [u32; 2]) -> SeqMap {
+    pub(crate) fn new(p: &Conn, b: &Conn, shift: [u32; 2]) -> SeqMap {
         let delta = [0, 1].map(|d| {
             let (po, bo) = (p.dirs[d].origin?, b.dirs[d].origin?);
             // A byte's raw number is `origin + offset` in each view, and `backend = proxy + shift`.
@@ -28,12 +28,12 @@ impl SeqMap {
     }
 
     /// A backend-view offset of direction `d` in the proxy view's numbering.
-    pub fn to_proxy(&self, d: usize, backend_offset: i64) -> Option<i64> {
+    pub(crate) fn to_proxy(self, d: usize, backend_offset: i64) -> Option<i64> {
         Some(backend_offset + self.delta[d]?)
     }
 
     /// A proxy-view offset of direction `d` in the backend view's numbering.
-    pub fn to_backend(&self, d: usize, proxy_offset: i64) -> Option<i64> {
+    pub(crate) fn to_backend(self, d: usize, proxy_offset: i64) -> Option<i64> {
         Some(proxy_offset - self.delta[d]?)
     }
 }

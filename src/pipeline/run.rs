@@ -108,34 +108,39 @@ pub fn run(sides: Vec<(Side, CaptureSet)>, opts: SideOptions, mode: Mode, sink: 
             }
         }
         let (clock, backends, early, judged_early) = engine.finish(sink);
-        // Memory caps of what waited for pairing and judging: said beside the report.
-        for (side, r) in results.iter_mut().enumerate() {
-            let Some(r) = r else { continue };
-            let names = r.capture.files.join(", ");
-            if early[side] > 0 {
-                r.warnings.push(format!(
-                    "{names}: {} connections stopped waiting for their counterpart in the other \
-                     capture early (those waiting took more than {} MiB): some may be reported as \
-                     seen at one end only",
-                    early[side],
-                    pair::WAITING_BYTES >> 20
-                ));
-            }
-            if side == 0 && judged_early > 0 {
-                r.warnings.push(format!(
-                    "{names}: {judged_early} empty replies on reused connections were judged before \
-                     the backends' keep-alive timeouts were known (those waiting took more than {} \
-                     MiB)",
-                    JUDGE_DEFERRED_BYTES >> 20
-                ));
-            }
-        }
+        memory_cap_warnings(&mut results, early, judged_early);
         RunEnd {
             sides: results.into_iter().flatten().collect(),
             clock,
             backends,
         }
     })
+}
+
+/// The memory caps of what waited for pairing (per side: connections that stopped waiting early)
+/// and for judging (empty replies judged early), said beside the report.
+fn memory_cap_warnings(results: &mut [Option<SideResult>; 2], early: [u64; 2], judged_early: u64) {
+    for (side, r) in results.iter_mut().enumerate() {
+        let Some(r) = r else { continue };
+        let names = r.capture.files.join(", ");
+        if early[side] > 0 {
+            r.warnings.push(format!(
+                "{names}: {} connections stopped waiting for their counterpart in the other \
+                 capture early (those waiting took more than {} MiB): some may be reported as \
+                 seen at one end only",
+                early[side],
+                pair::WAITING_BYTES >> 20
+            ));
+        }
+        if side == 0 && judged_early > 0 {
+            r.warnings.push(format!(
+                "{names}: {judged_early} empty replies on reused connections were judged before \
+                 the backends' keep-alive timeouts were known (those waiting took more than {} \
+                 MiB)",
+                JUDGE_DEFERRED_BYTES >> 20
+            ));
+        }
+    }
 }
 
 /// Pairing and judging, fed batch by batch.
