@@ -190,16 +190,18 @@ pub struct Diagnosis {
 }
 
 mod backend_view;
+mod healthy;
 mod rules;
 
 pub use backend_view::{adapt_explanation, backend_only_override, proxy_capture_would_settle};
+pub(crate) use healthy::looks_healthy;
 pub use rules::{Context, diagnose};
 
 use std::collections::HashMap;
 
 use crate::decode::Endpoint;
 use crate::http::Conn;
-use crate::pair::{Alignment, ClockOffset, MatchMethod, Matched};
+use crate::pair::{Alignment, ClockOffset, MatchMethod, Matched, SeqMap};
 
 /// Samples kept per backend endpoint, and endpoints tracked.
 const IDLE_SAMPLES: usize = 1024;
@@ -297,7 +299,8 @@ pub struct Finding {
     pub proxy: Option<Box<Conn>>,
     pub backend: Option<Box<Conn>>,
     pub method: MatchMethod,
-    pub seq_shift: [u32; 2],
+    /// How the two views number the same bytes.
+    pub seq_map: SeqMap,
     pub alignment: Option<Alignment>,
     pub diagnosis: Diagnosis,
     /// The clock offset as estimated when the connection was judged.
@@ -315,7 +318,7 @@ impl Finding {
             proxy: m.proxy,
             backend: m.backend,
             method: m.method,
-            seq_shift: m.seq_shift,
+            seq_map: m.seq_map,
             alignment,
             diagnosis,
             clock,

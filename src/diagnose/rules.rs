@@ -237,16 +237,14 @@ fn expected_body(m: &Message) -> Option<u64> {
 
 /// The backend view's exchange for the proxy view's request (same first byte in sequence space).
 fn backend_exchange<'a>(p: &Conn, b: &'a Conn, req: &Message) -> Option<&'a Exchange> {
-    let raw = |c: &Conn, off: i64| c.dirs[0].origin.map(|o| o.wrapping_add(off as u32));
-    let target = raw(p, req.offset);
+    // The request's first byte in the backend view's numbering. (Without the pair's sequence
+    // shift, which does not reach here: through a sequence-rewriting firewall the request is
+    // found by its method and target below.)
+    let target = crate::pair::SeqMap::new(p, b, [0, 0]).to_backend(0, req.offset);
     b.app
         .exchanges
         .iter()
-        .find(|e| {
-            e.request
-                .as_ref()
-                .is_some_and(|r| raw(b, r.offset) == target && target.is_some())
-        })
+        .find(|e| e.request.as_ref().is_some_and(|r| Some(r.offset) == target))
         .or_else(|| {
             b.app.exchanges.iter().find(|e| {
                 e.request

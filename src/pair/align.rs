@@ -59,22 +59,14 @@ pub struct Alignment {
 }
 
 /// Aligns the two views of a connection, direction by direction.
-pub fn align(
+pub(crate) fn align(
     p: &Conn,
     b: &Conn,
     clock: Option<&ClockOffset>,
     backend_capture_end: i64,
     proxy_capture_end: i64,
 ) -> Alignment {
-    let identity = ClockOffset {
-        backend_minus_proxy_ns: 0,
-        uncertainty_ns: 0,
-        samples: 0,
-        drift_ppm: None,
-        reference_ns: 0,
-        inconsistent: false,
-    };
-    let clock = clock.copied().unwrap_or(identity);
+    let clock = clock.copied().unwrap_or(ClockOffset::IDENTITY);
     let mut a = Alignment::default();
     // c2s: the proxy sends, the backend receives.
     a.dirs[0] = align_dir(p, b, 0, |t| clock.to_backend(t), backend_capture_end);

@@ -7,9 +7,63 @@
 //! in order as pairs come (the bounds by time, the per-pair estimates by value): sorting the kept
 //! bounds for every pair made pairing quadratic, a few seconds for 20,000 connections.
 
-use super::ClockOffset;
 use crate::http::Conn;
 use crate::tcp::PacketRef;
+
+/// The offset between the two capture clocks, estimated from paired packets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClockOffset {
+    /// Add this to a proxy-capture timestamp to get the backend capture's clock (at `reference_ns`).
+    pub backend_minus_proxy_ns: i64,
+    /// The offset lies within ± this.
+    pub uncertainty_ns: i64,
+    /// Packets (handshake, first data, FIN) compared.
+    pub samples: u64,
+    /// Drift of the offset in parts per million, when the captures are long enough to measure it
+    /// and it exceeds the uncertainty; applied by [`ClockOffset::to_backend`].
+    pub drift_ppm: Option<f64>,
+    /// Proxy-clock time at which `backend_minus_proxy_ns` holds (drift is relative to it).
+    pub reference_ns: i64,
+    /// The bounds disagreed (no offset satisfies every sample): the estimate is a median.
+    pub inconsistent: bool,
+}
+
+impl ClockOffset {
+    /// The offset at proxy-clock time `t`.
+    pub(crate) fn offset_at(&self, t: i64) -> i64 {
+        let drift = self.drift_ppm.unwrap_or(0.0);
+        self.backend_minus_proxy_ns + ((t - self.reference_ns) as f64 * drift / 1e6) as i64
+    }
+
+    /// A proxy-clock time on the backend clock.
+    pub(crate) fn to_backend(self, t: i64) -> i64 {
+        t.saturating_add(self.offset_at(t))
+    }
+
+    /// A backend-clock time on the proxy clock.
+    pub(crate) fn to_proxy(self, t: i64) -> i64 {
+        // The drift term is tiny: evaluating it at the backend time is close enough.
+        t.saturating_sub(self.offset_at(t.saturating_sub(self.backend_minus_proxy_ns)))
+    }
+}
+
+impl ClockOffset {
+    /// No offset and no drift: the two clocks taken as one (when nothing estimated them).
+    pub(crate) const IDENTITY: ClockOffset = ClockOffset {
+        backend_minus_proxy_ns: 0,
+        uncertainty_ns: 0,
+        samples: 0,
+        drift_ppm: None,
+        reference_ns: 0,
+        inconsistent: false,
+    };
+}
+
+/// A backend-clock time on the proxy clock, drift included; without an estimate, as it is (the
+/// clocks taken as one).
+pub(crate) fn on_proxy_clock(clock: Option<&ClockOffset>, t: i64) -> i64 {
+    clock.map_or(t, |c| c.to_proxy(t))
+}
 
 /// Per-pair bounds kept at each end of the captures, for drift and for the median fallback.
 const KEPT: usize = 2048;
@@ -24,7 +78,7 @@ struct Bounds {
 
 /// The running estimate.
 #[derive(Clone, Debug, Default)]
-pub struct ClockAcc {
+pub(crate) struct ClockAcc {
     lower: Option<i64>,
     upper: Option<i64>,
     samples: u64,
@@ -42,7 +96,7 @@ pub struct ClockAcc {
 
 impl ClockAcc {
     /// Adds the bounds one paired connection gives.
-    pub fn add(&mut self, p: &Conn, b: &Conn) {
+    pub(crate) fn add(&mut self, p: &Conn, b: &Conn) {
         let mut bd = Bounds {
             at: p.first.ts_ns,
             lower: None,
@@ -130,7 +184,7 @@ impl ClockAcc {
     }
 
     /// The offset as estimated so far.
-    pub fn estimate(&self) -> Option<ClockOffset> {
+    pub(crate) fn estimate(&self) -> Option<ClockOffset> {
         if self.pairs == 0 {
             return None;
         }

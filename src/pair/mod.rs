@@ -26,17 +26,28 @@
 //! the proxy sent and the backend received bounds `backend - proxy` from above; one the backend
 //! sent and the proxy received bounds it from below.
 //!
+//! The cross-capture facts have their home here, computed once, and every later stage uses them
+//! rather than redoing them: [`ClockOffset`] is the one conversion between the capture clocks
+//! (offset and drift: [`ClockOffset::to_backend`], [`ClockOffset::to_proxy`], [`on_proxy_clock`]
+//! when no estimate may exist), and a pair's [`SeqMap`] the one conversion between the views'
+//! sequence offsets (built when the pair is matched, carried by [`Matched`] and [`Pair`]).
+//!
 //! [`align`] compares, per direction, what one end sent with what arrived at the other, by byte
 //! range (never by packet: TSO and GRO make packet boundaries differ between the captures).
 
 mod align;
 mod clock;
+pub(crate) mod packets;
+mod seq_map;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 
-pub use align::{Alignment, DirAlignment, Late, Lost, align};
-pub use clock::ClockAcc;
+pub(crate) use align::align;
+pub use align::{Alignment, DirAlignment, Late, Lost};
+pub use clock::ClockOffset;
+pub(crate) use clock::{ClockAcc, on_proxy_clock};
+pub use seq_map::SeqMap;
 
 use crate::decode::Endpoint;
 use crate::http::Conn;
@@ -57,7 +68,7 @@ pub enum MatchMethod {
 }
 
 impl MatchMethod {
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             MatchMethod::TupleAndIsn => "same 4-tuple and initial sequence numbers",
             MatchMethod::IsnThroughNat => {
@@ -79,45 +90,8 @@ pub struct Pair {
     pub proxy: Option<usize>,
     pub backend: Option<usize>,
     pub method: MatchMethod,
-    /// For `SequenceShift`: backend ISN minus proxy ISN, per direction (client, server).
-    pub seq_shift: [u32; 2],
-}
-
-/// The offset between the two capture clocks, estimated from paired packets.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ClockOffset {
-    /// Add this to a proxy-capture timestamp to get the backend capture's clock (at `reference_ns`).
-    pub backend_minus_proxy_ns: i64,
-    /// The offset lies within ± this.
-    pub uncertainty_ns: i64,
-    /// Packets (handshake, first data, FIN) compared.
-    pub samples: u64,
-    /// Drift of the offset in parts per million, when the captures are long enough to measure it
-    /// and it exceeds the uncertainty; applied by [`ClockOffset::to_backend`].
-    pub drift_ppm: Option<f64>,
-    /// Proxy-clock time at which `backend_minus_proxy_ns` holds (drift is relative to it).
-    pub reference_ns: i64,
-    /// The bounds disagreed (no offset satisfies every sample): the estimate is a median.
-    pub inconsistent: bool,
-}
-
-impl ClockOffset {
-    /// The offset at proxy-clock time `t`.
-    pub fn offset_at(&self, t: i64) -> i64 {
-        let drift = self.drift_ppm.unwrap_or(0.0);
-        self.backend_minus_proxy_ns + ((t - self.reference_ns) as f64 * drift / 1e6) as i64
-    }
-
-    /// A proxy-clock time on the backend clock.
-    pub fn to_backend(&self, t: i64) -> i64 {
-        t.saturating_add(self.offset_at(t))
-    }
-
-    /// A backend-clock time on the proxy clock.
-    pub fn to_proxy(&self, t: i64) -> i64 {
-        // The drift term is tiny: evaluating it at the backend time is close enough.
-        t.saturating_sub(self.offset_at(t.saturating_sub(self.backend_minus_proxy_ns)))
-    }
+    /// How the two views number the same bytes.
+    pub seq_map: SeqMap,
 }
 
 /// The result of pairing.
@@ -132,12 +106,12 @@ pub struct Pairing {
 
 /// A connection seen at both ends or at one, with its views.
 #[derive(Debug)]
-pub struct Matched {
-    pub proxy: Option<Box<Conn>>,
-    pub backend: Option<Box<Conn>>,
-    pub method: MatchMethod,
-    /// For `SequenceShift`: backend ISN minus proxy ISN, per direction (client, server).
-    pub seq_shift: [u32; 2],
+pub(crate) struct Matched {
+    pub(crate) proxy: Option<Box<Conn>>,
+    pub(crate) backend: Option<Box<Conn>>,
+    pub(crate) method: MatchMethod,
+    /// How the two views number the same bytes.
+    pub(crate) seq_map: SeqMap,
 }
 
 /// How long (in the other capture's time) a connection waits for its counterpart after its last
@@ -176,7 +150,7 @@ const B: usize = 1;
 pub type Backends = (Vec<Endpoint>, Vec<Endpoint>);
 
 /// The incremental pairer (see the module comment).
-pub struct Pairer {
+pub(crate) struct Pairer {
     two: bool,
     given: Vec<Endpoint>,
     waiting: [HashMap<u64, Box<Conn>>; 2],
@@ -224,7 +198,7 @@ pub struct Pairer {
 impl Pairer {
     /// `two`: a backend capture is read too. `given`: backend endpoints from `--backend` (either
     /// capture's view); empty: found automatically.
-    pub fn new(two: bool, given: &[Endpoint]) -> Pairer {
+    pub(crate) fn new(two: bool, given: &[Endpoint]) -> Pairer {
         Pairer {
             two,
             given: given.to_vec(),
@@ -255,7 +229,7 @@ impl Pairer {
 
     /// A pairer for one capture taken on the backend host (`analyze --backend-capture FILE`
     /// alone): the connections kept are those the capturing host accepted.
-    pub fn backend_capture_only(given: &[Endpoint]) -> Pairer {
+    pub(crate) fn backend_capture_only(given: &[Endpoint]) -> Pairer {
         Pairer {
             incoming: true,
             ..Pairer::new(false, given)
@@ -264,17 +238,17 @@ impl Pairer {
 
     /// Connections of each side (proxy, backend) decided before their time because what waited
     /// took more than its memory cap.
-    pub fn decided_early(&self) -> [u64; 2] {
+    pub(crate) fn decided_early(&self) -> [u64; 2] {
         self.early
     }
 
     /// The clock offset as estimated so far.
-    pub fn clock(&self) -> Option<ClockOffset> {
+    pub(crate) fn clock(&self) -> Option<ClockOffset> {
         self.estimate
     }
 
     /// The backend endpoints learned (or given), per view.
-    pub fn backends(&self) -> Backends {
+    pub(crate) fn backends(&self) -> Backends {
         if self.learned[P].is_empty() && !self.given.is_empty() {
             return (self.given.clone(), self.given.clone());
         }
@@ -285,18 +259,18 @@ impl Pairer {
     }
 
     /// The connections ready to report.
-    pub fn take(&mut self) -> Vec<Matched> {
+    pub(crate) fn take(&mut self) -> Vec<Matched> {
         std::mem::take(&mut self.out)
     }
 
     /// The connections ready to report, drained in place (the buffer keeps its capacity: a
     /// `Matched` is over 2 KB, and regrowing the buffer for every batch copied them again).
-    pub fn drain(&mut self) -> std::vec::Drain<'_, Matched> {
+    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, Matched> {
         self.out.drain(..)
     }
 
     /// A connection of `side` (0 proxy, 1 backend) finished.
-    pub fn push(&mut self, side: usize, conn: Box<Conn>) {
+    pub(crate) fn push(&mut self, side: usize, conn: Box<Conn>) {
         if !self.two {
             if self.client_ips.len() < MAX_ADDRESSES {
                 self.client_ips.insert(conn.client.ip);
@@ -343,7 +317,7 @@ impl Pairer {
 
     /// `side` has read up to `pos` (its own clock): the other side's connections that finished
     /// well before may stop waiting.
-    pub fn advance(&mut self, side: usize, pos: i64) {
+    pub(crate) fn advance(&mut self, side: usize, pos: i64) {
         self.pos[side] = self.pos[side].max(pos);
         if !self.two {
             return;
@@ -366,7 +340,7 @@ impl Pairer {
     }
 
     /// `side` has no more connections.
-    pub fn side_done(&mut self, side: usize) {
+    pub(crate) fn side_done(&mut self, side: usize) {
         self.done[side] = true;
         if self.two {
             // Nothing more will come from `side`: the other side's connections stop waiting.
@@ -378,7 +352,7 @@ impl Pairer {
     }
 
     /// Both sides are done: everything left is decided.
-    pub fn finish(mut self) -> (Vec<Matched>, Option<ClockOffset>, Backends) {
+    pub(crate) fn finish(mut self) -> (Vec<Matched>, Option<ClockOffset>, Backends) {
         while let Some(c) = self.window.pop_front() {
             self.single(c);
         }
@@ -477,7 +451,7 @@ impl Pairer {
     }
 
     fn on_proxy_clock(&self, backend_t: i64) -> i64 {
-        self.estimate.map_or(backend_t, |c| c.to_proxy(backend_t))
+        on_proxy_clock(self.estimate.as_ref(), backend_t)
     }
 
     /// One capture: is the connection proxy→backend? (Reported if so.)
@@ -598,11 +572,12 @@ impl Pairer {
             self.proxy_ips[P].insert(p.client.ip);
             self.proxy_ips[B].insert(b.client.ip);
         }
+        let seq_map = SeqMap::new(&p, &b, seq_shift);
         self.out.push(Matched {
             proxy: Some(p),
             backend: Some(b),
             method,
-            seq_shift,
+            seq_map,
         });
     }
 
@@ -611,7 +586,7 @@ impl Pairer {
             proxy,
             backend,
             method: MatchMethod::OneSide,
-            seq_shift: [0, 0],
+            seq_map: SeqMap::default(),
         });
     }
 }

@@ -8,7 +8,8 @@
 mod run;
 
 pub use crate::capture::Side;
-pub use crate::http::{Conn, conn_bytes};
+pub use crate::http::Conn;
+pub(crate) use crate::http::conn_bytes;
 
 use crate::anomaly::{Anomalies, AnomalyKind};
 use crate::capture::{CaptureError, CaptureSet, CaptureSummary, Input, Packet, Progress};
@@ -61,7 +62,7 @@ const FINAL_BATCH: usize = 4096;
 /// time read so far (`emit(connections, position)`); returns everything else the side yielded
 /// (its `connections` empty). Connections are boxed: each is over 1 KB and moves several times
 /// on its way to a report.
-pub fn read_side_into(
+pub(crate) fn read_side_into(
     side: Side,
     set: CaptureSet,
     opts: SideOptions,
@@ -141,32 +142,7 @@ pub(crate) fn read_side_with(
     if more_warnings > 0 {
         warnings.push(format!("{more_warnings} more malformed packets not listed"));
     }
-    // A cap of the connection table was hit: say so beside the report (counts are anomalies).
-    let names = files.join(", ");
-    let full = anomalies.count("connection_table_full");
-    if full > 0 {
-        warnings.push(format!(
-            "{names}: more than {} connections were open at once (a SYN flood?): {full} were judged \
-             before their end to make room",
-            opts.tcp.max_open
-        ));
-    }
-    let heavy = anomalies.count("connection_table_memory");
-    if heavy > 0 {
-        warnings.push(format!(
-            "{names}: the connections open at once took more than {} MiB (a flood of connections?): \
-             {heavy} were judged before their end to make room",
-            opts.tcp.max_open_bytes >> 20
-        ));
-    }
-    let over = anomalies.count("connection_limit");
-    if over > 0 {
-        warnings.push(format!(
-            "{names}: more than {} connections: {over} packets of later connections were counted, not \
-             analysed",
-            opts.tcp.max_connections
-        ));
-    }
+    warnings.extend(table_cap_warnings(&files.join(", "), &anomalies, &opts.tcp));
     SideResult {
         side,
         capture,
@@ -176,6 +152,37 @@ pub(crate) fn read_side_with(
         tcp_connections: finished,
         connections: Vec::new(),
     }
+}
+
+/// What a side's reader says beside the report when a cap of its connection table was hit (the
+/// counts are anomalies).
+fn table_cap_warnings(names: &str, anomalies: &Anomalies, tcp: &Limits) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let full = anomalies.count("connection_table_full");
+    if full > 0 {
+        warnings.push(format!(
+            "{names}: more than {} connections were open at once (a SYN flood?): {full} were judged \
+             before their end to make room",
+            tcp.max_open
+        ));
+    }
+    let heavy = anomalies.count("connection_table_memory");
+    if heavy > 0 {
+        warnings.push(format!(
+            "{names}: the connections open at once took more than {} MiB (a flood of connections?): \
+             {heavy} were judged before their end to make room",
+            tcp.max_open_bytes >> 20
+        ));
+    }
+    let over = anomalies.count("connection_limit");
+    if over > 0 {
+        warnings.push(format!(
+            "{names}: more than {} connections: {over} packets of later connections were counted, not \
+             analysed",
+            tcp.max_connections
+        ));
+    }
+    warnings
 }
 
 /// What a packet is for the connection table.
@@ -348,7 +355,7 @@ pub fn read_side(side: Side, set: CaptureSet, opts: SideOptions) -> SideResult {
 /// the other capture's view is then drawn from that capture's packets alone.
 fn compact(c: &mut Conn) {
     crate::http::settle_cut_response_by_close(c);
-    if looks_healthy(c) {
+    if crate::diagnose::looks_healthy(c) {
         c.log = crate::tcp::PacketLog::default();
         for e in &mut c.app.exchanges {
             for m in [e.request.as_mut(), e.response.as_mut()].into_iter().flatten() {
@@ -379,26 +386,6 @@ fn shrink<T>(v: &mut Vec<T>) {
     if (v.capacity() - v.len()) * size_of::<T>() >= SHRINK_BYTES {
         v.shrink_to_fit();
     }
-}
-
-/// Nothing in this capture's view of the connection hints at a failure: handshake and FINs both
-/// ways, no RST, every exchange complete, no retransmission, gap, zero window or anomaly.
-fn looks_healthy(c: &Conn) -> bool {
-    c.syn.is_some()
-        && c.syn_ack.is_some()
-        && c.anomalies.is_empty()
-        && c.app.anomalies.is_empty()
-        && c.dirs.iter().all(|d| {
-            d.fin.is_some()
-                && d.rst.is_none()
-                && d.retransmissions == 0
-                && d.gaps == 0
-                && d.acked_unseen == 0
-                && d.zero_window.is_none()
-        })
-        && c.app.exchanges.iter().all(|e| {
-            e.request.as_ref().is_some_and(|m| m.complete) && e.response.as_ref().is_some_and(|m| m.complete)
-        })
 }
 
 /// Reads the given sides in parallel, one thread each; results in the order given.

@@ -8,7 +8,9 @@ use crate::capture::CaptureSet;
 use crate::decode::Endpoint;
 use crate::diagnose::{self, Diagnosis, Finding, IdleCloses, Verdict};
 use crate::incident::clients::{ClientLimits, ClientMatcher, ClientRequests};
-use crate::pair::{self, Alignment, Backends, ClockOffset, MatchMethod, Matched, Pair, Pairer, Pairing};
+use crate::pair::{
+    self, Alignment, Backends, ClockOffset, MatchMethod, Matched, Pair, Pairer, Pairing, SeqMap,
+};
 
 /// Where findings go, as soon as each is judged (a report writer, or an [`Analysis`]).
 pub trait Sink {
@@ -106,34 +108,39 @@ pub fn run(sides: Vec<(Side, CaptureSet)>, opts: SideOptions, mode: Mode, sink: 
             }
         }
         let (clock, backends, early, judged_early) = engine.finish(sink);
-        // Memory caps of what waited for pairing and judging: said beside the report.
-        for (side, r) in results.iter_mut().enumerate() {
-            let Some(r) = r else { continue };
-            let names = r.capture.files.join(", ");
-            if early[side] > 0 {
-                r.warnings.push(format!(
-                    "{names}: {} connections stopped waiting for their counterpart in the other \
-                     capture early (those waiting took more than {} MiB): some may be reported as \
-                     seen at one end only",
-                    early[side],
-                    pair::WAITING_BYTES >> 20
-                ));
-            }
-            if side == 0 && judged_early > 0 {
-                r.warnings.push(format!(
-                    "{names}: {judged_early} empty replies on reused connections were judged before \
-                     the backends' keep-alive timeouts were known (those waiting took more than {} \
-                     MiB)",
-                    JUDGE_DEFERRED_BYTES >> 20
-                ));
-            }
-        }
+        memory_cap_warnings(&mut results, early, judged_early);
         RunEnd {
             sides: results.into_iter().flatten().collect(),
             clock,
             backends,
         }
     })
+}
+
+/// The memory caps of what waited for pairing (per side: connections that stopped waiting early)
+/// and for judging (empty replies judged early), said beside the report.
+fn memory_cap_warnings(results: &mut [Option<SideResult>; 2], early: [u64; 2], judged_early: u64) {
+    for (side, r) in results.iter_mut().enumerate() {
+        let Some(r) = r else { continue };
+        let names = r.capture.files.join(", ");
+        if early[side] > 0 {
+            r.warnings.push(format!(
+                "{names}: {} connections stopped waiting for their counterpart in the other \
+                 capture early (those waiting took more than {} MiB): some may be reported as \
+                 seen at one end only",
+                early[side],
+                pair::WAITING_BYTES >> 20
+            ));
+        }
+        if side == 0 && judged_early > 0 {
+            r.warnings.push(format!(
+                "{names}: {judged_early} empty replies on reused connections were judged before \
+                 the backends' keep-alive timeouts were known (those waiting took more than {} \
+                 MiB)",
+                JUDGE_DEFERRED_BYTES >> 20
+            ));
+        }
+    }
 }
 
 /// Pairing and judging, fed batch by batch.
@@ -196,7 +203,7 @@ impl Engine {
                         proxy: Some(c),
                         backend: None,
                         method: MatchMethod::OneSide,
-                        seq_shift: [0, 0],
+                        seq_map: SeqMap::default(),
                     };
                     self.judge.judge(m, None, sink);
                 }
@@ -429,7 +436,7 @@ impl Sink for Analysis {
             proxy,
             backend,
             method: f.method,
-            seq_shift: f.seq_shift,
+            seq_map: f.seq_map,
         });
         self.alignments.push(f.alignment);
         self.diagnoses.push(Some(f.diagnosis));
@@ -503,7 +510,7 @@ pub fn flows(side: SideResult) -> Analysis {
             proxy: Some(Box::new(c)),
             backend: None,
             method: MatchMethod::OneSide,
-            seq_shift: [0, 0],
+            seq_map: SeqMap::default(),
         };
         judge.judge(m, None, &mut a);
     }

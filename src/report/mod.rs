@@ -126,10 +126,9 @@ impl RowMaker {
     /// The row of a connection (its `id` left empty, its ladder None), and its start on the proxy
     /// clock (for ordering).
     pub fn row(&self, input: &RowInput<'_>, clock: Option<ClockOffset>) -> (i64, ConnectionReport) {
-        let offset_ns = clock.map_or(0, |c| c.backend_minus_proxy_ns);
         let start = match (input.proxy, input.backend) {
             (Some(c), _) => c.first.ts_ns,
-            (None, Some(c)) => c.first.ts_ns.saturating_sub(offset_ns),
+            (None, Some(c)) => crate::pair::on_proxy_clock(clock.as_ref(), c.first.ts_ns),
             (None, None) => i64::MAX,
         };
         let mut views = IndexMap::new();
@@ -322,7 +321,7 @@ pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
                 [analysis.first_view(p), analysis.second_view(p)],
                 clock,
                 analysis.alignments.get(i).and_then(Option::as_ref),
-                p.seq_shift,
+                p.seq_map,
             );
         }
         tally.add(&row);

@@ -205,7 +205,7 @@ impl<'w> Writer<'w> {
                             [f.proxy.as_deref(), f.backend.as_deref()],
                             end.clock,
                             f.alignment.as_ref(),
-                            f.seq_shift,
+                            f.seq_map,
                         );
                     }
                 }
@@ -330,20 +330,107 @@ impl Writer<'_> {
     }
 }
 
-/// The JSON document: the report's fields as `serde` writes them, with the connections copied
-/// from the spill (already pretty-printed, indented and separated) where the empty list would be.
+/// The JSON document, streamed: the report's fields as `serde` writes them (pretty-printed), the
+/// items of its `connections` list (empty in the report) copied from the spill, already
+/// pretty-printed, indented and separated.
 fn write_json(report: &super::Report, spill: Spill, out: &mut dyn Write) -> io::Result<()> {
-    let doc = serde_json::to_string_pretty(report).map_err(io::Error::from)?;
-    let marker = "\n  \"connections\": [],\n";
-    let Some(at) = doc.find(marker) else {
-        return Err(io::Error::other("the report has no connections field"));
+    use serde::Serialize;
+    let mut spill = Some(spill);
+    let formatter = WithConnections {
+        pretty: serde_json::ser::PrettyFormatter::new(),
+        depth: 0,
+        key: None,
+        here: false,
+        close: false,
+        spill: &mut spill,
     };
-    out.write_all(&doc.as_bytes()[..at])?;
-    out.write_all(b"\n  \"connections\": [")?;
-    let copied = spill.copy_to(out)?;
-    out.write_all(if copied == 0 { b"],\n" } else { b"\n  ],\n" })?;
-    out.write_all(&doc.as_bytes()[at + marker.len()..])?;
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, formatter);
+    report.serialize(&mut ser).map_err(io::Error::from)?;
+    if spill.is_some() {
+        return Err(io::Error::other("the report has no connections field"));
+    }
     out.write_all(b"\n")
+}
+
+/// serde_json's pretty formatter, which writes the spill's rows as the items of the document's
+/// top-level `connections` list (known by its key as it is written).
+struct WithConnections<'s> {
+    pretty: serde_json::ser::PrettyFormatter<'static>,
+    /// Objects open.
+    depth: usize,
+    /// The key being written, at the top level.
+    key: Option<String>,
+    /// The value coming is the connections list.
+    here: bool,
+    /// The list just opened got rows: its end goes on a line of its own.
+    close: bool,
+    spill: &'s mut Option<Spill>,
+}
+
+impl serde_json::ser::Formatter for WithConnections<'_> {
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth += 1;
+        self.pretty.begin_object(w)
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth -= 1;
+        self.pretty.end_object(w)
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if self.depth == 1 {
+            self.key = Some(String::new());
+        }
+        self.pretty.begin_object_key(w, first)
+    }
+
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        if let Some(k) = &mut self.key {
+            k.push_str(fragment);
+        }
+        self.pretty.write_string_fragment(w, fragment)
+    }
+
+    fn end_object_key<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.here = self.key.take().is_some_and(|k| k == "connections");
+        self.pretty.end_object_key(w)
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.pretty.begin_object_value(w)
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.here = false;
+        self.pretty.end_object_value(w)
+    }
+
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.pretty.begin_array(w)?;
+        if std::mem::take(&mut self.here) {
+            if let Some(spill) = self.spill.take() {
+                self.close = spill.copy_to(w)? > 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        if std::mem::take(&mut self.close) {
+            // The list is empty to serde: the formatter would close it on the same line.
+            w.write_all(b"\n  ")?;
+        }
+        self.pretty.end_array(w)
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.pretty.begin_array_value(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.pretty.end_array_value(w)
+    }
 }
 
 /// Rows on disk (one compact JSON object a line, or a JSON document's pretty-printed array
@@ -396,7 +483,7 @@ impl Spill {
     }
 
     /// Copies everything written to `out`; returns how many bytes.
-    fn copy_to(mut self, out: &mut dyn Write) -> io::Result<u64> {
+    fn copy_to<W: Write + ?Sized>(mut self, out: &mut W) -> io::Result<u64> {
         io::copy(&mut self.reopen()?, out)
     }
 
