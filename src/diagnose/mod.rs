@@ -114,6 +114,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Failed,
+        Outcome::Abandoned,
+        Outcome::NotJudged,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
