@@ -10,7 +10,7 @@ use crate::capture::Side;
 use crate::http::Conn;
 use crate::http::{Exchange, Framing, Message, Protocol};
 use crate::pair::{Alignment, ClockOffset};
-use crate::tcp::{CloseMark, IcmpMark, PacketRef};
+use crate::tcp::{CloseMark, Dir, DirSummary, IcmpMark, PacketRef};
 
 /// Everything a rule may look at.
 pub struct Context<'a> {
@@ -115,8 +115,7 @@ fn bytes(n: u64) -> String {
 }
 
 /// The earliest FIN or RST of a direction: (mark, is_rst).
-fn close_of(c: &Conn, dir: usize) -> Option<(CloseMark, bool)> {
-    let d = &c.dirs[dir];
+fn close_of(d: &DirSummary) -> Option<(CloseMark, bool)> {
     match (d.fin, d.rst) {
         (Some(f), Some(r)) => Some(if r.at < f.at { (r, true) } else { (f, false) }),
         (Some(f), None) => Some((f, false)),
@@ -153,10 +152,9 @@ fn ttl_text(lo: u8, hi: u8) -> String {
     }
 }
 
-/// The first acknowledgement from the receiver that covered `offset` of direction `dir` (spans
+/// The first acknowledgement from the receiver that covered `offset` of direction `d` (spans
 /// remember the first ACK covering their end; the span holding `offset` gives it).
-fn first_ack_covering(c: &Conn, dir: usize, offset: i64) -> Option<PacketRef> {
-    let d = &c.dirs[dir];
+fn first_ack_covering(d: &DirSummary, offset: i64) -> Option<PacketRef> {
     d.spans
         .iter()
         .filter(|s| s.end >= offset && s.start < offset.max(s.start + 1))
@@ -178,7 +176,7 @@ fn rtt(c: &Conn, at_client: bool) -> Option<i64> {
     } else if let (Some(sa), Some(a)) = (c.syn_ack, c.established) {
         return Some(a.ts_ns - sa.ts_ns);
     }
-    let span = c.dirs[0].spans.first()?;
+    let span = c.to_server().spans.first()?;
     Some(span.acked?.ts_ns - span.last.ts_ns)
 }
 
@@ -203,7 +201,7 @@ fn first_failure(c: &Conn) -> Option<Failure<'_>> {
         // An answer that came after the proxy had closed its side came too late: the proxy had
         // given up on it.
         let after_proxy_closed =
-            |r: &Message| close_of(c, 0).is_some_and(|(m, _)| m.at.ts_ns < r.first.ts_ns);
+            |r: &Message| close_of(c.to_server()).is_some_and(|(m, _)| m.at.ts_ns < r.first.ts_ns);
         if e.response
             .as_ref()
             .is_none_or(|r| !r.complete || after_proxy_closed(r))
@@ -262,9 +260,9 @@ fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
     let mut ev = Ev::new();
 
     // --- The handshake did not complete ------------------------------------------------------
-    if let (Some(syn), None, None) = (p.syn, p.syn_ack, p.dirs[1].first_data) {
+    if let (Some(syn), None, None) = (p.syn, p.syn_ack, p.to_client().first_data) {
         ev.add(ps, syn, format!("proxy sends SYN to {}", p.server));
-        if let Some(rst) = p.dirs[1].rst {
+        if let Some(rst) = p.to_client().rst {
             ev.add(
                 ps,
                 rst.at,
@@ -280,12 +278,12 @@ fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
 
     // --- A RST one end received that the other never sent -----------------------------------
     if let (Some(b), Some(a)) = (b, cx.alignment) {
-        if let Some(rst) = a.dirs[1].forged_rst {
+        if let Some(rst) = a.dirs[Dir::ServerToClient.idx()].forged_rst {
             if connection_failed(p) {
                 return forged_rst(cx, p, b, rst, true, ev);
             }
         }
-        if let Some(rst) = a.dirs[0].forged_rst {
+        if let Some(rst) = a.dirs[Dir::ClientToServer.idx()].forged_rst {
             if connection_failed(p) {
                 return forged_rst(cx, p, b, rst, false, ev);
             }
@@ -307,9 +305,9 @@ fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
         return healthy(cx, p, b, ev);
     };
 
-    let proxy_close = close_of(p, 0);
-    let backend_close_seen_at_proxy = close_of(p, 1);
-    let backend_close_sent = b.and_then(|b| close_of(b, 1));
+    let proxy_close = close_of(p.to_server());
+    let backend_close_seen_at_proxy = close_of(p.to_client());
+    let backend_close_sent = b.and_then(|b| close_of(b.to_client()));
 
     match failure {
         Failure::Request(i, e, req) => {
@@ -326,7 +324,7 @@ fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
                 );
             }
             // Lost on the way, and the connection died of it.
-            if let Some(d) = lost_in_transit(cx, p, b, 0, &line, &mut ev) {
+            if let Some(d) = lost_in_transit(cx, p, b, Dir::ClientToServer, &line, &mut ev) {
                 return d;
             }
             // The backend stopped reading.
@@ -433,10 +431,10 @@ fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
             if let Some(d) = keepalive_race(cx, p, b, i, req, &line, &mut ev) {
                 return d;
             }
-            if let Some(d) = lost_in_transit(cx, p, b, 0, &line, &mut ev) {
+            if let Some(d) = lost_in_transit(cx, p, b, Dir::ClientToServer, &line, &mut ev) {
                 return d;
             }
-            if let Some(d) = lost_in_transit(cx, p, b, 1, &line, &mut ev) {
+            if let Some(d) = lost_in_transit(cx, p, b, Dir::ServerToClient, &line, &mut ev) {
                 return d;
             }
             response_failure(cx, p, b, e, req, &line, ev)
@@ -455,7 +453,7 @@ const TLS_ALERT_BEFORE_CLOSE_NS: i64 = 1_000_000;
 /// idle close when its FIN did not acknowledge them), or the proxy giving up waiting.
 fn tls_failure(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Option<Diagnosis> {
     let ps = cx.first_side;
-    for dir in [0, 1] {
+    for dir in Dir::BOTH {
         if let Some(d) = lost_in_transit(cx, p, b, dir, "the TLS connection", ev) {
             let mut d = d;
             d.explanation
@@ -465,14 +463,15 @@ fn tls_failure(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Opt
     }
     // One capture: the proxy's FIN sent again and again, never acknowledged — nothing more came
     // back from the backend's side: lost on the way, or the backend host went silent.
-    if let Some(fin) = p.dirs[0]
+    if let Some(fin) = p
+        .to_server()
         .fin
-        .filter(|_| !cx.two_captures && p.dirs[0].fin_count >= 3)
+        .filter(|_| !cx.two_captures && p.to_server().fin_count >= 3)
     {
-        let acked = p.dirs[0].acked.is_some_and(|(a, _)| a > fin.offset);
-        let backend_after = p.dirs[1].last_data.is_some_and(|l| l.ts_ns > fin.at.ts_ns);
-        if !acked && !backend_after && p.dirs[1].fin.is_none() && p.dirs[1].rst.is_none() {
-            let last_back = p.dirs[1].last_data.map_or(p.first, |l| l);
+        let acked = p.to_server().acked.is_some_and(|(a, _)| a > fin.offset);
+        let backend_after = p.to_client().last_data.is_some_and(|l| l.ts_ns > fin.at.ts_ns);
+        if !acked && !backend_after && p.to_client().fin.is_none() && p.to_client().rst.is_none() {
+            let last_back = p.to_client().last_data.map_or(p.first, |l| l);
             ev.add(ps, last_back, "last bytes from the backend");
             ev.add(ps, fin.at, "proxy gives up and sends FIN");
             ev.add(
@@ -480,7 +479,7 @@ fn tls_failure(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Opt
                 p.last,
                 format!(
                     "the FIN, sent {} times, is never acknowledged",
-                    p.dirs[0].fin_count
+                    p.to_server().fin_count
                 ),
             );
             return Some(verdict(
@@ -489,15 +488,15 @@ fn tls_failure(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Opt
                 format!(
                     "TLS to the backend: the HTTP inside cannot be read, so this is judged from TCP. Nothing came back from the backend for {} before the proxy gave up, and the proxy's FIN, sent {} times, was never acknowledged: packets from the backend are lost on the way (or the backend host froze) — a capture on the backend host would tell which.",
                     ms(fin.at.ts_ns - last_back.ts_ns),
-                    p.dirs[0].fin_count
+                    p.to_server().fin_count
                 ),
                 "Look at the network path between proxy and backend for loss or a black hole; capture on the backend host to see whether its packets leave.",
                 ev.take(),
             ));
         }
     }
-    let backend_close = close_of(p, 1);
-    let proxy_close = close_of(p, 0);
+    let backend_close = close_of(p.to_client());
+    let proxy_close = close_of(p.to_server());
     let (close, rst, by_backend) = match (backend_close, proxy_close) {
         (Some((b, brst)), Some((pm, _))) if b.at.ts_ns <= pm.at.ts_ns => (b, brst, true),
         (Some((b, brst)), None) => (b, brst, true),
@@ -506,7 +505,8 @@ fn tls_failure(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Opt
     };
     let close_t = close.at.ts_ns;
     // The proxy's last bytes before the close (a closing alert right before its own close aside).
-    let mut sent = p.dirs[0]
+    let mut sent = p
+        .to_server()
         .spans
         .iter()
         .filter(|s| s.kind == crate::tcp::SpanKind::New && s.first.ts_ns < close_t);
@@ -518,18 +518,19 @@ fn tls_failure(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Opt
         last = sent.next_back()?;
     }
     let t = last.last.ts_ns;
-    let answered = p.dirs[1]
+    let answered = p
+        .to_client()
         .spans
         .iter()
         .any(|s| s.first.ts_ns > t && s.first.ts_ns < close_t);
     // Only the bytes after the handshake can be a request: the handshake's own flights are
     // answered by the backend's (a backend closing on a ClientHello is a TLS failure all the same).
-    if answered || p.syn_ack.is_none() && p.dirs[1].first_data.is_none() {
+    if answered || p.syn_ack.is_none() && p.to_client().first_data.is_none() {
         return None;
     }
     let n = bytes((last.end - last.start) as u64);
     ev.add(ps, last.first, format!("proxy sends {n} of TLS records"));
-    if let Some(at) = first_ack_covering(p, 0, last.end) {
+    if let Some(at) = first_ack_covering(p.to_server(), last.end) {
         ev.add(ps, at, "backend acknowledges them");
     }
     let after = ms(close_t - t);
@@ -545,7 +546,7 @@ fn tls_failure(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Opt
             close.at,
             format!("backend sends {} without a byte back", kind(rst)),
         );
-        if let Some((bm, brst)) = b.and_then(|b| close_of(b, 1)) {
+        if let Some((bm, brst)) = b.and_then(|b| close_of(b.to_client())) {
             ev.add(Side::Backend, bm.at, format!("backend sends {}", kind(brst)));
         }
         // A FIN that does not acknowledge the bytes left before they arrived: the two crossed.
@@ -587,20 +588,20 @@ fn tls_failure(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Opt
 
 /// The connection did not end well from the proxy's point of view.
 fn connection_failed(p: &Conn) -> bool {
-    first_failure(p).is_some() || (p.app.protocol != Protocol::Http && p.dirs[1].rst.is_some())
+    first_failure(p).is_some() || (p.app.protocol != Protocol::Http && p.to_client().rst.is_some())
 }
 
 fn refused(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, rst: CloseMark, mut ev: Ev) -> Diagnosis {
     let server = p.server;
     if cx.two_captures {
         match b {
-            Some(b) if b.syn.is_some() && b.dirs[1].rst.is_some() => {
+            Some(b) if b.syn.is_some() && b.to_client().rst.is_some() => {
                 ev.add(
                     Side::Backend,
                     b.syn.expect("checked"),
                     "the SYN arrives at the backend",
                 );
-                let brst = b.dirs[1].rst.expect("checked");
+                let brst = b.to_client().rst.expect("checked");
                 ev.add(Side::Backend, brst.at, "the backend host answers with RST");
                 return verdict(
                     Verdict::ConnectRefused,
@@ -819,7 +820,7 @@ fn forged_rst(cx: &Context<'_>, p: &Conn, b: &Conn, rst: CloseMark, at_proxy: bo
     });
     let during = exch.map_or(String::new(), |l| format!(" during {l}"));
     if at_proxy {
-        let ttl_note = match p.dirs[1].ttl_range {
+        let ttl_note = match p.to_client().ttl_range {
             Some((lo, hi)) if rst.ttl < lo || rst.ttl > hi => {
                 format!(
                     " Its TTL is {}, while the backend's packets arrive with TTL {}.",
@@ -848,7 +849,7 @@ fn forged_rst(cx: &Context<'_>, p: &Conn, b: &Conn, rst: CloseMark, at_proxy: bo
                 }
             }
         }
-        let lost_note = match cx.alignment.map(|a| &a.dirs[0].lost) {
+        let lost_note = match cx.alignment.map(|a| &a.dirs[Dir::ClientToServer.idx()].lost) {
             Some(l) if !l.is_empty() => {
                 let n: i64 = l.iter().map(|x| x.end - x.start).sum();
                 ev.add(
@@ -898,8 +899,8 @@ fn forged_rst(cx: &Context<'_>, p: &Conn, b: &Conn, rst: CloseMark, at_proxy: bo
 
 /// With one capture: a RST from the backend whose TTL does not fit the backend's packets.
 fn suspicious_rst_single(cx: &Context<'_>, p: &Conn) -> Option<Diagnosis> {
-    let rst = p.dirs[1].rst?;
-    let (lo, hi) = p.dirs[1].ttl_range?;
+    let rst = p.to_client().rst?;
+    let (lo, hi) = p.to_client().ttl_range?;
     // The backend's packets all cross the same hops, so they arrive with the same TTL; a RST made
     // by a device in between starts from that device's own initial TTL and crosses fewer hops.
     // Even one hop of difference is a different origin.
@@ -912,7 +913,7 @@ fn suspicious_rst_single(cx: &Context<'_>, p: &Conn) -> Option<Diagnosis> {
         rst.at,
         format!("RST from {} with TTL {}", p.server, rst.ttl),
     );
-    if let Some(f) = p.dirs[1].first_data {
+    if let Some(f) = p.to_client().first_data {
         ev.add(
             cx.first_side,
             f,
@@ -938,16 +939,16 @@ fn lost_in_transit(
     cx: &Context<'_>,
     p: &Conn,
     b: Option<&Conn>,
-    dir: usize,
+    dir: Dir,
     line: &str,
     ev: &mut Ev,
 ) -> Option<Diagnosis> {
     let ps = cx.first_side;
     if let (Some(b), Some(a)) = (b, cx.alignment) {
-        let al = &a.dirs[dir];
+        let al = &a.dirs[dir.idx()];
         let lost = al.lost.first()?;
         let total: i64 = al.lost.iter().map(|l| l.end - l.start).sum();
-        let (sender_side, what, from, to) = if dir == 0 {
+        let (sender_side, what, from, to) = if dir == Dir::ClientToServer {
             (ps, "request", "proxy", "backend")
         } else {
             (Side::Backend, "response", "backend", "proxy")
@@ -970,25 +971,29 @@ fn lost_in_transit(
                 ),
             );
         }
-        let receiver_conn = if dir == 0 { b } else { p };
-        let receiver_side = if dir == 0 { Side::Backend } else { ps };
-        if let Some((ack, at)) = receiver_conn.dirs[dir].acked {
+        let receiver_conn = if dir == Dir::ClientToServer { b } else { p };
+        let receiver_side = if dir == Dir::ClientToServer {
+            Side::Backend
+        } else {
+            ps
+        };
+        if let Some((ack, at)) = receiver_conn.dir(dir).acked {
             ev.add(
                 receiver_side,
                 at,
                 format!("the {to}'s last acknowledgement stops at byte {ack}"),
             );
         }
-        let closer = close_of(p, 0)
+        let closer = close_of(p.to_server())
             .map(|(m, rst)| {
                 ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
                 format!(
                     " The proxy gave up {} after it first sent them.",
                     ms(m.at.ts_ns
-                        - if dir == 0 {
+                        - if dir == Dir::ClientToServer {
                             lost.first_sent.ts_ns
                         } else {
-                            p.dirs[0].last_data.map_or(m.at.ts_ns, |l| l.ts_ns)
+                            p.to_server().last_data.map_or(m.at.ts_ns, |l| l.ts_ns)
                         })
                 )
             })
@@ -1005,11 +1010,11 @@ fn lost_in_transit(
             ev.take(),
         ));
     }
-    if cx.two_captures || dir == 1 {
+    if cx.two_captures || dir == Dir::ServerToClient {
         return None;
     }
     // One capture: request bytes retransmitted and never acknowledged, then the proxy gave up.
-    let c2s = &p.dirs[0];
+    let c2s = p.to_server();
     let end = c2s.data_end?;
     let acked = c2s.acked.map_or(0, |(a, _)| a);
     if acked >= end || c2s.retransmissions == 0 {
@@ -1021,7 +1026,7 @@ fn lost_in_transit(
         .iter()
         .filter(|s| s.kind == crate::tcp::SpanKind::Retransmission && s.end > acked)
         .count();
-    let close = close_of(p, 0);
+    let close = close_of(p.to_server());
     // Without the proxy giving up, only repeated retransmissions make the loss plain.
     if close.is_none() && resends < 2 {
         return None;
@@ -1100,8 +1105,11 @@ fn zero_window(
     ev: &mut Ev,
 ) -> Option<Diagnosis> {
     let ps = cx.first_side;
-    let zw = p.dirs[1].zero_window.or(b.and_then(|b| b.dirs[1].zero_window))?;
-    let (close, rst) = close_of(p, 0).unwrap_or((
+    let zw = p
+        .to_client()
+        .zero_window
+        .or(b.and_then(|b| b.to_client().zero_window))?;
+    let (close, rst) = close_of(p.to_server()).unwrap_or((
         CloseMark {
             at: p.last,
             offset: 0,
@@ -1116,10 +1124,10 @@ fn zero_window(
         return None;
     }
     // A backend that closed the connection itself is not stalled: it closed during the request.
-    if close_of(p, 1).is_some_and(|(m, _)| m.at.ts_ns <= close.at.ts_ns) {
+    if close_of(p.to_client()).is_some_and(|(m, _)| m.at.ts_ns <= close.at.ts_ns) {
         return None;
     }
-    let from_proxy_view = p.dirs[1].zero_window.is_some();
+    let from_proxy_view = p.to_client().zero_window.is_some();
     let side = if from_proxy_view { ps } else { Side::Backend };
     ev.add(
         side,
@@ -1133,7 +1141,7 @@ fn zero_window(
             format!("still zero ({} zero-window advertisements)", zw.count),
         );
     }
-    let gave_up = close_of(p, 0).is_some();
+    let gave_up = close_of(p.to_server()).is_some();
     if gave_up {
         ev.add(ps, close.at, format!("proxy gives up and sends {}", kind(rst)));
     }
@@ -1182,12 +1190,12 @@ fn keepalive_race(
     if !reused || e.response.is_some() {
         return None;
     }
-    let rst = p.dirs[1].rst.filter(|r| r.at.ts_ns >= req.first.ts_ns);
+    let rst = p.to_client().rst.filter(|r| r.at.ts_ns >= req.first.ts_ns);
     // A race leaves the request unread: the backend's close was sent before the request arrived,
     // or as it arrived. A backend that acknowledged a first flight of the request, so that the
     // proxy sent more of it, was taking the request in for at least a round trip before it
     // closed: whatever it did next, it was not an idle connection closing.
-    let close_at = [p.dirs[1].fin, rst]
+    let close_at = [p.to_client().fin, rst]
         .into_iter()
         .flatten()
         .map(|m| m.at.ts_ns)
@@ -1197,7 +1205,8 @@ fn keepalive_race(
     }
     let round_trip = rtt(p, true).unwrap_or(0);
     let window = round_trip + RACE_TIMESTAMP_SLACK_NS;
-    let fin = p.dirs[1]
+    let fin = p
+        .to_client()
         .fin
         .filter(|f| rst.is_none_or(|r| f.at.ts_ns <= r.at.ts_ns));
     let delta = match (fin, rst) {
@@ -1300,7 +1309,7 @@ fn keepalive_race(
     if let Some(b) = b {
         if let Some(r) = backend_exchange(p, b, req).and_then(|x| x.request.as_ref()) {
             ev.add(Side::Backend, r.first, "the request arrives at the backend");
-            match (b.dirs[1].fin, b.dirs[1].rst) {
+            match (b.to_client().fin, b.to_client().rst) {
                 (Some(bfin), _) => {
                     ev.add(Side::Backend, bfin.at, "backend closes the idle connection (FIN)");
                     if bfin.at.ts_ns <= r.first.ts_ns {
@@ -1338,7 +1347,7 @@ fn keepalive_race(
 /// acknowledgement of the request arrived.
 fn request_flights_before(p: &Conn, req: &Message, until: i64) -> usize {
     let end = req.offset + req.bytes as i64;
-    p.dirs[0]
+    p.to_server()
         .spans
         .iter()
         .filter(|s| s.kind == crate::tcp::SpanKind::New && s.end > req.offset && s.start < end)
@@ -1359,12 +1368,12 @@ fn response_failure(
 ) -> Diagnosis {
     let ps = cx.first_side;
     let resp = e.response.as_ref();
-    let proxy_close = close_of(p, 0);
-    let backend_close = close_of(p, 1);
+    let proxy_close = close_of(p.to_server());
+    let backend_close = close_of(p.to_client());
     let pc_t = proxy_close.map_or(i64::MAX, |(m, _)| m.at.ts_ns);
     let bc_t = backend_close.map_or(i64::MAX, |(m, _)| m.at.ts_ns);
     let req_end = req.offset + req.bytes as i64;
-    let acked = first_ack_covering(p, 0, req_end);
+    let acked = first_ack_covering(p.to_server(), req_end);
     if let Some(at) = acked {
         ev.add(ps, at, "backend acknowledges the whole request");
     }
@@ -1387,7 +1396,7 @@ fn response_failure(
                     format!("backend sends {} without a response byte", kind(rst)),
                 );
                 if let Some(b) = b {
-                    if let Some((bm, brst)) = close_of(b, 1) {
+                    if let Some((bm, brst)) = close_of(b.to_client()) {
                         ev.add(Side::Backend, bm.at, format!("backend sends {}", kind(brst)));
                     }
                     if let Some(be) = backend_exchange(p, b, req).and_then(|x| x.request.as_ref()) {
@@ -1490,7 +1499,7 @@ fn response_failure(
                 ev.add(ps, r.last, format!("last response byte ({got})"));
                 ev.add(ps, m.at, format!("backend sends {} mid-response", kind(rst)));
                 if let Some(b) = b {
-                    if let Some((bm, brst)) = close_of(b, 1) {
+                    if let Some((bm, brst)) = close_of(b.to_client()) {
                         ev.add(Side::Backend, bm.at, format!("backend sends {}", kind(brst)));
                     }
                 }
@@ -1553,7 +1562,7 @@ fn cut_request_not_judged(
 ) -> Diagnosis {
     let ps = cx.first_side;
     let sent = bytes(req.bytes);
-    let acked = first_ack_covering(p, 0, req.offset + req.bytes as i64);
+    let acked = first_ack_covering(p.to_server(), req.offset + req.bytes as i64);
     if let Some(at) = acked {
         ev.add(ps, at, "backend acknowledges every request byte sent");
     }
@@ -1668,7 +1677,7 @@ fn unreadable_answer(
     ev: &mut Ev,
 ) -> Option<Diagnosis> {
     let ps = cx.first_side;
-    let d = &p.dirs[1];
+    let d = p.to_client();
     let first = d.spans.iter().find(|s| s.first.ts_ns >= req.first.ts_ns)?;
     // Bytes the capture does not hold (lost, or missed) are the loss rules' business.
     if d.gaps > 0 || d.acked_unseen > 0 || first.kind != crate::tcp::SpanKind::New {
@@ -1719,8 +1728,8 @@ fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) -> Diagnosi
     let ps = cx.first_side;
     let n = p.app.exchanges.len();
     // The captures dropped packets of this connection (bytes acknowledged but never captured).
-    let unseen_p = p.dirs[0].acked_unseen + p.dirs[1].acked_unseen;
-    let unseen_b = b.map_or(0, |b| b.dirs[0].acked_unseen + b.dirs[1].acked_unseen);
+    let unseen_p = p.to_server().acked_unseen + p.to_client().acked_unseen;
+    let unseen_b = b.map_or(0, |b| b.to_server().acked_unseen + b.to_client().acked_unseen);
     if unseen_p > 0 || unseen_b > 0 {
         let (side, c, unseen) = if unseen_b > 0 {
             (Side::Backend, b.expect("checked"), unseen_b)
@@ -1762,10 +1771,10 @@ fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) -> Diagnosi
     if p.syn.is_none() && cx.b.is_none_or(|b| b.syn.is_none()) {
         return already_open(cx, p, ev);
     }
-    let retrans = p.dirs[0].retransmissions + p.dirs[1].retransmissions;
+    let retrans = p.to_server().retransmissions + p.to_client().retransmissions;
     let late: usize = cx
         .alignment
-        .map_or(0, |a| a.dirs[0].arrived_late.len() + a.dirs[1].arrived_late.len());
+        .map_or(0, |a| a.dirs.iter().map(|d| d.arrived_late.len()).sum());
     // A connection with neither FIN nor RST was still open when the capture ended (an idle
     // keep-alive connection, or one opened just before): say so rather than "closed normally".
     let closed = p.dirs.iter().any(|d| d.fin.is_some() || d.rst.is_some());
@@ -1798,7 +1807,7 @@ fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) -> Diagnosi
     if p.app.anomalies.count("http_lower_case_version") > 0 {
         text.push_str(" The backend's status line is not strictly valid (its HTTP version in lower case): clients read it, a strict parser may not (anomaly http_lower_case_version).");
     }
-    if let Some(f) = p.dirs[0].first_data.or(p.syn) {
+    if let Some(f) = p.to_server().first_data.or(p.syn) {
         ev.add(ps, f, "first packet");
     }
     ev.add(ps, p.last, "last packet");

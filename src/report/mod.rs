@@ -548,8 +548,8 @@ fn view(c: &Conn, side: &SideInfo) -> View {
     let multi = side.files.len() > 1;
     let file = |f: u16| multi.then(|| side.files.get(f as usize).cloned().unwrap_or_default());
     let counts = |f: &dyn Fn(&crate::tcp::DirSummary) -> u64| DirCounts {
-        client_to_server: f(&c.dirs[0]),
-        server_to_client: f(&c.dirs[1]),
+        client_to_server: f(c.to_server()),
+        server_to_client: f(c.to_client()),
     };
     View {
         client: c.client.to_string(),
