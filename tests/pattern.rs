@@ -96,7 +96,7 @@ fn backend_killed_and_restarted_is_all_at_once() {
         .map(|c| c.proxy.as_ref().unwrap().first_frame)
         .collect();
     let last = i.last_failure.as_ref().unwrap();
-    assert_eq!(last.verdict, "connect-refused");
+    assert_eq!(last.verdict.label(), "connect-refused");
     assert_eq!(
         last.request.as_ref().map(|e| e.frame),
         refused.iter().max().copied()

@@ -139,8 +139,8 @@ fn check_markdown(md: &str, r: &Report, what: &str) {
     let mut by_pair: Vec<(String, String, u64)> = Vec::new();
     for c in r.connections.iter().filter(|c| report::is_notable(c)) {
         let (mut v, b) = (
-            c.verdict.clone().unwrap_or_default(),
-            c.blame.clone().unwrap_or_default(),
+            c.verdict.map(|v| v.label().to_string()).unwrap_or_default(),
+            c.blame.map(|b| b.label().to_string()).unwrap_or_default(),
         );
         if !report::is_failed(c) {
             v.push_str(" (not a failure)");
@@ -159,7 +159,7 @@ fn check_markdown(md: &str, r: &Report, what: &str) {
     let notable: Vec<_> = r.connections.iter().filter(|c| report::is_notable(c)).collect();
     for (n, c) in notable.iter().enumerate() {
         // A finding that is not a failure says which kind it is.
-        let kind = match c.outcome.as_deref() {
+        let kind = match c.outcome.map(|o| o.label()) {
             Some("abandoned") => "; not a failure: abandoned by the proxy",
             Some("not-judged") => "; not a failure: not judged",
             Some("failed") => "",
@@ -168,8 +168,8 @@ fn check_markdown(md: &str, r: &Report, what: &str) {
         let heading = format!(
             "## {}. {} (blame: {}{kind}) — connection {}",
             n + 1,
-            c.verdict.as_deref().unwrap(),
-            c.blame.as_deref().unwrap(),
+            c.verdict.unwrap(),
+            c.blame.unwrap(),
             c.id
         );
         let at = md

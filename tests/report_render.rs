@@ -71,7 +71,7 @@ fn write_page(dir: &Path, out: &Path, both: bool) -> Page {
         .by_verdict
         .iter()
         .next_back()
-        .map_or((String::new(), 0), |(v, n)| (v.clone(), *n as usize));
+        .map_or((String::new(), 0), |(v, n)| (v.label().to_string(), *n as usize));
     // The plot is drawn for a failure among at least three requests.
     let failure_bars = r.incident.as_ref().map_or(0, |i| {
         if i.failed == 0 || i.requests < 3 {
@@ -81,7 +81,7 @@ fn write_page(dir: &Path, out: &Path, both: bool) -> Page {
         i.timeline
             .buckets
             .iter()
-            .map(|b| b.by_verdict.keys().filter(|v| failure(v)).count())
+            .map(|b| b.by_verdict.keys().filter(|v| failure(v.label())).count())
             .sum()
     });
     Page {

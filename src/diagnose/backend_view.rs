@@ -21,7 +21,7 @@ pub fn backend_only_override(c: &Conn, d: Diagnosis) -> Diagnosis {
         ts_ns: at.ts_ns,
         what,
     };
-    let (up, down) = (&c.dirs[0], &c.dirs[1]);
+    let (up, down) = (c.to_server(), c.to_client());
     // The SYN arrived, the backend answered, nothing more came: the proxy retransmitted its SYN
     // or the backend its SYN-ACK, so it was not just the end of the capture.
     if let (Some(syn), Some(sa)) = (c.syn, c.syn_ack)

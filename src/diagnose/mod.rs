@@ -114,6 +114,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Failed,
+        Outcome::Abandoned,
+        Outcome::NotJudged,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -264,9 +271,9 @@ fn idle_close(c: &Conn) -> Option<i64> {
     {
         return None;
     }
-    let fin = c.dirs[1].fin?;
+    let fin = c.to_client().fin?;
     // The backend closed first.
-    if c.dirs[0].fin.is_some_and(|f| f.at < fin.at) || c.dirs[0].rst.is_some_and(|r| r.at < fin.at) {
+    if c.to_server().fin.is_some_and(|f| f.at < fin.at) || c.to_server().rst.is_some_and(|r| r.at < fin.at) {
         return None;
     }
     let idle = fin.at.ts_ns - resp.last.ts_ns;

@@ -149,8 +149,8 @@ fn request_report(
             response_complete: a.response_complete,
             forwarded_for: a.forwarded_for.map(|ip| ip.to_string()),
             request_id: a.request_id.clone(),
-            verdict: a.verdict.label().to_string(),
-            blame: a.blame.label().to_string(),
+            verdict: a.verdict,
+            blame: a.blame,
             failed: a.failed,
         })
         .collect();

@@ -18,6 +18,7 @@ use super::{
     ConnectionReport, Report, clock_time, date_time, duration_words, exchange_head, exchange_of_interest,
     is_failed, is_notable, outcome_words, rfc3339, text::exchange_line,
 };
+use crate::diagnose::{Blame, Verdict};
 
 pub fn write_html(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     out.write_all(render(report).as_bytes())
@@ -172,8 +173,8 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             s,
             "<tr class=\"failed\"><td class=\"verdict\"><a href=\"#connections\" data-filter-verdict=\"{0}\">{0}</a></td><td>{1}</td><td class=\"num\">{2}</td></tr>",
-            esc(&f.verdict),
-            esc(&f.blame),
+            esc(f.verdict.label()),
+            esc(f.blame.label()),
             f.connections
         );
     }
@@ -181,12 +182,12 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             s,
             "<tr class=\"notable\"><td class=\"verdict\"><a href=\"#connections\" data-filter-verdict=\"{0}\">{0}</a> (not a failure)</td><td>{1}</td><td class=\"num\">{2}</td></tr>",
-            esc(&f.verdict),
-            esc(&f.blame),
+            esc(f.verdict.label()),
+            esc(f.blame.label()),
             f.connections
         );
     }
-    if let Some(n) = report.summary.by_verdict.get("ok") {
+    if let Some(n) = report.summary.by_verdict.get(&Verdict::Ok) {
         let _ = writeln!(
             s,
             "<tr class=\"ok\"><td class=\"verdict\"><a href=\"#connections\" data-filter-verdict=\"ok\">ok</a></td><td>none</td><td class=\"num\">{n}</td></tr>"
@@ -208,7 +209,7 @@ pub fn render(report: &Report) -> String {
          <label>verdict <select id=\"verdict\"><option value=\"\">all</option>"
     );
     for v in report.summary.by_verdict.keys() {
-        let _ = write!(s, "<option value=\"{0}\">{0}</option>", esc(v));
+        let _ = write!(s, "<option value=\"{0}\">{0}</option>", esc(v.label()));
     }
     let _ = writeln!(
         s,
@@ -231,7 +232,7 @@ pub fn render(report: &Report) -> String {
     for c in &report.connections {
         let failed = is_failed(c);
         let notable = is_notable(c);
-        let verdict = c.verdict.as_deref().unwrap_or("");
+        let verdict = c.verdict.map_or("", Verdict::label);
         let ends = c
             .views
             .values()
@@ -257,7 +258,7 @@ pub fn render(report: &Report) -> String {
             esc(&c.id),
             c.start.as_deref().map_or(String::new(), |t| esc(clock_time(t))),
             esc(&ends),
-            esc(c.blame.as_deref().unwrap_or("")),
+            esc(c.blame.map_or("", Blame::label)),
             esc(&c.exchanges.first().map(exchange_line).unwrap_or_default())
         );
     }
@@ -300,7 +301,7 @@ pub fn render(report: &Report) -> String {
 }
 
 fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
-    let verdict = c.verdict.as_deref().unwrap_or("");
+    let verdict = c.verdict.map_or("", Verdict::label);
     let _ = writeln!(
         s,
         "<section class=\"conn {}\" id=\"conn-{}\" data-verdict=\"{}\" data-failed=\"{}\">",
@@ -313,7 +314,7 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
         s,
         "<h3>{n}. <span class=\"verdict\">{}</span> · blame: {}{} <span class=\"muted\">(connection {})</span></h3>",
         esc(verdict),
-        esc(c.blame.as_deref().unwrap_or("")),
+        esc(c.blame.map_or("", Blame::label)),
         outcome_words(c).map_or(String::new(), |w| format!(" · {}", esc(w))),
         esc(&c.id)
     );

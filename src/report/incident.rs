@@ -143,8 +143,8 @@ impl IncidentBuilder {
     fn failure_ref(&self, m: &FailureMark) -> FailureRef {
         FailureRef {
             connection: m.id.to_string(),
-            verdict: m.verdict.label().to_string(),
-            blame: m.blame.label().to_string(),
+            verdict: m.verdict,
+            blame: m.blame,
             time: rfc3339(m.at_ns),
             request: m.first.as_ref().map(|e| self.evidence(e)),
             failure: m.last.as_ref().map(|e| self.evidence(e)),
@@ -194,11 +194,11 @@ fn outcomes(by_verdict: &[u64; VERDICTS]) -> (u64, u64, u64, u64) {
     o
 }
 
-fn not_ok(by_verdict: &[u64; VERDICTS]) -> IndexMap<String, u64> {
+fn not_ok(by_verdict: &[u64; VERDICTS]) -> IndexMap<Verdict, u64> {
     Verdict::ALL
         .iter()
         .filter(|&&v| v != Verdict::Ok && by_verdict[v as usize] > 0)
-        .map(|&v| (v.label().to_string(), by_verdict[v as usize]))
+        .map(|&v| (v, by_verdict[v as usize]))
         .collect()
 }
 
@@ -448,7 +448,7 @@ pub fn write_markdown(report: &Report, s: &mut String) {
             let verdicts: Vec<String> = b
                 .by_verdict
                 .iter()
-                .filter(|(v, _)| Verdict::from_label(v).is_some_and(Verdict::is_failure))
+                .filter(|(v, _)| v.is_failure())
                 .map(|(v, n)| format!("{n} {v}"))
                 .collect();
             let _ = writeln!(
@@ -502,22 +502,22 @@ fn pct(p: f64) -> String {
 }
 
 /// The fill of a verdict in the plot and its legend.
-pub fn verdict_color(v: &str) -> &'static str {
+pub fn verdict_color(v: Verdict) -> &'static str {
     match v {
-        "connect-refused" => "#cf222e",
-        "connect-timeout" => "#8250df",
-        "backend-closed-during-request" => "#fb8f44",
-        "backend-empty-reply" => "#bc4c00",
-        "response-truncated" => "#d4a72c",
-        "backend-timeout" => "#bf3989",
-        "backend-bad-response" => "#7d4e00",
-        "zero-window-stall" => "#1b7c83",
-        "keepalive-race" => "#0969da",
-        "lost-in-transit" => "#116329",
-        "rst-from-middlebox" => "#a40e26",
-        "request-incomplete" | "proxy-aborted" => "#eac54f",
-        "capture-incomplete" => "#afb8c1",
-        _ => "#8c959f",
+        Verdict::ConnectRefused => "#cf222e",
+        Verdict::ConnectTimeout => "#8250df",
+        Verdict::BackendClosedDuringRequest => "#fb8f44",
+        Verdict::BackendEmptyReply => "#bc4c00",
+        Verdict::ResponseTruncated => "#d4a72c",
+        Verdict::BackendTimeout => "#bf3989",
+        Verdict::BackendBadResponse => "#7d4e00",
+        Verdict::ZeroWindowStall => "#1b7c83",
+        Verdict::KeepaliveRace => "#0969da",
+        Verdict::LostInTransit => "#116329",
+        Verdict::RstFromMiddlebox => "#a40e26",
+        Verdict::RequestIncomplete | Verdict::ProxyAborted => "#eac54f",
+        Verdict::CaptureIncomplete => "#afb8c1",
+        Verdict::Ok => "#8c959f",
     }
 }
 
@@ -580,7 +580,7 @@ pub fn write_html(report: &Report, s: &mut String) {
                 let verdicts: Vec<String> = r
                     .by_verdict
                     .iter()
-                    .filter(|(v, _)| Verdict::from_label(v).is_some_and(Verdict::is_failure))
+                    .filter(|(v, _)| v.is_failure())
                     .map(|(v, n)| format!("{n} {v}"))
                     .collect();
                 let _ = writeln!(
@@ -682,10 +682,14 @@ fn plot(s: &mut String, i: &Incident) {
             (b.ok, "#8c959f", "ok"),
             (
                 b.abandoned,
-                verdict_color("proxy-aborted"),
+                verdict_color(Verdict::ProxyAborted),
                 "abandoned by the proxy",
             ),
-            (b.not_judged, verdict_color("capture-incomplete"), "not judged"),
+            (
+                b.not_judged,
+                verdict_color(Verdict::CaptureIncomplete),
+                "not judged",
+            ),
         ] {
             if count == 0 {
                 continue;
@@ -720,8 +724,8 @@ fn plot(s: &mut String, i: &Incident) {
         }
         // Lower panel: failures per verdict, in the order of the verdict table.
         let mut base = bot_y + bot_h;
-        for (v, count) in &b.by_verdict {
-            if !Verdict::from_label(v).is_some_and(Verdict::is_failure) {
+        for (&v, count) in &b.by_verdict {
+            if !v.is_failure() {
                 continue;
             }
             let hgt = *count as f64 / max_bot as f64 * bot_h;
@@ -775,15 +779,15 @@ fn plot(s: &mut String, i: &Incident) {
         esc(&width_words(t.bucket_ms))
     );
     let _ = writeln!(s, "</svg>");
-    let mut present: Vec<&str> = Vec::new();
+    let mut present: Vec<Verdict> = Vec::new();
     for b in &t.buckets {
-        for v in b.by_verdict.keys() {
-            if Verdict::from_label(v).is_some_and(Verdict::is_failure) && !present.contains(&v.as_str()) {
+        for &v in b.by_verdict.keys() {
+            if v.is_failure() && !present.contains(&v) {
                 present.push(v);
             }
         }
     }
-    present.sort_by_key(|v| Verdict::from_label(v));
+    present.sort();
     let _ = write!(
         s,
         "<figcaption class=\"legend verdicts\"><span><i style=\"background:#8c959f\"></i>ok</span>"
@@ -793,7 +797,7 @@ fn plot(s: &mut String, i: &Incident) {
             s,
             "<span><i style=\"background:{}\"></i>{}</span>",
             verdict_color(v),
-            esc(v)
+            esc(v.label())
         );
     }
     if t.buckets.iter().any(|b| b.late_connects > 0) {

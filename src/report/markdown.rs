@@ -14,6 +14,7 @@ use super::text::{exchange_line, plural};
 use super::{
     ConnectionReport, Report, clock_time, date_time, exchange_head, exchange_of_interest, is_notable,
 };
+use crate::diagnose::{Blame, Verdict};
 
 pub fn write_markdown(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     out.write_all(render(report).as_bytes())
@@ -31,8 +32,8 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} |",
-            cell(&f.verdict),
-            cell(&f.blame),
+            cell(f.verdict.label()),
+            cell(f.blame.label()),
             f.connections
         );
     }
@@ -40,12 +41,12 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             s,
             "| {} (not a failure) | {} | {} |",
-            cell(&f.verdict),
-            cell(&f.blame),
+            cell(f.verdict.label()),
+            cell(f.blame.label()),
             f.connections
         );
     }
-    if let Some(n) = report.summary.by_verdict.get("ok") {
+    if let Some(n) = report.summary.by_verdict.get(&Verdict::Ok) {
         let _ = writeln!(s, "| ok | none | {n} |");
     }
     let judged: u64 = report.summary.by_verdict.values().sum();
@@ -73,7 +74,7 @@ pub fn render(report: &Report) -> String {
 
     super::clients::write_markdown(report, &mut s);
 
-    let ok = report.summary.by_verdict.get("ok").copied().unwrap_or(0) as usize;
+    let ok = report.summary.by_verdict.get(&Verdict::Ok).copied().unwrap_or(0) as usize;
     if ok > 0 {
         let exchanges = report.summary.ok_exchanges as usize;
         let retrans = report.summary.ok_with_retransmissions;
@@ -105,8 +106,8 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
     let _ = writeln!(
         s,
         "\n## {n}. {} (blame: {}{}) — connection {}\n",
-        text(c.verdict.as_deref().unwrap_or("")),
-        text(c.blame.as_deref().unwrap_or("")),
+        text(c.verdict.map_or("", Verdict::label)),
+        text(c.blame.map_or("", Blame::label)),
         super::outcome_words(c).map_or(String::new(), |w| format!("; {w}")),
         text(&c.id)
     );

@@ -165,9 +165,9 @@ impl RowMaker {
             id: String::new(),
             views,
             start: (start != i64::MAX).then(|| rfc3339(start)),
-            verdict: diagnosis.map(|d| d.verdict.label().to_string()),
-            blame: diagnosis.map(|d| d.blame.label().to_string()),
-            outcome: diagnosis.map(|d| d.verdict.outcome().label().to_string()),
+            verdict: diagnosis.map(|d| d.verdict),
+            blame: diagnosis.map(|d| d.blame),
+            outcome: diagnosis.map(|d| d.verdict.outcome()),
             explanation: diagnosis.map(|d| d.explanation.clone()),
             next_step: diagnosis.map(|d| d.next_step.clone()),
             evidence: diagnosis.map(|d| self.evidence(d)).unwrap_or_default(),
@@ -200,8 +200,8 @@ impl RowMaker {
         Counted {
             protocol: protocol_name(protocol),
             exchanges: input.proxy.or(input.backend).map_or(0, |c| c.app.exchanges.len()),
-            verdict: diagnosis.map(|d| d.verdict.label()),
-            blame: diagnosis.map(|d| d.blame.label()),
+            verdict: diagnosis.map(|d| d.verdict),
+            blame: diagnosis.map(|d| d.blame),
             outcome: diagnosis.map(|d| d.verdict.outcome()),
             retransmitted,
         }
@@ -350,8 +350,8 @@ pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
 #[derive(Clone, Debug, Default)]
 pub struct Tally {
     pub connections: u64,
-    by_verdict: IndexMap<String, u64>,
-    by_blame: IndexMap<String, u64>,
+    by_verdict: IndexMap<Verdict, u64>,
+    by_blame: IndexMap<Blame, u64>,
     failures: Vec<FailureCount>,
     other_findings: Vec<FailureCount>,
     abandoned: u64,
@@ -370,8 +370,8 @@ pub struct Tally {
 pub struct Counted<'a> {
     pub protocol: &'a str,
     pub exchanges: usize,
-    pub verdict: Option<&'a str>,
-    pub blame: Option<&'a str>,
+    pub verdict: Option<Verdict>,
+    pub blame: Option<Blame>,
     pub outcome: Option<Outcome>,
     /// A view saw retransmissions.
     pub retransmitted: bool,
@@ -382,8 +382,8 @@ impl Tally {
         self.count(&Counted {
             protocol: &c.protocol,
             exchanges: c.exchanges.len(),
-            verdict: c.verdict.as_deref(),
-            blame: c.blame.as_deref(),
+            verdict: c.verdict,
+            blame: c.blame,
             outcome: outcome_of(c),
             retransmitted: c
                 .views
@@ -397,8 +397,8 @@ impl Tally {
         bump(&mut self.protocols, c.protocol);
         self.exchanges += c.exchanges as u64;
         if let Some(v) = c.verdict {
-            bump(&mut self.by_verdict, v);
-            if v == "ok" {
+            *self.by_verdict.entry(v).or_default() += 1;
+            if v == Verdict::Ok {
                 self.ok_exchanges += c.exchanges as u64;
                 if c.retransmitted {
                     self.ok_with_retransmissions += 1;
@@ -406,7 +406,7 @@ impl Tally {
             }
         }
         if let Some(b) = c.blame {
-            bump(&mut self.by_blame, b);
+            *self.by_blame.entry(b).or_default() += 1;
         }
         let (Some(v), Some(b)) = (c.verdict, c.blame) else {
             return;
@@ -429,8 +429,8 @@ impl Tally {
         match counts.iter_mut().find(|f| f.verdict == v && f.blame == b) {
             Some(f) => f.connections += 1,
             None => counts.push(FailureCount {
-                verdict: v.to_string(),
-                blame: b.to_string(),
+                verdict: v,
+                blame: b,
                 connections: 1,
             }),
         }
@@ -440,12 +440,12 @@ impl Tally {
     pub fn summary(&self, single: bool) -> Summary {
         // Stable order: the order of the verdict and blame tables.
         let mut by_verdict = self.by_verdict.clone();
-        by_verdict.sort_by_cached_key(|k, _| Verdict::from_label(k));
+        by_verdict.sort_keys();
         let mut by_blame = self.by_blame.clone();
-        by_blame.sort_by_cached_key(|k, _| Blame::from_label(k));
+        by_blame.sort_keys();
         let sorted = |v: &[FailureCount]| {
             let mut v = v.to_vec();
-            v.sort_by_key(|f| (Verdict::from_label(&f.verdict), Blame::from_label(&f.blame)));
+            v.sort_by_key(|f| (f.verdict, f.blame));
             v
         };
         let failures = sorted(&self.failures);
@@ -503,12 +503,9 @@ fn answer(
     answer
 }
 
-/// A row's outcome (from its verdict label).
+/// A row's outcome (from its verdict).
 pub fn outcome_of(c: &ConnectionReport) -> Option<Outcome> {
-    c.verdict
-        .as_deref()
-        .and_then(Verdict::from_label)
-        .map(Verdict::outcome)
+    c.verdict.map(Verdict::outcome)
 }
 
 /// Counts one more of `key` (allocating the key only the first time it is seen).
@@ -550,8 +547,8 @@ fn view(c: &Conn, side: &SideInfo) -> View {
     let multi = side.files.len() > 1;
     let file = |f: u16| multi.then(|| side.files.get(f as usize).cloned().unwrap_or_default());
     let counts = |f: &dyn Fn(&crate::tcp::DirSummary) -> u64| DirCounts {
-        client_to_server: f(&c.dirs[0]),
-        server_to_client: f(&c.dirs[1]),
+        client_to_server: f(c.to_server()),
+        server_to_client: f(c.to_client()),
     };
     View {
         client: c.client.to_string(),

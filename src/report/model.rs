@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ladder::Ladder;
+use crate::diagnose::{Blame, Outcome, Verdict};
 
 /// Bump when a field changes name or meaning (adding fields does not).
 pub const SCHEMA: u32 = 1;
@@ -155,7 +156,7 @@ pub struct LogLineReport {
     pub connection: Option<String>,
     /// In `proxy_logs.lines`: that connection's verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<String>,
+    pub verdict: Option<Verdict>,
     /// In `proxy_logs.lines`, for a line tied to no connection: the reason code
     /// ("before-capture", "after-capture", "outside-window", "no-connection-to-backend",
     /// "no-fitting-connection", "no-connection-at-that-time", "not-about-a-backend-connection",
@@ -242,14 +243,14 @@ pub struct ConnectionReport {
     /// moved by the clock offset when the proxy capture did not see it).
     pub start: Option<String>,
     /// One of the stable verdict labels (see the README); null when not diagnosed.
-    pub verdict: Option<String>,
+    pub verdict: Option<Verdict>,
     /// Who is to blame: "none", "proxy", "backend", "network" or "capture".
-    pub blame: Option<String>,
+    pub blame: Option<Blame>,
     /// What the verdict means for the run: "ok", "failed" (a failure of the proxy→backend path:
     /// exit code 1), "abandoned" (the proxy gave up on the request itself, usually because its
     /// client went away) or "not-judged" (the captures cannot vouch for the connection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     /// What happened, in one or two sentences; says what the captures could not show.
     pub explanation: Option<String>,
     /// What to look at next, and where.
@@ -399,9 +400,9 @@ pub struct Summary {
     /// Connections reported.
     pub connections: u64,
     /// Connections per verdict, in the order of the verdict table.
-    pub by_verdict: IndexMap<String, u64>,
+    pub by_verdict: IndexMap<Verdict, u64>,
     /// Connections per blame.
-    pub by_blame: IndexMap<String, u64>,
+    pub by_blame: IndexMap<Blame, u64>,
     /// Connections whose verdict is a failure.
     pub failed: u64,
     /// The answer in one sentence, e.g. "1 of 3 proxy→backend connections failed:
@@ -442,8 +443,8 @@ pub struct Summary {
 /// A number of failed connections with one verdict and blame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FailureCount {
-    pub verdict: String,
-    pub blame: String,
+    pub verdict: Verdict,
+    pub blame: Blame,
     pub connections: u64,
 }
 
@@ -512,8 +513,8 @@ pub struct IncidentShape {
 pub struct FailureRef {
     /// The connection's `id` in this report.
     pub connection: String,
-    pub verdict: String,
-    pub blame: String,
+    pub verdict: Verdict,
+    pub blame: Blame,
     /// When its failing request (or SYN) left the proxy, RFC 3339 UTC on the proxy capture's
     /// clock.
     pub time: String,
@@ -542,7 +543,7 @@ pub struct BucketReport {
     pub abandoned: u64,
     pub not_judged: u64,
     /// Attempts per verdict other than ok.
-    pub by_verdict: IndexMap<String, u64>,
+    pub by_verdict: IndexMap<Verdict, u64>,
     /// Connections open at some time during the bucket.
     pub connections: u64,
     /// Healthy connections started in the bucket that had to send their SYN again.
@@ -573,7 +574,7 @@ pub struct BreakdownRow {
     pub not_judged: u64,
     pub failed_percent: f64,
     /// Attempts per verdict other than ok.
-    pub by_verdict: IndexMap<String, u64>,
+    pub by_verdict: IndexMap<Verdict, u64>,
 }
 
 // ── Client requests (the proxy capture's client side) ───────────────────────────────────────
@@ -661,8 +662,8 @@ pub struct BackendAttemptReport {
     /// The request id the proxy sent to the backend.
     pub request_id: Option<String>,
     /// The connection's verdict and blame.
-    pub verdict: String,
-    pub blame: String,
+    pub verdict: Verdict,
+    pub blame: Blame,
     /// The connection failed at this attempt (no request, or the request or response incomplete).
     pub failed: bool,
 }
@@ -701,6 +702,48 @@ pub struct ClientSummaryReport {
     /// proxy after a backend failure, 2 by the proxy without backend traffic".
     pub answer: String,
 }
+
+/// Verdicts, blames and outcomes are their stable labels in JSON ([`Verdict::label`]), and plain
+/// strings in the schema (as they were when the model held the labels).
+macro_rules! serde_as_label {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.label())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                <$t>::ALL
+                    .into_iter()
+                    .find(|v| v.label() == s)
+                    .ok_or_else(|| serde::de::Error::custom(format!("unknown label {s:?}")))
+            }
+        }
+
+        impl JsonSchema for $t {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                String::schema_name()
+            }
+
+            fn schema_id() -> std::borrow::Cow<'static, str> {
+                String::schema_id()
+            }
+
+            fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                String::json_schema(g)
+            }
+        }
+    )*};
+}
+
+serde_as_label!(Verdict, Blame, Outcome);
 
 /// The JSON Schema of the report (`--format json`), as committed in `schema/report.schema.json`.
 pub fn report_schema() -> serde_json::Value {

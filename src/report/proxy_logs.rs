@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use super::html::esc;
 use super::markdown;
 use super::{ConnectionReport, LogLineReport, ProxyLogFile, ProxyLogsReport, Report, WindowReport, rfc3339};
+use crate::diagnose::Verdict;
 use crate::incident::logs::{Attached, LogLine, LogsSummary, Outcome};
 use crate::incident::window::{Window, offset_words};
 
@@ -54,7 +55,7 @@ pub fn summary_report(s: LogsSummary) -> ProxyLogsReport {
                 Outcome::Matched { id, verdict, fits } => {
                     r.fits_verdict = Some(*fits);
                     r.connection = Some(id.clone());
-                    r.verdict = verdict.map(|v| v.label().to_string());
+                    r.verdict = *verdict;
                 }
                 Outcome::Unmatched(u) => {
                     r.unmatched = Some(u.code.to_string());
@@ -190,12 +191,12 @@ fn outcome_words(l: &LogLineReport) -> String {
     match (&l.connection, &l.reason) {
         (Some(id), _) if l.fits_verdict == Some(false) => format!(
             "connection {id} ({}), by its request: what the line says ({}) is not what the wire shows",
-            l.verdict.as_deref().unwrap_or("not judged"),
+            l.verdict.map_or("not judged", Verdict::label),
             l.says
         ),
         (Some(id), _) => format!(
             "connection {id} ({})",
-            l.verdict.as_deref().unwrap_or("not judged")
+            l.verdict.map_or("not judged", Verdict::label)
         ),
         (None, Some(r)) => format!("unmatched: {r}"),
         _ => String::new(),

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{ConnectionReport, ExchangeReport, Report, is_notable, outcome_words};
+use crate::diagnose::{Blame, Verdict};
 
 /// ANSI styling, or none.
 #[derive(Clone, Copy, Debug, Default)]
@@ -235,7 +236,7 @@ fn http_and_notes(c: &ConnectionReport) -> String {
             parts.push(format!("[{} B missing]", g - u));
         }
     }
-    if let Some(v) = c.verdict.as_deref().filter(|v| *v != "ok") {
+    if let Some(v) = c.verdict.filter(|&v| v != Verdict::Ok) {
         parts.push(format!("[{v}]"));
     }
     for a in &c.anomalies {
@@ -378,8 +379,8 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
         let title = format!(
             "{}. {} · blame: {} {}",
             n + 1,
-            c.verdict.as_deref().unwrap_or(""),
-            c.blame.as_deref().unwrap_or(""),
+            c.verdict.map_or("", Verdict::label),
+            c.blame.map_or("", Blame::label),
             outcome_words(c).map_or(String::new(), |w| format!("· {w} "))
         );
         let rule = "─".repeat(WIDTH.saturating_sub(title.chars().count() + 3));
@@ -470,7 +471,7 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
             let _ = writeln!(s, "{l}");
         }
     }
-    let ok = report.summary.by_verdict.get("ok").copied().unwrap_or(0) as usize;
+    let ok = report.summary.by_verdict.get(&Verdict::Ok).copied().unwrap_or(0) as usize;
     if ok > 0 {
         let exchanges = report.summary.ok_exchanges as usize;
         let retrans = report.summary.ok_with_retransmissions;

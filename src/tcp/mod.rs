@@ -27,6 +27,7 @@
 //! payload · `G` gap in what the capture saw · `W` zero window advertised · `I` inconsistent
 //! flags (SYN with RST or FIN) · `^` the client/server roles were guessed (no SYN seen).
 
+mod dirs;
 mod live;
 mod seq;
 mod state;

@@ -1,0 +1,236 @@
+//! The handshake did not complete: refused (RST or ICMP) or no answer to the SYN.
+
+use super::*;
+
+pub(super) fn refused(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, rst: CloseMark, mut ev: Ev) -> Diagnosis {
+    let server = p.server;
+    if cx.two_captures {
+        match b {
+            Some(b) if b.syn.is_some() && b.to_client().rst.is_some() => {
+                ev.add(
+                    Side::Backend,
+                    b.syn.expect("checked"),
+                    "the SYN arrives at the backend",
+                );
+                let brst = b.to_client().rst.expect("checked");
+                ev.add(Side::Backend, brst.at, "the backend host answers with RST");
+                return verdict(
+                    Verdict::ConnectRefused,
+                    Blame::Backend,
+                    format!(
+                        "The backend host refused the connection: the proxy's SYN to {server} arrived and the backend answered with RST, so nothing was listening there (or its listen queue refused it). Proxies log \"(111) Connection refused\"."
+                    ),
+                    "Look at the backend: is the service running and listening on this address and port (ss -ltn), did it crash or restart at this time?",
+                    ev,
+                );
+            }
+            Some(b) if b.syn.is_some() => {
+                ev.add(
+                    Side::Backend,
+                    b.syn.expect("checked"),
+                    "the SYN arrives at the backend, which does not send a RST",
+                );
+                if let Some(sa) = b.syn_ack {
+                    ev.add(Side::Backend, sa, "the backend answers with SYN-ACK");
+                }
+                return verdict(
+                    Verdict::RstFromMiddlebox,
+                    Blame::Network,
+                    format!(
+                        "The proxy's SYN to {server} was answered by a RST (TTL {}) that the backend never sent: the backend capture shows the SYN arriving and no RST leaving. Something between the two hosts forged it.",
+                        rst.ttl
+                    ),
+                    "Look at the network path between proxy and backend: firewalls, load balancers or IPS that reset connections; compare the RST's TTL with the backend's packets.",
+                    ev,
+                );
+            }
+            _ => {
+                return verdict(
+                    Verdict::RstFromMiddlebox,
+                    Blame::Network,
+                    format!(
+                        "The proxy's SYN to {server} was answered by a RST (TTL {}), but the SYN never reached the backend host (its capture does not show it): something between the two hosts refused the connection in the backend's name.",
+                        rst.ttl
+                    ),
+                    "Look at the network path between proxy and backend: a firewall rule rejecting with tcp-reset, a load balancer without a healthy member, or a wrong route.",
+                    ev,
+                );
+            }
+        }
+    }
+    verdict(
+        Verdict::ConnectRefused,
+        Blame::Backend,
+        format!(
+            "The proxy's SYN to {server} was answered by RST: nothing was listening there, or the backend refused the connection. Proxies log \"(111) Connection refused\". From this capture alone it cannot be told whether the backend host or a firewall in between sent the RST (its TTL is {}); a capture on the backend host would settle it.",
+            rst.ttl
+        ),
+        "Look at the backend: is the service running and listening on this address and port? If it is, capture on the backend host to see whether the SYN arrives.",
+        ev,
+    )
+}
+
+/// The SYN was answered by an ICMP error: who sent it decides the blame. The backend host's own
+/// address is the backend (its firewall rejecting, or nothing to answer); any other address is a
+/// router or firewall on the way. With the backend capture, an ICMP in the backend's name that
+/// the backend never sent (the SYN never reached it) was forged on the way.
+pub(super) fn refused_by_icmp(
+    cx: &Context<'_>,
+    p: &Conn,
+    b: Option<&Conn>,
+    icmp: IcmpMark,
+    mut ev: Ev,
+) -> Diagnosis {
+    let ps = cx.first_side;
+    let server = p.server;
+    let what = icmp.kind.words();
+    let errno = icmp.kind.errno();
+    ev.add(
+        ps,
+        icmp.at,
+        format!(
+            "ICMP {what} from {} answers the SYN (TTL {})",
+            icmp.from, icmp.ttl
+        ),
+    );
+    let b_syn = b.and_then(|b| b.syn);
+    let b_icmp = b
+        .and_then(|b| b.icmp)
+        .filter(|i| i.to_server && i.from == icmp.from);
+    if let Some(s) = b_syn {
+        ev.add(Side::Backend, s, "the SYN arrives at the backend");
+    }
+    if let Some(i) = b_icmp {
+        ev.add(Side::Backend, i.at, format!("the backend host sends ICMP {what}"));
+    }
+    let from_backend_host = icmp.from == server.ip;
+    let forged = cx.two_captures && from_backend_host && b_syn.is_none() && b_icmp.is_none();
+    let tries = if p.syn_count > 1 {
+        format!(" (all {} SYNs)", p.syn_count)
+    } else {
+        String::new()
+    };
+    if from_backend_host && !forged {
+        let seen = if b_icmp.is_some() {
+            " The backend capture shows the SYN arriving and the ICMP leaving."
+        } else if cx.two_captures {
+            ""
+        } else {
+            " (One capture: a capture on the backend host would show it leaving there.)"
+        };
+        return verdict(
+            Verdict::ConnectRefused,
+            Blame::Backend,
+            format!(
+                "The backend host {} refused the connection: it answered the proxy's SYN to {server}{tries} with ICMP {what} instead of a SYN-ACK — a firewall on the backend host rejecting the port (iptables REJECT), or nothing to take the connection. Proxies log \"{errno}\".{seen}",
+                server.ip
+            ),
+            "Look at the backend host's firewall (iptables/nftables REJECT rules for this port) and whether the service is listening (ss -ltn).",
+            ev,
+        );
+    }
+    let reached = match (cx.two_captures, b_syn) {
+        (true, None) => " The SYN never reached the backend host (its capture does not show it).",
+        (true, Some(_)) => " The SYN did reach the backend host, which did not answer it in time.",
+        (false, _) => "",
+    };
+    let who = if forged {
+        format!(
+            "a device on the way answered in the backend's name ({}) — the backend never sent it",
+            icmp.from
+        )
+    } else {
+        format!(
+            "the network device at {} (a router or firewall between the proxy and the backend)",
+            icmp.from
+        )
+    };
+    let meaning = match icmp.kind {
+        crate::decode::IcmpKind::HostUnreachable => {
+            ": it could not reach the backend host (down, or not answering ARP/neighbour discovery)"
+        }
+        crate::decode::IcmpKind::NetUnreachable => ": it has no route to the backend's network",
+        crate::decode::IcmpKind::Prohibited => ": a firewall rule refuses the connection",
+        _ => "",
+    };
+    verdict(
+        Verdict::ConnectRefused,
+        Blame::Network,
+        format!(
+            "The connection was refused on the way, not by the backend: {who} answered the proxy's SYN to {server}{tries} with ICMP {what}{meaning}.{reached} Proxies log \"{errno}\".",
+        ),
+        "Look at the device that sent the ICMP: its firewall rules (REJECT with icmp-admin-prohibited / host-unreachable), its routes and its ARP/neighbour table for the backend's address; and whether the backend host is up.",
+        ev,
+    )
+}
+
+pub(super) fn connect_timeout(
+    cx: &Context<'_>,
+    p: &Conn,
+    b: Option<&Conn>,
+    syn: PacketRef,
+    mut ev: Ev,
+) -> Diagnosis {
+    let server = p.server;
+    let tries = p.syn_count;
+    let waited = p.last.ts_ns - syn.ts_ns;
+    let tries_text = format!(
+        "{tries} SYN{} over {}",
+        if tries == 1 { "" } else { "s" },
+        ms(waited)
+    );
+    if cx.two_captures {
+        match b {
+            Some(b) if b.syn.is_some() => {
+                ev.add(
+                    Side::Backend,
+                    b.syn.expect("checked"),
+                    format!("SYN arrives at the backend ({} seen there)", b.syn_count),
+                );
+                if let Some(sa) = b.syn_ack {
+                    ev.add(Side::Backend, sa, "backend answers with SYN-ACK");
+                    return verdict(
+                        Verdict::ConnectTimeout,
+                        Blame::Network,
+                        format!(
+                            "The proxy could not connect to {server}: its SYNs reached the backend, which answered with SYN-ACK {} times, but no SYN-ACK came back to the proxy ({tries_text}). The answers were lost on the way back.",
+                            b.syn_ack_count
+                        ),
+                        "Look at the network path from the backend back to the proxy: asymmetric routing, a firewall dropping the SYN-ACKs, or a wrong return route on the backend host.",
+                        ev,
+                    );
+                }
+                return verdict(
+                    Verdict::ConnectTimeout,
+                    Blame::Backend,
+                    format!(
+                        "The proxy could not connect to {server}: its SYNs arrived at the backend host ({} seen there) and were ignored — no SYN-ACK, no RST ({tries_text}).",
+                        b.syn_count
+                    ),
+                    "Look at the backend host: a full accept queue (the service is overloaded or stuck: netstat -s | grep -i listen), or a host firewall dropping the SYNs.",
+                    ev,
+                );
+            }
+            _ => {
+                return verdict(
+                    Verdict::ConnectTimeout,
+                    Blame::Network,
+                    format!(
+                        "The proxy could not connect to {server}: it sent {tries_text} and none of them reached the backend host (its capture shows no SYN of this connection)."
+                    ),
+                    "Look at the network path from the proxy to the backend: routes, firewalls and security groups dropping the SYNs.",
+                    ev,
+                );
+            }
+        }
+    }
+    verdict(
+        Verdict::ConnectTimeout,
+        Blame::Backend,
+        format!(
+            "The proxy could not connect to {server}: it sent {tries_text} and got neither SYN-ACK nor RST. From this capture alone it cannot be told whether the SYNs were lost on the way, ignored by the backend (full accept queue, host firewall), or answered and the answers lost; a capture on the backend host would settle it."
+        ),
+        "Check that the backend host is up and its service accepting (accept queue, host firewall); capture on the backend host to see whether the SYNs arrive.",
+        ev,
+    )
+}

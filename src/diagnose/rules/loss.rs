@@ -1,0 +1,156 @@
+//! Bytes sent at one end that never arrived at the other.
+
+use super::*;
+
+/// Bytes sent at one end never arrived at the other, and the connection failed because of it.
+pub(super) fn lost_in_transit(
+    cx: &Context<'_>,
+    p: &Conn,
+    b: Option<&Conn>,
+    dir: Dir,
+    line: &str,
+    ev: &mut Ev,
+) -> Option<Diagnosis> {
+    let ps = cx.first_side;
+    if let (Some(b), Some(a)) = (b, cx.alignment) {
+        let al = &a.dirs[dir.idx()];
+        let lost = al.lost.first()?;
+        let total: i64 = al.lost.iter().map(|l| l.end - l.start).sum();
+        let (sender_side, what, from, to) = if dir == Dir::ClientToServer {
+            (ps, "request", "proxy", "backend")
+        } else {
+            (Side::Backend, "response", "backend", "proxy")
+        };
+        ev.add(
+            sender_side,
+            lost.first_sent,
+            format!(
+                "{from} sends {} of the {what} stream",
+                byte_range(lost.start, lost.end)
+            ),
+        );
+        if lost.transmissions > 1 {
+            ev.add(
+                sender_side,
+                lost.last_sent,
+                format!(
+                    "{from} retransmits them ({} transmissions in all)",
+                    lost.transmissions
+                ),
+            );
+        }
+        let receiver_conn = if dir == Dir::ClientToServer { b } else { p };
+        let receiver_side = if dir == Dir::ClientToServer {
+            Side::Backend
+        } else {
+            ps
+        };
+        if let Some((ack, at)) = receiver_conn.dir(dir).acked {
+            ev.add(
+                receiver_side,
+                at,
+                format!("the {to}'s last acknowledgement stops at byte {ack}"),
+            );
+        }
+        let closer = close_of(p.to_server())
+            .map(|(m, rst)| {
+                ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
+                format!(
+                    " The proxy gave up {} after it first sent them.",
+                    ms(m.at.ts_ns
+                        - if dir == Dir::ClientToServer {
+                            lost.first_sent.ts_ns
+                        } else {
+                            p.to_server().last_data.map_or(m.at.ts_ns, |l| l.ts_ns)
+                        })
+                )
+            })
+            .unwrap_or_default();
+        return Some(verdict(
+            Verdict::LostInTransit,
+            Blame::Network,
+            format!(
+                "{} of the {what} for {line} left the {from} ({}) and never reached the {to}: the {to}'s capture does not show them and the {to} never acknowledged them.{closer}",
+                capitalize(&bytes(total as u64)),
+                transmissions_text(lost.transmissions, lost.while_receiver_captured, to),
+            ),
+            "Look at the network path between proxy and backend: packet loss or a black hole on this path (MTU problems drop large segments but pass small ones; check for ICMP fragmentation-needed being blocked), firewall or IPS drops.",
+            ev.take(),
+        ));
+    }
+    if cx.two_captures || dir == Dir::ServerToClient {
+        return None;
+    }
+    // One capture: request bytes retransmitted and never acknowledged, then the proxy gave up.
+    let c2s = p.to_server();
+    let end = c2s.data_end?;
+    let acked = c2s.acked.map_or(0, |(a, _)| a);
+    if acked >= end || c2s.retransmissions == 0 {
+        return None;
+    }
+    let first_unacked = c2s.spans.iter().find(|s| s.end > acked)?;
+    let resends = c2s
+        .spans
+        .iter()
+        .filter(|s| s.kind == crate::tcp::SpanKind::Retransmission && s.end > acked)
+        .count();
+    let close = close_of(p.to_server());
+    // Without the proxy giving up, only repeated retransmissions make the loss plain.
+    if close.is_none() && resends < 2 {
+        return None;
+    }
+    ev.add(
+        ps,
+        first_unacked.first,
+        format!(
+            "proxy sends {}",
+            byte_range(first_unacked.start, first_unacked.end)
+        ),
+    );
+    if let Some(r) = c2s
+        .spans
+        .iter()
+        .rev()
+        .find(|s| s.kind == crate::tcp::SpanKind::Retransmission)
+    {
+        ev.add(ps, r.last, "proxy retransmits them (last time)");
+    }
+    let ending = match close {
+        Some((m, rst)) => {
+            ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
+            "the proxy gave up".to_string()
+        }
+        None => format!(
+            "the capture ended {} after the first transmission, before the proxy gave up",
+            ms(p.last.ts_ns - first_unacked.first.ts_ns)
+        ),
+    };
+    Some(verdict(
+        Verdict::LostInTransit,
+        Blame::Network,
+        format!(
+            "The proxy sent {} of {line} and retransmitted them {resends} times, but the backend never acknowledged bytes past {acked}; {ending}. The bytes were lost on the way (or the backend host froze): a capture on the backend host would tell which.",
+            bytes((end - acked) as u64),
+        ),
+        "Look at the network path between proxy and backend for packet loss or a black hole (MTU, firewall drops); capture on the backend host to see whether the segments arrive.",
+        ev.take(),
+    ))
+}
+
+/// "6 transmissions, 3 of them while the backend's capture was running"
+fn transmissions_text(all: u32, captured: u32, receiver: &str) -> String {
+    let n = format!("{all} transmission{}", if all == 1 { "" } else { "s" });
+    if captured < all {
+        format!("{n}, {captured} of them while the {receiver}'s capture was running")
+    } else {
+        n
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
