@@ -19,7 +19,9 @@
 //! Deterministic (fixed seed). Frames are Ethernet/IPv4/TCP built with etherparse.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
+
+use bothends::capture::PcapWriter;
 
 use etherparse::PacketBuilder;
 
@@ -42,41 +44,12 @@ impl Rng {
     }
 }
 
-struct Pcap {
-    out: BufWriter<File>,
-    bytes: u64,
-    packets: u64,
-}
+/// A capture file of Ethernet frames.
+type Pcap = PcapWriter<BufWriter<File>>;
 
-impl Pcap {
-    fn create(path: &str) -> Pcap {
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(path).expect("create output"));
-        let mut h = Vec::new();
-        h.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
-        h.extend_from_slice(&2u16.to_le_bytes());
-        h.extend_from_slice(&4u16.to_le_bytes());
-        for x in [0u32, 0, 262_144, 1] {
-            h.extend_from_slice(&x.to_le_bytes());
-        }
-        out.write_all(&h).expect("write");
-        Pcap {
-            out,
-            bytes: 24,
-            packets: 0,
-        }
-    }
-
-    fn record(&mut self, ts_ns: i64, frame: &[u8]) {
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
-        h[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
-        h[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        h[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        self.out.write_all(&h).expect("write");
-        self.out.write_all(frame).expect("write");
-        self.bytes += 16 + frame.len() as u64;
-        self.packets += 1;
-    }
+fn create(path: &str) -> Pcap {
+    let out = BufWriter::with_capacity(1 << 20, File::create(path).expect("create output"));
+    PcapWriter::new(out, 1).expect("write")
 }
 
 #[derive(Clone, Copy)]
@@ -201,10 +174,10 @@ impl Wire {
             (self.now + self.owd, self.now + self.offset)
         };
         if let Some(p) = &mut self.proxy {
-            p.record(tp, frame);
+            p.frame(tp, frame).expect("write");
         }
         if let Some(b) = &mut self.backend {
-            b.record(tb, frame);
+            b.frame(tb, frame).expect("write");
         }
         // Every packet advances time by more than the one-way delay: each file stays in order.
         self.now += 2 * self.owd + 1_000;
@@ -254,8 +227,8 @@ fn queue_message(q: &mut std::collections::VecDeque<(bool, Flags, Vec<u8>)>, c2s
 fn pair(dir: &str, megabytes: u64) {
     std::fs::create_dir_all(dir).expect("out dir");
     let mut w = Wire {
-        proxy: Some(Pcap::create(&format!("{dir}/proxy.pcap"))),
-        backend: Some(Pcap::create(&format!("{dir}/backend.pcap"))),
+        proxy: Some(create(&format!("{dir}/proxy.pcap"))),
+        backend: Some(create(&format!("{dir}/backend.pcap"))),
         framer: Framer {
             buf: Vec::with_capacity(2048),
             ip_id: 0,
@@ -354,7 +327,7 @@ fn pair(dir: &str, megabytes: u64) {
         }
     }
     for p in [w.proxy.as_mut(), w.backend.as_mut()].into_iter().flatten() {
-        p.out.flush().expect("flush");
+        p.flush().expect("flush");
     }
     let p = w.proxy.as_ref().expect("proxy");
     eprintln!(
@@ -366,7 +339,7 @@ fn pair(dir: &str, megabytes: u64) {
 
 fn short(path: &str, connections: u64) {
     let mut w = Wire {
-        proxy: Some(Pcap::create(path)),
+        proxy: Some(create(path)),
         backend: None,
         framer: Framer {
             buf: Vec::with_capacity(2048),
@@ -418,7 +391,7 @@ fn short(path: &str, connections: u64) {
         }
     }
     let p = w.proxy.as_mut().expect("capture");
-    p.out.flush().expect("flush");
+    p.flush().expect("flush");
     eprintln!(
         "{path}: {} packets, {} MB, {connections} connections",
         p.packets,
@@ -427,7 +400,7 @@ fn short(path: &str, connections: u64) {
 }
 
 fn syns(path: &str, count: u64, addrs: u32) {
-    let mut p = Pcap::create(path);
+    let mut p = create(path);
     let mut framer = Framer {
         buf: Vec::with_capacity(128),
         ip_id: 0,
@@ -452,15 +425,15 @@ fn syns(path: &str, count: u64, addrs: u32) {
             SYN,
             &[],
         );
-        p.record(t0 + i as i64 * 1000, frame);
+        p.frame(t0 + i as i64 * 1000, frame).expect("write");
     }
-    p.out.flush().expect("flush");
+    p.flush().expect("flush");
     eprintln!("{path}: {} packets, {} MB", p.packets, p.bytes >> 20);
 }
 
 fn churn(path: &str, packets: u64) {
     let mut w = Wire {
-        proxy: Some(Pcap::create(path)),
+        proxy: Some(create(path)),
         backend: None,
         framer: Framer {
             buf: Vec::with_capacity(2048),
@@ -523,7 +496,7 @@ fn churn(path: &str, packets: u64) {
         };
         let frame = w.framer.frame(src, sport, dst, dport, seq, ack, f, &payload);
         let p = w.proxy.as_mut().expect("capture");
-        p.record(w.now, frame);
+        p.frame(w.now, frame).expect("write");
         w.now += 1_000;
         let adv = payload.len() as u32 + f.syn as u32 + f.fin as u32;
         if c2s {
@@ -533,7 +506,7 @@ fn churn(path: &str, packets: u64) {
         }
     }
     let p = w.proxy.as_mut().expect("capture");
-    p.out.flush().expect("flush");
+    p.flush().expect("flush");
     eprintln!(
         "{path}: {} packets, {} MB, {started} connections",
         p.packets,

@@ -22,6 +22,8 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
+use bothends::capture::PcapWriter;
+
 use etherparse::PacketBuilder;
 
 const PROXY_FRONT: [u8; 4] = [10, 0, 0, 1];
@@ -43,34 +45,12 @@ impl Rng {
     }
 }
 
-/// A classic pcap file of Linux cooked (SLL, LINKTYPE 113) frames.
-struct Pcap {
-    out: BufWriter<File>,
-}
+/// A capture file of Linux cooked (SLL, LINKTYPE 113) frames.
+type Pcap = PcapWriter<BufWriter<File>>;
 
-impl Pcap {
-    fn create(path: &str) -> Pcap {
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(path).expect("create output"));
-        let mut h = Vec::new();
-        h.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
-        h.extend_from_slice(&2u16.to_le_bytes());
-        h.extend_from_slice(&4u16.to_le_bytes());
-        for x in [0u32, 0, 262_144, 113] {
-            h.extend_from_slice(&x.to_le_bytes());
-        }
-        out.write_all(&h).expect("write");
-        Pcap { out }
-    }
-
-    fn record(&mut self, ts_ns: i64, frame: &[u8]) {
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
-        h[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
-        h[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        h[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        self.out.write_all(&h).expect("write");
-        self.out.write_all(frame).expect("write");
-    }
+fn create(path: &str) -> Pcap {
+    let out = BufWriter::with_capacity(1 << 20, File::create(path).expect("create output"));
+    PcapWriter::new(out, 113).expect("write")
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -131,9 +111,9 @@ impl Writer {
             .extend_from_slice(&[2, 0, 0, 0, 0, if host_sent { 1 } else { 2 }, 0, 0]);
         self.buf.extend_from_slice(&0x0800u16.to_be_bytes());
         b.write(&mut self.buf, payload).expect("frame");
-        self.any.record(self.now, &self.buf);
+        self.any.frame(self.now, &self.buf).expect("write");
         if t.outgoing {
-            self.back.record(self.now, &self.buf);
+            self.back.frame(self.now, &self.buf).expect("write");
         }
         let len = payload.len() as u32 + u32::from(matches!(f, F::Syn | F::SynAck | F::Fin));
         if c2s {
@@ -185,8 +165,8 @@ fn main() {
     let keepalive: u32 = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1000);
     std::fs::create_dir_all(dir).expect("out dir");
     let mut w = Writer {
-        any: Pcap::create(&format!("{dir}/any.pcap")),
-        back: Pcap::create(&format!("{dir}/backend-side.pcap")),
+        any: create(&format!("{dir}/any.pcap")),
+        back: create(&format!("{dir}/backend-side.pcap")),
         now: 1_767_225_600_000_000_000,
         buf: Vec::with_capacity(2048),
     };
@@ -296,8 +276,8 @@ fn main() {
     for (mut tcp, _) in pool {
         w.close(&mut tcp, true);
     }
-    w.any.out.flush().expect("flush");
-    w.back.out.flush().expect("flush");
+    w.any.flush().expect("flush");
+    w.back.flush().expect("flush");
     truth.flush().expect("flush");
     eprintln!("{requests} requests, {failed} failed (502 after an empty reply)");
 }

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use kit::TempDir;
+use bothends::capture::{CaptureSet, Input};
+use kit::{Pcap, TempDir};
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -548,26 +549,18 @@ fn reports_show_log_lines_beside_the_verdict() {
     }
 }
 
-/// A classic pcap with only the packets before `until_s` (seconds since the epoch).
-fn cut_pcap(path: &Path, until_s: u32) -> Vec<u8> {
-    let data = std::fs::read(path).unwrap();
-    assert_eq!(
-        &data[..4],
-        &0xa1b2_c3d4u32.to_le_bytes(),
-        "little-endian microsecond pcap"
-    );
-    let mut out = data[..24].to_vec();
-    let mut at = 24;
-    while at + 16 <= data.len() {
-        let ts = u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
-        let caplen = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
-        let end = at + 16 + caplen;
-        if ts < until_s {
-            out.extend_from_slice(&data[at..end]);
+/// The capture with only the packets before `until_s` (seconds since the epoch), as
+/// `editcap -B` would cut it.
+fn cut_pcap(path: &Path, until_s: i64) -> Vec<u8> {
+    let mut set = CaptureSet::open(&[Input::Path(path.to_path_buf())]).unwrap();
+    let mut out: Option<Pcap> = None;
+    while let Some(p) = set.next() {
+        if p.ts_ns.div_euclid(1_000_000_000) < until_s {
+            let pcap = out.get_or_insert_with(|| Pcap::new(p.link.0));
+            pcap.record_cut(p.ts_ns, p.data, p.orig_len, p.data.len());
         }
-        at = end;
     }
-    out
+    out.expect("packets before the cut").bytes()
 }
 
 /// The reasons a line gets when the capture does not cover it, when the zone is wrong, when the

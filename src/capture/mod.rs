@@ -22,12 +22,14 @@ mod pcap;
 mod pcapng;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::fmt;
 use std::io::{self, Cursor};
 
 use file::FileReader;
 pub use input::{Input, Progress};
+pub use write::PcapWriter;
 
 /// Initial size of a file's read buffer.
 const READ_BUFFER_BYTES: usize = 256 * 1024;

@@ -9,54 +9,39 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bothends::capture::{CaptureSet, Input};
+use bothends::capture::{CaptureSet, Input, PcapWriter};
 use bothends::pipeline::{self, Analysis, Side, SideOptions, SideResult};
 use etherparse::PacketBuilder;
 
-/// A pcap file being written (nanosecond timestamps).
-pub struct Pcap {
-    buf: Vec<u8>,
-    link: u32,
-}
+/// A pcap file being written in memory, through the library's writer.
+pub struct Pcap(PcapWriter<Vec<u8>>);
 
 impl Pcap {
     /// LINKTYPE 1 (Ethernet) or 101 (raw IP).
-    pub fn new(link: u32) -> Pcap {
-        let mut buf = Vec::new();
-        buf.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
-        buf.extend_from_slice(&2u16.to_le_bytes());
-        buf.extend_from_slice(&4u16.to_le_bytes());
-        for x in [0u32, 0, 262_144, link] {
-            buf.extend_from_slice(&x.to_le_bytes());
-        }
-        Pcap { buf, link }
+    pub fn new(link: u16) -> Pcap {
+        Pcap(PcapWriter::new(Vec::new(), link).expect("writing to memory"))
     }
 
     /// A record: the frame, cut to `snaplen` bytes if given.
     pub fn record(&mut self, ts_ns: i64, frame: &[u8], snaplen: Option<usize>) {
         let cap = snaplen.map_or(frame.len(), |s| s.min(frame.len()));
-        let secs = ts_ns.div_euclid(1_000_000_000) as u32;
-        let nanos = ts_ns.rem_euclid(1_000_000_000) as u32;
-        for x in [secs, nanos, cap as u32, frame.len() as u32] {
-            self.buf.extend_from_slice(&x.to_le_bytes());
-        }
-        self.buf.extend_from_slice(&frame[..cap]);
+        let orig_len = frame.len() as u32;
+        self.0
+            .record(ts_ns, &frame[..cap], orig_len)
+            .expect("writing to memory");
     }
 
     /// A record of a packet already cut: `data` captured of `orig_len` bytes on the wire, cut
     /// further to `snaplen`.
     pub fn record_cut(&mut self, ts_ns: i64, data: &[u8], orig_len: u32, snaplen: usize) {
         let cap = snaplen.min(data.len());
-        let secs = ts_ns.div_euclid(1_000_000_000) as u32;
-        let nanos = ts_ns.rem_euclid(1_000_000_000) as u32;
-        for x in [secs, nanos, cap as u32, orig_len.max(cap as u32)] {
-            self.buf.extend_from_slice(&x.to_le_bytes());
-        }
-        self.buf.extend_from_slice(&data[..cap]);
+        self.0
+            .record(ts_ns, &data[..cap], orig_len)
+            .expect("writing to memory");
     }
 
     pub fn bytes(&self) -> Vec<u8> {
-        self.buf.clone()
+        self.0.get_ref().clone()
     }
 }
 
@@ -65,7 +50,7 @@ impl Pcap {
 pub fn cut_to_snaplen(mut set: CaptureSet, snaplen: usize) -> Vec<u8> {
     let mut out: Option<Pcap> = None;
     while let Some(p) = set.next() {
-        let pcap = out.get_or_insert_with(|| Pcap::new(p.link.0 as u32));
+        let pcap = out.get_or_insert_with(|| Pcap::new(p.link.0));
         pcap.record_cut(p.ts_ns, p.data, p.orig_len, snaplen);
     }
     out.map_or_else(|| Pcap::new(1).bytes(), |p| p.bytes())
