@@ -87,11 +87,15 @@ pub enum GapKind {
 }
 
 /// What reassembly hands the stream handler, in order, per direction.
+pub type StreamEvent<'a> = Event<&'a [u8]>;
+
+/// A stream event, its bytes borrowed from reassembly ([`StreamEvent`]) or owned (`Vec<u8>`: an
+/// event the HTTP parser holds while a direction waits).
 #[derive(Clone, Copy, Debug)]
-pub enum StreamEvent<'a> {
+pub enum Event<B> {
     Data {
         offset: i64,
-        bytes: &'a [u8],
+        bytes: B,
         at: PacketRef,
     },
     /// `len` bytes at `offset` the capture does not hold; `at` is the packet that revealed the
@@ -102,6 +106,42 @@ pub enum StreamEvent<'a> {
         kind: GapKind,
         at: PacketRef,
     },
+}
+
+impl<B: AsRef<[u8]>> Event<B> {
+    /// Its payload bytes (none for a gap).
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Event::Data { bytes, .. } => bytes.as_ref().len(),
+            Event::Gap { .. } => 0,
+        }
+    }
+
+    /// The same event owning its bytes.
+    pub fn owned(&self) -> Event<Vec<u8>> {
+        match *self {
+            Event::Data {
+                offset,
+                ref bytes,
+                at,
+            } => Event::Data {
+                offset,
+                bytes: bytes.as_ref().to_vec(),
+                at,
+            },
+            Event::Gap {
+                offset,
+                len,
+                kind,
+                at,
+            } => Event::Gap {
+                offset,
+                len,
+                kind,
+                at,
+            },
+        }
+    }
 }
 
 /// How a direction ended, as far as this capture saw.
