@@ -178,8 +178,9 @@ impl Anomalies {
         self.0.iter().find(|a| a.kind == kind).map_or(0, |a| a.count)
     }
 
-    /// How many anomalies named `name` were noted (0 for a name no kind has). For the stages
-    /// that still look anomalies up by name; [`Anomalies::count_of`] is the typed lookup.
+    /// How many anomalies named `name` were noted (0 for a name no kind has). For the
+    /// integration tests and the diagnosis rules that look anomalies up by their report name;
+    /// [`Anomalies::count_of`] is the typed lookup.
     pub fn count(&self, name: &str) -> u64 {
         self.0.iter().find(|a| a.name() == name).map_or(0, |a| a.count)
     }

@@ -158,7 +158,7 @@ pub(crate) fn read_side_with(
 /// counts are anomalies).
 fn table_cap_warnings(names: &str, anomalies: &Anomalies, tcp: &Limits) -> Vec<String> {
     let mut warnings = Vec::new();
-    let full = anomalies.count("connection_table_full");
+    let full = anomalies.count_of(AnomalyKind::ConnectionTableFull);
     if full > 0 {
         warnings.push(format!(
             "{names}: more than {} connections were open at once (a SYN flood?): {full} were judged \
@@ -166,7 +166,7 @@ fn table_cap_warnings(names: &str, anomalies: &Anomalies, tcp: &Limits) -> Vec<S
             tcp.max_open
         ));
     }
-    let heavy = anomalies.count("connection_table_memory");
+    let heavy = anomalies.count_of(AnomalyKind::ConnectionTableMemory);
     if heavy > 0 {
         warnings.push(format!(
             "{names}: the connections open at once took more than {} MiB (a flood of connections?): \
@@ -174,7 +174,7 @@ fn table_cap_warnings(names: &str, anomalies: &Anomalies, tcp: &Limits) -> Vec<S
             tcp.max_open_bytes >> 20
         ));
     }
-    let over = anomalies.count("connection_limit");
+    let over = anomalies.count_of(AnomalyKind::ConnectionLimit);
     if over > 0 {
         warnings.push(format!(
             "{names}: more than {} connections: {over} packets of later connections were counted, not \
