@@ -122,6 +122,13 @@ impl AnomalyKind {
     }
 }
 
+/// The JSON Schema of an anomaly's name in the report (`AnomalyItem.name`): a string, one of
+/// the names of [`AnomalyKind::ALL`], so the schema lists them.
+pub(crate) fn name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = AnomalyKind::ALL.iter().map(|k| k.name()).collect();
+    schemars::json_schema!({ "type": "string", "enum": names })
+}
+
 /// One kind of anomaly: which, how often, and the first frames where it was seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Anomaly {
