@@ -3,7 +3,8 @@
 //! parallel (one thread each), pairs, aligns and diagnoses the connections as they come, and hands
 //! each judged connection (a [`Finding`]) to a [`Sink`] — so memory follows the connections in
 //! flight, not the size of the captures. [`Analysis`] is the sink that keeps everything (tests,
-//! small inputs).
+//! small inputs). [`analyze`] and [`flows`] judge sides already read ([`read_side`],
+//! [`read_sides`]) through the same engine as [`run`].
 
 mod run;
 
