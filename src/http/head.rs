@@ -23,7 +23,7 @@ pub(super) struct ReqFacts {
 
 impl ReqFacts {
     /// A request whose response is framed like a GET's, and that cannot become a tunnel.
-    pub fn is_plain(self) -> bool {
+    pub(crate) fn is_plain(self) -> bool {
         self == ReqFacts::default()
     }
 }

@@ -283,7 +283,7 @@ impl Parser {
     }
 
     /// One event from reassembly.
-    pub fn event(&mut self, d: Dir, ev: StreamEvent<'_>) {
+    pub(crate) fn event(&mut self, d: Dir, ev: StreamEvent<'_>) {
         let side = &mut self.sides[d.idx()];
         let (offset, end) = match ev {
             StreamEvent::Data { offset, bytes, .. } => {
@@ -647,7 +647,7 @@ impl Parser {
 
     /// Heap bytes held now (an estimate, for the connection table's memory cap): the messages
     /// kept, the one being read, buffers.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         let current: usize = self
             .sides
             .iter()
