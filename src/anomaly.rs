@@ -1,6 +1,9 @@
 //! Anomalies are data: odd traffic or odd captures, counted under stable snake_case names with the
 //! first few frames where each was seen (in the spirit of Zeek's "weirds"). They never stop the
 //! analysis; the report shows them.
+//!
+//! Visibility: the kinds, names and counts are the library API; `AnomalyKind::ALL` (the JSON
+//! schema's `enum` of names) and the typed lookup `count_of` are `pub(crate)`.
 
 use crate::capture::FrameRef;
 
@@ -48,7 +51,7 @@ pub enum AnomalyKind {
 
 impl AnomalyKind {
     /// Every kind, in the order of the list above.
-    pub const ALL: [AnomalyKind; 32] = [
+    pub(crate) const ALL: [AnomalyKind; 32] = [
         AnomalyKind::ConnectionLimit,
         AnomalyKind::ConnectionTableFull,
         AnomalyKind::ConnectionTableMemory,
@@ -122,6 +125,13 @@ impl AnomalyKind {
     }
 }
 
+/// The JSON Schema of an anomaly's name in the report (`AnomalyItem.name`): a string, one of
+/// the names of [`AnomalyKind::ALL`], so the schema lists them.
+pub(crate) fn name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = AnomalyKind::ALL.iter().map(|k| k.name()).collect();
+    schemars::json_schema!({ "type": "string", "enum": names })
+}
+
 /// One kind of anomaly: which, how often, and the first frames where it was seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Anomaly {
@@ -143,7 +153,7 @@ pub struct Anomalies(Vec<Anomaly>);
 
 impl Anomalies {
     /// Heap bytes held (the kinds and their example frames).
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.0.capacity() * std::mem::size_of::<Anomaly>()
             + self
                 .0
@@ -174,12 +184,13 @@ impl Anomalies {
     }
 
     /// How many anomalies of `kind` were noted.
-    pub fn count_of(&self, kind: AnomalyKind) -> u64 {
+    pub(crate) fn count_of(&self, kind: AnomalyKind) -> u64 {
         self.0.iter().find(|a| a.kind == kind).map_or(0, |a| a.count)
     }
 
-    /// How many anomalies named `name` were noted (0 for a name no kind has). For the stages
-    /// that still look anomalies up by name; [`Anomalies::count_of`] is the typed lookup.
+    /// How many anomalies named `name` were noted (0 for a name no kind has). For the
+    /// integration tests and the diagnosis rules that look anomalies up by their report name;
+    /// inside the crate, `count_of` is the typed lookup.
     pub fn count(&self, name: &str) -> u64 {
         self.0.iter().find(|a| a.name() == name).map_or(0, |a| a.count)
     }

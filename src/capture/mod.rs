@@ -14,6 +14,9 @@
 //! - several files of one side (a rotated set) are merged in time order without copying packets.
 //!
 //! What it refuses to know: anything above the link layer (that is `decode`).
+//!
+//! Visibility: `pub` is the library API (what `main.rs`, `tests/` and `examples/` use); the rest
+//! is `pub(crate)`, for the later stages in this crate.
 
 mod damage;
 mod file;
@@ -250,7 +253,7 @@ impl CaptureSet {
 /// (64-bit ticks, a 64-bit offset) are clamped to [0, MAX_TS_NS]; a pcap's cannot leave it. Later
 /// stages subtract and add timestamps, clock offsets and tolerances: with every timestamp in this
 /// range, no such sum of two or three terms can overflow.
-pub const MAX_TS_NS: i64 = 1 << 62;
+pub(crate) const MAX_TS_NS: i64 = 1 << 62;
 
 /// Which end of the proxy→backend path a capture was taken at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -86,7 +86,7 @@ impl IcmpKind {
     }
 
     /// The error a Linux `connect()` returns for it, as Apache and nginx log it.
-    pub fn errno(self) -> &'static str {
+    pub(crate) fn errno(self) -> &'static str {
         match self {
             IcmpKind::PortUnreachable => "(111) Connection refused",
             IcmpKind::NetUnreachable => "(101) Network is unreachable",

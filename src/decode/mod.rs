@@ -20,6 +20,9 @@
 //! case (Ethernet, IPv4, TCP) directly, `link.rs` the link layers of everything else, `ip.rs` the
 //! IP and TCP headers of a sliced packet, `options.rs` the TCP options, `icmp.rs` ICMP errors
 //! quoting a TCP packet.
+//!
+//! Visibility: `pub` is the library API (what `main.rs`, `tests/` and `examples/` use, and the
+//! types of their fields); the rest (the rarer TCP flags, `IcmpKind::errno`) is `pub(crate)`.
 
 mod fast;
 mod icmp;
@@ -75,9 +78,9 @@ impl TcpFlags {
     pub const RST: u8 = 0x04;
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-    pub const ECE: u8 = 0x40;
-    pub const CWR: u8 = 0x80;
+    pub(crate) const URG: u8 = 0x20;
+    pub(crate) const ECE: u8 = 0x40;
+    pub(crate) const CWR: u8 = 0x80;
 
     pub fn fin(self) -> bool {
         self.0 & Self::FIN != 0

@@ -23,7 +23,7 @@ pub(super) struct ReqFacts {
 
 impl ReqFacts {
     /// A request whose response is framed like a GET's, and that cannot become a tunnel.
-    pub fn is_plain(self) -> bool {
+    pub(crate) fn is_plain(self) -> bool {
         self == ReqFacts::default()
     }
 }
@@ -458,15 +458,64 @@ fn from_raw(dir: Dir, bytes: &[u8], raw: &Raw<'_, '_>, mut msg: Message, limits:
         }
     }
     msg.version = version_name(raw.version);
-    let headers = raw.headers;
     msg.header_bytes = bytes.len() as u64;
     msg.bytes = msg.header_bytes;
+    let framing = FramingFields::of(raw.headers);
+    msg.expect_continue |= framing.expect_continue;
+    msg.headers = kept_headers(bytes, raw.headers, limits);
+    if dir == Dir::ServerToClient {
+        msg.expect_continue = false;
+    }
+    let method = msg.method.as_deref().unwrap_or("");
+    let facts = ReqFacts {
+        head: method == "HEAD",
+        connect: method == "CONNECT",
+        upgrade: dir == Dir::ClientToServer && framing.upgrade,
+    };
+    let lengths = Lengths {
+        content_length: content_length(&framing.content_length),
+        transfer_encoding: transfer_encoding(&framing.transfer_encoding),
+    };
+    Parsed { msg, lengths, facts }
+}
 
-    let mut cl_values: Vec<&[u8]> = Vec::new();
-    let mut te_values: Vec<&[u8]> = Vec::new();
-    let mut upgrade = false;
-    // The kept names and values: ranges of the head itself when it is short and ASCII (names and
-    // values are slices of it; a cut is a shorter range), else copied back to back.
+/// The header fields of a head that bear on its message's framing.
+struct FramingFields<'b> {
+    content_length: Vec<&'b [u8]>,
+    transfer_encoding: Vec<&'b [u8]>,
+    expect_continue: bool,
+    upgrade: bool,
+}
+
+impl<'b> FramingFields<'b> {
+    fn of(headers: &[httparse::Header<'b>]) -> FramingFields<'b> {
+        let mut f = FramingFields {
+            content_length: Vec::new(),
+            transfer_encoding: Vec::new(),
+            expect_continue: false,
+            upgrade: false,
+        };
+        for h in headers {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                f.content_length.push(h.value);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                f.transfer_encoding.push(h.value);
+            } else if name.eq_ignore_ascii_case("expect") {
+                f.expect_continue |= contains_token(h.value, b"100-continue");
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                f.upgrade = true;
+            }
+        }
+        f
+    }
+}
+
+/// The header names and values kept (at most `max_headers`, each cut at `max_value_bytes`):
+/// ranges of the head itself when it is short and ASCII (names and values are slices of it; a
+/// cut is a shorter range), else copied back to back.
+fn kept_headers(bytes: &[u8], headers: &[httparse::Header<'_>], limits: &HttpLimits) -> Headers {
+    let cap = limits.max_value_bytes;
     let kept = headers.len().min(limits.max_headers);
     let in_head = bytes.len() <= HEAD_KEPT_WHOLE && bytes.is_ascii();
     let mut text: Vec<u8> = Vec::with_capacity(bytes.len());
@@ -487,51 +536,26 @@ fn from_raw(dir: Dir, bytes: &[u8], raw: &Raw<'_, '_>, mut msg: Message, limits:
         }
     };
     let mut spans: Vec<[u32; 4]> = Vec::with_capacity(kept);
-    for h in headers {
+    for h in &headers[..kept] {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            cl_values.push(h.value);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            te_values.push(h.value);
-        } else if name.eq_ignore_ascii_case("expect") {
-            msg.expect_continue |= contains_token(h.value, b"100-continue");
-        } else if name.eq_ignore_ascii_case("upgrade") {
-            upgrade = true;
-        }
-        if spans.len() < kept {
-            if in_head {
-                let (ns, vs) = (at(name.as_bytes()), at(h.value));
-                let ne = ns + name.len().min(cap);
-                let ve = vs + h.value.len().min(cap);
-                spans.push([ns as u32, ne as u32, vs as u32, ve as u32]);
-            } else {
-                let ns = text.len() as u32;
-                push_cut(&mut text, name.as_bytes(), cap);
-                let vs = text.len() as u32;
-                push_cut(&mut text, h.value, cap);
-                spans.push([ns, vs, vs, text.len() as u32]);
-            }
+        if in_head {
+            let (ns, vs) = (at(name.as_bytes()), at(h.value));
+            let ne = ns + name.len().min(cap);
+            let ve = vs + h.value.len().min(cap);
+            spans.push([ns as u32, ne as u32, vs as u32, ve as u32]);
+        } else {
+            let ns = text.len() as u32;
+            push_cut(&mut text, name.as_bytes(), cap);
+            let vs = text.len() as u32;
+            push_cut(&mut text, h.value, cap);
+            spans.push([ns, vs, vs, text.len() as u32]);
         }
     }
-    msg.headers = match String::from_utf8(text) {
+    match String::from_utf8(text) {
         Ok(text) => Headers::from_parts(text, spans),
         // Not reachable: every piece was ASCII or a lossy conversion.
         Err(_) => Headers::default(),
-    };
-    if dir == Dir::ServerToClient {
-        msg.expect_continue = false;
     }
-    let method = msg.method.as_deref().unwrap_or("");
-    let facts = ReqFacts {
-        head: method == "HEAD",
-        connect: method == "CONNECT",
-        upgrade: dir == Dir::ClientToServer && upgrade,
-    };
-    let lengths = Lengths {
-        content_length: content_length(&cl_values),
-        transfer_encoding: transfer_encoding(&te_values),
-    };
-    Parsed { msg, lengths, facts }
 }
 
 /// Servers behind proxies are not always strict; count their bytes rather than refuse them.

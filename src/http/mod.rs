@@ -28,6 +28,10 @@
 //! `trailers_too_long`, `exchange_limit`, `interim_limit`, `pipeline_limit`,
 //! `lower_case_version`, `response_framing_guessed`, `response_not_captured`, `request_not_captured`,
 //! `response_without_request`, `response_unpaired`.
+//!
+//! Visibility: `pub` is the library API (what `main.rs`, `tests/` and `examples/` use, and the
+//! types of [`HttpSummary`]'s fields); the parser and the helpers the later stages call
+//! (`settle_cut_response_by_close`, `conn_bytes`, `Headers::from_pairs`) are `pub(crate)`.
 
 mod head;
 mod pairing;
@@ -120,12 +124,12 @@ impl Headers {
     }
 
     /// Heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.text.capacity() + self.spans.capacity() * size_of::<[u32; 4]>()
     }
 
     /// Headers from (name, value) pairs, each already cut (for tests and tools).
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Headers {
+    pub(crate) fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Headers {
         let mut h = Headers::default();
         for (name, value) in pairs {
             let ns = h.text.len() as u32;
@@ -187,7 +191,7 @@ pub struct Message {
 
 impl Message {
     /// Heap bytes it holds beside its own size: its strings and header lines.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.headers.heap_bytes()
             + self.method.as_ref().map_or(0, String::capacity)
             + self.target.as_ref().map_or(0, String::capacity)
@@ -229,7 +233,7 @@ pub struct Stop {
 pub struct HttpSummary {
     pub protocol: Protocol,
     pub exchanges: Vec<Exchange>,
-    /// At most [`MAX_STOPS`] per direction (a capture with a small snaplen loses sync at every
+    /// At most `MAX_STOPS` (16) per direction (a capture with a small snaplen loses sync at every
     /// message); `stops_not_kept` counts the others.
     pub stopped: Vec<Stop>,
     pub stops_not_kept: u64,
@@ -242,7 +246,7 @@ pub struct HttpSummary {
 
 impl HttpSummary {
     /// Heap bytes it holds (an estimate: exchanges, their messages, stops, anomalies).
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         let messages: usize = self
             .exchanges
             .iter()
@@ -267,7 +271,7 @@ impl HttpSummary {
 }
 
 /// Stops kept per direction in [`HttpSummary::stopped`].
-pub const MAX_STOPS: usize = 16;
+pub(crate) const MAX_STOPS: usize = 16;
 
 /// Limits that keep one connection's HTTP state bounded.
 #[derive(Clone, Copy, Debug)]
@@ -361,7 +365,7 @@ impl StreamHandler for HttpHandler {
 /// a response it has not finished reading leaves unread bytes behind, and its kernel answers its
 /// `close()` with a RST, not a FIN; a server still answering goes on sending after the FIN.
 /// Called once per finished connection (the HTTP parser does not see the TCP close order).
-pub fn settle_cut_response_by_close(c: &mut crate::tcp::Connection<HttpSummary>) {
+pub(crate) fn settle_cut_response_by_close(c: &mut crate::tcp::Connection<HttpSummary>) {
     let [to_server, to_client] = &c.dirs;
     let Some(client_fin) = to_server.fin else { return };
     if to_server.rst.is_some() || to_client.rst.is_some_and(|r| r.at.ts_ns < client_fin.at.ts_ns) {
@@ -386,7 +390,7 @@ pub type Conn = crate::tcp::Connection<HttpSummary>;
 
 /// Heap bytes a finished connection holds (an estimate, for the caps of what waits for pairing
 /// and judging).
-pub fn conn_bytes(c: &Conn) -> usize {
+pub(crate) fn conn_bytes(c: &Conn) -> usize {
     size_of::<Conn>()
         + c.history.capacity()
         + c.anomalies.heap_bytes()

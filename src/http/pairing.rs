@@ -141,91 +141,130 @@ pub(super) fn pair(
     cap: usize,
     anomalies: &mut Anomalies,
 ) -> Vec<Exchange> {
-    let n = reqs.len();
-    let mut answered = vec![false; n];
-    let mut answers: Vec<Option<usize>> = Vec::with_capacity(resps.len());
-    let first_request_ts = reqs.iter().find(|e| e.is_msg()).map(ReqEntry::ts);
-    let mut k = 0usize;
-    let mut pipelined = false;
-    for s in &resps {
-        let ts = s.ts();
-        let frame = s.first_frame();
-        // A response no request of the capture asked for: worth a note, unless the capture began
-        // after its request went out.
-        let without_request = |anomalies: &mut Anomalies| {
-            let before_capture = s.orphan || (!from_start && first_request_ts.is_none_or(|f| ts < f));
-            if !before_capture {
-                anomalies.note(AnomalyKind::HttpResponseWithoutRequest, frame);
-            }
-        };
+    let mut answering = Answering {
+        reqs: &reqs,
+        from_start,
+        first_request_ts: reqs.iter().find(|e| e.is_msg()).map(ReqEntry::ts),
+        k: 0,
+        pipelined: false,
+    };
+    let answers: Vec<Option<usize>> = resps.iter().map(|s| answering.answer(s, anomalies)).collect();
+    lay_out(reqs, resps, answers, cap)
+}
+
+/// The first pass: which request each response answers, one response after the other.
+struct Answering<'a> {
+    reqs: &'a [ReqEntry],
+    from_start: bool,
+    /// When the first request of the capture started.
+    first_request_ts: Option<i64>,
+    /// The first request not yet answered or passed over.
+    k: usize,
+    /// Pipelining seen on the connection.
+    pipelined: bool,
+}
+
+impl Answering<'_> {
+    /// The request `s` answers (an index into `reqs`), if the capture holds it.
+    fn answer(&mut self, s: &RespEntry, anomalies: &mut Anomalies) -> Option<usize> {
+        let (reqs, k, n) = (self.reqs, self.k, self.reqs.len());
         let choice = if !s.after_loss && k < n && reqs[k].is_msg() {
             // 1. In sync: position decides.
-            if reqs[k].ts() <= ts {
+            if reqs[k].ts() <= s.ts() {
                 Some(k)
             } else {
-                without_request(anomalies);
+                self.without_request(s, anomalies);
                 None
             }
         } else if !s.after_loss && k >= n {
-            without_request(anomalies);
+            self.without_request(s, anomalies);
             None
         } else {
-            // 2. Time decides: the candidates are the entries from k that started no later. A
-            // stretch snaplen cut hides a request only if one started inside a packet, after
-            // the first bytes snaplen kept: pipelining (without it, a request goes out after the
-            // previous response, at the start of a packet).
-            let end = k + reqs[k..].partition_point(|e| e.ts() <= ts);
-            let candidate = |e: &ReqEntry| pipelined || !matches!(e, ReqEntry::Lost { kind: Lost::Cut, .. });
-            // (Lost stretches never follow one another: both searches stop within two steps.)
-            let last = reqs[k..end].iter().rposition(candidate).map(|i| k + i);
-            let several = last.is_some_and(|c| reqs[k..c].iter().any(candidate));
-            // Without pipelining the latest candidate; with it, only a single one.
-            let decided = last.filter(|_| !several || !pipelined);
-            if let Some(c) = decided {
-                for e in &reqs[k..c] {
-                    if let (ReqEntry::Msg { msg, .. }, true) = (e, s.after_loss) {
-                        anomalies.note(AnomalyKind::HttpResponseNotCaptured, Some(msg.first.frame));
-                    }
-                }
-                match &reqs[c] {
-                    ReqEntry::Msg { .. } => Some(c),
-                    ReqEntry::Lost { kind, .. } => {
-                        if *kind != Lost::Unparsed {
-                            anomalies.note(AnomalyKind::HttpRequestNotCaptured, frame);
-                        }
-                        // More responses may answer requests hidden in the same stretch.
-                        k = c;
-                        None
-                    }
-                }
-            } else if several {
-                anomalies.note(AnomalyKind::HttpResponseUnpaired, frame);
-                None
-            } else {
-                without_request(anomalies);
-                None
-            }
+            self.by_time(s, anomalies)
         };
         let facts = match choice.map(|c| &reqs[c]) {
             Some(ReqEntry::Msg { facts, .. }) => Some(*facts),
             _ => None,
         };
         if framing_differs(s, s.used, facts) {
-            anomalies.note(AnomalyKind::HttpResponseFramingGuessed, frame);
+            anomalies.note(AnomalyKind::HttpResponseFramingGuessed, s.first_frame());
         }
         if let Some(c) = choice {
-            answered[c] = true;
-            k = c + 1;
+            self.k = c + 1;
             // Pipelining: the next request went out before this response had ended.
-            if let Some(next) = reqs[k..].iter().find(|e| e.is_msg()) {
+            if let Some(next) = reqs[self.k..].iter().find(|e| e.is_msg()) {
                 if next.ts() < s.last_ts() {
-                    pipelined = true;
+                    self.pipelined = true;
                 }
             }
         }
-        answers.push(choice);
+        choice
     }
 
+    /// Rule 2, time decides: the candidates are the entries from k that started no later. A
+    /// stretch snaplen cut hides a request only if one started inside a packet, after the first
+    /// bytes snaplen kept: pipelining (without it, a request goes out after the previous
+    /// response, at the start of a packet).
+    fn by_time(&mut self, s: &RespEntry, anomalies: &mut Anomalies) -> Option<usize> {
+        let (reqs, k, pipelined) = (self.reqs, self.k, self.pipelined);
+        let frame = s.first_frame();
+        let end = k + reqs[k..].partition_point(|e| e.ts() <= s.ts());
+        let candidate = |e: &ReqEntry| pipelined || !matches!(e, ReqEntry::Lost { kind: Lost::Cut, .. });
+        // (Lost stretches never follow one another: both searches stop within two steps.)
+        let last = reqs[k..end].iter().rposition(candidate).map(|i| k + i);
+        let several = last.is_some_and(|c| reqs[k..c].iter().any(candidate));
+        // Without pipelining the latest candidate; with it, only a single one.
+        let decided = last.filter(|_| !several || !pipelined);
+        if let Some(c) = decided {
+            for e in &reqs[k..c] {
+                if let (ReqEntry::Msg { msg, .. }, true) = (e, s.after_loss) {
+                    anomalies.note(AnomalyKind::HttpResponseNotCaptured, Some(msg.first.frame));
+                }
+            }
+            match &reqs[c] {
+                ReqEntry::Msg { .. } => Some(c),
+                ReqEntry::Lost { kind, .. } => {
+                    if *kind != Lost::Unparsed {
+                        anomalies.note(AnomalyKind::HttpRequestNotCaptured, frame);
+                    }
+                    // More responses may answer requests hidden in the same stretch.
+                    self.k = c;
+                    None
+                }
+            }
+        } else if several {
+            anomalies.note(AnomalyKind::HttpResponseUnpaired, frame);
+            None
+        } else {
+            self.without_request(s, anomalies);
+            None
+        }
+    }
+
+    /// A response no request of the capture asked for: worth a note, unless the capture began
+    /// after its request went out.
+    fn without_request(&self, s: &RespEntry, anomalies: &mut Anomalies) {
+        let ts = s.ts();
+        let before_capture = s.orphan || (!self.from_start && self.first_request_ts.is_none_or(|f| ts < f));
+        if !before_capture {
+            anomalies.note(AnomalyKind::HttpResponseWithoutRequest, s.first_frame());
+        }
+    }
+}
+
+/// The second pass: the exchanges in the order the connection carried them (at most `cap`),
+/// `answers[i]` being the request response `i` answers.
+fn lay_out(
+    reqs: Vec<ReqEntry>,
+    resps: Vec<RespEntry>,
+    answers: Vec<Option<usize>>,
+    cap: usize,
+) -> Vec<Exchange> {
+    let n = reqs.len();
+    let mut answered = vec![false; n];
+    for c in answers.iter().flatten() {
+        answered[*c] = true;
+    }
     let mut slots: Vec<Option<ReqEntry>> = reqs.into_iter().map(Some).collect();
     let mut out: Vec<Exchange> = Vec::new();
     let emit =

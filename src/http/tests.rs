@@ -1,6 +1,7 @@
 //! The HTTP stage driven with stream events, as the TCP stage would deliver them.
 
 use super::*;
+use crate::anomaly::AnomalyKind;
 use crate::capture::FrameRef;
 use crate::tcp::GapKind;
 
@@ -766,7 +767,7 @@ fn resync_after_a_lost_response_head_pairs_by_time() {
             row("GET", "/c", n(c), true, 200, n(&ok_c), true),
         ]
     );
-    assert_eq!(s.anomalies.count("http_response_not_captured"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpResponseNotCaptured), 1);
     assert_eq!(s.anomalies.iter().count(), 1);
     let resumed = 60 + n(tail) as i64;
     assert_eq!(
@@ -811,7 +812,7 @@ fn gap_covering_exactly_one_whole_response() {
         ]
     );
     assert_eq!(res(&s, 2).body_bytes, 3);
-    assert_eq!(s.anomalies.count("http_response_not_captured"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpResponseNotCaptured), 1);
     let lost_at = n(&resps[0]) as i64;
     assert_eq!(s.stopped.len(), 1);
     assert_eq!(
@@ -842,7 +843,7 @@ fn response_framed_for_the_request_time_chose() {
         ]
     );
     assert_eq!(res(&s, 1).framing, Framing::None);
-    assert_eq!(s.anomalies.count("http_response_framing_guessed"), 0);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpResponseFramingGuessed), 0);
 }
 
 #[test]
@@ -873,7 +874,7 @@ fn client_gap_hiding_a_request() {
             (Some("/c".to_string()), n(&ok_len("c"))),
         ]
     );
-    assert_eq!(s.anomalies.count("http_request_not_captured"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpRequestNotCaptured), 1);
     assert_eq!(s.stopped.len(), 1);
     assert_eq!(
         (s.stopped[0].dir, s.stopped[0].resumed),
@@ -903,7 +904,7 @@ fn responses_sent_before_any_request_answer_none() {
             (Some("/b".to_string()), 39),
         ]
     );
-    assert_eq!(s.anomalies.count("http_response_without_request"), 2);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpResponseWithoutRequest), 2);
     assert!(s.stopped.is_empty());
 }
 
@@ -929,7 +930,7 @@ fn pipelined_requests_and_a_lost_response_are_not_guessed() {
             (None, Some(200)),
         ]
     );
-    assert_eq!(s.anomalies.count("http_response_unpaired"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpResponseUnpaired), 1);
 }
 
 #[test]
@@ -951,8 +952,8 @@ fn resync_skips_a_false_start_inside_a_body() {
         ]
     );
     assert_eq!(s.stopped[0].resumed, Some(10 + 41));
-    assert_eq!(s.anomalies.count("http_bad_header"), 0);
-    assert_eq!(s.anomalies.count("http_response_not_captured"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpBadHeader), 0);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpResponseNotCaptured), 1);
 }
 
 #[test]
@@ -1195,7 +1196,7 @@ fn empty_connection() {
 fn garbage_after_an_exchange_is_an_anomaly() {
     let s = Feed::new(true).c(GET).s(OK).c(b"\x00\x00garbage\r\n\r\n").done();
     assert_eq!(s.protocol, Protocol::Http);
-    assert_eq!(s.anomalies.count("http_bad_request_line"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpBadRequestLine), 1);
     assert_eq!(s.stopped.len(), 1);
     assert_eq!(s.stopped[0].offset, n(GET) as i64);
     assert!(
@@ -1220,7 +1221,7 @@ fn garbage_request_answered_by_http_is_an_anomaly() {
         .s(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
         .done();
     assert_eq!(s.protocol, Protocol::Http);
-    assert_eq!(s.anomalies.count("http_bad_request_line"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpBadRequestLine), 1);
     assert_eq!(rows(&s), vec![row("", "", 0, false, 400, 47, true)]);
     assert_eq!(s.stopped[0].dir, C);
 }
@@ -1228,7 +1229,7 @@ fn garbage_request_answered_by_http_is_an_anomaly() {
 #[test]
 fn bad_status_line_from_the_backend() {
     let s = Feed::new(true).c(GET).s(b"HTTP/1.1 2000 OK\r\n\r\n").done();
-    assert_eq!(s.anomalies.count("http_bad_status_line"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpBadStatusLine), 1);
     assert_eq!(s.stopped.len(), 1);
     assert_eq!(
         rows(&s),
@@ -1241,7 +1242,7 @@ fn bad_header_field() {
     let s = Feed::new(true)
         .c(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n")
         .done();
-    assert_eq!(s.anomalies.count("http_bad_header"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpBadHeader), 1);
     assert_eq!(rows(&s), vec![row("GET", "/", 33, false, 0, 0, false)]);
 }
 
@@ -1251,7 +1252,7 @@ fn conflicting_content_lengths_stop() {
         .c(GET)
         .s(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello")
         .done();
-    assert_eq!(s.anomalies.count("http_bad_content_length"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpBadContentLength), 1);
     assert_eq!(s.stopped.len(), 1);
     assert!(
         s.stopped[0]
@@ -1272,7 +1273,7 @@ fn request_transfer_encoding_without_chunked_stops() {
     let s = Feed::new(true)
         .c(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nxx")
         .done();
-    assert_eq!(s.anomalies.count("http_bad_transfer_encoding"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpBadTransferEncoding), 1);
     assert_eq!(s.stopped.len(), 1);
 }
 
@@ -1281,7 +1282,7 @@ fn transfer_encoding_and_content_length_is_noted() {
     let s = Feed::new(true)
         .c(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
         .done();
-    assert_eq!(s.anomalies.count("http_te_and_cl"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpTeAndCl), 1);
     assert!(s.stopped.is_empty());
     assert_eq!(
         (req(&s, 0).framing, req(&s, 0).complete),
@@ -1295,13 +1296,13 @@ fn bad_chunk_size_and_bad_chunk_end() {
         .c(GET)
         .s(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
         .done();
-    assert_eq!(s.anomalies.count("http_bad_chunk_size"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpBadChunkSize), 1);
     assert_eq!(s.stopped[0].offset, 47);
     let s = Feed::new(true)
         .c(GET)
         .s(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n")
         .done();
-    assert_eq!(s.anomalies.count("http_bad_chunk_end"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpBadChunkEnd), 1);
     assert_eq!(res(&s, 0).body_bytes, 3);
 }
 
@@ -1438,7 +1439,7 @@ fn hostile_100_mb_header_line() {
         assert!(f.h.buffered() <= limits.max_header_bytes, "{}", f.h.buffered());
     }
     let s = f.done();
-    assert_eq!(s.anomalies.count("http_header_too_long"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpHeaderTooLong), 1);
     assert_eq!(s.stopped.len(), 1);
     assert_eq!(
         s.stopped[0].reason,
@@ -1458,7 +1459,7 @@ fn hostile_100_mb_header_line() {
         assert!(f.h.buffered() <= limits.max_header_bytes);
     }
     let s = f.done();
-    assert_eq!(s.anomalies.count("http_header_too_long"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpHeaderTooLong), 1);
     assert_eq!(rows(&s)[0].status, Some(200));
 }
 
@@ -1511,7 +1512,7 @@ fn hostile_chunk_size_line_without_end() {
         assert!(f.h.buffered() <= HttpLimits::default().max_header_bytes);
     }
     let s = f.done();
-    assert_eq!(s.anomalies.count("http_chunk_line_too_long"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpChunkLineTooLong), 1);
 }
 
 #[test]
@@ -1557,7 +1558,7 @@ fn hostile_100_000_pipelined_requests() {
     let s = f.done();
     assert_eq!(s.exchanges.len(), limits.max_exchanges);
     assert_eq!(
-        s.anomalies.count("http_exchange_limit"),
+        s.anomalies.count_of(AnomalyKind::HttpExchangeLimit),
         (total - limits.max_exchanges) as u64
     );
     assert!(s.stopped.is_empty());
@@ -1574,7 +1575,7 @@ fn hostile_100_000_pipelined_requests() {
         f.c(chunk);
     }
     let s = f.done();
-    assert!(s.anomalies.count("http_pipeline_limit") > 0);
+    assert!(s.anomalies.count_of(AnomalyKind::HttpPipelineLimit) > 0);
     assert_eq!(s.exchanges.len(), limits.max_exchanges);
 }
 
@@ -1607,7 +1608,7 @@ fn late_head_request_after_a_guess_is_noted() {
     f.data_from(S, 3, &vec![b'z'; 70_000]);
     f.data_from(C, 1, b"HEAD / HTTP/1.1\r\n\r\n");
     let s = f.done();
-    assert_eq!(s.anomalies.count("http_response_framing_guessed"), 1);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpResponseFramingGuessed), 1);
     assert_eq!(rows(&s)[0].method.as_deref(), Some("HEAD"));
 }
 
@@ -1621,7 +1622,7 @@ fn interim_responses_are_capped() {
     f.s(OK);
     let s = f.done();
     assert_eq!(s.exchanges[0].interim.len(), 8);
-    assert_eq!(s.anomalies.count("http_interim_limit"), 12);
+    assert_eq!(s.anomalies.count_of(AnomalyKind::HttpInterimLimit), 12);
     assert!(res(&s, 0).complete);
 }
 

@@ -4,7 +4,7 @@
 
 use super::ClockOffset;
 use crate::http::Conn;
-use crate::tcp::{CloseMark, PacketRef, SpanKind};
+use crate::tcp::{CloseMark, DirSummary, PacketRef, SpanKind};
 
 /// One direction's comparison of what was sent at one end with what arrived at the other.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -125,13 +125,46 @@ fn align_dir(
     let (sd, rd) = (&sender.dirs[d], &receiver.dirs[d]);
     let received = coverage(receiver, d);
     let sent = coverage(sender, d);
+    // Only what left while the receiver's capture ran can be shown lost.
+    let while_captured = |ts: i64| to_receiver_clock(ts) <= receiver_capture_end;
+    never_arrived(&mut out, sd, rd, &received, &while_captured);
+    out.arrived_late = arrived_late(sd, rd, &to_receiver_clock);
+
+    // Sender capture drop: bytes the receiver got that the sender's capture does not show.
+    for &(s, e) in &received {
+        for (us, ue) in uncovered(&sent, s, e) {
+            out.sender_capture_missed += (ue - us) as u64;
+        }
+    }
+
+    // RST and FIN.
+    match (sd.rst, rd.rst) {
+        (None, Some(r)) => out.forged_rst = Some(r),
+        (Some(s), None) if while_captured(s.at.ts_ns) => out.lost_rst = Some(s),
+        _ => {}
+    }
+    if let (Some(f), None) = (sd.fin, rd.fin) {
+        if while_captured(f.at.ts_ns) && rd.rst.is_none() {
+            out.lost_fin = Some(f);
+        }
+    }
+    out
+}
+
+/// Never arrived: sent ranges missing at the receiver (`received`) and not acknowledged by it,
+/// sent while the receiver's capture was running; what the receiver acknowledged without its
+/// capture showing it counts as `receiver_capture_missed`.
+fn never_arrived(
+    out: &mut DirAlignment,
+    sd: &DirSummary,
+    rd: &DirSummary,
+    received: &[(i64, i64)],
+    while_captured: &impl Fn(i64) -> bool,
+) {
     // The receiver acknowledged everything below this (as its own capture shows its ACKs).
     let acked_by_receiver = rd.acked.map(|(a, _)| a);
-
-    // Never arrived: sent ranges missing at the receiver and not acknowledged by it, sent while
-    // the receiver's capture was running.
     for span in sd.spans.iter().filter(|s| s.kind != SpanKind::Retransmission) {
-        for (s, e) in uncovered(&received, span.start, span.end) {
+        for (s, e) in uncovered(received, span.start, span.end) {
             let (s, e) = match acked_by_receiver {
                 Some(a) if a >= e => {
                     out.receiver_capture_missed += (e - s) as u64;
@@ -143,7 +176,7 @@ fn align_dir(
                 }
                 _ => (s, e),
             };
-            if to_receiver_clock(span.first.ts_ns) > receiver_capture_end {
+            if !while_captured(span.first.ts_ns) {
                 continue;
             }
             let resends: Vec<_> = sd
@@ -151,10 +184,7 @@ fn align_dir(
                 .iter()
                 .filter(|r| r.kind == SpanKind::Retransmission && r.start < e && r.end > s)
                 .collect();
-            let captured = resends
-                .iter()
-                .filter(|r| to_receiver_clock(r.first.ts_ns) <= receiver_capture_end)
-                .count();
+            let captured = resends.iter().filter(|r| while_captured(r.first.ts_ns)).count();
             out.lost.push(Lost {
                 start: s,
                 end: e,
@@ -166,9 +196,12 @@ fn align_dir(
         }
     }
     merge_lost(&mut out.lost);
+}
 
-    // Arrived only as a retransmission: for each retransmitted range, when did the receiver
-    // first get its first byte? After the retransmission left → the original was lost.
+/// Arrived only as a retransmission: for each retransmitted range, when did the receiver first
+/// get its first byte? After the retransmission left → the original was lost.
+fn arrived_late(sd: &DirSummary, rd: &DirSummary, to_receiver_clock: &impl Fn(i64) -> i64) -> Vec<Late> {
+    let mut late: Vec<Late> = Vec::new();
     for r in sd.spans.iter().filter(|s| s.kind == SpanKind::Retransmission) {
         let Some(orig) = sd
             .spans
@@ -182,8 +215,8 @@ fn align_dir(
         };
         // Compare on the receiver's clock: the retransmission's departure vs the arrival.
         let resent_at = to_receiver_clock(r.first.ts_ns);
-        if arr.first.ts_ns >= resent_at && out.arrived_late.iter().all(|l| l.start != r.start) {
-            out.arrived_late.push(Late {
+        if arr.first.ts_ns >= resent_at && late.iter().all(|l| l.start != r.start) {
+            late.push(Late {
                 start: r.start,
                 end: r.end,
                 first_sent: orig.first,
@@ -192,26 +225,7 @@ fn align_dir(
             });
         }
     }
-
-    // Sender capture drop: bytes the receiver got that the sender's capture does not show.
-    for &(s, e) in &received {
-        for (us, ue) in uncovered(&sent, s, e) {
-            out.sender_capture_missed += (ue - us) as u64;
-        }
-    }
-
-    // RST and FIN.
-    match (sd.rst, rd.rst) {
-        (None, Some(r)) => out.forged_rst = Some(r),
-        (Some(s), None) if to_receiver_clock(s.at.ts_ns) <= receiver_capture_end => out.lost_rst = Some(s),
-        _ => {}
-    }
-    if let (Some(f), None) = (sd.fin, rd.fin) {
-        if to_receiver_clock(f.at.ts_ns) <= receiver_capture_end && rd.rst.is_none() {
-            out.lost_fin = Some(f);
-        }
-    }
-    out
+    late
 }
 
 fn merge_lost(v: &mut Vec<Lost>) {

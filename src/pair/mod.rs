@@ -258,11 +258,6 @@ impl Pairer {
         )
     }
 
-    /// The connections ready to report.
-    pub(crate) fn take(&mut self) -> Vec<Matched> {
-        std::mem::take(&mut self.out)
-    }
-
     /// The connections ready to report, drained in place (the buffer keeps its capacity: a
     /// `Matched` is over 2 KB, and regrowing the buffer for every batch copied them again).
     pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, Matched> {

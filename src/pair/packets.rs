@@ -112,9 +112,36 @@ pub(crate) struct DirMatch {
 
 pub(crate) fn match_direction(sent: &[Pkt<'_>], recv: &[Pkt<'_>], tol: i64) -> DirMatch {
     let mut arrival: Vec<Option<usize>> = vec![None; sent.len()];
-
-    // Data, by first byte.
     let s_index = ByteIndex::new(sent);
+    match_data(sent, recv, &s_index, tol, &mut arrival);
+    match_control(sent, recv, tol, &mut arrival);
+
+    // Each received packet belongs to the earliest sent packet that arrived with it.
+    let mut owner: Vec<Option<usize>> = vec![None; recv.len()];
+    for (k, a) in arrival.iter().enumerate() {
+        if let Some(r) = *a {
+            if owner[r].is_none() {
+                owner[r] = Some(k);
+            }
+        }
+    }
+    let (extra, receiver_only) = unowned_arrivals(sent, recv, &s_index, tol, &arrival, &owner);
+    DirMatch {
+        arrival,
+        owner,
+        extra,
+        receiver_only,
+    }
+}
+
+/// Data, by first byte: sets `arrival` of every sent data packet.
+fn match_data(
+    sent: &[Pkt<'_>],
+    recv: &[Pkt<'_>],
+    s_index: &ByteIndex,
+    tol: i64,
+    arrival: &mut [Option<usize>],
+) {
     let r_index = ByteIndex::new(recv);
     let mut done: HashSet<i64> = HashSet::new();
     for s in sent.iter().filter(|s| s.is_data()) {
@@ -131,8 +158,10 @@ pub(crate) fn match_direction(sent: &[Pkt<'_>], recv: &[Pkt<'_>], tol: i64) -> D
             }
         }
     }
+}
 
-    // Packets without payload, by flags, offset and acknowledgement.
+/// Packets without payload, by flags, offset and acknowledgement: sets their `arrival`.
+fn match_control(sent: &[Pkt<'_>], recv: &[Pkt<'_>], tol: i64, arrival: &mut [Option<usize>]) {
     let mut s_ctl: HashMap<(u8, i64, Option<i64>), Vec<usize>> = HashMap::new();
     let mut r_ctl: HashMap<(u8, i64, Option<i64>), Vec<usize>> = HashMap::new();
     for (k, s) in sent.iter().enumerate().filter(|(_, s)| !s.is_data()) {
@@ -153,19 +182,19 @@ pub(crate) fn match_direction(sent: &[Pkt<'_>], recv: &[Pkt<'_>], tol: i64) -> D
             arrival[k] = m[pos];
         }
     }
+}
 
-    // Each received packet belongs to the earliest sent packet that arrived with it.
-    let mut owner: Vec<Option<usize>> = vec![None; recv.len()];
-    for (k, a) in arrival.iter().enumerate() {
-        if let Some(r) = *a {
-            if owner[r].is_none() {
-                owner[r] = Some(k);
-            }
-        }
-    }
-    // Received data packets that carried later bytes of a sent packet (offload): they belong to
-    // the latest sent packet holding their first byte that had left, and had begun to arrive, by
-    // then.
+/// The received packets no sent packet arrived as: per sent packet, those that carried its later
+/// bytes (offload), and those that match no sent packet. A received data packet belongs to the
+/// latest sent packet holding its first byte that had left, and had begun to arrive, by then.
+fn unowned_arrivals(
+    sent: &[Pkt<'_>],
+    recv: &[Pkt<'_>],
+    s_index: &ByteIndex,
+    tol: i64,
+    arrival: &[Option<usize>],
+    owner: &[Option<usize>],
+) -> (Vec<Vec<usize>>, Vec<usize>) {
     let mut extra: Vec<Vec<usize>> = vec![Vec::new(); sent.len()];
     let mut receiver_only = Vec::new();
     for (r, rp) in recv.iter().enumerate() {
@@ -188,12 +217,7 @@ pub(crate) fn match_direction(sent: &[Pkt<'_>], recv: &[Pkt<'_>], tol: i64) -> D
             None => receiver_only.push(r),
         }
     }
-    DirMatch {
-        arrival,
-        owner,
-        extra,
-        receiver_only,
-    }
+    (extra, receiver_only)
 }
 
 /// Matches the sender's copies of something (indexes into `sent`, in time order) with the

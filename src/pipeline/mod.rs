@@ -3,7 +3,8 @@
 //! parallel (one thread each), pairs, aligns and diagnoses the connections as they come, and hands
 //! each judged connection (a [`Finding`]) to a [`Sink`] — so memory follows the connections in
 //! flight, not the size of the captures. [`Analysis`] is the sink that keeps everything (tests,
-//! small inputs).
+//! small inputs). [`analyze`] and [`flows`] judge sides already read ([`read_side`],
+//! [`read_sides`]) through the same engine as [`run`].
 
 mod run;
 
@@ -158,7 +159,7 @@ pub(crate) fn read_side_with(
 /// counts are anomalies).
 fn table_cap_warnings(names: &str, anomalies: &Anomalies, tcp: &Limits) -> Vec<String> {
     let mut warnings = Vec::new();
-    let full = anomalies.count("connection_table_full");
+    let full = anomalies.count_of(AnomalyKind::ConnectionTableFull);
     if full > 0 {
         warnings.push(format!(
             "{names}: more than {} connections were open at once (a SYN flood?): {full} were judged \
@@ -166,7 +167,7 @@ fn table_cap_warnings(names: &str, anomalies: &Anomalies, tcp: &Limits) -> Vec<S
             tcp.max_open
         ));
     }
-    let heavy = anomalies.count("connection_table_memory");
+    let heavy = anomalies.count_of(AnomalyKind::ConnectionTableMemory);
     if heavy > 0 {
         warnings.push(format!(
             "{names}: the connections open at once took more than {} MiB (a flood of connections?): \
@@ -174,7 +175,7 @@ fn table_cap_warnings(names: &str, anomalies: &Anomalies, tcp: &Limits) -> Vec<S
             tcp.max_open_bytes >> 20
         ));
     }
-    let over = anomalies.count("connection_limit");
+    let over = anomalies.count_of(AnomalyKind::ConnectionLimit);
     if over > 0 {
         warnings.push(format!(
             "{names}: more than {} connections: {over} packets of later connections were counted, not \

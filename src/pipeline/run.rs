@@ -1,4 +1,8 @@
 //! The engine: readers in parallel → pairer → alignment and diagnosis → sink.
+//!
+//! [`Engine`] is the one driver of pairing and judging: [`run`] feeds it batch by batch from the
+//! reader threads; [`analyze`] and [`flows`] feed it sides already read (every connection at
+//! once, through `judge_read`). [`Analysis`] is the sink that keeps everything.
 
 use std::collections::VecDeque;
 use std::sync::mpsc;
@@ -152,15 +156,21 @@ struct Engine {
 
 impl Engine {
     fn new(two: bool, first_side: Side, mode: &Mode) -> Engine {
+        let pairer = match mode {
+            Mode::Flows => None,
+            // The backend host's capture alone: its accepted connections.
+            Mode::Analyze { backends } if !two && first_side == Side::Backend => {
+                Some(Pairer::backend_capture_only(backends))
+            }
+            Mode::Analyze { backends } => Some(Pairer::new(two, backends)),
+        };
+        Engine::with(pairer, two, first_side)
+    }
+
+    /// `pairer`: None to judge every connection alone (`flows`).
+    fn with(pairer: Option<Pairer>, two: bool, first_side: Side) -> Engine {
         Engine {
-            pairer: match mode {
-                Mode::Flows => None,
-                // The backend host's capture alone: its accepted connections.
-                Mode::Analyze { backends } if !two && first_side == Side::Backend => {
-                    Some(Pairer::backend_capture_only(backends))
-                }
-                Mode::Analyze { backends } => Some(Pairer::new(two, backends)),
-            },
+            pairer,
             judge: Judge::new(two, first_side),
             pos: [i64::MIN, i64::MIN],
         }
@@ -183,6 +193,20 @@ impl Engine {
     )]
     fn batch(&mut self, side: usize, conns: Vec<Box<Conn>>, pos: i64, sink: &mut dyn Sink) {
         self.pos[side] = self.pos[side].max(pos);
+        self.hand_over(side, conns, pos, sink);
+        if let Some(p) = &mut self.pairer {
+            p.advance(side, pos);
+            self.judge_ready(sink);
+        }
+    }
+
+    /// Connections of `side` read up to `pos`: to the pairer (judged once paired), or judged
+    /// at once without one.
+    #[allow(
+        clippy::vec_box,
+        reason = "a connection moves several times on its way to a report: boxed once, moved as a pointer"
+    )]
+    fn hand_over(&mut self, side: usize, conns: Vec<Box<Conn>>, pos: i64, sink: &mut dyn Sink) {
         match &mut self.pairer {
             Some(p) => {
                 if side == 0 {
@@ -190,11 +214,6 @@ impl Engine {
                 }
                 for c in conns {
                     p.push(side, c);
-                }
-                p.advance(side, pos);
-                let clock = p.clock();
-                for m in p.drain() {
-                    self.judge.judge(m, clock, sink);
                 }
             }
             None => {
@@ -212,9 +231,21 @@ impl Engine {
     }
 
     fn side_done(&mut self, side: usize, last_ts: i64, sink: &mut dyn Sink) {
+        self.end_side(side, last_ts);
+        self.judge_ready(sink);
+    }
+
+    /// `side` has no more connections; its capture's last packet was at `last_ts`.
+    fn end_side(&mut self, side: usize, last_ts: i64) {
         self.judge.ends[side] = last_ts;
         if let Some(p) = &mut self.pairer {
             p.side_done(side);
+        }
+    }
+
+    /// Judges what the pairer has decided so far.
+    fn judge_ready(&mut self, sink: &mut dyn Sink) {
+        if let Some(p) = &mut self.pairer {
             let clock = p.clock();
             for m in p.drain() {
                 self.judge.judge(m, clock, sink);
@@ -454,71 +485,47 @@ impl Sink for Analysis {
 pub fn analyze(sides: Vec<SideResult>, backends: &[Endpoint]) -> Analysis {
     let two = sides.len() > 1;
     let first_side = sides.first().map_or(Side::Proxy, |s| s.side);
+    let engine = Engine::with(Some(Pairer::new(two, backends)), two, first_side);
+    judge_read(sides, engine, Analysis::collecting(Vec::new()))
+}
+
+/// Judges every connection of one already-read capture (`flows`).
+pub fn flows(side: SideResult) -> Analysis {
+    let engine = Engine::with(None, false, side.side);
+    let mut a = Analysis::collecting(Vec::new());
+    a.clients = None;
+    judge_read(vec![side], engine, a)
+}
+
+/// Drives `engine` over sides already read, as [`run`] does while reading: every connection of
+/// each side (as one batch read to the end), then the sides' ends, then what is left.
+fn judge_read(sides: Vec<SideResult>, mut engine: Engine, mut a: Analysis) -> Analysis {
     let mut shells = Vec::new();
     let mut conns = Vec::new();
     for mut s in sides {
         conns.push(std::mem::take(&mut s.connections));
         shells.push(s);
     }
-    let mut a = Analysis::collecting(Vec::new());
-    let mut pairer = Pairer::new(two, backends);
-    let mut judge = Judge::new(two, first_side);
-    for (i, s) in shells.iter().enumerate() {
-        judge.ends[i] = s.capture.last_ts_ns.unwrap_or(i64::MIN);
+    let ends: Vec<i64> = shells
+        .iter()
+        .map(|s| s.capture.last_ts_ns.unwrap_or(i64::MIN))
+        .collect();
+    for (side, &end) in ends.iter().enumerate() {
+        engine.judge.ends[side] = end;
     }
     for (side, list) in conns.into_iter().enumerate() {
-        let list: Vec<Box<Conn>> = list.into_iter().map(Box::new).collect();
-        if side == 0 {
-            a.proxy_connections(&list, i64::MAX);
-        }
-        for c in list {
-            pairer.push(side, c);
-        }
+        engine.hand_over(side, list.into_iter().map(Box::new).collect(), i64::MAX, &mut a);
     }
-    pairer.side_done(0);
-    if two {
-        pairer.side_done(1);
+    // Every side ends before anything is judged: the pairer decides with both sides in hand.
+    for (side, &end) in ends.iter().enumerate() {
+        engine.end_side(side, end);
     }
-    let clock0 = pairer.clock();
-    for m in pairer.take() {
-        judge.judge(m, clock0, &mut a);
-    }
-    let (rest, clock, backends) = pairer.finish();
-    for m in rest {
-        judge.judge(m, clock, &mut a);
-    }
-    judge.finish(clock, &mut a);
+    engine.judge_ready(&mut a);
+    let (clock, backends, _, _) = engine.finish(&mut a);
     a.complete(RunEnd {
         sides: shells,
         clock,
         backends,
-    });
-    a
-}
-
-/// Judges every connection of one already-read capture (`flows`).
-pub fn flows(side: SideResult) -> Analysis {
-    let first_side = side.side;
-    let mut shell = side;
-    let conns = std::mem::take(&mut shell.connections);
-    let mut a = Analysis::collecting(Vec::new());
-    a.clients = None;
-    let mut judge = Judge::new(false, first_side);
-    judge.ends[0] = shell.capture.last_ts_ns.unwrap_or(i64::MIN);
-    for c in conns {
-        let m = Matched {
-            proxy: Some(Box::new(c)),
-            backend: None,
-            method: MatchMethod::OneSide,
-            seq_map: SeqMap::default(),
-        };
-        judge.judge(m, None, &mut a);
-    }
-    judge.finish(None, &mut a);
-    a.complete(RunEnd {
-        sides: vec![shell],
-        clock: None,
-        backends: (Vec::new(), Vec::new()),
     });
     a
 }

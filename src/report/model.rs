@@ -386,7 +386,8 @@ pub struct HeaderField {
 /// An anomaly: something odd in the traffic or the capture, counted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AnomalyItem {
-    /// Stable snake_case name, e.g. "tcp_retransmission", "http_bad_header".
+    /// Stable snake_case name, e.g. "tcp_unexpected_syn", "http_bad_header".
+    #[schemars(schema_with = "crate::anomaly::name_schema")]
     pub name: String,
     /// How many times it was seen.
     pub count: u64,

@@ -6,12 +6,12 @@ use super::{Connection, Dir, DirSummary};
 
 impl<O> Connection<O> {
     /// What the client (the proxy, in a proxy→backend connection) sent.
-    pub fn to_server(&self) -> &DirSummary {
+    pub(crate) fn to_server(&self) -> &DirSummary {
         self.dir(Dir::ClientToServer)
     }
 
     /// What the server (the backend) sent.
-    pub fn to_client(&self) -> &DirSummary {
+    pub(crate) fn to_client(&self) -> &DirSummary {
         self.dir(Dir::ServerToClient)
     }
 }

@@ -1,10 +1,11 @@
 //! # tcp: segments → connections
 //!
-//! In: [`Segment`]s of one capture, in capture order. Out: [`Connection`]s, each with its
-//! endpoints, handshake, per-direction byte counts, gaps, retransmissions, FIN/RST, zero windows,
-//! a Zeek-style state and history, anomalies, a bounded packet log (for ladder diagrams), the
-//! transmission spans the pairing stage aligns across captures, and the result of the stream
-//! handler (HTTP) that was fed the reassembled bytes of both directions.
+//! In: [`Segment`](crate::decode::Segment)s of one capture, in capture order. Out:
+//! [`Connection`]s, each with its endpoints, handshake, per-direction byte counts, gaps,
+//! retransmissions, FIN/RST, zero windows, a Zeek-style state and history, anomalies, a bounded
+//! packet log (for ladder diagrams), the transmission spans the pairing stage aligns across
+//! captures, and the result of the stream handler (HTTP) that was fed the reassembled bytes of
+//! both directions.
 //!
 //! The stage is sans-IO and deterministic: capture timestamps only, never the wall clock;
 //! connections come out in the order of their first packet.
@@ -26,6 +27,10 @@
 //! `S` SYN · `H` SYN-ACK · `A` pure ACK · `D` payload · `F` FIN · `R` RST · `T` retransmitted
 //! payload · `G` gap in what the capture saw · `W` zero window advertised · `I` inconsistent
 //! flags (SYN with RST or FIN) · `^` the client/server roles were guessed (no SYN seen).
+//!
+//! Visibility: `pub` is the library API (what `main.rs`, `tests/` and `examples/` use: the
+//! connection table, [`Connection`] and the types of its fields, [`StreamHandler`]); reassembly
+//! (`Reassembler`, `Budget`, `SeqSpace`) and the table's batch hand-out are `pub(crate)`.
 
 mod dirs;
 mod live;
@@ -36,9 +41,10 @@ mod table;
 
 use std::fmt;
 
-pub use seq::SeqSpace;
-pub use stream::{Budget, DataClass, MAX_PENDING_PER_DIRECTION};
-pub use table::{ConnectionTable, MAX_LINGERING};
+pub(crate) use seq::SeqSpace;
+pub use stream::MAX_PENDING_PER_DIRECTION;
+pub(crate) use stream::{Budget, DataClass};
+pub use table::ConnectionTable;
 
 use crate::anomaly::Anomalies;
 use crate::capture::FrameRef;
@@ -59,7 +65,7 @@ pub enum Dir {
 }
 
 impl Dir {
-    pub const BOTH: [Dir; 2] = [Dir::ClientToServer, Dir::ServerToClient];
+    pub(crate) const BOTH: [Dir; 2] = [Dir::ClientToServer, Dir::ServerToClient];
 
     pub fn idx(self) -> usize {
         self as usize
@@ -87,11 +93,15 @@ pub enum GapKind {
 }
 
 /// What reassembly hands the stream handler, in order, per direction.
+pub type StreamEvent<'a> = Event<&'a [u8]>;
+
+/// A stream event, its bytes borrowed from reassembly ([`StreamEvent`]) or owned (`Vec<u8>`: an
+/// event the HTTP parser holds while a direction waits).
 #[derive(Clone, Copy, Debug)]
-pub enum StreamEvent<'a> {
+pub enum Event<B> {
     Data {
         offset: i64,
-        bytes: &'a [u8],
+        bytes: B,
         at: PacketRef,
     },
     /// `len` bytes at `offset` the capture does not hold; `at` is the packet that revealed the
@@ -102,6 +112,42 @@ pub enum StreamEvent<'a> {
         kind: GapKind,
         at: PacketRef,
     },
+}
+
+impl<B: AsRef<[u8]>> Event<B> {
+    /// Its payload bytes (none for a gap).
+    pub(crate) fn payload_len(&self) -> usize {
+        match self {
+            Event::Data { bytes, .. } => bytes.as_ref().len(),
+            Event::Gap { .. } => 0,
+        }
+    }
+
+    /// The same event owning its bytes.
+    pub(crate) fn owned(&self) -> Event<Vec<u8>> {
+        match *self {
+            Event::Data {
+                offset,
+                ref bytes,
+                at,
+            } => Event::Data {
+                offset,
+                bytes: bytes.as_ref().to_vec(),
+                at,
+            },
+            Event::Gap {
+                offset,
+                len,
+                kind,
+                at,
+            } => Event::Gap {
+                offset,
+                len,
+                kind,
+                at,
+            },
+        }
+    }
 }
 
 /// How a direction ended, as far as this capture saw.
@@ -206,7 +252,7 @@ pub enum SpanKind {
 }
 
 /// The most spans kept per direction; beyond, new spans are not recorded (counted instead).
-pub const MAX_SPANS: usize = 2048;
+pub(crate) const MAX_SPANS: usize = 2048;
 
 /// Per-direction facts of a connection.
 #[derive(Clone, Debug, Default)]
@@ -338,7 +384,7 @@ pub const LOG_TAIL: usize = 256;
 
 impl PacketLog {
     /// Heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         (self.head.capacity() + self.tail.capacity()) * std::mem::size_of::<LoggedPacket>()
     }
 

@@ -6,24 +6,19 @@
 /// connection captured mid-stream). An offset is the one nearest to the highest offset seen so far,
 /// so wraparound is transparent and retransmissions of old data get small negative steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SeqSpace {
+pub(crate) struct SeqSpace {
     origin: u32,
     /// The highest offset returned by `advance`: the reference for the next unwrap.
     high: i64,
 }
 
 impl SeqSpace {
-    pub fn new(origin: u32) -> SeqSpace {
+    pub(crate) fn new(origin: u32) -> SeqSpace {
         SeqSpace { origin, high: 0 }
     }
 
-    /// The sequence number of offset 0.
-    pub fn origin(&self) -> u32 {
-        self.origin
-    }
-
     /// The offset of `seq`, without moving the reference (for ACK numbers and RST sequence numbers).
-    pub fn offset(&self, seq: u32) -> i64 {
+    pub(crate) fn offset(&self, seq: u32) -> i64 {
         let reference = self.origin.wrapping_add(self.high as u32);
         // The wrapping difference read as signed: the nearest of the two directions. A jump of
         // exactly 2^31 reads as backwards; either reading is as good, and neither overflows.
@@ -32,7 +27,7 @@ impl SeqSpace {
     }
 
     /// The offset of `seq`, moving the reference forward when it is beyond it (for data).
-    pub fn advance(&mut self, seq: u32, len: u32) -> i64 {
+    pub(crate) fn advance(&mut self, seq: u32, len: u32) -> i64 {
         let off = self.offset(seq);
         let end = off.saturating_add(len as i64);
         if end > self.high {

@@ -22,11 +22,11 @@ use super::{GapKind, PacketRef, StreamEvent};
 pub const MAX_PENDING_PER_DIRECTION: usize = 1024 * 1024;
 /// The most disjoint ranges (holes + 1) one direction tracks exactly; beyond, the smallest
 /// new hole is treated as seen and the gap count becomes a lower bound.
-pub const MAX_RANGES: usize = 4096;
+pub(crate) const MAX_RANGES: usize = 4096;
 /// What one buffered out-of-order segment costs beside its bytes (its map entry, its allocation),
 /// charged to the caps with them: without it, a flood of 1-byte segments would hold a hundred
 /// times the cap in bookkeeping (measured: about 115 bytes per entry).
-pub const PENDING_OVERHEAD: usize = 128;
+pub(crate) const PENDING_OVERHEAD: usize = 128;
 
 /// What a buffered segment of `bytes` captured bytes counts against the caps.
 fn pending_cost(bytes: usize) -> usize {
@@ -43,13 +43,13 @@ const RECENT_BYTES: usize = 2048;
 
 /// Out-of-order bytes all connections of a capture may hold together.
 #[derive(Clone, Copy, Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     pub remaining: usize,
 }
 
 /// What a data segment was, relative to what this direction had already seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DataClass {
+pub(crate) enum DataClass {
     /// Only new bytes, at the highest offset so far (or after a hole).
     New,
     /// Only new bytes, below the highest offset: it fills a hole (out of order, or the
@@ -247,7 +247,7 @@ mod recent_tests {
 
 /// One direction's reassembly state.
 #[derive(Debug, Default)]
-pub struct Reassembler {
+pub(crate) struct Reassembler {
     /// Delivery has begun at `next` (at the first data, or at offset 0 after a SYN).
     started: bool,
     /// The SYN was seen: the stream starts at offset 0, so a hole before the first byte seen
@@ -275,7 +275,7 @@ pub struct Reassembler {
 
 impl Reassembler {
     /// The stream starts at offset 0 (the SYN told us where).
-    pub fn start_at_zero(&mut self) {
+    pub(crate) fn start_at_zero(&mut self) {
         self.origin_known = true;
         if !self.started {
             self.started = true;
@@ -284,34 +284,34 @@ impl Reassembler {
         }
     }
 
-    pub fn bytes_seen(&self) -> u64 {
+    pub(crate) fn bytes_seen(&self) -> u64 {
         self.seen.seen
     }
 
-    pub fn gaps(&self) -> u64 {
+    pub(crate) fn gaps(&self) -> u64 {
         self.seen.gaps(self.origin_known.then_some(0))
     }
 
-    pub fn gaps_approximate(&self) -> bool {
+    pub(crate) fn gaps_approximate(&self) -> bool {
         self.seen.approximate
     }
 
     /// The offset just past the highest byte seen.
-    pub fn end(&self) -> Option<i64> {
+    pub(crate) fn end(&self) -> Option<i64> {
         self.seen.end()
     }
 
-    pub fn first(&self) -> Option<i64> {
+    pub(crate) fn first(&self) -> Option<i64> {
         self.seen.first()
     }
 
-    pub fn delivered_to(&self) -> i64 {
+    pub(crate) fn delivered_to(&self) -> i64 {
         self.next
     }
 
     /// Heap bytes held (an estimate): the ring of recent bytes, the ranges seen, what is
     /// buffered out of order (with its bookkeeping).
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         let ranges = match self.seen.map.len() {
             0 => 0,
             n => RANGE_NODE_BYTES + n * RANGE_BYTES,
@@ -319,14 +319,14 @@ impl Reassembler {
         self.recent.buf.capacity() + ranges + self.pending_bytes
     }
 
-    pub fn set_fin(&mut self, offset: i64) {
+    pub(crate) fn set_fin(&mut self, offset: i64) {
         if self.fin.is_none() {
             self.fin = Some(offset);
         }
     }
 
     /// A segment with payload: classify it, remember it, deliver what is now in order.
-    pub fn data(
+    pub(crate) fn data(
         &mut self,
         offset: i64,
         wire_len: u32,
@@ -398,7 +398,7 @@ impl Reassembler {
     }
 
     /// The receiver acknowledged everything below `offset`.
-    pub fn ack(
+    pub(crate) fn ack(
         &mut self,
         offset: i64,
         at: PacketRef,
@@ -414,7 +414,12 @@ impl Reassembler {
 
     /// End of the connection: deliver everything held, with gaps for what never came, including
     /// bytes the receiver acknowledged after the last byte this capture saw.
-    pub fn finish(&mut self, at: PacketRef, budget: &mut Budget, emit: &mut impl FnMut(StreamEvent<'_>)) {
+    pub(crate) fn finish(
+        &mut self,
+        at: PacketRef,
+        budget: &mut Budget,
+        emit: &mut impl FnMut(StreamEvent<'_>),
+    ) {
         self.now = at;
         if !self.started {
             return;

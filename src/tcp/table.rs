@@ -14,7 +14,7 @@ use crate::anomaly::{Anomalies, AnomalyKind};
 use crate::decode::{Endpoint, Segment};
 
 /// Closed connections that may linger for stragglers at once; beyond, the oldest finish early.
-pub const MAX_LINGERING: usize = 10_000;
+pub(crate) const MAX_LINGERING: usize = 10_000;
 
 /// The canonical key of a 4-tuple: the smaller endpoint first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,22 +118,17 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
 
     /// Sets a function applied to each connection when it finishes, before it lingers for
     /// stragglers or is handed out.
-    pub fn set_compactor(&mut self, compact: fn(&mut Connection<H::Output>)) {
+    pub(crate) fn set_compactor(&mut self, compact: fn(&mut Connection<H::Output>)) {
         self.compact = Some(compact);
     }
 
-    /// Connections being reassembled (not counting closed ones lingering for stragglers).
-    pub fn open_connections(&self) -> usize {
-        self.open.values().filter(|s| matches!(s, Slot::Live(_))).count()
-    }
-
     /// How many finished connections wait to be taken.
-    pub fn finished_len(&self) -> usize {
+    pub(crate) fn finished_len(&self) -> usize {
         self.finished.len()
     }
 
     /// Connections finished so far (take them to keep memory flat).
-    pub fn take_finished(&mut self) -> Vec<Box<Connection<H::Output>>> {
+    pub(crate) fn take_finished(&mut self) -> Vec<Box<Connection<H::Output>>> {
         // The next batch is likely as large: no regrowth (connections are over 1 KB each).
         let room = self.finished.len();
         std::mem::replace(&mut self.finished, Vec::with_capacity(room))
@@ -151,7 +146,11 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
     /// Finishes every open connection (end of capture), handing them out `batch` at a time in
     /// order of their first packet, after those already finished (in the order they finished): a
     /// capture that ends with 200,000 connections open never holds all of them finished at once.
-    pub fn finish_in_batches(mut self, batch: usize, emit: &mut dyn FnMut(Vec<Box<Connection<H::Output>>>)) {
+    pub(crate) fn finish_in_batches(
+        mut self,
+        batch: usize,
+        emit: &mut dyn FnMut(Vec<Box<Connection<H::Output>>>),
+    ) {
         let mut keys: Vec<(u64, FlowKey)> = self.open.iter().map(|(k, s)| (s.index(), *k)).collect();
         keys.sort_unstable_by_key(|&(index, _)| index);
         // At least one batch, even empty: callers learn the end from it.

@@ -43,7 +43,7 @@ use super::head::ReqFacts;
 use super::pairing::{self, ReqEntry, RespEntry};
 use super::{HttpLimits, HttpSummary, Message, Protocol, Stop};
 use crate::anomaly::{Anomalies, AnomalyKind};
-use crate::tcp::{Dir, End, GapKind, PacketRef, StreamEvent};
+use crate::tcp::{Dir, End, Event, PacketRef, StreamEvent};
 use chunked::{Body, Chunk, Cur};
 use message_head::HeadBuf;
 use request::Facts;
@@ -189,29 +189,7 @@ impl State {
 }
 
 /// An event held by a waiting direction.
-#[derive(Debug)]
-enum Held {
-    Data {
-        offset: i64,
-        bytes: Vec<u8>,
-        at: PacketRef,
-    },
-    Gap {
-        offset: i64,
-        len: u64,
-        kind: GapKind,
-        at: PacketRef,
-    },
-}
-
-impl Held {
-    fn len(&self) -> usize {
-        match self {
-            Held::Data { bytes, .. } => bytes.len(),
-            Held::Gap { .. } => 0,
-        }
-    }
-}
+type Held = Event<Vec<u8>>;
 
 /// Heap bytes of a message with its own size: its strings and header lines.
 fn message_heap(m: &Message) -> usize {
@@ -305,7 +283,7 @@ impl Parser {
     }
 
     /// One event from reassembly.
-    pub fn event(&mut self, d: Dir, ev: StreamEvent<'_>) {
+    pub(crate) fn event(&mut self, d: Dir, ev: StreamEvent<'_>) {
         let side = &mut self.sides[d.idx()];
         let (offset, end) = match ev {
             StreamEvent::Data { offset, bytes, .. } => {
@@ -336,10 +314,10 @@ impl Parser {
         }
         self.pump(d);
         while self.paused(d) {
-            if self.fits(d, ev_len(&ev)) {
-                let held = to_held(ev);
+            if self.fits(d, ev.payload_len()) {
+                let held = ev.owned();
                 let side = self.side(d);
-                side.held_bytes += held.len();
+                side.held_bytes += held.payload_len();
                 side.held.push_back(held);
                 return;
             }
@@ -371,7 +349,7 @@ impl Parser {
             let Some(held) = side.held.pop_front() else {
                 break;
             };
-            side.held_bytes -= held.len();
+            side.held_bytes -= held.payload_len();
             match held {
                 Held::Data { offset, bytes, at } => self.data(d, offset, &bytes, at),
                 Held::Gap {
@@ -669,7 +647,7 @@ impl Parser {
 
     /// Heap bytes held now (an estimate, for the connection table's memory cap): the messages
     /// kept, the one being read, buffers.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         let current: usize = self
             .sides
             .iter()
@@ -706,33 +684,5 @@ impl Parser {
                 state + s.held_bytes
             })
             .sum()
-    }
-}
-
-fn ev_len(ev: &StreamEvent<'_>) -> usize {
-    match ev {
-        StreamEvent::Data { bytes, .. } => bytes.len(),
-        StreamEvent::Gap { .. } => 0,
-    }
-}
-
-fn to_held(ev: StreamEvent<'_>) -> Held {
-    match ev {
-        StreamEvent::Data { offset, bytes, at } => Held::Data {
-            offset,
-            bytes: bytes.to_vec(),
-            at,
-        },
-        StreamEvent::Gap {
-            offset,
-            len,
-            kind,
-            at,
-        } => Held::Gap {
-            offset,
-            len,
-            kind,
-            at,
-        },
     }
 }
