@@ -883,10 +883,7 @@ impl ClientMatcher {
             self.summary.http_connections += 1;
         }
         for status in counted {
-            let s = &mut self.summary;
-            s.requests += 1;
-            *s.by_status.entry(status).or_insert(0) += 1;
-            s.plain_not_matched += 1;
+            self.count_not_matched(status);
         }
         self.add_requests(requests, inferred, false);
     }
@@ -914,41 +911,7 @@ impl ClientMatcher {
     /// settled).
     fn request(&mut self, mut req: ClientRequest, inferred: Option<u64>) {
         let key = match_key(req.method.as_deref(), req.target.as_deref());
-        let (lo, hi) = (req.request_first.ts_ns, req.deadline());
-        let mut cands: Vec<(i64, u64)> = Vec::new();
-        if let Some(set) = self.parked_by_key.get(&key) {
-            cands.extend(set.range((lo, 0)..=(hi, u64::MAX)).take(MAX_CANDIDATES));
-        }
-        if req.is_error() {
-            cands.extend(
-                self.parked_connects
-                    .range((lo, 0)..=(hi, u64::MAX))
-                    .take(MAX_CANDIDATES),
-            );
-        }
-        let fitting: Vec<(u64, Fit)> = cands
-            .iter()
-            .filter_map(|&(_, id)| fits(&req, &self.parked[&id].attempt).map(|f| (id, f)))
-            .collect();
-        // The best identification only; an answer with the client's status, when there is one,
-        // excludes complete answers with another status; answers that do not explain the
-        // client's error only when nothing else fits.
-        let best = fitting.iter().map(|(_, f)| f.identity()).max();
-        let any_status = fitting
-            .iter()
-            .any(|(_, f)| f.status && Some(f.identity()) == best);
-        let any_strong = fitting.iter().any(|(_, f)| !f.weak && Some(f.identity()) == best);
-        let mut chosen: Vec<(i64, u64)> = fitting
-            .iter()
-            .filter(|(id, f)| {
-                Some(f.identity()) == best
-                    && (f.status || !any_status || self.parked[id].attempt.failed)
-                    && (!f.weak || !any_strong)
-            })
-            .map(|&(id, _)| (self.parked[&id].attempt.at.ts_ns, id))
-            .collect();
-        chosen.sort_unstable();
-        for (_, id) in chosen {
+        for id in self.parked_for(&req, key) {
             let fit = fits(&req, &self.parked[&id].attempt);
             let Some(fit) = fit else { continue };
             let a = self.unpark(id);
@@ -965,12 +928,62 @@ impl ClientMatcher {
         if plain && self.plain_committed() {
             // Past the plain requests the report lists: counted, not matched (matching them
             // would keep every one until the pooled backend connection that carried it closes).
-            let s = &mut self.summary;
-            s.requests += 1;
-            *s.by_status.entry(req.status).or_insert(0) += 1;
-            s.plain_not_matched += 1;
+            self.count_not_matched(req.status);
             return;
         }
+        self.wait(req, key, inferred, plain);
+    }
+
+    /// The parked attempts a client request may take, in time order: those of the best
+    /// identification only; an answer with the client's status, when there is one, excludes
+    /// complete answers with another status; answers that do not explain the client's error
+    /// only when nothing else fits.
+    fn parked_for(&self, req: &ClientRequest, key: u64) -> Vec<u64> {
+        let (lo, hi) = (req.request_first.ts_ns, req.deadline());
+        let mut cands: Vec<(i64, u64)> = Vec::new();
+        if let Some(set) = self.parked_by_key.get(&key) {
+            cands.extend(set.range((lo, 0)..=(hi, u64::MAX)).take(MAX_CANDIDATES));
+        }
+        if req.is_error() {
+            cands.extend(
+                self.parked_connects
+                    .range((lo, 0)..=(hi, u64::MAX))
+                    .take(MAX_CANDIDATES),
+            );
+        }
+        let fitting: Vec<(u64, Fit)> = cands
+            .iter()
+            .filter_map(|&(_, id)| fits(req, &self.parked[&id].attempt).map(|f| (id, f)))
+            .collect();
+        let best = fitting.iter().map(|(_, f)| f.identity()).max();
+        let any_status = fitting
+            .iter()
+            .any(|(_, f)| f.status && Some(f.identity()) == best);
+        let any_strong = fitting.iter().any(|(_, f)| !f.weak && Some(f.identity()) == best);
+        let mut chosen: Vec<(i64, u64)> = fitting
+            .iter()
+            .filter(|(id, f)| {
+                Some(f.identity()) == best
+                    && (f.status || !any_status || self.parked[id].attempt.failed)
+                    && (!f.weak || !any_strong)
+            })
+            .map(|&(id, _)| (self.parked[&id].attempt.at.ts_ns, id))
+            .collect();
+        chosen.sort_unstable();
+        chosen.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// A plain request past those the report lists: counted by status, not matched.
+    fn count_not_matched(&mut self, status: Option<u16>) {
+        let s = &mut self.summary;
+        s.requests += 1;
+        *s.by_status.entry(status).or_insert(0) += 1;
+        s.plain_not_matched += 1;
+    }
+
+    /// A client request waits for attempts (the oldest waiting are decided when the table is
+    /// full).
+    fn wait(&mut self, req: ClientRequest, key: u64, inferred: Option<u64>, plain: bool) {
         let id = self.next;
         self.next += 1;
         self.by_key

@@ -174,103 +174,17 @@ pub fn facts<'a>(
         (None, Some(c)) => (c, true),
         (None, None) => return None,
     };
-    let on_proxy_clock = |side: Side, t: i64| match (side, clock) {
-        (Side::Backend, Some(c)) => c.to_proxy(t),
-        _ => t,
-    };
-    let shift = |t: i64| {
-        if second {
-            on_proxy_clock(Side::Backend, t)
-        } else {
-            t
-        }
-    };
-    let start_ns = shift(view.first.ts_ns);
-    let from_start = view.syn.is_some();
-    let reuse_at = |i: usize| match (i, from_start) {
-        (0, true) => Reuse::New,
-        (0, false) => Reuse::Unknown,
-        _ => Reuse::Reused,
-    };
-    let exchanges = &view.app.exchanges;
-    let request_at = |e: &Exchange| e.request.as_ref().map(|m| shift(m.first.ts_ns));
+    let v = Placed { view, second, clock };
+    let start_ns = v.start_ns();
     let outcome = d.verdict.outcome();
-    let mut attempts = Vec::with_capacity(exchanges.len().max(1));
-    let mut finding = None;
-    match outcome {
-        Outcome::Ok | Outcome::NotJudged => {
-            for (i, e) in exchanges.iter().enumerate() {
-                let at = request_at(e)
-                    .or_else(|| e.response.as_ref().map(|m| shift(m.first.ts_ns)))
-                    .unwrap_or(start_ns);
-                attempts.push(attempt(e, at, d.verdict, reuse_at(i)));
-            }
-            if attempts.is_empty() {
-                attempts.push(no_request(start_ns, d.verdict, reuse_at(0)));
-            }
-        }
-        Outcome::Failed | Outcome::Abandoned => {
-            let whole = |e: &Exchange| {
-                e.request.as_ref().is_some_and(|m| m.complete)
-                    && e.response.as_ref().is_some_and(|m| m.complete)
-            };
-            // When the failure shows: its first piece of evidence, on the proxy clock.
-            let first_incomplete = exchanges.iter().position(|e| !whole(e));
-            let at = d
-                .evidence
-                .iter()
-                .map(|e| on_proxy_clock(e.side, e.ts_ns))
-                .min()
-                .or_else(|| first_incomplete.and_then(|i| request_at(&exchanges[i])))
-                .unwrap_or(start_ns);
-            // The failed exchange: the first whose request left at or after the failure's first
-            // evidence (a backend timeout's response may have come after the proxy gave up, so
-            // whole on the wire), else the first not sent or answered in full.
-            let failed = exchanges
-                .iter()
-                .position(|e| request_at(e).is_some_and(|t| t >= at))
-                .or(first_incomplete);
-            for (i, e) in exchanges.iter().enumerate() {
-                if Some(i) != failed && whole(e) {
-                    let at = request_at(e).unwrap_or(start_ns);
-                    attempts.push(attempt(e, at, Verdict::Ok, reuse_at(i)));
-                }
-            }
-            attempts.push(match failed {
-                Some(i) => attempt(&exchanges[i], at, d.verdict, reuse_at(i)),
-                // The failing request is not among the exchanges (not parsed, or none sent): its
-                // place on the connection is after the requests sent before it.
-                None => {
-                    let before = exchanges
-                        .iter()
-                        .filter(|e| request_at(e).is_some_and(|t| t < at))
-                        .count();
-                    no_request(at, d.verdict, reuse_at(before))
-                }
-            });
-        }
-    }
-    if outcome != Outcome::Ok {
-        let mark = |e: &crate::diagnose::Evidence| Mark {
-            side: e.side,
-            frame: e.frame,
-            ts_ns: e.ts_ns,
-            what: e.what.clone(),
-        };
-        let at = attempts.last().map_or(start_ns, |a| a.at_ns);
-        let by_time = |e: &&crate::diagnose::Evidence| on_proxy_clock(e.side, e.ts_ns);
-        finding = Some(FailureMark {
-            id,
-            verdict: d.verdict,
-            blame: d.blame,
-            at_ns: at,
-            first: d.evidence.iter().min_by_key(by_time).map(mark),
-            last: d.evidence.iter().max_by_key(by_time).map(mark),
-        });
-    }
+    let attempts = match outcome {
+        Outcome::Ok | Outcome::NotJudged => judged_attempts(&v, d.verdict),
+        Outcome::Failed | Outcome::Abandoned => failed_attempts(&v, d),
+    };
+    let finding = (outcome != Outcome::Ok).then(|| failure_mark(&v, d, &attempts, id));
     Some(ConnFacts {
         start_ns,
-        end_ns: shift(view.last.ts_ns).max(start_ns),
+        end_ns: v.shift(view.last.ts_ns).max(start_ns),
         // The backend's capture shows whether the first SYNs reached it and were ignored (a full
         // accept queue) rather than lost on the way; without it, the proxy's SYNs say it.
         late_connect: outcome != Outcome::Failed && {
@@ -280,6 +194,141 @@ pub fn facts<'a>(
         attempts,
         finding,
     })
+}
+
+/// The view of a connection the facts are taken from, and how its times reach the proxy
+/// capture's clock.
+struct Placed<'a> {
+    view: &'a Conn,
+    /// The view is the second capture's (its times are moved by `clock`).
+    second: bool,
+    clock: Option<ClockOffset>,
+}
+
+impl<'a> Placed<'a> {
+    /// A time seen on `side`'s capture, on the proxy capture's clock.
+    fn on_proxy_clock(&self, side: Side, t: i64) -> i64 {
+        match (side, self.clock) {
+            (Side::Backend, Some(c)) => c.to_proxy(t),
+            _ => t,
+        }
+    }
+
+    /// A time of the view, on the proxy capture's clock.
+    fn shift(&self, t: i64) -> i64 {
+        if self.second {
+            self.on_proxy_clock(Side::Backend, t)
+        } else {
+            t
+        }
+    }
+
+    fn start_ns(&self) -> i64 {
+        self.shift(self.view.first.ts_ns)
+    }
+
+    fn exchanges(&self) -> &'a [Exchange] {
+        &self.view.app.exchanges
+    }
+
+    /// Whether the `i`-th request of the connection went on a fresh connection.
+    fn reuse_at(&self, i: usize) -> Reuse {
+        match (i, self.view.syn.is_some()) {
+            (0, true) => Reuse::New,
+            (0, false) => Reuse::Unknown,
+            _ => Reuse::Reused,
+        }
+    }
+
+    fn request_at(&self, e: &Exchange) -> Option<i64> {
+        e.request.as_ref().map(|m| self.shift(m.first.ts_ns))
+    }
+}
+
+/// A healthy or not-judged connection: every exchange is an attempt with its verdict (or the
+/// connection itself, when it carried none).
+fn judged_attempts<'a>(v: &Placed<'a>, verdict: Verdict) -> Vec<Attempt<'a>> {
+    let exchanges = v.exchanges();
+    let start_ns = v.start_ns();
+    let mut attempts = Vec::with_capacity(exchanges.len().max(1));
+    for (i, e) in exchanges.iter().enumerate() {
+        let at = v
+            .request_at(e)
+            .or_else(|| e.response.as_ref().map(|m| v.shift(m.first.ts_ns)))
+            .unwrap_or(start_ns);
+        attempts.push(attempt(e, at, verdict, v.reuse_at(i)));
+    }
+    if attempts.is_empty() {
+        attempts.push(no_request(start_ns, verdict, v.reuse_at(0)));
+    }
+    attempts
+}
+
+/// A failed or abandoned connection: the exchanges sent and answered in full are healthy
+/// attempts, and the failure is one attempt more, last.
+fn failed_attempts<'a>(v: &Placed<'a>, d: &Diagnosis) -> Vec<Attempt<'a>> {
+    let exchanges = v.exchanges();
+    let start_ns = v.start_ns();
+    let mut attempts = Vec::with_capacity(exchanges.len().max(1));
+    let whole = |e: &Exchange| {
+        e.request.as_ref().is_some_and(|m| m.complete) && e.response.as_ref().is_some_and(|m| m.complete)
+    };
+    // When the failure shows: its first piece of evidence, on the proxy clock.
+    let first_incomplete = exchanges.iter().position(|e| !whole(e));
+    let at = d
+        .evidence
+        .iter()
+        .map(|e| v.on_proxy_clock(e.side, e.ts_ns))
+        .min()
+        .or_else(|| first_incomplete.and_then(|i| v.request_at(&exchanges[i])))
+        .unwrap_or(start_ns);
+    // The failed exchange: the first whose request left at or after the failure's first
+    // evidence (a backend timeout's response may have come after the proxy gave up, so
+    // whole on the wire), else the first not sent or answered in full.
+    let failed = exchanges
+        .iter()
+        .position(|e| v.request_at(e).is_some_and(|t| t >= at))
+        .or(first_incomplete);
+    for (i, e) in exchanges.iter().enumerate() {
+        if Some(i) != failed && whole(e) {
+            let at = v.request_at(e).unwrap_or(start_ns);
+            attempts.push(attempt(e, at, Verdict::Ok, v.reuse_at(i)));
+        }
+    }
+    attempts.push(match failed {
+        Some(i) => attempt(&exchanges[i], at, d.verdict, v.reuse_at(i)),
+        // The failing request is not among the exchanges (not parsed, or none sent): its
+        // place on the connection is after the requests sent before it.
+        None => {
+            let before = exchanges
+                .iter()
+                .filter(|e| v.request_at(e).is_some_and(|t| t < at))
+                .count();
+            no_request(at, d.verdict, v.reuse_at(before))
+        }
+    });
+    attempts
+}
+
+/// The finding of a connection that was not `ok`: when its failing attempt left, and its first
+/// and last evidence.
+fn failure_mark(v: &Placed<'_>, d: &Diagnosis, attempts: &[Attempt<'_>], id: u64) -> FailureMark {
+    let mark = |e: &crate::diagnose::Evidence| Mark {
+        side: e.side,
+        frame: e.frame,
+        ts_ns: e.ts_ns,
+        what: e.what.clone(),
+    };
+    let at = attempts.last().map_or(v.start_ns(), |a| a.at_ns);
+    let by_time = |e: &&crate::diagnose::Evidence| v.on_proxy_clock(e.side, e.ts_ns);
+    FailureMark {
+        id,
+        verdict: d.verdict,
+        blame: d.blame,
+        at_ns: at,
+        first: d.evidence.iter().min_by_key(by_time).map(mark),
+        last: d.evidence.iter().max_by_key(by_time).map(mark),
+    }
 }
 
 fn attempt(e: &Exchange, at_ns: i64, verdict: Verdict, reuse: Reuse) -> Attempt<'_> {
@@ -859,14 +908,79 @@ impl Shape {
     /// Why, in words; `bucket_ns` is the width of the buckets the load was measured in.
     pub fn reason(&self, bucket_ns: i64) -> String {
         let f = &self.facts;
-        // Dates too when the traffic spans days.
+        let w = Phrases::new(f, bucket_ns);
+        match self.kind {
+            Kind::None => no_failure_reason(f),
+            Kind::AllAtOnce if f.ok == 0 => {
+                format!(
+                    "every request failed, {} of {}, {}: nothing succeeded; {}",
+                    f.failed, f.attempts, w.window, w.what
+                )
+            }
+            Kind::AllAtOnce => format!(
+                "{}, all in one burst {} in which {} succeeded; {}; {}",
+                w.rate,
+                w.window,
+                if f.window_ok == 0 {
+                    "no request".to_string()
+                } else {
+                    format!("only {} of {}", f.window_ok, f.window_attempts)
+                },
+                w.what,
+                w.back
+            ),
+            Kind::UnderLoad if f.burst() => overload_reason(f, &w),
+            Kind::UnderLoad => format!(
+                "{} {}, where the load was highest: {}; the backend (or the path) fails when busy",
+                w.rate, w.window, w.load
+            ),
+            Kind::Clustered => {
+                let c = f.cluster.unwrap_or_default();
+                format!(
+                    "{}; {} of them between {} and {} ({} of the traffic's {}), {} of the requests \
+                     there against {} elsewhere; not explained by load ({})",
+                    w.rate,
+                    c.failures,
+                    w.clock(c.start_ns),
+                    w.clock(c.end_ns),
+                    duration(c.end_ns - c.start_ns),
+                    duration(f.traffic.1 - f.traffic.0),
+                    percent(c.failures, c.attempts),
+                    percent(c.failures_outside, c.attempts_outside),
+                    w.load
+                )
+            }
+            Kind::Sporadic => sporadic_reason(f, &w),
+        }
+    }
+}
+
+/// The phrases the reasons are made of.
+struct Phrases {
+    /// Dates too when the traffic spans days.
+    dated: bool,
+    /// "3 of 120 requests failed (2.5 %)".
+    rate: String,
+    /// When the failures happened.
+    window: String,
+    /// The width of the buckets the load was measured in, in words.
+    per: String,
+    /// The load around failures and around healthy requests.
+    load: String,
+    /// When requests succeeded again.
+    back: String,
+    /// What the dominant family of failures says about the backend.
+    what: &'static str,
+}
+
+impl Phrases {
+    fn new(f: &ShapeFacts, bucket_ns: i64) -> Phrases {
         let dated = f.traffic.1 - f.traffic.0 >= DAY;
         let clock = |ns: i64| clock_dated(ns, dated);
-        let n = |x: u64, what: &str| format!("{x} {what}{}", if x == 1 { "" } else { "s" });
         let rate = format!(
             "{} of {} failed ({})",
             f.failed,
-            n(f.attempts, "request"),
+            plural(f.attempts, "request"),
             percent(f.failed, f.attempts)
         );
         let window = if f.failed == 1 {
@@ -905,113 +1019,106 @@ impl Shape {
             }
             Family::Race => "keep-alive races: the proxy reused connections the backend was closing",
         };
-        match self.kind {
-            Kind::None => {
-                let mut s = format!("no request failed ({}", n(f.attempts, "request"));
-                if f.traffic.1 > f.traffic.0 {
-                    s.push_str(&format!(" over {}", duration(f.traffic.1 - f.traffic.0)));
-                }
-                if f.abandoned > 0 {
-                    s.push_str(&format!("; {} abandoned by the proxy", f.abandoned));
-                }
-                if f.not_judged > 0 {
-                    s.push_str(&format!("; {} not judged", f.not_judged));
-                }
-                s.push(')');
-                s
-            }
-            Kind::AllAtOnce if f.ok == 0 => {
-                format!(
-                    "every request failed, {} of {}, {window}: nothing succeeded; {what}",
-                    f.failed, f.attempts
-                )
-            }
-            Kind::AllAtOnce => format!(
-                "{rate}, all in one burst {window} in which {} succeeded; {what}; {back}",
-                if f.window_ok == 0 {
-                    "no request".to_string()
-                } else {
-                    format!("only {} of {}", f.window_ok, f.window_attempts)
-                }
-            ),
-            Kind::UnderLoad if f.burst() => {
-                let mut s = format!(
-                    "{rate}, in one burst {window}, mostly timeouts: the backend stopped keeping up \
-                     (overload: a full accept queue, every worker busy)"
-                );
-                if f.late_connects > 0 {
-                    s.push_str(&format!(
-                        "; {} got through only after sending their SYN again (the accept queue was full)",
-                        n(f.late_connects, "connection")
-                    ));
-                }
-                if f.loaded() {
-                    s.push_str(&format!("; {load}"));
-                }
-                s.push_str(&format!("; {back}"));
-                s
-            }
-            Kind::UnderLoad => format!(
-                "{rate} {window}, where the load was highest: {load}; the backend (or the path) \
-                 fails when busy"
-            ),
-            Kind::Clustered => {
-                let c = f.cluster.unwrap_or_default();
-                format!(
-                    "{rate}; {} of them between {} and {} ({} of the traffic's {}), {} of the requests \
-                     there against {} elsewhere; not explained by load ({load})",
-                    c.failures,
-                    clock(c.start_ns),
-                    clock(c.end_ns),
-                    duration(c.end_ns - c.start_ns),
-                    duration(f.traffic.1 - f.traffic.0),
-                    percent(c.failures, c.attempts),
-                    percent(c.failures_outside, c.attempts_outside)
-                )
-            }
-            Kind::Sporadic => {
-                let hint = match dominant(&f.families) {
-                    Family::Network => {
-                        "the path between proxy and backend (loss, resets, a router or firewall refusing): \
-                         hardware, network"
-                    }
-                    Family::Race => {
-                        "keep-alive races: each a request that met the backend's idle close, a matter of \
-                         that request's timing, not of the backend's state or load (the proxy's idle \
-                         timeout must be below the backend's)"
-                    }
-                    _ if f.verdicts > 1 => {
-                        "individual requests fail in different ways: see what they have in common below"
-                    }
-                    _ => "individual requests fail: see what they have in common below",
-                };
-                if f.failed == 1 {
-                    let hint = match dominant(&f.families) {
-                        Family::Cut | Family::Slow => "one failure makes no pattern in time",
-                        _ => hint,
-                    };
-                    format!(
-                        "a single failure, 1 of {} ({}), {window}: {hint}",
-                        n(f.attempts, "request"),
-                        percent(f.failed, f.attempts)
-                    )
-                } else if dominant(&f.families) == Family::Race {
-                    format!("{rate} {window}: {hint}")
-                } else if f.failed < 3 || f.ok < 3 {
-                    format!("{rate} {window}, one at a time among healthy requests: {hint}")
-                } else {
-                    format!(
-                        "{rate} {window}, one at a time among healthy requests; not one moment, nor \
-                         clearly load ({:.1} connections open and {:.1} other requests per {per} around \
-                         a failure, {:.1} and {:.1} around a healthy request): {hint}",
-                        f.load.connections_at_failure,
-                        f.load.requests_at_failure,
-                        f.load.connections_at_success,
-                        f.load.requests_at_success
-                    )
-                }
-            }
+        Phrases {
+            dated,
+            rate,
+            window,
+            per,
+            load,
+            back,
+            what,
         }
+    }
+
+    fn clock(&self, ns: i64) -> String {
+        clock_dated(ns, self.dated)
+    }
+}
+
+/// "1 request", "3 requests".
+fn plural(x: u64, what: &str) -> String {
+    format!("{x} {what}{}", if x == 1 { "" } else { "s" })
+}
+
+/// [`Kind::None`]: how many requests, over how long, and those not counted as healthy.
+fn no_failure_reason(f: &ShapeFacts) -> String {
+    let mut s = format!("no request failed ({}", plural(f.attempts, "request"));
+    if f.traffic.1 > f.traffic.0 {
+        s.push_str(&format!(" over {}", duration(f.traffic.1 - f.traffic.0)));
+    }
+    if f.abandoned > 0 {
+        s.push_str(&format!("; {} abandoned by the proxy", f.abandoned));
+    }
+    if f.not_judged > 0 {
+        s.push_str(&format!("; {} not judged", f.not_judged));
+    }
+    s.push(')');
+    s
+}
+
+/// [`Kind::UnderLoad`] in one burst: the backend stopped keeping up.
+fn overload_reason(f: &ShapeFacts, w: &Phrases) -> String {
+    let mut s = format!(
+        "{}, in one burst {}, mostly timeouts: the backend stopped keeping up \
+         (overload: a full accept queue, every worker busy)",
+        w.rate, w.window
+    );
+    if f.late_connects > 0 {
+        s.push_str(&format!(
+            "; {} got through only after sending their SYN again (the accept queue was full)",
+            plural(f.late_connects, "connection")
+        ));
+    }
+    if f.loaded() {
+        s.push_str(&format!("; {}", w.load));
+    }
+    s.push_str(&format!("; {}", w.back));
+    s
+}
+
+/// [`Kind::Sporadic`]: one at a time, with a hint at the cause from the families.
+fn sporadic_reason(f: &ShapeFacts, w: &Phrases) -> String {
+    let (rate, window) = (&w.rate, &w.window);
+    let hint = match dominant(&f.families) {
+        Family::Network => {
+            "the path between proxy and backend (loss, resets, a router or firewall refusing): \
+             hardware, network"
+        }
+        Family::Race => {
+            "keep-alive races: each a request that met the backend's idle close, a matter of \
+             that request's timing, not of the backend's state or load (the proxy's idle \
+             timeout must be below the backend's)"
+        }
+        _ if f.verdicts > 1 => {
+            "individual requests fail in different ways: see what they have in common below"
+        }
+        _ => "individual requests fail: see what they have in common below",
+    };
+    if f.failed == 1 {
+        let hint = match dominant(&f.families) {
+            Family::Cut | Family::Slow => "one failure makes no pattern in time",
+            _ => hint,
+        };
+        format!(
+            "a single failure, 1 of {} ({}), {window}: {hint}",
+            plural(f.attempts, "request"),
+            percent(f.failed, f.attempts)
+        )
+    } else if dominant(&f.families) == Family::Race {
+        format!("{rate} {window}: {hint}")
+    } else if f.failed < 3 || f.ok < 3 {
+        format!("{rate} {window}, one at a time among healthy requests: {hint}")
+    } else {
+        format!(
+            "{rate} {window}, one at a time among healthy requests; not one moment, nor \
+             clearly load ({:.1} connections open and {:.1} other requests per {} around \
+             a failure, {:.1} and {:.1} around a healthy request): {hint}",
+            f.load.connections_at_failure,
+            f.load.requests_at_failure,
+            w.per,
+            f.load.connections_at_success,
+            f.load.requests_at_success
+        )
     }
 }
 
