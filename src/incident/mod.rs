@@ -22,3 +22,17 @@ pub mod logs;
 pub mod patterns;
 pub mod timeline;
 pub mod window;
+
+/// The longest start of `s` of at most `max` bytes that ends at a character boundary (`s` itself
+/// when it is short enough): untrusted text (log lines, header values, targets) is kept up to a
+/// cap.
+fn cut_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

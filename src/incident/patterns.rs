@@ -7,7 +7,7 @@
 
 use indexmap::IndexMap;
 
-use super::timeline::{Attempt, Reuse, VERDICTS, percent};
+use super::timeline::{self, Attempt, Reuse, VERDICTS, percent};
 use crate::diagnose::Verdict;
 
 /// Values kept per dimension before the rest go to [`OTHER`].
@@ -46,11 +46,7 @@ impl Row {
     }
 
     pub fn failed(&self) -> u64 {
-        Verdict::ALL
-            .iter()
-            .filter(|v| v.is_failure())
-            .map(|&v| self.by_verdict[v as usize])
-            .sum()
+        timeline::failures(&self.by_verdict)
     }
 
     pub fn ok(&self) -> u64 {

@@ -8,6 +8,7 @@ use super::{ID_HEADERS, MAX_TARGET_BYTES, MAX_VALUE_BYTES};
 use crate::decode::Endpoint;
 use crate::diagnose::{Blame, Diagnosis, Verdict};
 use crate::http::{Conn, Exchange, Message, Protocol};
+use crate::incident::cut_at_char;
 use crate::tcp::PacketRef;
 
 /// The first FIN or RST of a client connection after a request started.
@@ -182,7 +183,10 @@ pub(super) fn requests_where(c: &Conn, keep: &mut dyn FnMut(&Exchange) -> bool) 
             proxy: c.server,
             exchange: k + 1,
             method: req.method.clone(),
-            target: req.target.as_deref().map(|t| cut(t, MAX_TARGET_BYTES)),
+            target: req
+                .target
+                .as_deref()
+                .map(|t| cut_at_char(t, MAX_TARGET_BYTES).to_string()),
             request_first: req.first,
             request_last: req.last,
             request_bytes: req.bytes,
@@ -252,7 +256,10 @@ pub(super) fn attempts_where(
             exchange: Some(k + 1),
             at: req.first,
             method: req.method.clone(),
-            target: req.target.as_deref().map(|t| cut(t, MAX_TARGET_BYTES)),
+            target: req
+                .target
+                .as_deref()
+                .map(|t| cut_at_char(t, MAX_TARGET_BYTES).to_string()),
             body_bytes: req.body_bytes,
             request_complete: req.complete,
             status: resp.and_then(|r| r.status),
@@ -297,7 +304,7 @@ fn header(m: &Message, names: &[&str]) -> Option<String> {
             let name = h.name.trim_ascii();
             names.iter().any(|n| n.eq_ignore_ascii_case(name))
         })
-        .map(|h| cut(h.value.trim(), MAX_VALUE_BYTES))
+        .map(|h| cut_at_char(h.value.trim(), MAX_VALUE_BYTES).to_string())
         .filter(|v| !v.is_empty())
 }
 
@@ -328,18 +335,6 @@ pub(super) fn parse_ip(s: &str) -> Option<IpAddr> {
         return rest.split(']').next()?.parse().ok();
     }
     s.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok())
-}
-
-/// `s` cut to at most `max` bytes, at a character boundary.
-pub(super) fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 /// The first FIN or RST of either side at or after `t`.

@@ -1,5 +1,5 @@
 use super::fit::{match_key, same_target};
-use super::read::{cut, parse_ip};
+use super::read::parse_ip;
 use super::*;
 use crate::capture::FrameRef;
 use crate::decode::Endpoint;
@@ -381,7 +381,7 @@ fn forwarded_addresses_are_read_as_proxies_write_them() {
         );
     }
     assert!(!is_kept_header("Content-Type") && !is_kept_header("User-Agent"));
-    assert_eq!(cut("aé", 2), "a");
+    assert_eq!(crate::incident::cut_at_char("aé", 2), "a");
     assert_eq!(
         match_key(Some("GET"), Some("/down/status?x=1")),
         match_key(Some("GET"), Some("/status?x=1"))

@@ -7,6 +7,7 @@ use std::io::{self, BufRead, BufReader};
 
 use super::parse::{Parsed, line_facts, parenthesised, parse_line, url_target};
 use super::says::{BackendRef, Flavor, Level, Role, Says, classify_apache, classify_nginx};
+use crate::incident::cut_at_char;
 use crate::incident::window::Window;
 
 /// Longest line read; the rest of a longer line is skipped (and a warning says so).
@@ -479,14 +480,12 @@ fn offer_backend(ev: &mut Event, b: &BackendRef) {
     }
 }
 
-/// `s` cut to at most `max` bytes, at a character boundary.
+/// `s` cut to at most `max` bytes, at a character boundary, with "…" when cut.
 fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+    let kept = cut_at_char(s, max);
+    if kept.len() == s.len() {
+        s.to_string()
+    } else {
+        format!("{kept}…")
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }

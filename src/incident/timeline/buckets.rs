@@ -91,16 +91,21 @@ impl Cell {
     }
 
     pub fn failed(&self) -> u64 {
-        Verdict::ALL
-            .iter()
-            .filter(|v| v.is_failure())
-            .map(|&v| self.by_verdict[v as usize])
-            .sum()
+        failures(&self.by_verdict)
     }
 
     pub fn attempts(&self) -> u64 {
         self.by_verdict.iter().sum()
     }
+}
+
+/// Of counts per verdict, those of failures.
+pub(in crate::incident) fn failures(by_verdict: &[u64; VERDICTS]) -> u64 {
+    Verdict::ALL
+        .iter()
+        .filter(|v| v.is_failure())
+        .map(|&v| by_verdict[v as usize])
+        .sum()
 }
 
 /// Buckets of one width, epoch-aligned, keyed by `time.div_euclid(width)`.

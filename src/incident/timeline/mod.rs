@@ -31,9 +31,10 @@ mod tests;
 mod words;
 
 pub use attempts::{Attempt, ConnFacts, FailureMark, Family, Mark, Reuse, facts, family};
+pub(super) use buckets::failures;
 pub use buckets::{Bucket, Cell, FamilyCounts, Timeline, TimelineSummary};
 pub use shape::{Cluster, Kind, Load, Shape, ShapeFacts, classify};
-pub use words::{clock, clock_dated, duration, percent};
+pub use words::{clock_dated, duration, percent};
 
 /// Number of verdicts (the index of a verdict in count arrays is `verdict as usize`).
 pub const VERDICTS: usize = Verdict::ALL.len();

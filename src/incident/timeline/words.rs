@@ -4,6 +4,7 @@ use super::attempts::Family;
 use super::buckets::FamilyCounts;
 use super::shape::{Kind, Shape, ShapeFacts};
 use super::{DAY, HOUR, MIN, MS, SEC};
+use crate::time;
 
 impl Shape {
     /// Why, in words; `bucket_ns` is the width of the buckets the load was measured in.
@@ -257,32 +258,14 @@ pub fn percent(n: u64, of: u64) -> String {
 
 /// Time of day, UTC, `HH:MM:SS.mmm`; with the date (`2026-12-04 HH:MM:SS.mmm`) when `dated`.
 pub fn clock_dated(ns: i64, dated: bool) -> String {
+    let clock = time::time_of_day(ns);
     if !dated {
-        return clock(ns);
+        return clock;
     }
-    let (y, m, d) = civil(ns.div_euclid(DAY));
-    format!("{y:04}-{m:02}-{d:02} {}", clock(ns))
-}
-
-/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
-fn civil(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Time of day, UTC, `HH:MM:SS.mmm`.
-pub fn clock(ns: i64) -> String {
-    let secs = ns.div_euclid(SEC);
-    let ms = ns.rem_euclid(SEC) / MS;
-    let sod = secs.rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}.{ms:03}", sod / 3600, sod % 3600 / 60, sod % 60)
+    // The date of RFC 3339's `2026-12-04T10:00:00.123456Z`.
+    let stamp = time::rfc3339(ns);
+    let date = stamp.split('T').next().unwrap_or_default();
+    format!("{date} {clock}")
 }
 
 /// A duration in words: "250 ms", "1.7 s", "4 min 10 s", "5 h 3 min", "2 d 4 h".
