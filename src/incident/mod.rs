@@ -16,6 +16,11 @@
 //! accumulator here is bounded: log lines and waiting requests up to a cap, counts per time bucket
 //! (a fixed number of buckets, made coarser as the capture grows) and per category, never a list
 //! of all connections.
+//!
+//! **Files.** `logs/`, `clients/` and `timeline/` are folders whose `mod.rs` says which file holds
+//! what; `window.rs` and `patterns.rs` are single files. An item is `pub` when the report, the
+//! binary, the tests or the examples use it (or it is part of such an item), `pub(crate)`
+//! otherwise.
 
 pub mod clients;
 pub mod logs;

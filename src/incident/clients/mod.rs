@@ -65,12 +65,12 @@ mod summary;
 mod tests;
 
 pub use matcher::ClientMatcher;
-pub use read::{AnsweredBy, Attempt, ClientRequest, Close, MatchedBy, attempts_of, requests_of};
+pub use read::{AnsweredBy, Attempt, ClientRequest, Close, MatchedBy};
 pub use summary::{ClientRequests, ClientSummary};
 
 /// Header names this module reads. The reader keeps them on connections that look healthy
 /// (whose other headers it drops).
-pub const KEPT_HEADERS: [&str; 6] = [
+pub(crate) const KEPT_HEADERS: [&str; 6] = [
     "x-request-id",
     "x-correlation-id",
     "request-id",
@@ -80,7 +80,7 @@ pub const KEPT_HEADERS: [&str; 6] = [
 ];
 
 /// Is this one of [`KEPT_HEADERS`] (case-insensitive)?
-pub fn is_kept_header(name: &str) -> bool {
+pub(crate) fn is_kept_header(name: &str) -> bool {
     let name = name.trim_ascii();
     // Called for every header of every healthy message: most names fail on their length.
     matches!(name.len(), 9 | 10 | 12 | 15 | 16) && KEPT_HEADERS.iter().any(|k| k.eq_ignore_ascii_case(name))

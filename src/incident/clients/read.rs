@@ -141,7 +141,7 @@ impl ClientRequest {
     }
 
     /// It got an error: 5xx, or no final status.
-    pub fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         self.status.is_none_or(|s| s >= 500)
     }
 
@@ -150,7 +150,7 @@ impl ClientRequest {
     }
 
     /// It got a complete answer below 400: nothing went wrong that the client saw.
-    pub fn is_plain(&self) -> bool {
+    pub(crate) fn is_plain(&self) -> bool {
         self.response_complete && self.status.is_some_and(|s| s < 400)
     }
 
@@ -165,7 +165,7 @@ impl ClientRequest {
 }
 
 /// The requests of one client-side connection.
-pub fn requests_of(c: &Conn) -> Vec<ClientRequest> {
+pub(crate) fn requests_of(c: &Conn) -> Vec<ClientRequest> {
     requests_where(c, &mut |_| true)
 }
 
@@ -210,7 +210,7 @@ pub(super) fn requests_where(c: &Conn, keep: &mut dyn FnMut(&Exchange) -> bool) 
 }
 
 /// The attempts one judged backend connection (its proxy-capture view) holds.
-pub fn attempts_of(id: &str, c: &Conn, d: &Diagnosis) -> Vec<Attempt> {
+pub(crate) fn attempts_of(id: &str, c: &Conn, d: &Diagnosis) -> Vec<Attempt> {
     attempts_where(id, c, d, &mut |_| true)
 }
 

@@ -21,7 +21,7 @@ pub struct ClientSummary {
     pub proxy_without_backend: u64,
     pub not_found: u64,
     /// Requests that got a complete answer below 400 after the report had listed
-    /// [`ClientLimits::max_listed_ok`] of them: counted by status, not matched.
+    /// [`super::ClientLimits::max_listed_ok`] of them: counted by status, not matched.
     pub plain_not_matched: u64,
     /// Requests with at least one failed attempt.
     pub with_failed_attempt: u64,

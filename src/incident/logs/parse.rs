@@ -93,7 +93,7 @@ struct ApacheFields<'a> {
     client: Option<&'a str>,
 }
 
-/// The bracketed fields: [module:level] or [level], [pid P:tid T], [client ...]; and the rest of
+/// The bracketed fields: `[module:level]` or `[level]`, `[pid P:tid T]`, `[client ...]`; and the rest of
 /// the line.
 fn apache_fields(mut rest: &str) -> (ApacheFields<'_>, &str) {
     let mut f = ApacheFields::default();

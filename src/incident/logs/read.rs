@@ -11,16 +11,16 @@ use crate::incident::cut_at_char;
 use crate::incident::window::Window;
 
 /// Longest line read; the rest of a longer line is skipped (and a warning says so).
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Bytes of a line's text kept for the report.
-pub const MAX_TEXT_BYTES: usize = 512;
+pub(crate) const MAX_TEXT_BYTES: usize = 512;
 
 /// Lines kept for matching (errors and notes about backend connections, all files together).
-pub const MAX_KEPT_LINES: usize = 50_000;
+pub(crate) const MAX_KEPT_LINES: usize = 50_000;
 
 /// Warnings listed per file; the rest are counted.
-pub const MAX_WARNINGS_PER_FILE: usize = 20;
+pub(crate) const MAX_WARNINGS_PER_FILE: usize = 20;
 
 /// Apache request contexts (`pid:tid` being handled) followed at once.
 const MAX_CONTEXTS: usize = 4096;
@@ -145,7 +145,7 @@ pub fn load(paths: &[String], tz_offset_s: i32, window: Window) -> Result<ProxyL
 }
 
 /// Reads one log from `reader` into `logs` (events left in file order; [`load`] sorts them).
-pub fn read_into(logs: &mut ProxyLogs, name: &str, mut reader: impl BufRead) {
+pub(crate) fn read_into(logs: &mut ProxyLogs, name: &str, mut reader: impl BufRead) {
     let file_index = logs.files.len();
     let mut stats = FileStats {
         file: name.to_string(),

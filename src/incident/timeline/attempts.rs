@@ -285,7 +285,7 @@ pub enum Family {
     Race,
 }
 
-pub fn family(v: Verdict, b: Blame) -> Family {
+pub(crate) fn family(v: Verdict, b: Blame) -> Family {
     match v {
         _ if b == Blame::Network => Family::Network,
         Verdict::ConnectTimeout | Verdict::BackendTimeout | Verdict::ZeroWindowStall => Family::Slow,

@@ -86,11 +86,11 @@ impl Cell {
         self.late += o.late;
     }
 
-    pub fn ok(&self) -> u64 {
+    pub(crate) fn ok(&self) -> u64 {
         self.by_verdict[Verdict::Ok as usize]
     }
 
-    pub fn failed(&self) -> u64 {
+    pub(crate) fn failed(&self) -> u64 {
         failures(&self.by_verdict)
     }
 

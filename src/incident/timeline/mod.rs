@@ -15,7 +15,7 @@
 //! connections whose SYN had to be sent again before the backend answered: its accept queue was
 //! full). [`Timeline::finish`] re-bins the counts into at most [`MAX_BUCKETS`] buckets of a round
 //! width chosen from the span of the traffic (10 ms for a few seconds, minutes for hours), and
-//! gives the failures a [`Shape`] by the rules of [`classify`].
+//! gives the failures a [`Shape`] by the rules of [`shape::classify`].
 //!
 //! **Files.** [`attempts`]: a judged connection → its request attempts; [`buckets`]: the accumulator
 //! and its buckets, re-binned at the end; [`shape`]: the numbers the shape is decided on, and its
@@ -30,17 +30,17 @@ mod shape;
 mod tests;
 mod words;
 
-pub use attempts::{Attempt, ConnFacts, FailureMark, Family, Mark, Reuse, facts, family};
+pub use attempts::{Attempt, ConnFacts, FailureMark, Family, Mark, Reuse, facts};
 pub(super) use buckets::failures;
 pub use buckets::{Bucket, Cell, FamilyCounts, Timeline, TimelineSummary};
-pub use shape::{Cluster, Kind, Load, Shape, ShapeFacts, classify};
-pub use words::{clock_dated, duration, percent};
+pub use shape::{Cluster, Kind, Load, Shape, ShapeFacts};
+pub(crate) use words::percent;
 
 /// Number of verdicts (the index of a verdict in count arrays is `verdict as usize`).
 pub const VERDICTS: usize = Verdict::ALL.len();
 
 /// Buckets of the timeline shown (JSON, text, Markdown, HTML plot).
-pub const MAX_BUCKETS: i64 = 60;
+pub(crate) const MAX_BUCKETS: i64 = 60;
 
 const MS: i64 = 1_000_000;
 const SEC: i64 = 1_000 * MS;

@@ -45,7 +45,7 @@ pub struct Load {
 impl Load {
     /// Failures come with at least 1.5 times the load of healthy requests, and at least one
     /// request or connection more.
-    pub fn higher_at_failures(&self) -> bool {
+    pub(crate) fn higher_at_failures(&self) -> bool {
         let more = |f: f64, s: f64| f >= 1.5 * s && f - s >= 1.0;
         more(self.requests_at_failure, self.requests_at_success)
             || more(self.connections_at_failure, self.connections_at_success)
@@ -96,18 +96,18 @@ pub struct ShapeFacts {
 impl ShapeFacts {
     /// At least 3 failures and, between the first and the last, healthy requests at most a tenth
     /// of all attempts.
-    pub fn burst(&self) -> bool {
+    pub(crate) fn burst(&self) -> bool {
         self.failed >= 3 && self.window_ok * 10 <= self.window_attempts
     }
 
     /// At least 3 failures and 3 healthy requests, and more load around failures.
-    pub fn loaded(&self) -> bool {
+    pub(crate) fn loaded(&self) -> bool {
         self.failed >= 3 && self.ok >= 3 && self.load.higher_at_failures()
     }
 
     /// 80 % of the failures in at most a quarter of the traffic's time, with a failure rate at
     /// least three times the rate outside (where there were requests).
-    pub fn clustered(&self) -> bool {
+    pub(crate) fn clustered(&self) -> bool {
         let Some(c) = self.cluster else { return false };
         self.failed >= 3
             && c.attempts_outside > 0
@@ -117,7 +117,7 @@ impl ShapeFacts {
     }
 
     /// Most failures are the backend not answering.
-    pub fn mostly_slow(&self) -> bool {
+    pub(crate) fn mostly_slow(&self) -> bool {
         self.families.slow * 2 > self.failed
     }
 }
@@ -140,7 +140,7 @@ impl ShapeFacts {
 /// 8. 80 % of the failures within a quarter of the traffic's time, at three times the failure
 ///    rate of the rest: `clustered`;
 /// 9. otherwise `sporadic`.
-pub fn classify(f: &ShapeFacts) -> Kind {
+pub(crate) fn classify(f: &ShapeFacts) -> Kind {
     if f.failed == 0 {
         Kind::None
     } else if f.failed == 1 {

@@ -1,4 +1,5 @@
 use super::buckets::MAX_FINE_SPAN;
+use super::words::{clock_dated, duration};
 use super::*;
 use crate::diagnose::{Blame, Verdict};
 

@@ -242,7 +242,7 @@ fn dominant(f: &FamilyCounts) -> Family {
 }
 
 /// `n/of` as a percentage: "6.7 %", "100 %", "0.05 %".
-pub fn percent(n: u64, of: u64) -> String {
+pub(crate) fn percent(n: u64, of: u64) -> String {
     if of == 0 {
         return "0 %".to_string();
     }
@@ -257,7 +257,7 @@ pub fn percent(n: u64, of: u64) -> String {
 }
 
 /// Time of day, UTC, `HH:MM:SS.mmm`; with the date (`2026-12-04 HH:MM:SS.mmm`) when `dated`.
-pub fn clock_dated(ns: i64, dated: bool) -> String {
+pub(crate) fn clock_dated(ns: i64, dated: bool) -> String {
     let clock = time::time_of_day(ns);
     if !dated {
         return clock;
@@ -269,7 +269,7 @@ pub fn clock_dated(ns: i64, dated: bool) -> String {
 }
 
 /// A duration in words: "250 ms", "1.7 s", "4 min 10 s", "5 h 3 min", "2 d 4 h".
-pub fn duration(ns: i64) -> String {
+pub(crate) fn duration(ns: i64) -> String {
     let ns = ns.max(0);
     if ns < 10 * MS {
         format!("{:.1} ms", ns as f64 / MS as f64)
