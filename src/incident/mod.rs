@@ -16,9 +16,28 @@
 //! accumulator here is bounded: log lines and waiting requests up to a cap, counts per time bucket
 //! (a fixed number of buckets, made coarser as the capture grows) and per category, never a list
 //! of all connections.
+//!
+//! **Files.** `logs/`, `clients/` and `timeline/` are folders whose `mod.rs` says which file holds
+//! what; `window.rs` and `patterns.rs` are single files. An item is `pub` when the report, the
+//! binary, the tests or the examples use it (or it is part of such an item), `pub(crate)`
+//! otherwise.
 
 pub mod clients;
 pub mod logs;
 pub mod patterns;
 pub mod timeline;
 pub mod window;
+
+/// The longest start of `s` of at most `max` bytes that ends at a character boundary (`s` itself
+/// when it is short enough): untrusted text (log lines, header values, targets) is kept up to a
+/// cap.
+fn cut_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

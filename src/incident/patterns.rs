@@ -7,7 +7,7 @@
 
 use indexmap::IndexMap;
 
-use super::timeline::{Attempt, Reuse, VERDICTS, percent};
+use super::timeline::{self, Attempt, Reuse, VERDICTS, percent};
 use crate::diagnose::Verdict;
 
 /// Values kept per dimension before the rest go to [`OTHER`].
@@ -19,9 +19,9 @@ const MAX_SHOWN_PATH2: usize = 12;
 const MAX_SEGMENT: usize = 48;
 
 /// The value of attempts beyond a dimension's cap.
-pub const OTHER: &str = "(other)";
+pub(crate) const OTHER: &str = "(other)";
 /// The value of attempts without an HTTP request (a failed connect, TLS, nothing sent).
-pub const NO_REQUEST: &str = "(no request seen)";
+pub(crate) const NO_REQUEST: &str = "(no request seen)";
 
 /// Body size classes, in order, with the lower bound of each.
 const SIZES: [(&str, u64); 5] = [
@@ -45,15 +45,11 @@ impl Row {
         self.by_verdict.iter().sum()
     }
 
-    pub fn failed(&self) -> u64 {
-        Verdict::ALL
-            .iter()
-            .filter(|v| v.is_failure())
-            .map(|&v| self.by_verdict[v as usize])
-            .sum()
+    pub(crate) fn failed(&self) -> u64 {
+        timeline::failures(&self.by_verdict)
     }
 
-    pub fn ok(&self) -> u64 {
+    pub(crate) fn ok(&self) -> u64 {
         self.by_verdict[Verdict::Ok as usize]
     }
 }
@@ -222,7 +218,7 @@ fn visible(c: char) -> char {
 /// path goes on, "/favicon.ico" when it ends there, "/" for the root. The query is left out; an
 /// absolute-form target ("http://host/x") is read by its path; "*" stays; anything else
 /// (CONNECT's host:port) is "(other form)".
-pub fn path_prefixes(target: &str) -> (String, String) {
+pub(crate) fn path_prefixes(target: &str) -> (String, String) {
     let path = if let Some(rest) = target
         .strip_prefix("http://")
         .or_else(|| target.strip_prefix("https://"))

@@ -29,7 +29,7 @@ impl Window {
     }
 
     /// Is the instant `t` inside the window? (`t` known to `precision` ns: any overlap counts.)
-    pub fn contains(&self, t: i64, precision: i64) -> bool {
+    pub(crate) fn contains(&self, t: i64, precision: i64) -> bool {
         self.overlaps(t, t.saturating_add(precision))
     }
 }
@@ -47,7 +47,7 @@ pub fn span(f: &Finding) -> Option<(i64, i64)> {
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
@@ -68,7 +68,7 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 
 /// A calendar date and time of day as nanoseconds since the epoch; None when a field is out of
 /// range (month 13, February 30, hour 24, a year before 1970 or after 2116).
-pub fn civil_ns(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32, nanos: u32) -> Option<i64> {
+pub(crate) fn civil_ns(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32, nanos: u32) -> Option<i64> {
     if !(1970..=2116).contains(&y)
         || !(1..=12).contains(&mo)
         || d == 0
@@ -86,7 +86,7 @@ pub fn civil_ns(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32, nanos: u32) ->
 }
 
 /// A month's English abbreviation (`Jan`..`Dec`) → 1..=12.
-pub fn month_number(name: &str) -> Option<u32> {
+pub(crate) fn month_number(name: &str) -> Option<u32> {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -97,7 +97,7 @@ pub fn month_number(name: &str) -> Option<u32> {
 }
 
 /// Digits only, as a number (no sign, no spaces); None for anything else or an overflow.
-pub fn digits(s: &str) -> Option<u32> {
+pub(crate) fn digits(s: &str) -> Option<u32> {
     if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -106,7 +106,7 @@ pub fn digits(s: &str) -> Option<u32> {
 
 /// A fraction of a second written as digits after the point ("388222") → nanoseconds; digits
 /// past the ninth are dropped.
-pub fn fraction_ns(s: &str) -> Option<u32> {
+pub(crate) fn fraction_ns(s: &str) -> Option<u32> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -118,7 +118,7 @@ pub fn fraction_ns(s: &str) -> Option<u32> {
 }
 
 /// `HH:MM:SS[.frac]` → (hour, minute, second, nanoseconds).
-pub fn time_of_day(s: &str) -> Option<(u32, u32, u32, u32)> {
+pub(crate) fn time_of_day(s: &str) -> Option<(u32, u32, u32, u32)> {
     let (hms, frac) = match s.split_once(['.', ',']) {
         Some((a, b)) => (a, fraction_ns(b)?),
         None => (s, 0),

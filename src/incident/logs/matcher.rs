@@ -222,18 +222,10 @@ impl Matcher {
                         best.insert(key, (i, f));
                     }
                     if let Some(j) = loser {
-                        let near = &mut self.near[j];
-                        if near.len() < MAX_NEAR_MISSES && !near.iter().any(|(id, _)| *id == c.id) {
-                            near.push((c.id.clone(), c.verdict));
-                        }
+                        near_miss(&mut self.near[j], c);
                     }
                 }
-                Err(true) => {
-                    let near = &mut self.near[i];
-                    if near.len() < MAX_NEAR_MISSES && !near.iter().any(|(id, _)| *id == c.id) {
-                        near.push((c.id.clone(), c.verdict));
-                    }
-                }
+                Err(true) => near_miss(&mut self.near[i], c),
                 Err(false) => {}
             }
         }
@@ -252,6 +244,14 @@ impl Matcher {
                 }
             })
             .collect()
+    }
+}
+
+/// Connection `c` was a candidate for an event but did not fit it (or another event of its kind
+/// fitted better): one of the event's near misses.
+fn near_miss(near: &mut Vec<(String, Option<Verdict>)>, c: &ConnFacts) {
+    if near.len() < MAX_NEAR_MISSES && !near.iter().any(|(id, _)| *id == c.id) {
+        near.push((c.id.clone(), c.verdict));
     }
 }
 
@@ -284,57 +284,13 @@ fn fit(ev: &Event, c: &ConnFacts) -> Result<Fit, bool> {
         None => "backend not named".to_string(),
     }];
     // With Apache's debug context: a new connection for the request, or a pooled one.
-    if let Some(req) = ev.request_ns {
-        if connect {
-            if c.first_ns.saturating_add(TOL_NS) < req {
-                return Err(false);
-            }
-        } else {
-            match ev.fresh {
-                Some(Some(est)) => {
-                    let Some(syn) = c.syn_ns else { return Err(false) };
-                    if syn > est.saturating_add(TOL_NS) || syn < est.saturating_sub(10 * SECOND) {
-                        return Err(false);
-                    }
-                    by.push("opened for the request".into());
-                }
-                Some(None) => {
-                    if c.first_ns > req.saturating_add(TOL_NS) || c.syn_ns.is_some_and(|s| s > req) {
-                        return Err(false);
-                    }
-                    by.push("a pooled connection reused".into());
-                }
-                None => {}
-            }
-        }
+    if let Some(how) = context_fit(ev, c, connect)? {
+        by.push(how.into());
     }
     // The request, when both the log and the capture name it.
-    let mut exchange = None;
-    if let Some(t) = &ev.target
-        && !c.requests.is_empty()
-    {
-        let same = |r: &RequestFact| same_target(t, ev.path_only, &r.target, r.cut);
-        let found = match ev.request_ns {
-            Some(req) => c
-                .requests
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| same(r) && r.at_ns >= req - TOL_NS && r.at_ns <= hi + TOL_NS)
-                .min_by_key(|(_, r)| r.at_ns - req),
-            None => c
-                .requests
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| same(r) && r.at_ns <= hi + TOL_NS)
-                .max_by_key(|(_, r)| r.at_ns),
-        };
-        match found {
-            Some((i, _)) => {
-                exchange = Some(i);
-                by.push(format!("request {}", url_target(t)));
-            }
-            None => return Err(true),
-        }
+    let exchange = request_fit(ev, c, hi)?;
+    if let (Some(_), Some(t)) = (exchange, &ev.target) {
+        by.push(format!("request {}", url_target(t)));
     }
     let fits = c.verdict.is_some_and(|v| ev.says.fits(v));
     // A meaning that does not go with the verdict: only the request itself, the connection's
@@ -350,4 +306,62 @@ fn fit(ev: &Event, c: &ConnFacts) -> Result<Fit, bool> {
         distance: (mid - c.last_ns).abs(),
         by: by.join(", "),
     })
+}
+
+/// Does the connection fit Apache's debug context of the event's request (see [`fit`])? Ok(Some):
+/// how (opened for the request, or a pooled connection reused); Ok(None): no context to check.
+fn context_fit(ev: &Event, c: &ConnFacts, connect: bool) -> Result<Option<&'static str>, bool> {
+    let Some(req) = ev.request_ns else {
+        return Ok(None);
+    };
+    if connect {
+        if c.first_ns.saturating_add(TOL_NS) < req {
+            return Err(false);
+        }
+        return Ok(None);
+    }
+    match ev.fresh {
+        Some(Some(est)) => {
+            let Some(syn) = c.syn_ns else { return Err(false) };
+            if syn > est.saturating_add(TOL_NS) || syn < est.saturating_sub(10 * SECOND) {
+                return Err(false);
+            }
+            Ok(Some("opened for the request"))
+        }
+        Some(None) => {
+            if c.first_ns > req.saturating_add(TOL_NS) || c.syn_ns.is_some_and(|s| s > req) {
+                return Err(false);
+            }
+            Ok(Some("a pooled connection reused"))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The exchange of the connection whose request the event names (its index), when both the
+/// log and the capture name it; Err(true): they name different requests (a near miss).
+fn request_fit(ev: &Event, c: &ConnFacts, hi: i64) -> Result<Option<usize>, bool> {
+    let Some(t) = &ev.target else { return Ok(None) };
+    if c.requests.is_empty() {
+        return Ok(None);
+    }
+    let same = |r: &RequestFact| same_target(t, ev.path_only, &r.target, r.cut);
+    let found = match ev.request_ns {
+        Some(req) => c
+            .requests
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| same(r) && r.at_ns >= req - TOL_NS && r.at_ns <= hi + TOL_NS)
+            .min_by_key(|(_, r)| r.at_ns - req),
+        None => c
+            .requests
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| same(r) && r.at_ns <= hi + TOL_NS)
+            .max_by_key(|(_, r)| r.at_ns),
+    };
+    match found {
+        Some((i, _)) => Ok(Some(i)),
+        None => Err(true),
+    }
 }

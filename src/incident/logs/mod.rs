@@ -13,9 +13,9 @@
 //!
 //! Both write the proxy host's local wall clock without a zone: the caller gives the zone as a
 //! fixed offset (`--log-tz`, default UTC). Lines are untrusted: a line longer than
-//! [`MAX_LINE_BYTES`] is cut, bytes that are not UTF-8 are replaced, a line that is neither format
+//! [`read::MAX_LINE_BYTES`] is cut, bytes that are not UTF-8 are replaced, a line that is neither format
 //! or whose date cannot be read is a warning naming the file and line (the first
-//! [`MAX_WARNINGS_PER_FILE`] per file), and at most [`MAX_KEPT_LINES`] lines are kept.
+//! [`read::MAX_WARNINGS_PER_FILE`] per file), and at most [`read::MAX_KEPT_LINES`] lines are kept.
 //!
 //! **What a line says.** Lines at `warn` and above, and `info` lines about a backend connection
 //! (nginx's "client prematurely closed connection while sending request to upstream"), are kept
@@ -55,11 +55,8 @@ mod summary;
 mod tests;
 
 pub use matcher::{Attached, ConnFacts, Matcher, RequestFact};
-pub use read::{
-    Event, FileStats, LogLine, MAX_KEPT_LINES, MAX_LINE_BYTES, MAX_TEXT_BYTES, MAX_WARNINGS_PER_FILE,
-    ProxyLogs, load, read_into,
-};
+pub use read::{Event, FileStats, LogLine, ProxyLogs, load};
 pub use says::{BackendRef, Flavor, Level, Says};
-pub use summary::{CaptureSpan, LogsSummary, MAX_PLACED, Outcome, Placed, Unmatched};
+pub use summary::{CaptureSpan, LogsSummary, Outcome, Placed, Unmatched};
 
 const SECOND: i64 = 1_000_000_000;

@@ -64,28 +64,55 @@ fn parse_apache(line: &str, tz: i32) -> Result<Parsed<'_>, String> {
     let d = window::digits(day).ok_or_else(not)?;
     let y = window::digits(year).ok_or_else(not)? as i64;
     let (time_ns, precision_ns) = local_ns(y, mo, d, time, tz)?;
-    let mut rest = &line[close + 1..];
-    let mut level = None;
-    let mut module = None;
-    let mut thread = None;
-    let mut client = None;
-    // The bracketed fields: [module:level] or [level], [pid P:tid T], [client ...].
+    let (fields, rest) = apache_fields(&line[close + 1..]);
+    let mut p = Parsed {
+        flavor: Flavor::Apache,
+        time_ns,
+        precision_ns,
+        level: fields.level.ok_or_else(not)?,
+        module: fields.module,
+        thread: fields.thread,
+        conn: None,
+        code: None,
+        errno: None,
+        client: fields.client,
+        message: rest.trim_start(),
+        request: None,
+        upstream: None,
+    };
+    apache_message(&mut p);
+    Ok(p)
+}
+
+/// The bracketed fields of an Apache line after its time.
+#[derive(Default)]
+struct ApacheFields<'a> {
+    level: Option<Level>,
+    module: Option<&'a str>,
+    thread: Option<&'a str>,
+    client: Option<&'a str>,
+}
+
+/// The bracketed fields: `[module:level]` or `[level]`, `[pid P:tid T]`, `[client ...]`; and the rest of
+/// the line.
+fn apache_fields(mut rest: &str) -> (ApacheFields<'_>, &str) {
+    let mut f = ApacheFields::default();
     while let Some(r) = rest.trim_start().strip_prefix('[') {
         let Some(end) = r.find(']') else { break };
         let field = &r[..end];
         if let Some(t) = field.strip_prefix("pid ") {
-            thread = Some(t);
+            f.thread = Some(t);
         } else if let Some(c) = field.strip_prefix("client ").or(field.strip_prefix("remote ")) {
-            client = Some(c);
-        } else if level.is_none() {
+            f.client = Some(c);
+        } else if f.level.is_none() {
             let (m, l) = match field.rsplit_once(':') {
                 Some((m, l)) => (Some(m), l),
                 None => (None, field),
             };
             match Level::parse(l) {
                 Some(l) => {
-                    level = Some(l);
-                    module = m;
+                    f.level = Some(l);
+                    f.module = m;
                 }
                 None => break,
             }
@@ -94,8 +121,13 @@ fn parse_apache(line: &str, tz: i32) -> Result<Parsed<'_>, String> {
         }
         rest = &r[end + 1..];
     }
-    let level = level.ok_or_else(not)?;
-    let mut msg = rest.trim_start();
+    (f, rest)
+}
+
+/// The message of an Apache line loses what comes before its text (the source file of a debug
+/// line, the errno, the client, the AH code), which goes to its fields.
+fn apache_message(p: &mut Parsed<'_>) {
+    let mut msg = p.message;
     // Debug lines name the source: `proxy_util.c(2829): `.
     if let Some(i) = msg.find("): ") {
         let head = &msg[..i];
@@ -104,12 +136,11 @@ fn parse_apache(line: &str, tz: i32) -> Result<Parsed<'_>, String> {
         }
     }
     // `(20014)Internal error (specific information not available): `
-    let mut errno = None;
     if let Some(r) = msg.strip_prefix('(')
         && let Some(end) = r.find(')')
         && let Some(n) = window::digits(&r[..end])
     {
-        errno = Some(n);
+        p.errno = Some(n);
         msg = match r[end + 1..].find(": ") {
             Some(i) => &r[end + 1 + i + 2..],
             None => &r[end + 1..],
@@ -118,33 +149,18 @@ fn parse_apache(line: &str, tz: i32) -> Result<Parsed<'_>, String> {
     if let Some(r) = msg.strip_prefix("[client ").or(msg.strip_prefix("[remote "))
         && let Some(end) = r.find(']')
     {
-        client = client.or(Some(&r[..end]));
+        p.client = p.client.or(Some(&r[..end]));
         msg = r[end + 1..].trim_start();
     }
-    let mut code = None;
     if msg.len() >= 8
         && msg.starts_with("AH")
         && msg.as_bytes()[7] == b':'
         && window::digits(&msg[2..7]).is_some()
     {
-        code = Some(&msg[..7]);
+        p.code = Some(&msg[..7]);
         msg = msg[8..].trim_start();
     }
-    Ok(Parsed {
-        flavor: Flavor::Apache,
-        time_ns,
-        precision_ns,
-        level,
-        module,
-        thread,
-        conn: None,
-        code,
-        errno,
-        client,
-        message: msg,
-        request: None,
-        upstream: None,
-    })
+    p.message = msg;
 }
 
 /// `2026/11/22 00:25:23 [error] 10209#10209: *1 message, client: ..., request: "...", ...`

@@ -7,19 +7,20 @@ use std::io::{self, BufRead, BufReader};
 
 use super::parse::{Parsed, line_facts, parenthesised, parse_line, url_target};
 use super::says::{BackendRef, Flavor, Level, Role, Says, classify_apache, classify_nginx};
+use crate::incident::cut_at_char;
 use crate::incident::window::Window;
 
 /// Longest line read; the rest of a longer line is skipped (and a warning says so).
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Bytes of a line's text kept for the report.
-pub const MAX_TEXT_BYTES: usize = 512;
+pub(crate) const MAX_TEXT_BYTES: usize = 512;
 
 /// Lines kept for matching (errors and notes about backend connections, all files together).
-pub const MAX_KEPT_LINES: usize = 50_000;
+pub(crate) const MAX_KEPT_LINES: usize = 50_000;
 
 /// Warnings listed per file; the rest are counted.
-pub const MAX_WARNINGS_PER_FILE: usize = 20;
+pub(crate) const MAX_WARNINGS_PER_FILE: usize = 20;
 
 /// Apache request contexts (`pid:tid` being handled) followed at once.
 const MAX_CONTEXTS: usize = 4096;
@@ -144,7 +145,7 @@ pub fn load(paths: &[String], tz_offset_s: i32, window: Window) -> Result<ProxyL
 }
 
 /// Reads one log from `reader` into `logs` (events left in file order; [`load`] sorts them).
-pub fn read_into(logs: &mut ProxyLogs, name: &str, mut reader: impl BufRead) {
+pub(crate) fn read_into(logs: &mut ProxyLogs, name: &str, mut reader: impl BufRead) {
     let file_index = logs.files.len();
     let mut stats = FileStats {
         file: name.to_string(),
@@ -280,44 +281,47 @@ impl Reading {
             None if p.level.is_error() => (Says::Other, Role::Primary),
             None => return,
         };
-        if !logs.window.contains(p.time_ns, p.precision_ns) {
-            logs.outside_window += 1;
+        let Some(index) = keep_line(logs, stats, line_no, text, p, says) else {
             return;
-        }
-        if logs.lines.len() >= MAX_KEPT_LINES {
-            if logs.dropped == 0 {
-                stats.warn(format!(
-                    "{}: line {line_no}: more than {MAX_KEPT_LINES} error lines; the rest are counted, not matched",
-                    stats.file
-                ));
-            }
-            logs.dropped += 1;
-            return;
-        }
-        let index = logs.lines.len();
-        logs.lines.push(LogLine {
-            file: stats.file.clone(),
-            line: line_no,
-            time_ns: p.time_ns,
-            precision_ns: p.precision_ns,
-            level: p.level,
-            code: p.code.map(str::to_string),
-            text: cut(text, MAX_TEXT_BYTES),
-            says,
-            client: p.client.map(str::to_string),
-        });
+        };
         let thread = match p.flavor {
             Flavor::Apache => p.thread.map(str::to_string),
             Flavor::Nginx => p.conn.map(|c| format!("*{c}")),
         };
+        let e = self.event_for(logs, p, thread.as_deref(), (says, role), index, file);
+        let ev = &mut logs.events[e];
         let (backend, target, path_only) = line_facts(p);
+        if let Some(b) = backend {
+            offer_backend(ev, &b);
+        }
+        if let Some(t) = target
+            && (ev.target.is_none() || (ev.path_only && !path_only))
+        {
+            ev.target = Some(t);
+            ev.path_only = path_only;
+        }
+        if says == Says::Other {
+            return;
+        }
+        if let Some(t) = thread {
+            self.follow_thread(ev, t, e, p.time_ns);
+        }
+    }
+
+    /// The event a kept line belongs to: the one its thread's request or the line before it
+    /// started (see [`Role`]), else a new one.
+    fn event_for(
+        &self,
+        logs: &mut ProxyLogs,
+        p: &Parsed<'_>,
+        thread: Option<&str>,
+        (says, role): (Says, Role),
+        index: usize,
+        file: usize,
+    ) -> usize {
         // An Apache request already failing: its next error lines join its event.
-        let ctx_event = thread
-            .as_deref()
-            .and_then(|t| self.contexts.get(t))
-            .and_then(|c| c.event);
+        let ctx_event = thread.and_then(|t| self.contexts.get(t)).and_then(|c| c.event);
         let recent = thread
-            .as_deref()
             .and_then(|t| self.last_event.get(t))
             .filter(|(_, at)| p.time_ns.saturating_sub(*at) <= COMPANION_NS)
             .map(|(e, _)| *e);
@@ -326,7 +330,7 @@ impl Reading {
             (_, Role::Companion) => ctx_event.or(recent),
             (_, Role::Primary) => ctx_event,
         };
-        let e = match join {
+        match join {
             Some(e) => {
                 let ev = &mut logs.events[e];
                 ev.lines.push(index);
@@ -347,50 +351,30 @@ impl Reading {
                 });
                 logs.events.len() - 1
             }
-        };
-        let ev = &mut logs.events[e];
-        if let Some(b) = backend
-            && ev
-                .backend
-                .as_ref()
-                .is_none_or(|old| old.strength() < b.strength())
-        {
-            ev.backend = Some(b);
         }
-        if let Some(t) = target
-            && (ev.target.is_none() || (ev.path_only && !path_only))
-        {
-            ev.target = Some(t);
-            ev.path_only = path_only;
-        }
-        if says == Says::Other {
-            return;
-        }
-        if let Some(t) = thread {
-            if let Some(ctx) = self.contexts.get_mut(&t) {
-                ctx.event = Some(e);
-                if ctx.target.is_some() {
-                    ev.target.clone_from(&ctx.target);
-                    ev.path_only = false;
-                }
-                if let Some(b) = &ctx.backend
-                    && ev
-                        .backend
-                        .as_ref()
-                        .is_none_or(|old| old.strength() < b.strength())
-                {
-                    ev.backend = Some(b.clone());
-                }
-                ev.request_ns = ctx.request_ns;
-                if ctx.connecting {
-                    ev.fresh = Some(ctx.established);
-                }
+    }
+
+    /// Event `e` (`ev`) is its thread's latest: it takes what the thread's Apache request
+    /// context knows, and a companion line soon after joins it.
+    fn follow_thread(&mut self, ev: &mut Event, thread: String, e: usize, time_ns: i64) {
+        if let Some(ctx) = self.contexts.get_mut(&thread) {
+            ctx.event = Some(e);
+            if ctx.target.is_some() {
+                ev.target.clone_from(&ctx.target);
+                ev.path_only = false;
             }
-            if self.last_event.len() >= MAX_CONTEXTS {
-                self.last_event.clear();
+            if let Some(b) = &ctx.backend {
+                offer_backend(ev, b);
             }
-            self.last_event.insert(t, (e, p.time_ns));
+            ev.request_ns = ctx.request_ns;
+            if ctx.connecting {
+                ev.fresh = Some(ctx.established);
+            }
         }
+        if self.last_event.len() >= MAX_CONTEXTS {
+            self.last_event.clear();
+        }
+        self.last_event.insert(thread, (e, time_ns));
     }
 
     /// An Apache debug line: follow the request its thread is handling.
@@ -447,14 +431,61 @@ impl Reading {
     }
 }
 
-/// `s` cut to at most `max` bytes, at a character boundary.
+/// Keeps an error line (its index in [`ProxyLogs::lines`]), unless it is outside the window or
+/// past the cap (then it is counted).
+fn keep_line(
+    logs: &mut ProxyLogs,
+    stats: &mut FileStats,
+    line_no: u64,
+    text: &str,
+    p: &Parsed<'_>,
+    says: Says,
+) -> Option<usize> {
+    if !logs.window.contains(p.time_ns, p.precision_ns) {
+        logs.outside_window += 1;
+        return None;
+    }
+    if logs.lines.len() >= MAX_KEPT_LINES {
+        if logs.dropped == 0 {
+            stats.warn(format!(
+                "{}: line {line_no}: more than {MAX_KEPT_LINES} error lines; the rest are counted, not matched",
+                stats.file
+            ));
+        }
+        logs.dropped += 1;
+        return None;
+    }
+    logs.lines.push(LogLine {
+        file: stats.file.clone(),
+        line: line_no,
+        time_ns: p.time_ns,
+        precision_ns: p.precision_ns,
+        level: p.level,
+        code: p.code.map(str::to_string),
+        text: cut(text, MAX_TEXT_BYTES),
+        says,
+        client: p.client.map(str::to_string),
+    });
+    Some(logs.lines.len() - 1)
+}
+
+/// The event takes the backend `b` when it names the backend more precisely than what it has.
+fn offer_backend(ev: &mut Event, b: &BackendRef) {
+    if ev
+        .backend
+        .as_ref()
+        .is_none_or(|old| old.strength() < b.strength())
+    {
+        ev.backend = Some(b.clone());
+    }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary, with "…" when cut.
 fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+    let kept = cut_at_char(s, max);
+    if kept.len() == s.len() {
+        s.to_string()
+    } else {
+        format!("{kept}…")
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }

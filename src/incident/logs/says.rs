@@ -67,7 +67,7 @@ impl Level {
     }
 
     /// `warn` or more severe: a line the report counts as an error.
-    pub fn is_error(self) -> bool {
+    pub(crate) fn is_error(self) -> bool {
         self <= Level::Warn
     }
 }
@@ -151,7 +151,7 @@ impl Says {
 
     /// Can a connection with this verdict be what the line is about? (`capture-incomplete`
     /// goes with every failure: the capture could not show it.)
-    pub fn fits(self, v: Verdict) -> bool {
+    pub(crate) fn fits(self, v: Verdict) -> bool {
         use Verdict as V;
         if v == V::CaptureIncomplete {
             return !matches!(self, Says::NotTried | Says::Other);
@@ -255,7 +255,7 @@ impl BackendRef {
     }
 
     /// Could a connection to `e` be to this backend?
-    pub fn matches(&self, e: Endpoint) -> bool {
+    pub(crate) fn matches(&self, e: Endpoint) -> bool {
         match self {
             BackendRef::Addr(a) => *a == e,
             BackendRef::Ip(ip) => *ip == e.ip,

@@ -68,14 +68,14 @@ pub struct LogsSummary {
     /// their lines (the first [`MAX_PLACED`] in time order); lines outside the window are
     /// counted in `by_reason`, not listed.
     pub placed: Vec<Placed>,
-    /// Lines not kept (past [`MAX_KEPT_LINES`]).
+    /// Lines not kept (past [`super::read::MAX_KEPT_LINES`]).
     pub dropped: u64,
     /// A sentence when the log's times look like another zone than the one given.
     pub hint: Option<String>,
 }
 
 /// Lines listed in the summary's table.
-pub const MAX_PLACED: usize = 1000;
+pub(crate) const MAX_PLACED: usize = 1000;
 
 impl Matcher {
     /// The account at the end: every line with where it ended up, unmatched ones with a reason.

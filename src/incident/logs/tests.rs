@@ -1,4 +1,5 @@
 use super::matcher::same_target;
+use super::read::{MAX_LINE_BYTES, MAX_TEXT_BYTES, read_into};
 use super::says::classify_apache;
 use super::*;
 use crate::decode::Endpoint;
