@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 
 use super::html::esc;
 use super::markdown::{cell, text as md_text};
-use super::text::Style;
+use super::text::{Style, write_wrapped};
 use super::{
     BreakdownReport, BreakdownRow, BucketReport, EvidenceItem, FailureRef, Incident, IncidentShape, Report,
     SideInfo, TimelineReport, clock_time, rfc3339,
@@ -309,72 +309,80 @@ fn spark(n: u64, max: u64) -> char {
     }
 }
 
-/// The text report's "pattern" lines (after the headline). `wrap` wraps prose to a width.
-pub fn write_text(report: &Report, style: Style, s: &mut String, wrap: &dyn Fn(&str, usize) -> Vec<String>) {
+/// Where the text report's pattern lines start (after "pattern  "), and where their wrapped
+/// continuations do.
+const TEXT_INDENT: &str = "         ";
+const TEXT_HANG: &str = "           ";
+
+/// Width of the text report's pattern lines, after their indent.
+const TEXT_WIDTH: usize = super::text::WIDTH - TEXT_INDENT.len();
+
+/// The text report's "pattern" lines (after the headline): the shape, the first and last
+/// failure, the sparklines, the highlights and the breakdowns.
+pub fn write_text(report: &Report, style: Style, s: &mut String) {
     let Some(i) = &report.incident else { return };
-    let width = 78 - 9;
     let head = format!("{}: {}", i.shape.kind, i.shape.reason);
-    for (n, line) in wrap(&head, width).iter().enumerate() {
-        let label = if n == 0 {
-            style.bold("pattern")
-        } else {
-            "       ".to_string()
-        };
-        let _ = writeln!(s, "{label}  {line}");
-    }
+    let label = format!("{}  ", style.bold("pattern"));
+    write_wrapped(s, &head, TEXT_WIDTH, &label, TEXT_INDENT);
     if i.shape.kind == Kind::None.label() {
         return;
     }
     for (what, f) in failures(i) {
         if let Some(f) = f {
             let line = format!("{what}: {}", failure_line(f, dated(i)));
-            for (n, l) in wrap(&line, width).iter().enumerate() {
-                let _ = writeln!(s, "         {}{l}", if n == 0 { "" } else { "  " });
-            }
+            write_wrapped(s, &line, TEXT_WIDTH, TEXT_INDENT, TEXT_HANG);
         }
     }
-    let t = &i.timeline;
-    if let (Some(first), Some(last), true) = (t.buckets.first(), t.buckets.last(), shows_timeline(i)) {
-        // At most TEXT_COLUMNS columns (the report fits 80): neighbouring buckets are summed.
-        let group = t.buckets.len().div_ceil(TEXT_COLUMNS).max(1);
-        let columns: Vec<(u64, u64)> = t
-            .buckets
-            .chunks(group)
-            .map(|c| {
-                let failed: u64 = c.iter().map(|b| b.failed).sum();
-                (c.iter().map(|b| b.requests).sum::<u64>() - failed, failed)
-            })
-            .collect();
-        let max_ok = columns.iter().map(|c| c.0).max().unwrap_or(0);
-        let max_failed = columns.iter().map(|c| c.1).max().unwrap_or(0);
-        let end = super::rfc3339(ns_of(&last.start).unwrap_or(0) + t.bucket_ms as i64 * 1_000_000);
-        let head = format!(
-            "requests per {}, {} → {}:",
-            width_words(t.bucket_ms * group as u64),
-            bucket_time(&first.start, t.bucket_ms),
-            bucket_time(&end, t.bucket_ms)
-        );
-        for (n, l) in wrap(&head, width).iter().enumerate() {
-            let _ = writeln!(s, "         {}{l}", if n == 0 { "" } else { "  " });
-        }
-        let ok: String = columns.iter().map(|c| spark(c.0, max_ok)).collect();
-        let failed: String = columns.iter().map(|c| spark(c.1, max_failed)).collect();
-        if max_ok > 0 {
-            let _ = writeln!(s, "         answered │{ok}│ max {max_ok}");
-        }
-        let _ = writeln!(
-            s,
-            "         {} │{}│ max {max_failed}",
-            style.red("failed  "),
-            style.red(&failed)
-        );
-    }
+    write_sparklines(i, style, s);
     for h in &i.highlights {
-        for (n, line) in wrap(h, width - 2).iter().enumerate() {
-            let _ = writeln!(s, "         {} {line}", if n == 0 { "•" } else { " " });
-        }
+        write_wrapped(s, h, TEXT_WIDTH - 2, &format!("{TEXT_INDENT}• "), TEXT_HANG);
     }
-    // The breakdowns, when there are failures to compare (one is described by its highlight).
+    write_text_breakdowns(i, s);
+}
+
+/// The requests over time in two sparklines (answered, failed), when the timeline is worth
+/// drawing.
+fn write_sparklines(i: &Incident, style: Style, s: &mut String) {
+    let t = &i.timeline;
+    let (Some(first), Some(last), true) = (t.buckets.first(), t.buckets.last(), shows_timeline(i)) else {
+        return;
+    };
+    // At most TEXT_COLUMNS columns (the report fits 80): neighbouring buckets are summed.
+    let group = t.buckets.len().div_ceil(TEXT_COLUMNS).max(1);
+    let columns: Vec<(u64, u64)> = t
+        .buckets
+        .chunks(group)
+        .map(|c| {
+            let failed: u64 = c.iter().map(|b| b.failed).sum();
+            (c.iter().map(|b| b.requests).sum::<u64>() - failed, failed)
+        })
+        .collect();
+    let max_ok = columns.iter().map(|c| c.0).max().unwrap_or(0);
+    let max_failed = columns.iter().map(|c| c.1).max().unwrap_or(0);
+    let end = super::rfc3339(ns_of(&last.start).unwrap_or(0) + t.bucket_ms as i64 * 1_000_000);
+    let head = format!(
+        "requests per {}, {} → {}:",
+        width_words(t.bucket_ms * group as u64),
+        bucket_time(&first.start, t.bucket_ms),
+        bucket_time(&end, t.bucket_ms)
+    );
+    write_wrapped(s, &head, TEXT_WIDTH, TEXT_INDENT, TEXT_HANG);
+    let ok: String = columns.iter().map(|c| spark(c.0, max_ok)).collect();
+    let failed: String = columns.iter().map(|c| spark(c.1, max_failed)).collect();
+    if max_ok > 0 {
+        let _ = writeln!(s, "{TEXT_INDENT}answered │{ok}│ max {max_ok}");
+    }
+    let _ = writeln!(
+        s,
+        "{TEXT_INDENT}{} │{}│ max {max_failed}",
+        style.red("failed  "),
+        style.red(&failed)
+    );
+}
+
+/// The breakdowns in a line each, when there are failures to compare (one is described by its
+/// highlight).
+fn write_text_breakdowns(i: &Incident, s: &mut String) {
     let mut first = true;
     for b in &i.breakdowns {
         if i.failed < 2 || b.rows.len() < 2 || b.rows.iter().all(|r| r.failed == 0) {
@@ -395,9 +403,7 @@ pub fn write_text(report: &Report, style: Style, s: &mut String, wrap: &dyn Fn(&
         if more > 0 {
             let _ = write!(line, ", {more} more");
         }
-        for (n, l) in wrap(&line, width).iter().enumerate() {
-            let _ = writeln!(s, "         {}{l}", if n == 0 { "" } else { "  " });
-        }
+        write_wrapped(s, &line, TEXT_WIDTH, TEXT_INDENT, TEXT_HANG);
     }
 }
 

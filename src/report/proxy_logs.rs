@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use super::html::esc;
 use super::markdown;
+use super::text::{write_hanging, write_wrapped};
 use super::{ConnectionReport, LogLineReport, ProxyLogFile, ProxyLogsReport, Report, WindowReport, rfc3339};
 use crate::diagnose::Verdict;
 use crate::incident::logs::{Attached, LogLine, LogsSummary, Outcome};
@@ -207,31 +208,24 @@ fn outcome_words(l: &LogLineReport) -> String {
 const TEXT_TABLE: usize = 40;
 
 /// The text report's lines for a connection's log lines (indented by three spaces).
-pub fn text_connection(report: &Report, c: &ConnectionReport, width: usize, out: &mut Vec<String>) {
+pub fn text_connection(report: &Report, c: &ConnectionReport, width: usize, s: &mut String) {
     if c.log_lines.is_empty() {
         return;
     }
-    out.push("   proxy log:".to_string());
+    let _ = writeln!(s, "   proxy log:");
     for l in &c.log_lines {
         let head = format!("     {}  {}  ", place(report, l), shown_time(report, l));
-        let pad = head.chars().count();
-        let body = super::text::wrap(message(&l.text), width.saturating_sub(pad).max(30));
-        for (i, line) in body.iter().enumerate() {
-            if i == 0 {
-                out.push(format!("{head}{line}"));
-            } else {
-                out.push(format!("{}{line}", " ".repeat(pad)));
-            }
-        }
+        write_hanging(s, &head, message(&l.text), width, 30);
     }
 }
 
-/// The text report's section about the logs (after the connections).
-pub fn text_section(report: &Report, width: usize) -> Vec<String> {
+/// The text report's section about the logs (after the connections): the files, the counts,
+/// then a table of the lines.
+pub fn text_section(report: &Report, width: usize, s: &mut String) {
     let Some(p) = &report.proxy_logs else {
-        return Vec::new();
+        return;
     };
-    let mut out = vec![String::new()];
+    let _ = writeln!(s);
     for f in &p.files {
         let head = format!(
             "proxy log {} ({}, {} lines, {} at warn or above)",
@@ -240,15 +234,20 @@ pub fn text_section(report: &Report, width: usize) -> Vec<String> {
             f.lines,
             f.errors
         );
-        for (i, line) in super::text::wrap(&head, width).into_iter().enumerate() {
-            out.push(if i == 0 { line } else { format!("          {line}") });
-        }
+        write_wrapped(s, &head, width, "", "          ");
         for w in &f.warnings {
-            for line in super::text::wrap(&format!("warning: {w}"), width - 2) {
-                out.push(format!("  {line}"));
-            }
+            write_wrapped(s, &format!("warning: {w}"), width - 2, "  ", "  ");
         }
     }
+    write_wrapped(s, &text_counts(p), width - 2, "  ", "  ");
+    if let Some(h) = &p.hint {
+        write_wrapped(s, &format!("note: {h}"), width - 2, "  ", "  ");
+    }
+    text_table(report, p, width, s);
+}
+
+/// The text report's counts of the lines: considered, matched, unmatched and why.
+fn text_counts(p: &ProxyLogsReport) -> String {
     let mut summary = format!(
         "{} line{} considered (warn or above, or about a backend connection): {} tied to a connection, {} to none",
         p.considered,
@@ -272,15 +271,12 @@ pub fn text_section(report: &Report, width: usize) -> Vec<String> {
             p.not_considered
         );
     }
-    for line in super::text::wrap(&summary, width - 2) {
-        out.push(format!("  {line}"));
-    }
-    if let Some(h) = &p.hint {
-        for line in super::text::wrap(&format!("note: {h}"), width - 2) {
-            out.push(format!("  {line}"));
-        }
-    }
-    // Every line when they are few; else those no connection section shows.
+    summary
+}
+
+/// The text report's table of the lines (up to [`TEXT_TABLE`]): every line when they are few;
+/// else those no connection section shows.
+fn text_table(report: &Report, p: &ProxyLogsReport, width: usize, s: &mut String) {
     let shown_in_sections = |l: &LogLineReport| {
         l.connection.as_ref().is_some_and(|id| {
             report
@@ -312,24 +308,13 @@ pub fn text_section(report: &Report, width: usize) -> Vec<String> {
             shown_time(report, l),
             code_or_level(l)
         );
-        let body = super::text::wrap(
-            &outcome_words(l),
-            width.saturating_sub(head.chars().count()).max(20),
-        );
-        for (i, line) in body.iter().enumerate() {
-            if i == 0 {
-                out.push(format!("{head}{line}"));
-            } else {
-                out.push(format!("{}{line}", " ".repeat(head.chars().count())));
-            }
-        }
+        write_hanging(s, &head, &outcome_words(l), width, 20);
     }
     let left =
         listed.len().saturating_sub(TEXT_TABLE) as u64 + p.considered.saturating_sub(p.lines.len() as u64);
     if left > 0 {
-        out.push(format!("  … {left} more lines: --format json lists them"));
+        let _ = writeln!(s, "  … {left} more lines: --format json lists them");
     }
-    out
 }
 
 /// The Markdown for a connection's log lines.
