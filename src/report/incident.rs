@@ -91,51 +91,8 @@ impl IncidentBuilder {
             },
             first_failure: t.first_failure.as_ref().map(|m| self.failure_ref(m)),
             last_failure: t.last_failure.as_ref().map(|m| self.failure_ref(m)),
-            timeline: TimelineReport {
-                bucket_ms: (t.bucket_ns / 1_000_000).max(1) as u64,
-                buckets: t
-                    .buckets
-                    .iter()
-                    .map(|b| {
-                        let c = &b.cell;
-                        let (ok, failed, abandoned, not_judged) = outcomes(&c.by_verdict);
-                        BucketReport {
-                            start: rfc3339(b.start_ns),
-                            requests: c.attempts(),
-                            ok,
-                            failed,
-                            abandoned,
-                            not_judged,
-                            by_verdict: not_ok(&c.by_verdict),
-                            connections: b.active,
-                            late_connects: c.late,
-                        }
-                    })
-                    .collect(),
-            },
-            breakdowns: breakdowns
-                .iter()
-                .map(|b| BreakdownReport {
-                    dimension: b.dimension.to_string(),
-                    rows: b
-                        .rows
-                        .iter()
-                        .map(|r| {
-                            let (ok, failed, abandoned, not_judged) = outcomes(&r.by_verdict);
-                            BreakdownRow {
-                                value: r.value.clone(),
-                                requests: r.requests(),
-                                ok,
-                                failed,
-                                abandoned,
-                                not_judged,
-                                failed_percent: percent(failed, r.requests()),
-                                by_verdict: not_ok(&r.by_verdict),
-                            }
-                        })
-                        .collect(),
-                })
-                .collect(),
+            timeline: timeline_report(&t),
+            breakdowns: breakdowns.iter().map(breakdown_report).collect(),
             highlights,
         }
     }
@@ -164,6 +121,56 @@ impl IncidentBuilder {
             time: rfc3339(e.ts_ns),
             file: (files.len() > 1).then(|| files.get(e.frame.file as usize).cloned().unwrap_or_default()),
         }
+    }
+}
+
+/// The model's timeline: each bucket's counts.
+fn timeline_report(t: &timeline::TimelineSummary) -> TimelineReport {
+    TimelineReport {
+        bucket_ms: (t.bucket_ns / 1_000_000).max(1) as u64,
+        buckets: t
+            .buckets
+            .iter()
+            .map(|b| {
+                let c = &b.cell;
+                let (ok, failed, abandoned, not_judged) = outcomes(&c.by_verdict);
+                BucketReport {
+                    start: rfc3339(b.start_ns),
+                    requests: c.attempts(),
+                    ok,
+                    failed,
+                    abandoned,
+                    not_judged,
+                    by_verdict: not_ok(&c.by_verdict),
+                    connections: b.active,
+                    late_connects: c.late,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The model's breakdown: each value's counts.
+fn breakdown_report(b: &patterns::Breakdown) -> BreakdownReport {
+    BreakdownReport {
+        dimension: b.dimension.to_string(),
+        rows: b
+            .rows
+            .iter()
+            .map(|r| {
+                let (ok, failed, abandoned, not_judged) = outcomes(&r.by_verdict);
+                BreakdownRow {
+                    value: r.value.clone(),
+                    requests: r.requests(),
+                    ok,
+                    failed,
+                    abandoned,
+                    not_judged,
+                    failed_percent: percent(failed, r.requests()),
+                    by_verdict: not_ok(&r.by_verdict),
+                }
+            })
+            .collect(),
     }
 }
 
@@ -616,6 +623,45 @@ pub fn write_html(report: &Report, s: &mut String) {
     }
 }
 
+/// The plot's fixed layout: its width and margins, the upper (answered) and lower (failed)
+/// panels, the time axis under them.
+const PLOT_W: f64 = 960.0;
+const PLOT_LEFT: f64 = 56.0;
+const PLOT_RIGHT: f64 = 12.0;
+const TOP_Y: f64 = 22.0;
+const TOP_H: f64 = 90.0;
+const BOT_Y: f64 = TOP_Y + TOP_H + 30.0;
+const BOT_H: f64 = 120.0;
+const AXIS_H: f64 = 34.0;
+
+/// What the plot's bars depend on: their width, and each panel's scale.
+struct Bars {
+    /// Width of a bucket.
+    bw: f64,
+    /// Counts at the top of the upper and lower panels.
+    max_top: u64,
+    max_bot: u64,
+}
+
+impl Bars {
+    /// x of bucket `k`'s left edge.
+    fn x(&self, k: usize) -> f64 {
+        PLOT_LEFT + k as f64 * self.bw
+    }
+
+    /// A bar of bucket `k`, with its hover text.
+    #[allow(clippy::too_many_arguments)] // a bar is its bucket, place, size, colour, class and text
+    fn bar(&self, s: &mut String, k: usize, y: f64, height: f64, fill: &str, class: &str, title: &str) {
+        let _ = writeln!(
+            s,
+            "<rect class=\"{class}\" x=\"{:.2}\" y=\"{y:.2}\" width=\"{:.2}\" height=\"{height:.2}\" fill=\"{fill}\"><title>{}</title></rect>",
+            self.x(k) + 0.5,
+            (self.bw - 1.0).max(0.5),
+            esc(title)
+        );
+    }
+}
+
 /// The SVG plot: answered requests per bucket (grey; abandoned and not-judged stacked above in
 /// yellow and light grey) in the upper panel, failures per bucket stacked per verdict in the
 /// lower one, each with its own scale; dashed red lines at the first and last failure. Every bar
@@ -626,21 +672,19 @@ fn plot(s: &mut String, i: &Incident) {
     if n == 0 || !shows_timeline(i) {
         return;
     }
-    let (w, left, right) = (960.0, 56.0, 12.0);
-    let (top_y, top_h, gap, bot_h, axis_h) = (22.0, 90.0, 30.0, 120.0, 34.0);
-    let bot_y = top_y + top_h + gap;
-    let h = bot_y + bot_h + axis_h;
-    let plot_w = w - left - right;
-    let bw = plot_w / n as f64;
-    let x = |k: usize| left + k as f64 * bw;
-    let max_top = t
-        .buckets
-        .iter()
-        .map(|b| b.requests - b.failed)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let max_bot = t.buckets.iter().map(|b| b.failed).max().unwrap_or(0).max(1);
+    let (w, left, right) = (PLOT_W, PLOT_LEFT, PLOT_RIGHT);
+    let h = BOT_Y + BOT_H + AXIS_H;
+    let bars = Bars {
+        bw: (w - left - right) / n as f64,
+        max_top: t
+            .buckets
+            .iter()
+            .map(|b| b.requests - b.failed)
+            .max()
+            .unwrap_or(0)
+            .max(1),
+        max_bot: t.buckets.iter().map(|b| b.failed).max().unwrap_or(0).max(1),
+    };
     let _ = writeln!(
         s,
         "<figure><svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"requests and failures per {}\" data-buckets=\"{n}\">",
@@ -649,14 +693,14 @@ fn plot(s: &mut String, i: &Incident) {
     let _ = writeln!(
         s,
         "<text class=\"ptitle\" x=\"{left}\" y=\"{}\">requests answered (ok; abandoned and not judged above)</text>",
-        top_y - 8.0
+        TOP_Y - 8.0
     );
     let _ = writeln!(
         s,
         "<text class=\"ptitle\" x=\"{left}\" y=\"{}\">failed requests, per verdict</text>",
-        bot_y - 8.0
+        BOT_Y - 8.0
     );
-    for (y0, hh, max) in [(top_y, top_h, max_top), (bot_y, bot_h, max_bot)] {
+    for (y0, hh, max) in [(TOP_Y, TOP_H, bars.max_top), (BOT_Y, BOT_H, bars.max_bot)] {
         let _ = writeln!(
             s,
             "<line class=\"axis\" x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\"/><line class=\"axis\" x1=\"{left}\" y1=\"{y0:.1}\" x2=\"{left}\" y2=\"{0:.1}\"/>\
@@ -667,87 +711,86 @@ fn plot(s: &mut String, i: &Incident) {
             y0 + 10.0
         );
     }
-    let bar = |s: &mut String, k: usize, y: f64, height: f64, fill: &str, class: &str, title: &str| {
+    for (k, b) in t.buckets.iter().enumerate() {
+        bucket_bars(s, &bars, k, b, t.bucket_ms);
+    }
+    failure_lines(s, i, &bars);
+    time_labels(s, t, &bars);
+    let _ = writeln!(s, "</svg>");
+    plot_legend(s, t);
+}
+
+/// A bucket's bars: answered in the upper panel, a triangle for late connects, failures per
+/// verdict in the lower panel.
+fn bucket_bars(s: &mut String, bars: &Bars, k: usize, b: &BucketReport, bucket_ms: u64) {
+    let when = format!(
+        "{} (+{})",
+        bucket_time(&b.start, bucket_ms),
+        width_words(bucket_ms)
+    );
+    // Upper panel: ok, then abandoned, then not judged, from the axis up.
+    let mut base = TOP_Y + TOP_H;
+    for (count, fill, what) in [
+        (b.ok, "#8c959f", "ok"),
+        (
+            b.abandoned,
+            verdict_color(Verdict::ProxyAborted),
+            "abandoned by the proxy",
+        ),
+        (
+            b.not_judged,
+            verdict_color(Verdict::CaptureIncomplete),
+            "not judged",
+        ),
+    ] {
+        if count == 0 {
+            continue;
+        }
+        let hgt = count as f64 / bars.max_top as f64 * TOP_H;
+        base -= hgt;
+        let title = format!("{when}: {count} {what} of {} requests", b.requests);
+        bars.bar(s, k, base, hgt, fill, "bar answered", &title);
+    }
+    // Late connects (healthy connections whose SYN was answered only when sent again): a
+    // triangle over the bucket.
+    if b.late_connects > 0 {
+        let cx = bars.x(k) + bars.bw / 2.0;
         let _ = writeln!(
             s,
-            "<rect class=\"{class}\" x=\"{:.2}\" y=\"{y:.2}\" width=\"{:.2}\" height=\"{height:.2}\" fill=\"{fill}\"><title>{}</title></rect>",
-            x(k) + 0.5,
-            (bw - 1.0).max(0.5),
-            esc(title)
+            "<path class=\"late\" d=\"M{:.1},{:.1} l4,-7 l-8,0 z\" fill=\"#8250df\"><title>{}</title></path>",
+            cx,
+            TOP_Y + 2.0,
+            esc(&format!(
+                "{when}: {} connection{} got through only with a second SYN",
+                b.late_connects,
+                if b.late_connects == 1 { "" } else { "s" }
+            ))
         );
-    };
-    for (k, b) in t.buckets.iter().enumerate() {
-        let when = format!(
-            "{} (+{})",
-            bucket_time(&b.start, t.bucket_ms),
-            width_words(t.bucket_ms)
-        );
-        // Upper panel: ok, then abandoned, then not judged, from the axis up.
-        let mut base = top_y + top_h;
-        for (count, fill, what) in [
-            (b.ok, "#8c959f", "ok"),
-            (
-                b.abandoned,
-                verdict_color(Verdict::ProxyAborted),
-                "abandoned by the proxy",
-            ),
-            (
-                b.not_judged,
-                verdict_color(Verdict::CaptureIncomplete),
-                "not judged",
-            ),
-        ] {
-            if count == 0 {
-                continue;
-            }
-            let hgt = count as f64 / max_top as f64 * top_h;
-            base -= hgt;
-            bar(
-                s,
-                k,
-                base,
-                hgt,
-                fill,
-                "bar answered",
-                &format!("{when}: {count} {what} of {} requests", b.requests),
-            );
-        }
-        // Late connects (healthy connections whose SYN was answered only when sent again): a
-        // triangle over the bucket.
-        if b.late_connects > 0 {
-            let cx = x(k) + bw / 2.0;
-            let _ = writeln!(
-                s,
-                "<path class=\"late\" d=\"M{:.1},{:.1} l4,-7 l-8,0 z\" fill=\"#8250df\"><title>{}</title></path>",
-                cx,
-                top_y + 2.0,
-                esc(&format!(
-                    "{when}: {} connection{} got through only with a second SYN",
-                    b.late_connects,
-                    if b.late_connects == 1 { "" } else { "s" }
-                ))
-            );
-        }
-        // Lower panel: failures per verdict, in the order of the verdict table.
-        let mut base = bot_y + bot_h;
-        for (&v, count) in &b.by_verdict {
-            if !v.is_failure() {
-                continue;
-            }
-            let hgt = *count as f64 / max_bot as f64 * bot_h;
-            base -= hgt;
-            bar(
-                s,
-                k,
-                base,
-                hgt,
-                verdict_color(v),
-                &format!("bar failed v-{v}"),
-                &format!("{when}: {count} {v} of {} requests", b.requests),
-            );
-        }
     }
-    // Dashed lines at the first and last failure.
+    // Lower panel: failures per verdict, in the order of the verdict table.
+    let mut base = BOT_Y + BOT_H;
+    for (&v, count) in &b.by_verdict {
+        if !v.is_failure() {
+            continue;
+        }
+        let hgt = *count as f64 / bars.max_bot as f64 * BOT_H;
+        base -= hgt;
+        let title = format!("{when}: {count} {v} of {} requests", b.requests);
+        bars.bar(
+            s,
+            k,
+            base,
+            hgt,
+            verdict_color(v),
+            &format!("bar failed v-{v}"),
+            &title,
+        );
+    }
+}
+
+/// Dashed lines across both panels at the first and last failure.
+fn failure_lines(s: &mut String, i: &Incident, bars: &Bars) {
+    let t = &i.timeline;
     let start_ns = |rfc: &str| -> Option<f64> {
         let first = t.buckets.first()?;
         Some((ns_of(rfc)? - ns_of(&first.start)?) as f64 / 1e6 / t.bucket_ms as f64)
@@ -759,32 +802,39 @@ fn plot(s: &mut String, i: &Incident) {
         let Some(pos) = f.as_ref().and_then(|f| start_ns(&f.time)) else {
             continue;
         };
-        let px = left + pos * bw;
+        let px = PLOT_LEFT + pos * bars.bw;
         let _ = writeln!(
             s,
-            "<line class=\"mark\" x1=\"{px:.1}\" y1=\"{top_y}\" x2=\"{px:.1}\" y2=\"{:.1}\"><title>{label}</title></line>",
-            bot_y + bot_h
+            "<line class=\"mark\" x1=\"{px:.1}\" y1=\"{TOP_Y}\" x2=\"{px:.1}\" y2=\"{:.1}\"><title>{label}</title></line>",
+            BOT_Y + BOT_H
         );
     }
-    // Time labels under the axis: about six.
+}
+
+/// Time labels under the axis (about six), and what the axis is.
+fn time_labels(s: &mut String, t: &TimelineReport, bars: &Bars) {
+    let n = t.buckets.len();
     let step = n.div_ceil(6).max(1);
     for k in (0..n).step_by(step) {
         let _ = writeln!(
             s,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            x(k) + bw / 2.0,
-            bot_y + bot_h + 16.0,
+            bars.x(k) + bars.bw / 2.0,
+            BOT_Y + BOT_H + 16.0,
             esc(&bucket_time(&t.buckets[k].start, t.bucket_ms))
         );
     }
     let _ = writeln!(
         s,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">UTC, proxy clock; one bar per {}</text>",
-        w - right,
-        bot_y + bot_h + 30.0,
+        PLOT_W - PLOT_RIGHT,
+        BOT_Y + BOT_H + 30.0,
         esc(&width_words(t.bucket_ms))
     );
-    let _ = writeln!(s, "</svg>");
+}
+
+/// The plot's legend: ok, the verdicts of the failures drawn, late connects when there are some.
+fn plot_legend(s: &mut String, t: &TimelineReport) {
     let mut present: Vec<Verdict> = Vec::new();
     for b in &t.buckets {
         for &v in b.by_verdict.keys() {
