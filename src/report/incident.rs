@@ -22,14 +22,14 @@ use crate::pipeline::Conn;
 
 /// Feeds judged connections to the timeline and the patterns.
 #[derive(Clone, Debug)]
-pub struct IncidentBuilder {
+pub(crate) struct IncidentBuilder {
     sides: Vec<SideInfo>,
     timeline: Timeline,
     patterns: Patterns,
 }
 
 impl IncidentBuilder {
-    pub fn new(sides: Vec<SideInfo>) -> IncidentBuilder {
+    pub(crate) fn new(sides: Vec<SideInfo>) -> IncidentBuilder {
         IncidentBuilder {
             sides,
             timeline: Timeline::default(),
@@ -39,7 +39,7 @@ impl IncidentBuilder {
 
     /// A judged connection (`id`: its number in the report). Connections without a diagnosis
     /// are not counted.
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         proxy: Option<&Conn>,
         backend: Option<&Conn>,
@@ -57,7 +57,7 @@ impl IncidentBuilder {
         }
     }
 
-    pub fn finish(mut self) -> Incident {
+    pub(crate) fn finish(mut self) -> Incident {
         let t = std::mem::take(&mut self.timeline).finish();
         let count = |o: Outcome| -> u64 {
             Verdict::ALL
@@ -240,7 +240,7 @@ fn dated(i: &Incident) -> bool {
 }
 
 /// Is the timeline worth drawing: a failure, among at least three requests?
-pub fn shows_timeline(i: &Incident) -> bool {
+pub(crate) fn shows_timeline(i: &Incident) -> bool {
     i.failed > 0 && i.requests >= 3
 }
 
@@ -326,7 +326,7 @@ const TEXT_WIDTH: usize = super::text::WIDTH - TEXT_INDENT.len();
 
 /// The text report's "pattern" lines (after the headline): the shape, the first and last
 /// failure, the sparklines, the highlights and the breakdowns.
-pub fn write_text(report: &Report, style: Style, s: &mut String) {
+pub(crate) fn write_text(report: &Report, style: Style, s: &mut String) {
     let Some(i) = &report.incident else { return };
     let head = format!("{}: {}", i.shape.kind, i.shape.reason);
     let label = format!("{}  ", style.bold("pattern"));
@@ -426,7 +426,7 @@ fn short_value(v: &str) -> &str {
 }
 
 /// The Markdown report's "Pattern" section.
-pub fn write_markdown(report: &Report, s: &mut String) {
+pub(crate) fn write_markdown(report: &Report, s: &mut String) {
     let Some(i) = &report.incident else { return };
     let _ = writeln!(s, "\n## Pattern\n");
     let _ = writeln!(s, "**{}**: {}.", md_text(&i.shape.kind), md_text(&i.shape.reason));
@@ -515,7 +515,7 @@ fn pct(p: f64) -> String {
 }
 
 /// The fill of a verdict in the plot and its legend.
-pub fn verdict_color(v: Verdict) -> &'static str {
+pub(crate) fn verdict_color(v: Verdict) -> &'static str {
     match v {
         Verdict::ConnectRefused => "#cf222e",
         Verdict::ConnectTimeout => "#8250df",
@@ -535,7 +535,7 @@ pub fn verdict_color(v: Verdict) -> &'static str {
 }
 
 /// The CSS of the section (added to the page's).
-pub const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 svg.timeline { background: #fff; border: 1px solid var(--line); max-width: 100%; height: auto; }
 svg.timeline text { font: 11px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; fill: #59636e; }
 svg.timeline text.ptitle { fill: #1f2328; font-weight: 600; }
@@ -549,7 +549,7 @@ p.shape.none b { color: var(--good); }
 
 /// The HTML report's "Pattern" section: the shape, first and last failure, highlights, the plot
 /// and the breakdowns.
-pub fn write_html(report: &Report, s: &mut String) {
+pub(crate) fn write_html(report: &Report, s: &mut String) {
     let Some(i) = &report.incident else { return };
     let _ = writeln!(s, "<h2 id=\"pattern\">Pattern</h2>");
     let none = i.shape.kind == Kind::None.label();

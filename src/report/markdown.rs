@@ -21,7 +21,7 @@ pub fn write_markdown(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 }
 
 /// The whole document.
-pub fn render(report: &Report) -> String {
+pub(crate) fn render(report: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# bothends: {}\n", text(&report.summary.answer));
 
@@ -244,7 +244,7 @@ fn inputs(s: &mut String, report: &Report) {
 
 /// Text from the captures or the diagnosis, escaped for Markdown prose: nothing in it can open
 /// emphasis, a link, a code span, an HTML tag or a table cell. Line breaks become spaces.
-pub fn text(s: &str) -> String {
+pub(crate) fn text(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len() + 8);
     for (i, &ch) in chars.iter().enumerate() {
@@ -272,12 +272,12 @@ pub fn text(s: &str) -> String {
 }
 
 /// A table cell: escaped text (a `|` can never end the cell).
-pub fn cell(s: &str) -> String {
+pub(crate) fn cell(s: &str) -> String {
     text(s)
 }
 
 /// An inline code span, its fence longer than any backtick run inside.
-pub fn code(s: &str) -> String {
+pub(crate) fn code(s: &str) -> String {
     let s: String = s
         .chars()
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })

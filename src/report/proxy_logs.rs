@@ -13,7 +13,7 @@ use crate::incident::logs::{Attached, LogLine, LogsSummary, Outcome};
 use crate::incident::window::{Window, offset_words};
 
 /// A log line for the report (without where it ended up).
-pub fn line_report(l: &LogLine) -> LogLineReport {
+pub(crate) fn line_report(l: &LogLine) -> LogLineReport {
     LogLineReport {
         file: l.file.clone(),
         line: l.line,
@@ -32,7 +32,7 @@ pub fn line_report(l: &LogLine) -> LogLineReport {
 }
 
 /// A connection's `log_lines`: the lines of the events it took.
-pub fn attached(events: &[Attached]) -> Vec<LogLineReport> {
+pub(crate) fn attached(events: &[Attached]) -> Vec<LogLineReport> {
     let mut out = Vec::new();
     for e in events {
         for l in &e.lines {
@@ -46,7 +46,7 @@ pub fn attached(events: &[Attached]) -> Vec<LogLineReport> {
 }
 
 /// The top-level `proxy_logs`.
-pub fn summary_report(s: LogsSummary) -> ProxyLogsReport {
+pub(crate) fn summary_report(s: LogsSummary) -> ProxyLogsReport {
     let lines = s
         .placed
         .iter()
@@ -99,7 +99,7 @@ pub fn summary_report(s: LogsSummary) -> ProxyLogsReport {
 }
 
 /// The top-level `window`.
-pub fn window_report(w: Window, outside: u64) -> WindowReport {
+pub(crate) fn window_report(w: Window, outside: u64) -> WindowReport {
     WindowReport {
         since: w.since.map(rfc3339),
         until: w.until.map(rfc3339),
@@ -109,7 +109,7 @@ pub fn window_report(w: Window, outside: u64) -> WindowReport {
 
 /// The window in words: "2026-11-22 00:25:20.000000 UTC → (open); 3 connections outside it
 /// not reported".
-pub fn window_words(w: &WindowReport) -> String {
+pub(crate) fn window_words(w: &WindowReport) -> String {
     let end = |t: &Option<String>| t.as_deref().map_or("(open)".to_string(), super::date_time);
     format!(
         "{} → {} on the proxy capture's clock; {} connection{} outside it not reported",
@@ -121,7 +121,7 @@ pub fn window_words(w: &WindowReport) -> String {
 }
 
 /// A log line's message: the text after its time, level and process fields.
-pub fn message(text: &str) -> &str {
+pub(crate) fn message(text: &str) -> &str {
     let mut rest = text.trim_start();
     if rest.starts_with('[') {
         // Apache: [time] [module:level] [pid P:tid T]
@@ -208,7 +208,7 @@ fn outcome_words(l: &LogLineReport) -> String {
 const TEXT_TABLE: usize = 40;
 
 /// The text report's lines for a connection's log lines (indented by three spaces).
-pub fn text_connection(report: &Report, c: &ConnectionReport, width: usize, s: &mut String) {
+pub(crate) fn text_connection(report: &Report, c: &ConnectionReport, width: usize, s: &mut String) {
     if c.log_lines.is_empty() {
         return;
     }
@@ -221,7 +221,7 @@ pub fn text_connection(report: &Report, c: &ConnectionReport, width: usize, s: &
 
 /// The text report's section about the logs (after the connections): the files, the counts,
 /// then a table of the lines.
-pub fn text_section(report: &Report, width: usize, s: &mut String) {
+pub(crate) fn text_section(report: &Report, width: usize, s: &mut String) {
     let Some(p) = &report.proxy_logs else {
         return;
     };
@@ -318,7 +318,7 @@ fn text_table(report: &Report, p: &ProxyLogsReport, width: usize, s: &mut String
 }
 
 /// The Markdown for a connection's log lines.
-pub fn markdown_connection(report: &Report, c: &ConnectionReport, s: &mut String) {
+pub(crate) fn markdown_connection(report: &Report, c: &ConnectionReport, s: &mut String) {
     if c.log_lines.is_empty() {
         return;
     }
@@ -336,7 +336,7 @@ pub fn markdown_connection(report: &Report, c: &ConnectionReport, s: &mut String
 }
 
 /// The Markdown section about the logs (before the inputs).
-pub fn markdown_section(report: &Report, s: &mut String) {
+pub(crate) fn markdown_section(report: &Report, s: &mut String) {
     let Some(p) = &report.proxy_logs else {
         return;
     };
@@ -396,7 +396,7 @@ pub fn markdown_section(report: &Report, s: &mut String) {
 }
 
 /// The HTML for a connection's log lines.
-pub fn html_connection(report: &Report, c: &ConnectionReport, s: &mut String) {
+pub(crate) fn html_connection(report: &Report, c: &ConnectionReport, s: &mut String) {
     if c.log_lines.is_empty() {
         return;
     }
@@ -415,7 +415,7 @@ pub fn html_connection(report: &Report, c: &ConnectionReport, s: &mut String) {
 }
 
 /// The HTML section about the logs (before the inputs).
-pub fn html_section(report: &Report, s: &mut String) {
+pub(crate) fn html_section(report: &Report, s: &mut String) {
     let Some(p) = &report.proxy_logs else {
         return;
     };

@@ -3,9 +3,9 @@
 //! - NDJSON: the row is written at once;
 //! - JSON and the `flows` table: the row goes to a temporary file (a "spill"), and the document is
 //!   assembled at the end, when the captures' own facts (packet counts, times, warnings) are known;
-//! - text, Markdown, HTML: the failed rows are kept (up to [`MAX_FAILED_KEPT`]) — and for HTML the
+//! - text, Markdown, HTML: the failed rows are kept (up to `MAX_FAILED_KEPT`) — and for HTML the
 //!   views of the first failed connections, for their ladder diagrams, and healthy rows up to
-//!   [`MAX_ROWS_KEPT`] for its table — everything else is only counted.
+//!   `MAX_ROWS_KEPT` for its table — everything else is only counted.
 //!
 //! So a report of millions of connections takes memory for the connections in flight and the
 //! failed ones kept, not for all of them. Rows come in the order connections were judged
@@ -24,9 +24,9 @@ use crate::incident::window::Window;
 use crate::pipeline::{Conn, Finding, RunEnd, Side, Sink};
 
 /// Failed connections a text, Markdown or HTML report keeps in full.
-pub const MAX_FAILED_KEPT: usize = 10_000;
+pub(crate) const MAX_FAILED_KEPT: usize = 10_000;
 /// Rows (failed first, then healthy) an HTML report's table lists.
-pub const MAX_ROWS_KEPT: usize = 20_000;
+pub(crate) const MAX_ROWS_KEPT: usize = 20_000;
 
 /// What the writer produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

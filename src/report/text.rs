@@ -21,19 +21,19 @@ impl Style {
             s.to_string()
         }
     }
-    pub fn bold(&self, s: &str) -> String {
+    pub(crate) fn bold(&self, s: &str) -> String {
         self.paint("1", s)
     }
-    pub fn red(&self, s: &str) -> String {
+    pub(crate) fn red(&self, s: &str) -> String {
         self.paint("31", s)
     }
-    pub fn green(&self, s: &str) -> String {
+    pub(crate) fn green(&self, s: &str) -> String {
         self.paint("32", s)
     }
-    pub fn yellow(&self, s: &str) -> String {
+    pub(crate) fn yellow(&self, s: &str) -> String {
         self.paint("33", s)
     }
-    pub fn dim(&self, s: &str) -> String {
+    pub(crate) fn dim(&self, s: &str) -> String {
         self.paint("2", s)
     }
 }
@@ -53,7 +53,7 @@ pub fn write_flows(report: &Report, style: Style, out: &mut dyn Write) -> io::Re
 }
 
 /// What the `flows` table says before its rows: each capture, and the counts.
-pub fn write_flows_header(report: &Report, style: Style, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn write_flows_header(report: &Report, style: Style, out: &mut dyn Write) -> io::Result<()> {
     let mut s = String::new();
     for cap in &report.captures {
         let _ = writeln!(
@@ -87,7 +87,7 @@ pub fn write_flows_header(report: &Report, style: Style, out: &mut dyn Write) ->
 
 /// The columns of the `flows` table; their widths follow the rows observed before writing.
 #[derive(Clone, Debug)]
-pub struct FlowsTable {
+pub(crate) struct FlowsTable {
     widths: [usize; 8],
 }
 
@@ -112,7 +112,7 @@ impl Default for FlowsTable {
 
 impl FlowsTable {
     /// The cells of a row, or None for a connection without a view.
-    pub fn cells(c: &ConnectionReport) -> Option<[String; 8]> {
+    pub(crate) fn cells(c: &ConnectionReport) -> Option<[String; 8]> {
         let v = c.views.values().next()?;
         let start = c
             .start
@@ -131,19 +131,19 @@ impl FlowsTable {
     }
 
     /// Widens the columns for this row.
-    pub fn observe(&mut self, c: &ConnectionReport) {
+    pub(crate) fn observe(&mut self, c: &ConnectionReport) {
         if let Some(cells) = Self::cells(c) {
             self.observe_cells(&cells);
         }
     }
 
-    pub fn observe_cells(&mut self, cells: &[String; 8]) {
+    pub(crate) fn observe_cells(&mut self, cells: &[String; 8]) {
         for (w, cell) in self.widths.iter_mut().zip(cells.iter()) {
             *w = (*w).max(cell.chars().count());
         }
     }
 
-    pub fn write_cells(&self, cells: &[String; 8], out: &mut dyn Write) -> io::Result<()> {
+    pub(crate) fn write_cells(&self, cells: &[String; 8], out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{}", self.line(cells))
     }
 
@@ -166,11 +166,11 @@ impl FlowsTable {
         l.trim_end().to_string()
     }
 
-    pub fn write_header(&self, style: Style, out: &mut dyn Write) -> io::Result<()> {
+    pub(crate) fn write_header(&self, style: Style, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{}", style.dim(&self.line(&FLOWS_HEADER.map(String::from))))
     }
 
-    pub fn write_row(&self, c: &ConnectionReport, out: &mut dyn Write) -> io::Result<()> {
+    pub(crate) fn write_row(&self, c: &ConnectionReport, out: &mut dyn Write) -> io::Result<()> {
         match Self::cells(c) {
             Some(cells) => writeln!(out, "{}", self.line(&cells)),
             None => Ok(()),
@@ -248,7 +248,7 @@ fn http_and_notes(c: &ConnectionReport) -> String {
 }
 
 /// `GET /x → 200`, with `(incomplete)` marks where a message did not complete.
-pub fn exchange_line(e: &ExchangeReport) -> String {
+pub(crate) fn exchange_line(e: &ExchangeReport) -> String {
     let mut l = String::new();
     match (&e.method, &e.target) {
         (Some(m), Some(t)) => {

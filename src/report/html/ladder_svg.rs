@@ -118,7 +118,7 @@ impl Lanes {
 
 /// A frame in `data-frames`: `p7` (proxy frame 7), `b8` (backend frame 8); `p7@2` for frame 7 of
 /// the third file of a rotated set.
-pub fn frame_tag(p: &Point) -> String {
+pub(super) fn frame_tag(p: &Point) -> String {
     let side = if p.line == 0 { 'p' } else { 'b' };
     if p.file == 0 {
         format!("{side}{}", p.frame)
