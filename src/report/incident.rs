@@ -1,7 +1,10 @@
 //! The incident view in the report: [`IncidentBuilder`] feeds each judged connection to the
-//! `incident` accumulators and turns their result into the model's [`Incident`]; `text`,
-//! `markdown` and `html` draw its "Pattern" section (the HTML one with an SVG plot of the
-//! requests over time: healthy ones above, failures stacked per verdict below; no script).
+//! `incident` accumulators and turns their result into the model's [`Incident`] (its timeline and
+//! breakdowns by `timeline_report` and `breakdown_report`). Then the "Pattern" section in each
+//! format: `write_text` (the shape, first and last failure, two sparklines, highlights, breakdowns
+//! in a line each), `write_markdown` (tables of the buckets with failures and of the breakdowns)
+//! and `write_html` (the same with an SVG `plot` of the requests over time: healthy ones above,
+//! failures stacked per verdict below, on a fixed layout; no script).
 
 use std::fmt::Write as _;
 

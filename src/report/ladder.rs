@@ -6,7 +6,7 @@
 //! pair's [`SeqMap`] (how the views number the same bytes), the clock offset and the alignment of
 //! the pair. Out: a [`Ladder`], plain data that the HTML report draws.
 //!
-//! Which packet arrived as which is pairing's job ([`crate::pair::packets`]): the ladder lays the
+//! Which packet arrived as which is pairing's job (`pair::packets`): the ladder lays the
 //! matches out as arrows and labels them — the fate of a packet that did not arrive (lost, not
 //! captured at the receiver, outside the receiver's capture, in the part of its log not drawn),
 //! and where a packet only the receiver saw came from. Every logged packet of each view belongs

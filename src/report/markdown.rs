@@ -1,7 +1,9 @@
-//! Markdown for tickets: the answer in the title, a summary table, one section per failed
-//! connection (what happened, the request, the evidence as a table of frames and times in each
-//! capture, the Wireshark filters, the next step), the healthy connections in one line, and the
-//! inputs.
+//! Markdown for tickets: the answer in the title, a summary table, the pattern (`incident`), one
+//! section per failed connection (`connection`: what happened, the request (`exchange`), the
+//! evidence as a table of frames and times in each capture (`evidence`), what each capture saw
+//! (`seen_in`), the Wireshark filters, the next step), the client requests (`clients`), the
+//! healthy connections in one line (the words the text report uses), the proxy log
+//! (`proxy_logs`) and the inputs.
 //!
 //! Written for GitHub and GitLab, and to stay readable as plain text (Jira): no HTML, simple
 //! pipe tables, every text from the captures escaped (`|`, backticks, emphasis and link

@@ -3,9 +3,20 @@
 //! In: an [`Analysis`] (the sides, the pairing, the alignments, the diagnoses). Out: one [`Report`]
 //! model (`model`), rendered as text (`text`), JSON and NDJSON (`json`: the model as is), Markdown
 //! for tickets (`markdown`) and self-contained HTML (`html`) with a ladder diagram per failed
-//! connection (`ladder` matches each packet sent at one end with its arrival at the other). The
-//! report never sees pcap-parser, etherparse or httparse types; it reads the stages' plain data and
-//! builds its own view types.
+//! connection (`ladder` matches each packet sent at one end with its arrival at the other;
+//! `html/ladder_svg.rs` draws it). The report never sees pcap-parser, etherparse or httparse types;
+//! it reads the stages' plain data and builds its own view types.
+//!
+//! Rows are made here (`RowMaker`, counted by `Tally`) for a whole analysis ([`build`]) or one
+//! at a time while the captures are read (`stream`, the pipeline's sink). Beside the connections,
+//! three sections have a module each that builds their part of the model and writes it in every
+//! format: `incident` (the pattern), `proxy_logs` (the proxy's log lines, the window) and
+//! `clients` (the client requests). The helpers at the end of this file are what the renderers
+//! share: the exchange a failed connection is about, its heads, times, the notes under the inputs.
+//!
+//! What the library offers is the modules `model`, `json`, `text`, `markdown`, `html`, `stream`
+//! and `ladder` (its types, reachable from the model) and, here, [`build`], [`ReportOptions`],
+//! [`SideInfo`], [`is_failed`] and [`is_notable`]; the rest is `pub(crate)`.
 //!
 //! Redaction happens here, once, when the model is built: header values that carry credentials
 //! never reach a renderer unless asked for (`--show-secrets`).

@@ -1,6 +1,7 @@
 //! The incident views in the report: the proxy's error log lines (beside each connection's verdict,
 //! and all of them in a table at the end) and the time window. Builds the model's types from
-//! `incident`'s results, and the pieces the text, Markdown and HTML reports print.
+//! `incident`'s results, and the pieces the text (`text_connection`, `text_section`: the files,
+//! the counts, the table), Markdown and HTML reports write into their document.
 
 use std::fmt::Write as _;
 

@@ -1,11 +1,15 @@
 //! Writing a report while the captures are read: a [`Writer`] is the pipeline's sink. Each
-//! connection becomes a row as soon as it is judged, and then:
+//! connection becomes a row as soon as it is judged (`Sink::finding`: is it `listed`, its `row`,
+//! `write_row`), and then:
 //! - NDJSON: the row is written at once;
 //! - JSON and the `flows` table: the row goes to a temporary file (a "spill"), and the document is
 //!   assembled at the end, when the captures' own facts (packet counts, times, warnings) are known;
 //! - text, Markdown, HTML: the failed rows are kept (up to `MAX_FAILED_KEPT`) — and for HTML the
 //!   views of the first failed connections, for their ladder diagrams, and healthy rows up to
 //!   `MAX_ROWS_KEPT` for its table — everything else is only counted.
+//!
+//! At the end, [`Writer::finish`] builds the document around the rows (`report`), draws the kept
+//! ladders and writes the format.
 //!
 //! So a report of millions of connections takes memory for the connections in flight and the
 //! failed ones kept, not for all of them. Rows come in the order connections were judged

@@ -1,5 +1,13 @@
-//! The text formats: the `flows` table, and the `analyze` report (the answer first, then each failed
-//! connection with its evidence, then the healthy ones in one line).
+//! The text formats: the `flows` table (`FlowsTable`: its columns widen to the rows observed
+//! before writing), and the `analyze` report (`write_analysis`): the answer, the pattern
+//! (`incident`), the inputs, each connection with a finding in a section (title, exchange, client
+//! requests, explanation, proxy log lines, evidence, next step, filters), the client requests
+//! (`clients`), the connections not shown, the healthy ones in one line, the proxy log
+//! (`proxy_logs`); a function per part.
+//!
+//! Prose is wrapped to `WIDTH` (an 80-column terminal): `write_wrapped` writes wrapped lines after
+//! a first and a continuation prefix, `write_hanging` after a head (evidence, log lines), for this
+//! file and the text parts of `incident`, `proxy_logs` and `clients`.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
