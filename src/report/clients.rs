@@ -18,7 +18,7 @@ use crate::incident::clients::{AnsweredBy, ClientRequest, ClientRequests, ID_HEA
 /// `proxy` names the proxy capture's files (for the `file` of a frame in a rotated set);
 /// `redacted` the header names whose values are redacted (request ids and forwarded addresses
 /// come from headers).
-pub fn client_section(
+pub(crate) fn client_section(
     reqs: &ClientRequests,
     connection_id: &dyn Fn(&str) -> String,
     proxy: Option<&SideInfo>,
@@ -201,7 +201,7 @@ fn request_report(
 }
 
 /// "GET /x" (or "(request line not seen)").
-pub fn request_words(r: &ClientRequestReport) -> String {
+pub(crate) fn request_words(r: &ClientRequestReport) -> String {
     match (&r.method, &r.target) {
         (Some(m), Some(t)) => format!("{m} {t}"),
         (Some(m), None) => m.clone(),
@@ -211,7 +211,7 @@ pub fn request_words(r: &ClientRequestReport) -> String {
 
 /// What the client got: "502 after 1.204 ms", "no answer (the proxy closed the connection with a
 /// FIN after 3.001 s)", "200 after 203.000 ms (incomplete)".
-pub fn got_words(r: &ClientRequestReport) -> String {
+pub(crate) fn got_words(r: &ClientRequestReport) -> String {
     match (r.status, r.response_ms) {
         (Some(s), Some(t)) => format!(
             "{s} after {}{}",
@@ -320,7 +320,7 @@ fn explanation(r: &ClientRequestReport, by: AnsweredBy) -> String {
 
 /// A request worth listing in the text and Markdown reports: an error the client got (5xx, no
 /// answer, an incomplete answer), a failed attempt, or an error the proxy produced itself.
-pub fn is_notable(r: &ClientRequestReport) -> bool {
+pub(crate) fn is_notable(r: &ClientRequestReport) -> bool {
     r.status.is_none_or(|s| s >= 500)
         || !r.response_complete
         || r.attempts.iter().any(|a| a.failed)
@@ -328,7 +328,10 @@ pub fn is_notable(r: &ClientRequestReport) -> bool {
 }
 
 /// The client requests whose attempt failed on connection `c` (not those it served before).
-pub fn requests_of_connection<'a>(report: &'a Report, c: &ConnectionReport) -> Vec<&'a ClientRequestReport> {
+pub(crate) fn requests_of_connection<'a>(
+    report: &'a Report,
+    c: &ConnectionReport,
+) -> Vec<&'a ClientRequestReport> {
     report
         .client_requests
         .iter()
@@ -338,7 +341,7 @@ pub fn requests_of_connection<'a>(report: &'a Report, c: &ConnectionReport) -> V
 
 /// One line about a client request, for a connection's section: "client request 6: POST /x from
 /// 10.0.0.2:5000 got no answer (…)".
-pub fn ref_line(r: &ClientRequestReport) -> String {
+pub(crate) fn ref_line(r: &ClientRequestReport) -> String {
     format!(
         "client request {}: {} from {} got {}",
         r.id,
@@ -349,7 +352,7 @@ pub fn ref_line(r: &ClientRequestReport) -> String {
 }
 
 /// The text report's section (nothing when the proxy capture holds no client side).
-pub fn write_text(report: &Report, style: super::text::Style, s: &mut String, width: usize) {
+pub(crate) fn write_text(report: &Report, style: super::text::Style, s: &mut String, width: usize) {
     let Some(sum) = &report.client_summary else { return };
     let _ = writeln!(s);
     let title = "client requests (the proxy capture's client side) ";
@@ -400,7 +403,7 @@ pub fn write_text(report: &Report, style: super::text::Style, s: &mut String, wi
 }
 
 /// The Markdown report's section.
-pub fn write_markdown(report: &Report, s: &mut String) {
+pub(crate) fn write_markdown(report: &Report, s: &mut String) {
     use super::markdown::{cell, text};
     let Some(sum) = &report.client_summary else { return };
     let _ = writeln!(s, "\n## Client requests\n");
@@ -438,7 +441,7 @@ pub fn write_markdown(report: &Report, s: &mut String) {
 }
 
 /// The HTML report's section: every listed request, the ones with an error marked.
-pub fn write_html(report: &Report, s: &mut String) {
+pub(crate) fn write_html(report: &Report, s: &mut String) {
     use super::html::esc;
     let Some(sum) = &report.client_summary else { return };
     let _ = writeln!(s, "<h2 id=\"client-requests\">Client requests</h2>");

@@ -1,7 +1,10 @@
 //! The incident view in the report: [`IncidentBuilder`] feeds each judged connection to the
-//! `incident` accumulators and turns their result into the model's [`Incident`]; `text`,
-//! `markdown` and `html` draw its "Pattern" section (the HTML one with an SVG plot of the
-//! requests over time: healthy ones above, failures stacked per verdict below; no script).
+//! `incident` accumulators and turns their result into the model's [`Incident`] (its timeline and
+//! breakdowns by `timeline_report` and `breakdown_report`). Then the "Pattern" section in each
+//! format: `write_text` (the shape, first and last failure, two sparklines, highlights, breakdowns
+//! in a line each), `write_markdown` (tables of the buckets with failures and of the breakdowns)
+//! and `write_html` (the same with an SVG `plot` of the requests over time: healthy ones above,
+//! failures stacked per verdict below, on a fixed layout; no script).
 
 use std::fmt::Write as _;
 
@@ -9,7 +12,7 @@ use indexmap::IndexMap;
 
 use super::html::esc;
 use super::markdown::{cell, text as md_text};
-use super::text::Style;
+use super::text::{Style, write_wrapped};
 use super::{
     BreakdownReport, BreakdownRow, BucketReport, EvidenceItem, FailureRef, Incident, IncidentShape, Report,
     SideInfo, TimelineReport, clock_time, rfc3339,
@@ -22,14 +25,14 @@ use crate::pipeline::Conn;
 
 /// Feeds judged connections to the timeline and the patterns.
 #[derive(Clone, Debug)]
-pub struct IncidentBuilder {
+pub(crate) struct IncidentBuilder {
     sides: Vec<SideInfo>,
     timeline: Timeline,
     patterns: Patterns,
 }
 
 impl IncidentBuilder {
-    pub fn new(sides: Vec<SideInfo>) -> IncidentBuilder {
+    pub(crate) fn new(sides: Vec<SideInfo>) -> IncidentBuilder {
         IncidentBuilder {
             sides,
             timeline: Timeline::default(),
@@ -39,7 +42,7 @@ impl IncidentBuilder {
 
     /// A judged connection (`id`: its number in the report). Connections without a diagnosis
     /// are not counted.
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         proxy: Option<&Conn>,
         backend: Option<&Conn>,
@@ -57,7 +60,7 @@ impl IncidentBuilder {
         }
     }
 
-    pub fn finish(mut self) -> Incident {
+    pub(crate) fn finish(mut self) -> Incident {
         let t = std::mem::take(&mut self.timeline).finish();
         let count = |o: Outcome| -> u64 {
             Verdict::ALL
@@ -91,51 +94,8 @@ impl IncidentBuilder {
             },
             first_failure: t.first_failure.as_ref().map(|m| self.failure_ref(m)),
             last_failure: t.last_failure.as_ref().map(|m| self.failure_ref(m)),
-            timeline: TimelineReport {
-                bucket_ms: (t.bucket_ns / 1_000_000).max(1) as u64,
-                buckets: t
-                    .buckets
-                    .iter()
-                    .map(|b| {
-                        let c = &b.cell;
-                        let (ok, failed, abandoned, not_judged) = outcomes(&c.by_verdict);
-                        BucketReport {
-                            start: rfc3339(b.start_ns),
-                            requests: c.attempts(),
-                            ok,
-                            failed,
-                            abandoned,
-                            not_judged,
-                            by_verdict: not_ok(&c.by_verdict),
-                            connections: b.active,
-                            late_connects: c.late,
-                        }
-                    })
-                    .collect(),
-            },
-            breakdowns: breakdowns
-                .iter()
-                .map(|b| BreakdownReport {
-                    dimension: b.dimension.to_string(),
-                    rows: b
-                        .rows
-                        .iter()
-                        .map(|r| {
-                            let (ok, failed, abandoned, not_judged) = outcomes(&r.by_verdict);
-                            BreakdownRow {
-                                value: r.value.clone(),
-                                requests: r.requests(),
-                                ok,
-                                failed,
-                                abandoned,
-                                not_judged,
-                                failed_percent: percent(failed, r.requests()),
-                                by_verdict: not_ok(&r.by_verdict),
-                            }
-                        })
-                        .collect(),
-                })
-                .collect(),
+            timeline: timeline_report(&t),
+            breakdowns: breakdowns.iter().map(breakdown_report).collect(),
             highlights,
         }
     }
@@ -164,6 +124,56 @@ impl IncidentBuilder {
             time: rfc3339(e.ts_ns),
             file: (files.len() > 1).then(|| files.get(e.frame.file as usize).cloned().unwrap_or_default()),
         }
+    }
+}
+
+/// The model's timeline: each bucket's counts.
+fn timeline_report(t: &timeline::TimelineSummary) -> TimelineReport {
+    TimelineReport {
+        bucket_ms: (t.bucket_ns / 1_000_000).max(1) as u64,
+        buckets: t
+            .buckets
+            .iter()
+            .map(|b| {
+                let c = &b.cell;
+                let (ok, failed, abandoned, not_judged) = outcomes(&c.by_verdict);
+                BucketReport {
+                    start: rfc3339(b.start_ns),
+                    requests: c.attempts(),
+                    ok,
+                    failed,
+                    abandoned,
+                    not_judged,
+                    by_verdict: not_ok(&c.by_verdict),
+                    connections: b.active,
+                    late_connects: c.late,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The model's breakdown: each value's counts.
+fn breakdown_report(b: &patterns::Breakdown) -> BreakdownReport {
+    BreakdownReport {
+        dimension: b.dimension.to_string(),
+        rows: b
+            .rows
+            .iter()
+            .map(|r| {
+                let (ok, failed, abandoned, not_judged) = outcomes(&r.by_verdict);
+                BreakdownRow {
+                    value: r.value.clone(),
+                    requests: r.requests(),
+                    ok,
+                    failed,
+                    abandoned,
+                    not_judged,
+                    failed_percent: percent(failed, r.requests()),
+                    by_verdict: not_ok(&r.by_verdict),
+                }
+            })
+            .collect(),
     }
 }
 
@@ -233,7 +243,7 @@ fn dated(i: &Incident) -> bool {
 }
 
 /// Is the timeline worth drawing: a failure, among at least three requests?
-pub fn shows_timeline(i: &Incident) -> bool {
+pub(crate) fn shows_timeline(i: &Incident) -> bool {
     i.failed > 0 && i.requests >= 3
 }
 
@@ -309,72 +319,80 @@ fn spark(n: u64, max: u64) -> char {
     }
 }
 
-/// The text report's "pattern" lines (after the headline). `wrap` wraps prose to a width.
-pub fn write_text(report: &Report, style: Style, s: &mut String, wrap: &dyn Fn(&str, usize) -> Vec<String>) {
+/// Where the text report's pattern lines start (after "pattern  "), and where their wrapped
+/// continuations do.
+const TEXT_INDENT: &str = "         ";
+const TEXT_HANG: &str = "           ";
+
+/// Width of the text report's pattern lines, after their indent.
+const TEXT_WIDTH: usize = super::text::WIDTH - TEXT_INDENT.len();
+
+/// The text report's "pattern" lines (after the headline): the shape, the first and last
+/// failure, the sparklines, the highlights and the breakdowns.
+pub(crate) fn write_text(report: &Report, style: Style, s: &mut String) {
     let Some(i) = &report.incident else { return };
-    let width = 78 - 9;
     let head = format!("{}: {}", i.shape.kind, i.shape.reason);
-    for (n, line) in wrap(&head, width).iter().enumerate() {
-        let label = if n == 0 {
-            style.bold("pattern")
-        } else {
-            "       ".to_string()
-        };
-        let _ = writeln!(s, "{label}  {line}");
-    }
+    let label = format!("{}  ", style.bold("pattern"));
+    write_wrapped(s, &head, TEXT_WIDTH, &label, TEXT_INDENT);
     if i.shape.kind == Kind::None.label() {
         return;
     }
     for (what, f) in failures(i) {
         if let Some(f) = f {
             let line = format!("{what}: {}", failure_line(f, dated(i)));
-            for (n, l) in wrap(&line, width).iter().enumerate() {
-                let _ = writeln!(s, "         {}{l}", if n == 0 { "" } else { "  " });
-            }
+            write_wrapped(s, &line, TEXT_WIDTH, TEXT_INDENT, TEXT_HANG);
         }
     }
-    let t = &i.timeline;
-    if let (Some(first), Some(last), true) = (t.buckets.first(), t.buckets.last(), shows_timeline(i)) {
-        // At most TEXT_COLUMNS columns (the report fits 80): neighbouring buckets are summed.
-        let group = t.buckets.len().div_ceil(TEXT_COLUMNS).max(1);
-        let columns: Vec<(u64, u64)> = t
-            .buckets
-            .chunks(group)
-            .map(|c| {
-                let failed: u64 = c.iter().map(|b| b.failed).sum();
-                (c.iter().map(|b| b.requests).sum::<u64>() - failed, failed)
-            })
-            .collect();
-        let max_ok = columns.iter().map(|c| c.0).max().unwrap_or(0);
-        let max_failed = columns.iter().map(|c| c.1).max().unwrap_or(0);
-        let end = super::rfc3339(ns_of(&last.start).unwrap_or(0) + t.bucket_ms as i64 * 1_000_000);
-        let head = format!(
-            "requests per {}, {} → {}:",
-            width_words(t.bucket_ms * group as u64),
-            bucket_time(&first.start, t.bucket_ms),
-            bucket_time(&end, t.bucket_ms)
-        );
-        for (n, l) in wrap(&head, width).iter().enumerate() {
-            let _ = writeln!(s, "         {}{l}", if n == 0 { "" } else { "  " });
-        }
-        let ok: String = columns.iter().map(|c| spark(c.0, max_ok)).collect();
-        let failed: String = columns.iter().map(|c| spark(c.1, max_failed)).collect();
-        if max_ok > 0 {
-            let _ = writeln!(s, "         answered │{ok}│ max {max_ok}");
-        }
-        let _ = writeln!(
-            s,
-            "         {} │{}│ max {max_failed}",
-            style.red("failed  "),
-            style.red(&failed)
-        );
-    }
+    write_sparklines(i, style, s);
     for h in &i.highlights {
-        for (n, line) in wrap(h, width - 2).iter().enumerate() {
-            let _ = writeln!(s, "         {} {line}", if n == 0 { "•" } else { " " });
-        }
+        write_wrapped(s, h, TEXT_WIDTH - 2, &format!("{TEXT_INDENT}• "), TEXT_HANG);
     }
-    // The breakdowns, when there are failures to compare (one is described by its highlight).
+    write_text_breakdowns(i, s);
+}
+
+/// The requests over time in two sparklines (answered, failed), when the timeline is worth
+/// drawing.
+fn write_sparklines(i: &Incident, style: Style, s: &mut String) {
+    let t = &i.timeline;
+    let (Some(first), Some(last), true) = (t.buckets.first(), t.buckets.last(), shows_timeline(i)) else {
+        return;
+    };
+    // At most TEXT_COLUMNS columns (the report fits 80): neighbouring buckets are summed.
+    let group = t.buckets.len().div_ceil(TEXT_COLUMNS).max(1);
+    let columns: Vec<(u64, u64)> = t
+        .buckets
+        .chunks(group)
+        .map(|c| {
+            let failed: u64 = c.iter().map(|b| b.failed).sum();
+            (c.iter().map(|b| b.requests).sum::<u64>() - failed, failed)
+        })
+        .collect();
+    let max_ok = columns.iter().map(|c| c.0).max().unwrap_or(0);
+    let max_failed = columns.iter().map(|c| c.1).max().unwrap_or(0);
+    let end = super::rfc3339(ns_of(&last.start).unwrap_or(0) + t.bucket_ms as i64 * 1_000_000);
+    let head = format!(
+        "requests per {}, {} → {}:",
+        width_words(t.bucket_ms * group as u64),
+        bucket_time(&first.start, t.bucket_ms),
+        bucket_time(&end, t.bucket_ms)
+    );
+    write_wrapped(s, &head, TEXT_WIDTH, TEXT_INDENT, TEXT_HANG);
+    let ok: String = columns.iter().map(|c| spark(c.0, max_ok)).collect();
+    let failed: String = columns.iter().map(|c| spark(c.1, max_failed)).collect();
+    if max_ok > 0 {
+        let _ = writeln!(s, "{TEXT_INDENT}answered │{ok}│ max {max_ok}");
+    }
+    let _ = writeln!(
+        s,
+        "{TEXT_INDENT}{} │{}│ max {max_failed}",
+        style.red("failed  "),
+        style.red(&failed)
+    );
+}
+
+/// The breakdowns in a line each, when there are failures to compare (one is described by its
+/// highlight).
+fn write_text_breakdowns(i: &Incident, s: &mut String) {
     let mut first = true;
     for b in &i.breakdowns {
         if i.failed < 2 || b.rows.len() < 2 || b.rows.iter().all(|r| r.failed == 0) {
@@ -395,9 +413,7 @@ pub fn write_text(report: &Report, style: Style, s: &mut String, wrap: &dyn Fn(&
         if more > 0 {
             let _ = write!(line, ", {more} more");
         }
-        for (n, l) in wrap(&line, width).iter().enumerate() {
-            let _ = writeln!(s, "         {}{l}", if n == 0 { "" } else { "  " });
-        }
+        write_wrapped(s, &line, TEXT_WIDTH, TEXT_INDENT, TEXT_HANG);
     }
 }
 
@@ -413,7 +429,7 @@ fn short_value(v: &str) -> &str {
 }
 
 /// The Markdown report's "Pattern" section.
-pub fn write_markdown(report: &Report, s: &mut String) {
+pub(crate) fn write_markdown(report: &Report, s: &mut String) {
     let Some(i) = &report.incident else { return };
     let _ = writeln!(s, "\n## Pattern\n");
     let _ = writeln!(s, "**{}**: {}.", md_text(&i.shape.kind), md_text(&i.shape.reason));
@@ -502,7 +518,7 @@ fn pct(p: f64) -> String {
 }
 
 /// The fill of a verdict in the plot and its legend.
-pub fn verdict_color(v: Verdict) -> &'static str {
+pub(crate) fn verdict_color(v: Verdict) -> &'static str {
     match v {
         Verdict::ConnectRefused => "#cf222e",
         Verdict::ConnectTimeout => "#8250df",
@@ -522,7 +538,7 @@ pub fn verdict_color(v: Verdict) -> &'static str {
 }
 
 /// The CSS of the section (added to the page's).
-pub const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 svg.timeline { background: #fff; border: 1px solid var(--line); max-width: 100%; height: auto; }
 svg.timeline text { font: 11px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; fill: #59636e; }
 svg.timeline text.ptitle { fill: #1f2328; font-weight: 600; }
@@ -536,7 +552,7 @@ p.shape.none b { color: var(--good); }
 
 /// The HTML report's "Pattern" section: the shape, first and last failure, highlights, the plot
 /// and the breakdowns.
-pub fn write_html(report: &Report, s: &mut String) {
+pub(crate) fn write_html(report: &Report, s: &mut String) {
     let Some(i) = &report.incident else { return };
     let _ = writeln!(s, "<h2 id=\"pattern\">Pattern</h2>");
     let none = i.shape.kind == Kind::None.label();
@@ -610,6 +626,45 @@ pub fn write_html(report: &Report, s: &mut String) {
     }
 }
 
+/// The plot's fixed layout: its width and margins, the upper (answered) and lower (failed)
+/// panels, the time axis under them.
+const PLOT_W: f64 = 960.0;
+const PLOT_LEFT: f64 = 56.0;
+const PLOT_RIGHT: f64 = 12.0;
+const TOP_Y: f64 = 22.0;
+const TOP_H: f64 = 90.0;
+const BOT_Y: f64 = TOP_Y + TOP_H + 30.0;
+const BOT_H: f64 = 120.0;
+const AXIS_H: f64 = 34.0;
+
+/// What the plot's bars depend on: their width, and each panel's scale.
+struct Bars {
+    /// Width of a bucket.
+    bw: f64,
+    /// Counts at the top of the upper and lower panels.
+    max_top: u64,
+    max_bot: u64,
+}
+
+impl Bars {
+    /// x of bucket `k`'s left edge.
+    fn x(&self, k: usize) -> f64 {
+        PLOT_LEFT + k as f64 * self.bw
+    }
+
+    /// A bar of bucket `k`, with its hover text.
+    #[allow(clippy::too_many_arguments)] // a bar is its bucket, place, size, colour, class and text
+    fn bar(&self, s: &mut String, k: usize, y: f64, height: f64, fill: &str, class: &str, title: &str) {
+        let _ = writeln!(
+            s,
+            "<rect class=\"{class}\" x=\"{:.2}\" y=\"{y:.2}\" width=\"{:.2}\" height=\"{height:.2}\" fill=\"{fill}\"><title>{}</title></rect>",
+            self.x(k) + 0.5,
+            (self.bw - 1.0).max(0.5),
+            esc(title)
+        );
+    }
+}
+
 /// The SVG plot: answered requests per bucket (grey; abandoned and not-judged stacked above in
 /// yellow and light grey) in the upper panel, failures per bucket stacked per verdict in the
 /// lower one, each with its own scale; dashed red lines at the first and last failure. Every bar
@@ -620,21 +675,19 @@ fn plot(s: &mut String, i: &Incident) {
     if n == 0 || !shows_timeline(i) {
         return;
     }
-    let (w, left, right) = (960.0, 56.0, 12.0);
-    let (top_y, top_h, gap, bot_h, axis_h) = (22.0, 90.0, 30.0, 120.0, 34.0);
-    let bot_y = top_y + top_h + gap;
-    let h = bot_y + bot_h + axis_h;
-    let plot_w = w - left - right;
-    let bw = plot_w / n as f64;
-    let x = |k: usize| left + k as f64 * bw;
-    let max_top = t
-        .buckets
-        .iter()
-        .map(|b| b.requests - b.failed)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let max_bot = t.buckets.iter().map(|b| b.failed).max().unwrap_or(0).max(1);
+    let (w, left, right) = (PLOT_W, PLOT_LEFT, PLOT_RIGHT);
+    let h = BOT_Y + BOT_H + AXIS_H;
+    let bars = Bars {
+        bw: (w - left - right) / n as f64,
+        max_top: t
+            .buckets
+            .iter()
+            .map(|b| b.requests - b.failed)
+            .max()
+            .unwrap_or(0)
+            .max(1),
+        max_bot: t.buckets.iter().map(|b| b.failed).max().unwrap_or(0).max(1),
+    };
     let _ = writeln!(
         s,
         "<figure><svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"requests and failures per {}\" data-buckets=\"{n}\">",
@@ -643,14 +696,14 @@ fn plot(s: &mut String, i: &Incident) {
     let _ = writeln!(
         s,
         "<text class=\"ptitle\" x=\"{left}\" y=\"{}\">requests answered (ok; abandoned and not judged above)</text>",
-        top_y - 8.0
+        TOP_Y - 8.0
     );
     let _ = writeln!(
         s,
         "<text class=\"ptitle\" x=\"{left}\" y=\"{}\">failed requests, per verdict</text>",
-        bot_y - 8.0
+        BOT_Y - 8.0
     );
-    for (y0, hh, max) in [(top_y, top_h, max_top), (bot_y, bot_h, max_bot)] {
+    for (y0, hh, max) in [(TOP_Y, TOP_H, bars.max_top), (BOT_Y, BOT_H, bars.max_bot)] {
         let _ = writeln!(
             s,
             "<line class=\"axis\" x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\"/><line class=\"axis\" x1=\"{left}\" y1=\"{y0:.1}\" x2=\"{left}\" y2=\"{0:.1}\"/>\
@@ -661,87 +714,86 @@ fn plot(s: &mut String, i: &Incident) {
             y0 + 10.0
         );
     }
-    let bar = |s: &mut String, k: usize, y: f64, height: f64, fill: &str, class: &str, title: &str| {
+    for (k, b) in t.buckets.iter().enumerate() {
+        bucket_bars(s, &bars, k, b, t.bucket_ms);
+    }
+    failure_lines(s, i, &bars);
+    time_labels(s, t, &bars);
+    let _ = writeln!(s, "</svg>");
+    plot_legend(s, t);
+}
+
+/// A bucket's bars: answered in the upper panel, a triangle for late connects, failures per
+/// verdict in the lower panel.
+fn bucket_bars(s: &mut String, bars: &Bars, k: usize, b: &BucketReport, bucket_ms: u64) {
+    let when = format!(
+        "{} (+{})",
+        bucket_time(&b.start, bucket_ms),
+        width_words(bucket_ms)
+    );
+    // Upper panel: ok, then abandoned, then not judged, from the axis up.
+    let mut base = TOP_Y + TOP_H;
+    for (count, fill, what) in [
+        (b.ok, "#8c959f", "ok"),
+        (
+            b.abandoned,
+            verdict_color(Verdict::ProxyAborted),
+            "abandoned by the proxy",
+        ),
+        (
+            b.not_judged,
+            verdict_color(Verdict::CaptureIncomplete),
+            "not judged",
+        ),
+    ] {
+        if count == 0 {
+            continue;
+        }
+        let hgt = count as f64 / bars.max_top as f64 * TOP_H;
+        base -= hgt;
+        let title = format!("{when}: {count} {what} of {} requests", b.requests);
+        bars.bar(s, k, base, hgt, fill, "bar answered", &title);
+    }
+    // Late connects (healthy connections whose SYN was answered only when sent again): a
+    // triangle over the bucket.
+    if b.late_connects > 0 {
+        let cx = bars.x(k) + bars.bw / 2.0;
         let _ = writeln!(
             s,
-            "<rect class=\"{class}\" x=\"{:.2}\" y=\"{y:.2}\" width=\"{:.2}\" height=\"{height:.2}\" fill=\"{fill}\"><title>{}</title></rect>",
-            x(k) + 0.5,
-            (bw - 1.0).max(0.5),
-            esc(title)
+            "<path class=\"late\" d=\"M{:.1},{:.1} l4,-7 l-8,0 z\" fill=\"#8250df\"><title>{}</title></path>",
+            cx,
+            TOP_Y + 2.0,
+            esc(&format!(
+                "{when}: {} connection{} got through only with a second SYN",
+                b.late_connects,
+                if b.late_connects == 1 { "" } else { "s" }
+            ))
         );
-    };
-    for (k, b) in t.buckets.iter().enumerate() {
-        let when = format!(
-            "{} (+{})",
-            bucket_time(&b.start, t.bucket_ms),
-            width_words(t.bucket_ms)
-        );
-        // Upper panel: ok, then abandoned, then not judged, from the axis up.
-        let mut base = top_y + top_h;
-        for (count, fill, what) in [
-            (b.ok, "#8c959f", "ok"),
-            (
-                b.abandoned,
-                verdict_color(Verdict::ProxyAborted),
-                "abandoned by the proxy",
-            ),
-            (
-                b.not_judged,
-                verdict_color(Verdict::CaptureIncomplete),
-                "not judged",
-            ),
-        ] {
-            if count == 0 {
-                continue;
-            }
-            let hgt = count as f64 / max_top as f64 * top_h;
-            base -= hgt;
-            bar(
-                s,
-                k,
-                base,
-                hgt,
-                fill,
-                "bar answered",
-                &format!("{when}: {count} {what} of {} requests", b.requests),
-            );
-        }
-        // Late connects (healthy connections whose SYN was answered only when sent again): a
-        // triangle over the bucket.
-        if b.late_connects > 0 {
-            let cx = x(k) + bw / 2.0;
-            let _ = writeln!(
-                s,
-                "<path class=\"late\" d=\"M{:.1},{:.1} l4,-7 l-8,0 z\" fill=\"#8250df\"><title>{}</title></path>",
-                cx,
-                top_y + 2.0,
-                esc(&format!(
-                    "{when}: {} connection{} got through only with a second SYN",
-                    b.late_connects,
-                    if b.late_connects == 1 { "" } else { "s" }
-                ))
-            );
-        }
-        // Lower panel: failures per verdict, in the order of the verdict table.
-        let mut base = bot_y + bot_h;
-        for (&v, count) in &b.by_verdict {
-            if !v.is_failure() {
-                continue;
-            }
-            let hgt = *count as f64 / max_bot as f64 * bot_h;
-            base -= hgt;
-            bar(
-                s,
-                k,
-                base,
-                hgt,
-                verdict_color(v),
-                &format!("bar failed v-{v}"),
-                &format!("{when}: {count} {v} of {} requests", b.requests),
-            );
-        }
     }
-    // Dashed lines at the first and last failure.
+    // Lower panel: failures per verdict, in the order of the verdict table.
+    let mut base = BOT_Y + BOT_H;
+    for (&v, count) in &b.by_verdict {
+        if !v.is_failure() {
+            continue;
+        }
+        let hgt = *count as f64 / bars.max_bot as f64 * BOT_H;
+        base -= hgt;
+        let title = format!("{when}: {count} {v} of {} requests", b.requests);
+        bars.bar(
+            s,
+            k,
+            base,
+            hgt,
+            verdict_color(v),
+            &format!("bar failed v-{v}"),
+            &title,
+        );
+    }
+}
+
+/// Dashed lines across both panels at the first and last failure.
+fn failure_lines(s: &mut String, i: &Incident, bars: &Bars) {
+    let t = &i.timeline;
     let start_ns = |rfc: &str| -> Option<f64> {
         let first = t.buckets.first()?;
         Some((ns_of(rfc)? - ns_of(&first.start)?) as f64 / 1e6 / t.bucket_ms as f64)
@@ -753,32 +805,39 @@ fn plot(s: &mut String, i: &Incident) {
         let Some(pos) = f.as_ref().and_then(|f| start_ns(&f.time)) else {
             continue;
         };
-        let px = left + pos * bw;
+        let px = PLOT_LEFT + pos * bars.bw;
         let _ = writeln!(
             s,
-            "<line class=\"mark\" x1=\"{px:.1}\" y1=\"{top_y}\" x2=\"{px:.1}\" y2=\"{:.1}\"><title>{label}</title></line>",
-            bot_y + bot_h
+            "<line class=\"mark\" x1=\"{px:.1}\" y1=\"{TOP_Y}\" x2=\"{px:.1}\" y2=\"{:.1}\"><title>{label}</title></line>",
+            BOT_Y + BOT_H
         );
     }
-    // Time labels under the axis: about six.
+}
+
+/// Time labels under the axis (about six), and what the axis is.
+fn time_labels(s: &mut String, t: &TimelineReport, bars: &Bars) {
+    let n = t.buckets.len();
     let step = n.div_ceil(6).max(1);
     for k in (0..n).step_by(step) {
         let _ = writeln!(
             s,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            x(k) + bw / 2.0,
-            bot_y + bot_h + 16.0,
+            bars.x(k) + bars.bw / 2.0,
+            BOT_Y + BOT_H + 16.0,
             esc(&bucket_time(&t.buckets[k].start, t.bucket_ms))
         );
     }
     let _ = writeln!(
         s,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">UTC, proxy clock; one bar per {}</text>",
-        w - right,
-        bot_y + bot_h + 30.0,
+        PLOT_W - PLOT_RIGHT,
+        BOT_Y + BOT_H + 30.0,
         esc(&width_words(t.bucket_ms))
     );
-    let _ = writeln!(s, "</svg>");
+}
+
+/// The plot's legend: ok, the verdicts of the failures drawn, late connects when there are some.
+fn plot_legend(s: &mut String, t: &TimelineReport) {
     let mut present: Vec<Verdict> = Vec::new();
     for b in &t.buckets {
         for &v in b.by_verdict.keys() {

@@ -6,7 +6,7 @@
 //! pair's [`SeqMap`] (how the views number the same bytes), the clock offset and the alignment of
 //! the pair. Out: a [`Ladder`], plain data that the HTML report draws.
 //!
-//! Which packet arrived as which is pairing's job ([`crate::pair::packets`]): the ladder lays the
+//! Which packet arrived as which is pairing's job (`pair::packets`): the ladder lays the
 //! matches out as arrows and labels them — the fate of a packet that did not arrive (lost, not
 //! captured at the receiver, outside the receiver's capture, in the part of its log not drawn),
 //! and where a packet only the receiver saw came from. Every logged packet of each view belongs
@@ -90,7 +90,7 @@ pub enum ArrowKind {
 }
 
 impl ArrowKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ArrowKind::Syn => "syn",
             ArrowKind::SynAck => "synack",
@@ -123,7 +123,7 @@ pub enum Fate {
 }
 
 impl Fate {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Fate::Arrived => "arrived",
             Fate::Lost => "lost",
@@ -139,7 +139,7 @@ impl Fate {
 /// Builds the ladder of a connection: its views in each capture (proxy first), the captures
 /// (`sides`, for their names and when they ran), the clock offset, the alignment and how the views
 /// number the same bytes.
-pub fn build(
+pub(crate) fn build(
     sides: &[SideResult],
     views: [Option<&Conn>; 2],
     clock: Option<ClockOffset>,

@@ -1,7 +1,9 @@
-//! Markdown for tickets: the answer in the title, a summary table, one section per failed
-//! connection (what happened, the request, the evidence as a table of frames and times in each
-//! capture, the Wireshark filters, the next step), the healthy connections in one line, and the
-//! inputs.
+//! Markdown for tickets: the answer in the title, a summary table, the pattern (`incident`), one
+//! section per failed connection (`connection`: what happened, the request (`exchange`), the
+//! evidence as a table of frames and times in each capture (`evidence`), what each capture saw
+//! (`seen_in`), the Wireshark filters, the next step), the client requests (`clients`), the
+//! healthy connections in one line (the words the text report uses), the proxy log
+//! (`proxy_logs`) and the inputs.
 //!
 //! Written for GitHub and GitLab, and to stay readable as plain text (Jira): no HTML, simple
 //! pipe tables, every text from the captures escaped (`|`, backticks, emphasis and link
@@ -21,7 +23,7 @@ pub fn write_markdown(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 }
 
 /// The whole document.
-pub fn render(report: &Report) -> String {
+pub(crate) fn render(report: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# bothends: {}\n", text(&report.summary.answer));
 
@@ -74,21 +76,9 @@ pub fn render(report: &Report) -> String {
 
     super::clients::write_markdown(report, &mut s);
 
-    let ok = report.summary.by_verdict.get(&Verdict::Ok).copied().unwrap_or(0) as usize;
-    if ok > 0 {
-        let exchanges = report.summary.ok_exchanges as usize;
-        let retrans = report.summary.ok_with_retransmissions;
+    if let Some(healthy) = super::text::healthy_words(&report.summary) {
         let _ = writeln!(s, "\n## Healthy connections\n");
-        let _ = write!(
-            s,
-            "{ok} connection{} ok: {exchanges} exchange{} sent and answered in full",
-            plural(ok),
-            plural(exchanges)
-        );
-        if retrans > 0 {
-            let _ = write!(s, ", {retrans} with retransmissions recovered");
-        }
-        let _ = writeln!(s, ".");
+        let _ = writeln!(s, "{healthy}.");
     }
 
     super::proxy_logs::markdown_section(report, &mut s);
@@ -102,6 +92,9 @@ pub fn render(report: &Report) -> String {
     s
 }
 
+/// A connection's section: its title and ends, what happened, the proxy's log lines, the
+/// exchange, the client requests, the evidence, what each capture saw, the Wireshark filters and
+/// the next step.
 fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
     let _ = writeln!(
         s,
@@ -122,60 +115,81 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
         let _ = writeln!(s, "**What happened:** {}\n", text(e));
     }
     super::proxy_logs::markdown_connection(report, c, s);
-
-    if let Some(x) = exchange_of_interest(c) {
-        let _ = writeln!(s, "**HTTP:** {}\n", text(&exchange_line(x)));
-        let head = exchange_head(x);
-        if !head.is_empty() {
-            let fence = fence_for(&head);
-            let _ = writeln!(s, "{fence}\n{head}{fence}\n");
-        }
-        if c.exchanges.len() > 1 {
-            let _ = writeln!(
-                s,
-                "The connection carried {} exchanges; this is the first that did not complete (or the last).\n",
-                c.exchanges.len()
-            );
-        }
-    }
-
+    exchange(s, c);
     for r in super::clients::requests_of_connection(report, c) {
         let _ = writeln!(s, "**Client:** {}\n", text(&super::clients::ref_line(r)));
     }
+    evidence(s, report, c);
+    seen_in(s, c);
+    if !c.filters.is_empty() {
+        let _ = writeln!(s, "\n**Wireshark display filters:**\n");
+        for (side, f) in &c.filters {
+            let _ = writeln!(s, "- {}: {}", text(side), code(f));
+        }
+    }
+    if let Some(next) = c.next_step.as_deref().filter(|n| !n.is_empty()) {
+        let _ = writeln!(s, "\n**Next step:** {}", text(next));
+    }
+}
 
-    if !c.evidence.is_empty() {
-        // One column pair (frame, time) per capture, in the report's order of captures.
-        let sides: Vec<&str> = report.captures.iter().map(|c| c.side.as_str()).collect();
+/// The exchange the connection is about: its line, its heads in a code block.
+fn exchange(s: &mut String, c: &ConnectionReport) {
+    let Some(x) = exchange_of_interest(c) else {
+        return;
+    };
+    let _ = writeln!(s, "**HTTP:** {}\n", text(&exchange_line(x)));
+    let head = exchange_head(x);
+    if !head.is_empty() {
+        let fence = fence_for(&head);
+        let _ = writeln!(s, "{fence}\n{head}{fence}\n");
+    }
+    if c.exchanges.len() > 1 {
         let _ = writeln!(
             s,
-            "**Evidence** (frame numbers as Wireshark's `frame.number`, times on each capture's own clock, UTC):\n"
+            "The connection carried {} exchanges; this is the first that did not complete (or the last).\n",
+            c.exchanges.len()
         );
-        let mut header = String::from("| what |");
-        let mut rule = String::from("|---|");
-        for side in &sides {
-            let _ = write!(header, " {side} frame | {side} time |");
-            rule.push_str("---:|---|");
-        }
-        let _ = writeln!(s, "{header}\n{rule}");
-        for e in &c.evidence {
-            let mut row = format!("| {} |", cell(&e.what));
-            for side in &sides {
-                if e.capture == *side {
-                    let file = e
-                        .file
-                        .as_deref()
-                        .map_or(String::new(), |f| format!(" ({})", cell(f)));
-                    let _ = write!(row, " {}{file} | {} |", e.frame, clock_time(&e.time));
-                } else {
-                    row.push_str("  |  |");
-                }
-            }
-            let _ = writeln!(s, "{row}");
-        }
-        let _ = writeln!(s);
     }
+}
 
-    // What each capture saw of it, in one line each.
+/// The evidence as a table: what, then a frame and a time column per capture.
+fn evidence(s: &mut String, report: &Report, c: &ConnectionReport) {
+    if c.evidence.is_empty() {
+        return;
+    }
+    // One column pair (frame, time) per capture, in the report's order of captures.
+    let sides: Vec<&str> = report.captures.iter().map(|c| c.side.as_str()).collect();
+    let _ = writeln!(
+        s,
+        "**Evidence** (frame numbers as Wireshark's `frame.number`, times on each capture's own clock, UTC):\n"
+    );
+    let mut header = String::from("| what |");
+    let mut rule = String::from("|---|");
+    for side in &sides {
+        let _ = write!(header, " {side} frame | {side} time |");
+        rule.push_str("---:|---|");
+    }
+    let _ = writeln!(s, "{header}\n{rule}");
+    for e in &c.evidence {
+        let mut row = format!("| {} |", cell(&e.what));
+        for side in &sides {
+            if e.capture == *side {
+                let file = e
+                    .file
+                    .as_deref()
+                    .map_or(String::new(), |f| format!(" ({})", cell(f)));
+                let _ = write!(row, " {}{file} | {} |", e.frame, clock_time(&e.time));
+            } else {
+                row.push_str("  |  |");
+            }
+        }
+        let _ = writeln!(s, "{row}");
+    }
+    let _ = writeln!(s);
+}
+
+/// What each capture saw of the connection, in one line each; how it was paired; its anomalies.
+fn seen_in(s: &mut String, c: &ConnectionReport) {
     let _ = writeln!(s, "**Seen in:**\n");
     for (side, v) in &c.views {
         let _ = writeln!(
@@ -202,16 +216,6 @@ fn connection(s: &mut String, report: &Report, n: usize, c: &ConnectionReport) {
         .collect();
     if !anomalies.is_empty() {
         let _ = writeln!(s, "- anomalies: {}", anomalies.join(", "));
-    }
-
-    if !c.filters.is_empty() {
-        let _ = writeln!(s, "\n**Wireshark display filters:**\n");
-        for (side, f) in &c.filters {
-            let _ = writeln!(s, "- {}: {}", text(side), code(f));
-        }
-    }
-    if let Some(next) = c.next_step.as_deref().filter(|n| !n.is_empty()) {
-        let _ = writeln!(s, "\n**Next step:** {}", text(next));
     }
 }
 
@@ -242,7 +246,7 @@ fn inputs(s: &mut String, report: &Report) {
 
 /// Text from the captures or the diagnosis, escaped for Markdown prose: nothing in it can open
 /// emphasis, a link, a code span, an HTML tag or a table cell. Line breaks become spaces.
-pub fn text(s: &str) -> String {
+pub(crate) fn text(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len() + 8);
     for (i, &ch) in chars.iter().enumerate() {
@@ -270,12 +274,12 @@ pub fn text(s: &str) -> String {
 }
 
 /// A table cell: escaped text (a `|` can never end the cell).
-pub fn cell(s: &str) -> String {
+pub(crate) fn cell(s: &str) -> String {
     text(s)
 }
 
 /// An inline code span, its fence longer than any backtick run inside.
-pub fn code(s: &str) -> String {
+pub(crate) fn code(s: &str) -> String {
     let s: String = s
         .chars()
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })

@@ -3,25 +3,36 @@
 //! In: an [`Analysis`] (the sides, the pairing, the alignments, the diagnoses). Out: one [`Report`]
 //! model (`model`), rendered as text (`text`), JSON and NDJSON (`json`: the model as is), Markdown
 //! for tickets (`markdown`) and self-contained HTML (`html`) with a ladder diagram per failed
-//! connection (`ladder` matches each packet sent at one end with its arrival at the other). The
-//! report never sees pcap-parser, etherparse or httparse types; it reads the stages' plain data and
-//! builds its own view types.
+//! connection (`ladder` matches each packet sent at one end with its arrival at the other;
+//! `html/ladder_svg.rs` draws it). The report never sees pcap-parser, etherparse or httparse types;
+//! it reads the stages' plain data and builds its own view types.
+//!
+//! Rows are made here (`RowMaker`, counted by `Tally`) for a whole analysis ([`build`]) or one
+//! at a time while the captures are read (`stream`, the pipeline's sink). Beside the connections,
+//! three sections have a module each that builds their part of the model and writes it in every
+//! format: `incident` (the pattern), `proxy_logs` (the proxy's log lines, the window) and
+//! `clients` (the client requests). The helpers at the end of this file are what the renderers
+//! share: the exchange a failed connection is about, its heads, times, the notes under the inputs.
+//!
+//! What the library offers is the modules `model`, `json`, `text`, `markdown`, `html`, `stream`
+//! and `ladder` (its types, reachable from the model) and, here, [`build`], [`ReportOptions`],
+//! [`SideInfo`], [`is_failed`] and [`is_notable`]; the rest is `pub(crate)`.
 //!
 //! Redaction happens here, once, when the model is built: header values that carry credentials
 //! never reach a renderer unless asked for (`--show-secrets`).
 
-pub mod clients;
+pub(crate) mod clients;
 pub mod html;
-pub mod incident;
+pub(crate) mod incident;
 pub mod json;
 pub mod ladder;
 pub mod markdown;
 pub mod model;
-pub mod proxy_logs;
+pub(crate) mod proxy_logs;
 pub mod stream;
 pub mod text;
 
-pub use crate::time::{duration_words, rfc3339, time_of_day};
+pub(crate) use crate::time::{duration_words, rfc3339};
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -48,7 +59,7 @@ pub struct ReportOptions {
 
 impl ReportOptions {
     /// The lower-case names of the headers whose values are redacted (none with `show_secrets`).
-    pub fn redacted(&self) -> Vec<String> {
+    pub(crate) fn redacted(&self) -> Vec<String> {
         if self.show_secrets {
             return Vec::new();
         }
@@ -68,10 +79,11 @@ impl ReportOptions {
 pub const MAX_LADDERS: usize = 100;
 
 /// The text that replaces a redacted header value.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// Header names whose values are credentials.
-pub const REDACTED_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+pub(crate) const REDACTED_HEADERS: [&str; 4] =
+    ["authorization", "proxy-authorization", "cookie", "set-cookie"];
 
 /// The sides as rows need them: which capture, and its file names (for evidence in a rotated set).
 #[derive(Clone, Debug)]
@@ -81,7 +93,7 @@ pub struct SideInfo {
 }
 
 impl SideInfo {
-    pub fn of(s: &SideResult) -> SideInfo {
+    pub(crate) fn of(s: &SideResult) -> SideInfo {
         SideInfo {
             side: s.side,
             files: s.capture.files.clone(),
@@ -91,23 +103,23 @@ impl SideInfo {
 
 /// What a row is made from: a judged connection.
 #[derive(Clone, Copy, Debug)]
-pub struct RowInput<'a> {
-    pub proxy: Option<&'a Conn>,
-    pub backend: Option<&'a Conn>,
-    pub method: MatchMethod,
-    pub diagnosis: Option<&'a Diagnosis>,
+pub(crate) struct RowInput<'a> {
+    pub(crate) proxy: Option<&'a Conn>,
+    pub(crate) backend: Option<&'a Conn>,
+    pub(crate) method: MatchMethod,
+    pub(crate) diagnosis: Option<&'a Diagnosis>,
 }
 
 /// Makes report rows from judged connections, one at a time (the same for a whole analysis and
 /// for a report written while the captures are read).
 #[derive(Clone, Debug)]
-pub struct RowMaker {
+pub(crate) struct RowMaker {
     sides: Vec<SideInfo>,
     redacted: Vec<String>,
 }
 
 impl RowMaker {
-    pub fn new(sides: Vec<SideInfo>, opts: &ReportOptions) -> RowMaker {
+    pub(crate) fn new(sides: Vec<SideInfo>, opts: &ReportOptions) -> RowMaker {
         RowMaker {
             sides,
             redacted: opts.redacted(),
@@ -119,13 +131,13 @@ impl RowMaker {
     }
 
     /// The proxy capture's side (the first), for the client requests' frames.
-    pub fn proxy_side(&self) -> Option<&SideInfo> {
+    pub(crate) fn proxy_side(&self) -> Option<&SideInfo> {
         self.sides.first()
     }
 
     /// The row of a connection (its `id` left empty, its ladder None), and its start on the proxy
     /// clock (for ordering).
-    pub fn row(&self, input: &RowInput<'_>, clock: Option<ClockOffset>) -> (i64, ConnectionReport) {
+    pub(crate) fn row(&self, input: &RowInput<'_>, clock: Option<ClockOffset>) -> (i64, ConnectionReport) {
         let start = match (input.proxy, input.backend) {
             (Some(c), _) => c.first.ts_ns,
             (None, Some(c)) => crate::pair::on_proxy_clock(clock.as_ref(), c.first.ts_ns),
@@ -184,7 +196,7 @@ impl RowMaker {
 
     /// What the tally counts of a connection, as its row would say it, without making the row
     /// (a report that does not list the connection only counts it).
-    pub fn counted<'a>(&self, input: &RowInput<'a>) -> Counted<'a> {
+    pub(crate) fn counted<'a>(&self, input: &RowInput<'a>) -> Counted<'a> {
         let mut protocol = Protocol::Empty;
         let mut retransmitted = false;
         for (i, conn) in [input.proxy, input.backend].into_iter().enumerate() {
@@ -231,7 +243,7 @@ impl RowMaker {
 
 /// The report around the connections: captures, clock offset, backends, redaction (the
 /// connections and summary are filled in by the caller).
-pub fn report_header(
+pub(crate) fn report_header(
     sides: &[SideResult],
     clock: Option<ClockOffset>,
     backends: &crate::pair::Backends,
@@ -348,8 +360,8 @@ pub fn build(analysis: &Analysis, opts: &ReportOptions) -> Report {
 
 /// The summary's counts, accumulated row by row.
 #[derive(Clone, Debug, Default)]
-pub struct Tally {
-    pub connections: u64,
+pub(crate) struct Tally {
+    pub(crate) connections: u64,
     by_verdict: IndexMap<Verdict, u64>,
     by_blame: IndexMap<Blame, u64>,
     failures: Vec<FailureCount>,
@@ -360,25 +372,25 @@ pub struct Tally {
     exchanges: u64,
     ok_exchanges: u64,
     ok_with_retransmissions: u64,
-    pub failed: u64,
+    pub(crate) failed: u64,
     /// Rows the report lists.
-    pub listed: u64,
+    pub(crate) listed: u64,
 }
 
 /// What a [`Tally`] counts of a connection: from its row, or straight from the judged connection
 /// when no row is needed ([`RowMaker::counted`]).
-pub struct Counted<'a> {
-    pub protocol: &'a str,
-    pub exchanges: usize,
-    pub verdict: Option<Verdict>,
-    pub blame: Option<Blame>,
-    pub outcome: Option<Outcome>,
+pub(crate) struct Counted<'a> {
+    pub(crate) protocol: &'a str,
+    pub(crate) exchanges: usize,
+    pub(crate) verdict: Option<Verdict>,
+    pub(crate) blame: Option<Blame>,
+    pub(crate) outcome: Option<Outcome>,
     /// A view saw retransmissions.
-    pub retransmitted: bool,
+    pub(crate) retransmitted: bool,
 }
 
 impl Tally {
-    pub fn add(&mut self, c: &ConnectionReport) {
+    pub(crate) fn add(&mut self, c: &ConnectionReport) {
         self.count(&Counted {
             protocol: &c.protocol,
             exchanges: c.exchanges.len(),
@@ -392,7 +404,7 @@ impl Tally {
         });
     }
 
-    pub fn count(&mut self, c: &Counted<'_>) {
+    pub(crate) fn count(&mut self, c: &Counted<'_>) {
         self.connections += 1;
         bump(&mut self.protocols, c.protocol);
         self.exchanges += c.exchanges as u64;
@@ -437,7 +449,7 @@ impl Tally {
     }
 
     /// The summary; `single`: one capture read as `flows` (the answer speaks of TCP connections).
-    pub fn summary(&self, single: bool) -> Summary {
+    pub(crate) fn summary(&self, single: bool) -> Summary {
         // Stable order: the order of the verdict and blame tables.
         let mut by_verdict = self.by_verdict.clone();
         by_verdict.sort_keys();
@@ -504,7 +516,7 @@ fn answer(
 }
 
 /// A row's outcome (from its verdict).
-pub fn outcome_of(c: &ConnectionReport) -> Option<Outcome> {
+pub(crate) fn outcome_of(c: &ConnectionReport) -> Option<Outcome> {
     c.verdict.map(Verdict::outcome)
 }
 
@@ -633,7 +645,7 @@ fn anomaly_items(a: &Anomalies) -> Vec<AnomalyItem> {
         .collect()
 }
 
-pub fn protocol_name(p: Protocol) -> &'static str {
+pub(crate) fn protocol_name(p: Protocol) -> &'static str {
     match p {
         Protocol::Empty => "empty",
         Protocol::Http => "http",
@@ -644,7 +656,7 @@ pub fn protocol_name(p: Protocol) -> &'static str {
 
 /// A Wireshark display filter for exactly this connection in its capture: both endpoints, and the
 /// frame range (a reused 4-tuple may carry other connections before or after).
-pub fn wireshark_filter(c: &Conn) -> String {
+pub(crate) fn wireshark_filter(c: &Conn) -> String {
     let ip = |ip: IpAddr| match ip {
         IpAddr::V4(a) => format!("ip.addr=={a}"),
         IpAddr::V6(a) => format!("ipv6.addr=={a}"),
@@ -667,7 +679,7 @@ pub fn wireshark_filter(c: &Conn) -> String {
 
 /// Header names worth showing in a ticket beside the request line (with the credential ones,
 /// redacted or not).
-pub const NOTABLE_HEADERS: [&str; 6] = [
+pub(crate) const NOTABLE_HEADERS: [&str; 6] = [
     "host",
     "content-length",
     "transfer-encoding",
@@ -678,7 +690,7 @@ pub const NOTABLE_HEADERS: [&str; 6] = [
 
 /// The headers of a message worth showing: the notable ones, and the credential ones (whose
 /// values are "[redacted]" unless the report was made with `--show-secrets`).
-pub fn notable_headers(headers: &[HeaderField]) -> Vec<&HeaderField> {
+pub(crate) fn notable_headers(headers: &[HeaderField]) -> Vec<&HeaderField> {
     headers
         .iter()
         .filter(|h| {
@@ -691,7 +703,7 @@ pub fn notable_headers(headers: &[HeaderField]) -> Vec<&HeaderField> {
 /// The heads of an exchange as a ticket shows them: the request line and the status line, each
 /// with its notable headers, a blank line between them; one line each, empty when neither was
 /// recorded.
-pub fn exchange_head(x: &ExchangeReport) -> String {
+pub(crate) fn exchange_head(x: &ExchangeReport) -> String {
     let mut head = String::new();
     for (line, headers) in [
         (&x.request_line, &x.request_headers),
@@ -713,7 +725,7 @@ pub fn exchange_head(x: &ExchangeReport) -> String {
 
 /// The exchange a failed connection is about: the first one not sent or answered in full, else
 /// the last one.
-pub fn exchange_of_interest(c: &ConnectionReport) -> Option<&ExchangeReport> {
+pub(crate) fn exchange_of_interest(c: &ConnectionReport) -> Option<&ExchangeReport> {
     c.exchanges
         .iter()
         .find(|e| !(e.request_complete && e.response_complete))
@@ -727,7 +739,7 @@ pub fn is_failed(c: &ConnectionReport) -> bool {
 
 /// How a report's section title qualifies a finding that is not a failure ("abandoned by the
 /// proxy", "not judged"); None for failures and `ok`.
-pub fn outcome_words(c: &ConnectionReport) -> Option<&'static str> {
+pub(crate) fn outcome_words(c: &ConnectionReport) -> Option<&'static str> {
     match outcome_of(c)? {
         Outcome::Abandoned => Some("not a failure: abandoned by the proxy"),
         Outcome::NotJudged => Some("not a failure: not judged"),
@@ -736,7 +748,7 @@ pub fn outcome_words(c: &ConnectionReport) -> Option<&'static str> {
 }
 
 /// Connections with a finding of any kind (failed, abandoned, not judged).
-pub fn notable_count(s: &Summary) -> u64 {
+pub(crate) fn notable_count(s: &Summary) -> u64 {
     s.failed + s.abandoned + s.not_judged
 }
 
@@ -746,12 +758,12 @@ pub fn is_notable(c: &ConnectionReport) -> bool {
 }
 
 /// `HH:MM:SS.ffffff` of an RFC 3339 time as the report writes them.
-pub fn clock_time(rfc: &str) -> &str {
+pub(crate) fn clock_time(rfc: &str) -> &str {
     rfc.get(11..26).unwrap_or(rfc)
 }
 
 /// `YYYY-MM-DD HH:MM:SS.ffffff UTC` of an RFC 3339 time as the report writes them.
-pub fn date_time(rfc: &str) -> String {
+pub(crate) fn date_time(rfc: &str) -> String {
     match (rfc.get(..10), rfc.get(11..26)) {
         (Some(d), Some(t)) => format!("{d} {t} UTC"),
         _ => rfc.to_string(),
@@ -761,7 +773,7 @@ pub fn date_time(rfc: &str) -> String {
 /// The notes under a report's inputs, in words, for the Markdown and HTML reports: the clock,
 /// the backend endpoints, the warnings and what was redacted. Each is a sentence and, for the
 /// endpoints, the addresses (set apart as code where the format can).
-pub fn input_notes(report: &Report) -> Vec<(String, Option<String>)> {
+pub(crate) fn input_notes(report: &Report) -> Vec<(String, Option<String>)> {
     let mut notes = Vec::new();
     notes.push((
         match &report.clock_offset {
@@ -807,7 +819,7 @@ pub fn input_notes(report: &Report) -> Vec<(String, Option<String>)> {
 
 /// A clock offset in words, after "the backend capture('s clock) is": "0.002 ms ahead of the
 /// proxy's (± 0.004 ms, from 3 packets)".
-pub fn clock_words(c: &ClockInfo) -> String {
+pub(crate) fn clock_words(c: &ClockInfo) -> String {
     format!(
         "{} {} the proxy's (± {}, from {} packets{})",
         duration_words(c.backend_minus_proxy_ms.abs()),
@@ -824,33 +836,13 @@ pub fn clock_words(c: &ClockInfo) -> String {
 }
 
 impl Analysis {
-    /// The result of a side.
-    pub fn side(&self, side: Side) -> &SideResult {
-        self.sides
-            .iter()
-            .find(|s| s.side == side)
-            .unwrap_or(&self.sides[0])
-    }
-
     /// The first capture's view of a pair (the proxy, or the single capture).
-    pub fn first_view(&self, p: &crate::pair::Pair) -> Option<&Conn> {
+    pub(crate) fn first_view(&self, p: &crate::pair::Pair) -> Option<&Conn> {
         p.proxy.and_then(|i| self.sides.first()?.connections.get(i))
     }
 
     /// The second capture's view of a pair (the backend).
-    pub fn second_view(&self, p: &crate::pair::Pair) -> Option<&Conn> {
+    pub(crate) fn second_view(&self, p: &crate::pair::Pair) -> Option<&Conn> {
         p.backend.and_then(|i| self.sides.get(1)?.connections.get(i))
-    }
-
-    /// The views of a pair with their sides, proxy first.
-    pub fn views(&self, p: &crate::pair::Pair) -> Vec<(Side, &Conn)> {
-        let mut v = Vec::with_capacity(2);
-        if let Some(c) = self.first_view(p) {
-            v.push((self.sides[0].side, c));
-        }
-        if let Some(c) = self.second_view(p) {
-            v.push((self.sides[1].side, c));
-        }
-        v
     }
 }

@@ -1,18 +1,20 @@
 //! The incident views in the report: the proxy's error log lines (beside each connection's verdict,
 //! and all of them in a table at the end) and the time window. Builds the model's types from
-//! `incident`'s results, and the pieces the text, Markdown and HTML reports print.
+//! `incident`'s results, and the pieces the text (`text_connection`, `text_section`: the files,
+//! the counts, the table), Markdown and HTML reports write into their document.
 
 use std::fmt::Write as _;
 
 use super::html::esc;
 use super::markdown;
+use super::text::{write_hanging, write_wrapped};
 use super::{ConnectionReport, LogLineReport, ProxyLogFile, ProxyLogsReport, Report, WindowReport, rfc3339};
 use crate::diagnose::Verdict;
 use crate::incident::logs::{Attached, LogLine, LogsSummary, Outcome};
 use crate::incident::window::{Window, offset_words};
 
 /// A log line for the report (without where it ended up).
-pub fn line_report(l: &LogLine) -> LogLineReport {
+pub(crate) fn line_report(l: &LogLine) -> LogLineReport {
     LogLineReport {
         file: l.file.clone(),
         line: l.line,
@@ -31,7 +33,7 @@ pub fn line_report(l: &LogLine) -> LogLineReport {
 }
 
 /// A connection's `log_lines`: the lines of the events it took.
-pub fn attached(events: &[Attached]) -> Vec<LogLineReport> {
+pub(crate) fn attached(events: &[Attached]) -> Vec<LogLineReport> {
     let mut out = Vec::new();
     for e in events {
         for l in &e.lines {
@@ -45,7 +47,7 @@ pub fn attached(events: &[Attached]) -> Vec<LogLineReport> {
 }
 
 /// The top-level `proxy_logs`.
-pub fn summary_report(s: LogsSummary) -> ProxyLogsReport {
+pub(crate) fn summary_report(s: LogsSummary) -> ProxyLogsReport {
     let lines = s
         .placed
         .iter()
@@ -98,7 +100,7 @@ pub fn summary_report(s: LogsSummary) -> ProxyLogsReport {
 }
 
 /// The top-level `window`.
-pub fn window_report(w: Window, outside: u64) -> WindowReport {
+pub(crate) fn window_report(w: Window, outside: u64) -> WindowReport {
     WindowReport {
         since: w.since.map(rfc3339),
         until: w.until.map(rfc3339),
@@ -108,7 +110,7 @@ pub fn window_report(w: Window, outside: u64) -> WindowReport {
 
 /// The window in words: "2026-11-22 00:25:20.000000 UTC → (open); 3 connections outside it
 /// not reported".
-pub fn window_words(w: &WindowReport) -> String {
+pub(crate) fn window_words(w: &WindowReport) -> String {
     let end = |t: &Option<String>| t.as_deref().map_or("(open)".to_string(), super::date_time);
     format!(
         "{} → {} on the proxy capture's clock; {} connection{} outside it not reported",
@@ -120,7 +122,7 @@ pub fn window_words(w: &WindowReport) -> String {
 }
 
 /// A log line's message: the text after its time, level and process fields.
-pub fn message(text: &str) -> &str {
+pub(crate) fn message(text: &str) -> &str {
     let mut rest = text.trim_start();
     if rest.starts_with('[') {
         // Apache: [time] [module:level] [pid P:tid T]
@@ -207,31 +209,24 @@ fn outcome_words(l: &LogLineReport) -> String {
 const TEXT_TABLE: usize = 40;
 
 /// The text report's lines for a connection's log lines (indented by three spaces).
-pub fn text_connection(report: &Report, c: &ConnectionReport, width: usize, out: &mut Vec<String>) {
+pub(crate) fn text_connection(report: &Report, c: &ConnectionReport, width: usize, s: &mut String) {
     if c.log_lines.is_empty() {
         return;
     }
-    out.push("   proxy log:".to_string());
+    let _ = writeln!(s, "   proxy log:");
     for l in &c.log_lines {
         let head = format!("     {}  {}  ", place(report, l), shown_time(report, l));
-        let pad = head.chars().count();
-        let body = super::text::wrap(message(&l.text), width.saturating_sub(pad).max(30));
-        for (i, line) in body.iter().enumerate() {
-            if i == 0 {
-                out.push(format!("{head}{line}"));
-            } else {
-                out.push(format!("{}{line}", " ".repeat(pad)));
-            }
-        }
+        write_hanging(s, &head, message(&l.text), width, 30);
     }
 }
 
-/// The text report's section about the logs (after the connections).
-pub fn text_section(report: &Report, width: usize) -> Vec<String> {
+/// The text report's section about the logs (after the connections): the files, the counts,
+/// then a table of the lines.
+pub(crate) fn text_section(report: &Report, width: usize, s: &mut String) {
     let Some(p) = &report.proxy_logs else {
-        return Vec::new();
+        return;
     };
-    let mut out = vec![String::new()];
+    let _ = writeln!(s);
     for f in &p.files {
         let head = format!(
             "proxy log {} ({}, {} lines, {} at warn or above)",
@@ -240,15 +235,20 @@ pub fn text_section(report: &Report, width: usize) -> Vec<String> {
             f.lines,
             f.errors
         );
-        for (i, line) in super::text::wrap(&head, width).into_iter().enumerate() {
-            out.push(if i == 0 { line } else { format!("          {line}") });
-        }
+        write_wrapped(s, &head, width, "", "          ");
         for w in &f.warnings {
-            for line in super::text::wrap(&format!("warning: {w}"), width - 2) {
-                out.push(format!("  {line}"));
-            }
+            write_wrapped(s, &format!("warning: {w}"), width - 2, "  ", "  ");
         }
     }
+    write_wrapped(s, &text_counts(p), width - 2, "  ", "  ");
+    if let Some(h) = &p.hint {
+        write_wrapped(s, &format!("note: {h}"), width - 2, "  ", "  ");
+    }
+    text_table(report, p, width, s);
+}
+
+/// The text report's counts of the lines: considered, matched, unmatched and why.
+fn text_counts(p: &ProxyLogsReport) -> String {
     let mut summary = format!(
         "{} line{} considered (warn or above, or about a backend connection): {} tied to a connection, {} to none",
         p.considered,
@@ -272,15 +272,12 @@ pub fn text_section(report: &Report, width: usize) -> Vec<String> {
             p.not_considered
         );
     }
-    for line in super::text::wrap(&summary, width - 2) {
-        out.push(format!("  {line}"));
-    }
-    if let Some(h) = &p.hint {
-        for line in super::text::wrap(&format!("note: {h}"), width - 2) {
-            out.push(format!("  {line}"));
-        }
-    }
-    // Every line when they are few; else those no connection section shows.
+    summary
+}
+
+/// The text report's table of the lines (up to [`TEXT_TABLE`]): every line when they are few;
+/// else those no connection section shows.
+fn text_table(report: &Report, p: &ProxyLogsReport, width: usize, s: &mut String) {
     let shown_in_sections = |l: &LogLineReport| {
         l.connection.as_ref().is_some_and(|id| {
             report
@@ -312,28 +309,17 @@ pub fn text_section(report: &Report, width: usize) -> Vec<String> {
             shown_time(report, l),
             code_or_level(l)
         );
-        let body = super::text::wrap(
-            &outcome_words(l),
-            width.saturating_sub(head.chars().count()).max(20),
-        );
-        for (i, line) in body.iter().enumerate() {
-            if i == 0 {
-                out.push(format!("{head}{line}"));
-            } else {
-                out.push(format!("{}{line}", " ".repeat(head.chars().count())));
-            }
-        }
+        write_hanging(s, &head, &outcome_words(l), width, 20);
     }
     let left =
         listed.len().saturating_sub(TEXT_TABLE) as u64 + p.considered.saturating_sub(p.lines.len() as u64);
     if left > 0 {
-        out.push(format!("  … {left} more lines: --format json lists them"));
+        let _ = writeln!(s, "  … {left} more lines: --format json lists them");
     }
-    out
 }
 
 /// The Markdown for a connection's log lines.
-pub fn markdown_connection(report: &Report, c: &ConnectionReport, s: &mut String) {
+pub(crate) fn markdown_connection(report: &Report, c: &ConnectionReport, s: &mut String) {
     if c.log_lines.is_empty() {
         return;
     }
@@ -351,7 +337,7 @@ pub fn markdown_connection(report: &Report, c: &ConnectionReport, s: &mut String
 }
 
 /// The Markdown section about the logs (before the inputs).
-pub fn markdown_section(report: &Report, s: &mut String) {
+pub(crate) fn markdown_section(report: &Report, s: &mut String) {
     let Some(p) = &report.proxy_logs else {
         return;
     };
@@ -411,7 +397,7 @@ pub fn markdown_section(report: &Report, s: &mut String) {
 }
 
 /// The HTML for a connection's log lines.
-pub fn html_connection(report: &Report, c: &ConnectionReport, s: &mut String) {
+pub(crate) fn html_connection(report: &Report, c: &ConnectionReport, s: &mut String) {
     if c.log_lines.is_empty() {
         return;
     }
@@ -430,7 +416,7 @@ pub fn html_connection(report: &Report, c: &ConnectionReport, s: &mut String) {
 }
 
 /// The HTML section about the logs (before the inputs).
-pub fn html_section(report: &Report, s: &mut String) {
+pub(crate) fn html_section(report: &Report, s: &mut String) {
     let Some(p) = &report.proxy_logs else {
         return;
     };

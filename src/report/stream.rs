@@ -1,11 +1,15 @@
 //! Writing a report while the captures are read: a [`Writer`] is the pipeline's sink. Each
-//! connection becomes a row as soon as it is judged, and then:
+//! connection becomes a row as soon as it is judged (`Sink::finding`: is it `listed`, its `row`,
+//! `write_row`), and then:
 //! - NDJSON: the row is written at once;
 //! - JSON and the `flows` table: the row goes to a temporary file (a "spill"), and the document is
 //!   assembled at the end, when the captures' own facts (packet counts, times, warnings) are known;
-//! - text, Markdown, HTML: the failed rows are kept (up to [`MAX_FAILED_KEPT`]) — and for HTML the
+//! - text, Markdown, HTML: the failed rows are kept (up to `MAX_FAILED_KEPT`) — and for HTML the
 //!   views of the first failed connections, for their ladder diagrams, and healthy rows up to
-//!   [`MAX_ROWS_KEPT`] for its table — everything else is only counted.
+//!   `MAX_ROWS_KEPT` for its table — everything else is only counted.
+//!
+//! At the end, [`Writer::finish`] builds the document around the rows (`report`), draws the kept
+//! ladders and writes the format.
 //!
 //! So a report of millions of connections takes memory for the connections in flight and the
 //! failed ones kept, not for all of them. Rows come in the order connections were judged
@@ -24,9 +28,9 @@ use crate::incident::window::Window;
 use crate::pipeline::{Conn, Finding, RunEnd, Side, Sink};
 
 /// Failed connections a text, Markdown or HTML report keeps in full.
-pub const MAX_FAILED_KEPT: usize = 10_000;
+pub(crate) const MAX_FAILED_KEPT: usize = 10_000;
 /// Rows (failed first, then healthy) an HTML report's table lists.
-pub const MAX_ROWS_KEPT: usize = 20_000;
+pub(crate) const MAX_ROWS_KEPT: usize = 20_000;
 
 /// What the writer produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +146,44 @@ impl<'w> Writer<'w> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
+        let mut report = self.report(&end);
+        let failed = report.summary.failed;
+        match self.format {
+            Format::Ndjson => {}
+            Format::Json => {
+                let spill = self.take_spill()?;
+                write_json(&report, spill, self.out)?;
+            }
+            Format::Flows => {
+                let spill = self.take_spill()?;
+                super::text::write_flows_header(&report, self.style, self.out)?;
+                self.table.write_header(self.style, self.out)?;
+                for line in spill.lines()? {
+                    let line = line?;
+                    let mut cells: [String; 8] = Default::default();
+                    for (cell, part) in cells.iter_mut().zip(line.split('\x1f')) {
+                        *cell = part.to_string();
+                    }
+                    self.table.write_cells(&cells, self.out)?;
+                }
+            }
+            Format::Text | Format::Markdown | Format::Html => {
+                self.draw_ladders(&end);
+                report.connections = std::mem::take(&mut self.kept);
+                match self.format {
+                    Format::Text => super::text::write_analysis(&report, self.style, self.out)?,
+                    Format::Markdown => super::markdown::write_markdown(&report, self.out)?,
+                    _ => super::html::write_html(&report, self.out)?,
+                }
+            }
+        }
+        self.out.flush()?;
+        Ok(failed)
+    }
+
+    /// The report around the rows: the captures' facts, the window, the proxy log lines, the
+    /// summary, the incident and the client requests (its `connections` left empty).
+    fn report(&mut self, end: &RunEnd) -> super::Report {
         let mut report = super::report_header(&end.sides, end.clock, &end.backends, &self.opts);
         if !self.incident.window.is_open() {
             report.window = Some(super::proxy_logs::window_report(
@@ -171,54 +213,26 @@ impl<'w> Writer<'w> {
                 &self.opts.redacted(),
             );
         }
-        let failed = report.summary.failed;
-        match self.format {
-            Format::Ndjson => {}
-            Format::Json => {
-                let spill = self
-                    .spill
-                    .take()
-                    .ok_or_else(|| io::Error::other("no spill file"))?;
-                write_json(&report, spill, self.out)?;
-            }
-            Format::Flows => {
-                let spill = self
-                    .spill
-                    .take()
-                    .ok_or_else(|| io::Error::other("no spill file"))?;
-                super::text::write_flows_header(&report, self.style, self.out)?;
-                self.table.write_header(self.style, self.out)?;
-                for line in spill.lines()? {
-                    let line = line?;
-                    let mut cells: [String; 8] = Default::default();
-                    for (cell, part) in cells.iter_mut().zip(line.split('\x1f')) {
-                        *cell = part.to_string();
-                    }
-                    self.table.write_cells(&cells, self.out)?;
-                }
-            }
-            Format::Text | Format::Markdown | Format::Html => {
-                for (i, f) in std::mem::take(&mut self.ladders) {
-                    if let Some(row) = self.kept.get_mut(i) {
-                        row.ladder = super::ladder::build(
-                            &end.sides,
-                            [f.proxy.as_deref(), f.backend.as_deref()],
-                            end.clock,
-                            f.alignment.as_ref(),
-                            f.seq_map,
-                        );
-                    }
-                }
-                report.connections = std::mem::take(&mut self.kept);
-                match self.format {
-                    Format::Text => super::text::write_analysis(&report, self.style, self.out)?,
-                    Format::Markdown => super::markdown::write_markdown(&report, self.out)?,
-                    _ => super::html::write_html(&report, self.out)?,
-                }
+        report
+    }
+
+    fn take_spill(&mut self) -> io::Result<Spill> {
+        self.spill.take().ok_or_else(|| io::Error::other("no spill file"))
+    }
+
+    /// The ladder diagrams of the kept rows whose findings were kept whole for them.
+    fn draw_ladders(&mut self, end: &RunEnd) {
+        for (i, f) in std::mem::take(&mut self.ladders) {
+            if let Some(row) = self.kept.get_mut(i) {
+                row.ladder = super::ladder::build(
+                    &end.sides,
+                    [f.proxy.as_deref(), f.backend.as_deref()],
+                    end.clock,
+                    f.alignment.as_ref(),
+                    f.seq_map,
+                );
             }
         }
-        self.out.flush()?;
-        Ok(failed)
     }
 }
 
@@ -237,8 +251,37 @@ impl Sink for Writer<'_> {
             diagnosis: Some(&f.diagnosis),
         };
         let notable = f.diagnosis.verdict.outcome() != Outcome::Ok;
-        // Text, Markdown and HTML list only some rows: the others are counted, not made.
-        let listed = match self.format {
+        if !self.listed(notable) {
+            self.tally.count(&self.maker.counted(&input));
+            return;
+        }
+        let row = self.row(&f, &input);
+        if self.error.is_some() {
+            return;
+        }
+        debug_assert_eq!(notable, is_notable(&row));
+        if let Err(e) = self.write_row(row, f, notable) {
+            self.fail(e);
+        }
+    }
+
+    fn proxy_connections(&mut self, conns: &[Box<Conn>], pos: i64) {
+        self.client_side(conns, pos);
+    }
+}
+
+impl Writer<'_> {
+    /// For [`Sink::proxy_connections`].
+    fn client_side(&mut self, conns: &[Box<Conn>], pos: i64) {
+        if let Some(m) = &mut self.clients {
+            m.proxy_connections(conns, pos);
+        }
+    }
+
+    /// Does the report list this connection? Text, Markdown and HTML list only some rows: the
+    /// others are counted, not made.
+    fn listed(&self, notable: bool) -> bool {
+        match self.format {
             Format::Json | Format::Ndjson | Format::Flows => true,
             Format::Text | Format::Markdown => notable && self.kept_failed < MAX_FAILED_KEPT,
             Format::Html => {
@@ -248,17 +291,18 @@ impl Sink for Writer<'_> {
                     self.kept.len() < MAX_ROWS_KEPT
                 }
             }
-        };
-        if !listed {
-            self.tally.count(&self.maker.counted(&input));
-            return;
         }
-        let (_, mut row) = self.maker.row(&input, f.clock);
+    }
+
+    /// The connection's row, counted and numbered, with its log lines; the incident and the
+    /// client requests learn of it.
+    fn row(&mut self, f: &Finding, input: &RowInput<'_>) -> ConnectionReport {
+        let (_, mut row) = self.maker.row(input, f.clock);
         self.tally.add(&row);
         row.id = self.tally.connections.to_string();
         if let Some(m) = &mut self.incident.logs
             && !m.is_empty()
-            && let Some(facts) = ConnFacts::of(&f, &row.id)
+            && let Some(facts) = ConnFacts::of(f, &row.id)
         {
             row.log_lines = super::proxy_logs::attached(&m.take(&facts));
         }
@@ -269,11 +313,13 @@ impl Sink for Writer<'_> {
         if let Some(m) = &mut self.clients {
             m.backend_connection(&row.id, f.proxy.as_deref(), &f.diagnosis);
         }
-        if self.error.is_some() {
-            return;
-        }
-        debug_assert_eq!(notable, is_notable(&row));
-        let result = match self.format {
+        row
+    }
+
+    /// Writes a row (NDJSON), spills it (JSON, `flows`) or keeps it (text, Markdown, HTML; for
+    /// HTML, the finding too, for its ladder diagram).
+    fn write_row(&mut self, row: ConnectionReport, f: Finding, notable: bool) -> io::Result<()> {
+        match self.format {
             Format::Ndjson => serde_json::to_writer(&mut *self.out, &row)
                 .map_err(io::Error::from)
                 .and_then(|()| self.out.write_all(b"\n")),
@@ -310,22 +356,6 @@ impl Sink for Writer<'_> {
                 }
                 Ok(())
             }
-        };
-        if let Err(e) = result {
-            self.fail(e);
-        }
-    }
-
-    fn proxy_connections(&mut self, conns: &[Box<Conn>], pos: i64) {
-        self.client_side(conns, pos);
-    }
-}
-
-impl Writer<'_> {
-    /// For [`Sink::proxy_connections`].
-    fn client_side(&mut self, conns: &[Box<Conn>], pos: i64) {
-        if let Some(m) = &mut self.clients {
-            m.proxy_connections(conns, pos);
         }
     }
 }

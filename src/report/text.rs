@@ -1,10 +1,18 @@
-//! The text formats: the `flows` table, and the `analyze` report (the answer first, then each failed
-//! connection with its evidence, then the healthy ones in one line).
+//! The text formats: the `flows` table (`FlowsTable`: its columns widen to the rows observed
+//! before writing), and the `analyze` report (`write_analysis`): the answer, the pattern
+//! (`incident`), the inputs, each connection with a finding in a section (title, exchange, client
+//! requests, explanation, proxy log lines, evidence, next step, filters), the client requests
+//! (`clients`), the connections not shown, the healthy ones in one line, the proxy log
+//! (`proxy_logs`); a function per part.
+//!
+//! Prose is wrapped to `WIDTH` (an 80-column terminal): `write_wrapped` writes wrapped lines after
+//! a first and a continuation prefix, `write_hanging` after a head (evidence, log lines), for this
+//! file and the text parts of `incident`, `proxy_logs` and `clients`.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::{ConnectionReport, ExchangeReport, Report, is_notable, outcome_words};
+use super::{ConnectionReport, ExchangeReport, Report, exchange_of_interest, is_notable, outcome_words};
 use crate::diagnose::{Blame, Verdict};
 
 /// ANSI styling, or none.
@@ -21,19 +29,19 @@ impl Style {
             s.to_string()
         }
     }
-    pub fn bold(&self, s: &str) -> String {
+    pub(crate) fn bold(&self, s: &str) -> String {
         self.paint("1", s)
     }
-    pub fn red(&self, s: &str) -> String {
+    pub(crate) fn red(&self, s: &str) -> String {
         self.paint("31", s)
     }
-    pub fn green(&self, s: &str) -> String {
+    pub(crate) fn green(&self, s: &str) -> String {
         self.paint("32", s)
     }
-    pub fn yellow(&self, s: &str) -> String {
+    pub(crate) fn yellow(&self, s: &str) -> String {
         self.paint("33", s)
     }
-    pub fn dim(&self, s: &str) -> String {
+    pub(crate) fn dim(&self, s: &str) -> String {
         self.paint("2", s)
     }
 }
@@ -53,7 +61,7 @@ pub fn write_flows(report: &Report, style: Style, out: &mut dyn Write) -> io::Re
 }
 
 /// What the `flows` table says before its rows: each capture, and the counts.
-pub fn write_flows_header(report: &Report, style: Style, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn write_flows_header(report: &Report, style: Style, out: &mut dyn Write) -> io::Result<()> {
     let mut s = String::new();
     for cap in &report.captures {
         let _ = writeln!(
@@ -87,7 +95,7 @@ pub fn write_flows_header(report: &Report, style: Style, out: &mut dyn Write) ->
 
 /// The columns of the `flows` table; their widths follow the rows observed before writing.
 #[derive(Clone, Debug)]
-pub struct FlowsTable {
+pub(crate) struct FlowsTable {
     widths: [usize; 8],
 }
 
@@ -112,7 +120,7 @@ impl Default for FlowsTable {
 
 impl FlowsTable {
     /// The cells of a row, or None for a connection without a view.
-    pub fn cells(c: &ConnectionReport) -> Option<[String; 8]> {
+    pub(crate) fn cells(c: &ConnectionReport) -> Option<[String; 8]> {
         let v = c.views.values().next()?;
         let start = c
             .start
@@ -131,19 +139,19 @@ impl FlowsTable {
     }
 
     /// Widens the columns for this row.
-    pub fn observe(&mut self, c: &ConnectionReport) {
+    pub(crate) fn observe(&mut self, c: &ConnectionReport) {
         if let Some(cells) = Self::cells(c) {
             self.observe_cells(&cells);
         }
     }
 
-    pub fn observe_cells(&mut self, cells: &[String; 8]) {
+    pub(crate) fn observe_cells(&mut self, cells: &[String; 8]) {
         for (w, cell) in self.widths.iter_mut().zip(cells.iter()) {
             *w = (*w).max(cell.chars().count());
         }
     }
 
-    pub fn write_cells(&self, cells: &[String; 8], out: &mut dyn Write) -> io::Result<()> {
+    pub(crate) fn write_cells(&self, cells: &[String; 8], out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{}", self.line(cells))
     }
 
@@ -166,11 +174,11 @@ impl FlowsTable {
         l.trim_end().to_string()
     }
 
-    pub fn write_header(&self, style: Style, out: &mut dyn Write) -> io::Result<()> {
+    pub(crate) fn write_header(&self, style: Style, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{}", style.dim(&self.line(&FLOWS_HEADER.map(String::from))))
     }
 
-    pub fn write_row(&self, c: &ConnectionReport, out: &mut dyn Write) -> io::Result<()> {
+    pub(crate) fn write_row(&self, c: &ConnectionReport, out: &mut dyn Write) -> io::Result<()> {
         match Self::cells(c) {
             Some(cells) => writeln!(out, "{}", self.line(&cells)),
             None => Ok(()),
@@ -239,16 +247,16 @@ fn http_and_notes(c: &ConnectionReport) -> String {
     if let Some(v) = c.verdict.filter(|&v| v != Verdict::Ok) {
         parts.push(format!("[{v}]"));
     }
+    // Every anomaly by name: retransmissions are not one (the view counts them, shown above as
+    // `[N retransmitted]`), so none needs leaving out.
     for a in &c.anomalies {
-        if a.name != "tcp_retransmission" {
-            parts.push(format!("[{}]", a.name));
-        }
+        parts.push(format!("[{}]", a.name));
     }
     parts.join(" ")
 }
 
 /// `GET /x → 200`, with `(incomplete)` marks where a message did not complete.
-pub fn exchange_line(e: &ExchangeReport) -> String {
+pub(crate) fn exchange_line(e: &ExchangeReport) -> String {
     let mut l = String::new();
     match (&e.method, &e.target) {
         (Some(m), Some(t)) => {
@@ -275,47 +283,62 @@ pub fn exchange_line(e: &ExchangeReport) -> String {
 }
 
 /// Width the `analyze` report wraps its prose to (it fits an 80-column terminal).
-const WIDTH: usize = 78;
+pub(super) const WIDTH: usize = 78;
 
 /// The `analyze` text report: the answer first (captures, clock, how many connections failed, by
 /// verdict and blame), then each failed connection with its explanation, evidence and next step,
 /// then the healthy ones in one line.
 pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io::Result<()> {
     let mut s = String::new();
-    let total = report.summary.connections as usize;
     let notable: Vec<&ConnectionReport> = report.connections.iter().filter(|c| is_notable(c)).collect();
+    write_headline(report, style, &mut s);
+    // The incident's pattern (issue 12): its shape, first and last failure, a sparkline, what
+    // the failures have in common.
+    super::incident::write_text(report, style, &mut s);
+    let _ = writeln!(s);
+    write_inputs(report, style, &mut s);
+    for (n, c) in notable.iter().enumerate() {
+        write_connection(report, style, n + 1, c, &mut s);
+    }
+    super::clients::write_text(report, style, &mut s, WIDTH);
+    write_unlisted(report, notable.len(), &mut s);
+    write_healthy(report, style, &mut s);
+    super::proxy_logs::text_section(report, WIDTH, &mut s);
+    out.write_all(s.as_bytes())
+}
+
+/// The answer: how many connections failed, then the failures and the other findings by verdict
+/// and blame.
+fn write_headline(report: &Report, style: Style, s: &mut String) {
+    let total = report.summary.connections as usize;
     let headline = match report.summary.failed {
         0 => format!("no failure in {total} proxy→backend connection{}", plural(total)),
         n => format!("{n} of {total} proxy→backend connection{} failed", plural(total)),
     };
     let _ = writeln!(s, "{}", style.bold(&format!("bothends: {headline}")));
-    let by_blame: Vec<String> = report
-        .summary
-        .failures
-        .iter()
-        .map(|f| format!("{} {} ({})", f.connections, f.verdict, f.blame))
-        .collect();
+    let counts = |v: &[super::FailureCount]| -> Vec<String> {
+        v.iter()
+            .map(|f| format!("{} {} ({})", f.connections, f.verdict, f.blame))
+            .collect()
+    };
+    let by_blame = counts(&report.summary.failures);
     if !by_blame.is_empty() {
         for line in wrap(&by_blame.join(", "), WIDTH - 2) {
             let _ = writeln!(s, "  {}", style.red(&line));
         }
     }
-    let others: Vec<String> = report
-        .summary
-        .other_findings
-        .iter()
-        .map(|f| format!("{} {} ({})", f.connections, f.verdict, f.blame))
-        .collect();
+    let others = counts(&report.summary.other_findings);
     if !others.is_empty() {
         let line = format!("not failures: {}", others.join(", "));
         for line in wrap(&line, WIDTH - 2) {
             let _ = writeln!(s, "  {}", style.yellow(&line));
         }
     }
-    // The incident's pattern (issue 12): its shape, first and last failure, a sparkline, what
-    // the failures have in common.
-    super::incident::write_text(report, style, &mut s, &wrap);
-    let _ = writeln!(s);
+}
+
+/// The inputs: each capture (files, counts, times), the clock offset, the backend endpoints, the
+/// window and the captures' warnings.
+fn write_inputs(report: &Report, style: Style, s: &mut String) {
     for cap in &report.captures {
         let head = format!("{:<8} {}", cap.side, cap.files.join(", "));
         let counts = format!(
@@ -333,11 +356,11 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
             let _ = writeln!(s, "{head}\n{:<8} {counts}\n{:<8} {times}", "", "");
         }
     }
+    // The notes after a label in the captures' side column (8 characters and a space).
+    let label = |l: &str| format!("{l:<8} ");
     if let Some(c) = &report.clock_offset {
         let clock = format!("backend capture is {}", super::clock_words(c));
-        for (i, line) in wrap(&clock, WIDTH - 9).iter().enumerate() {
-            let _ = writeln!(s, "{:<8} {line}", if i == 0 { "clock" } else { "" });
-        }
+        write_wrapped(s, &clock, WIDTH - 9, &label("clock"), &label(""));
     } else if report.captures.len() == 1 {
         let _ = writeln!(
             s,
@@ -348,155 +371,144 @@ pub fn write_analysis(report: &Report, style: Style, out: &mut dyn Write) -> io:
         let _ = writeln!(s, "backend  {} ({side} capture's view)", eps.join(", "));
     }
     if let Some(w) = &report.window {
-        for (i, line) in wrap(&super::proxy_logs::window_words(w), WIDTH - 9)
-            .iter()
-            .enumerate()
-        {
-            let _ = writeln!(s, "{:<8} {line}", if i == 0 { "window" } else { "" });
-        }
+        let window = super::proxy_logs::window_words(w);
+        write_wrapped(s, &window, WIDTH - 9, &label("window"), &label(""));
     }
+    let warning = format!("{} ", style.yellow("warning:"));
     for cap in &report.captures {
         for w in &cap.warnings {
-            for (i, line) in wrap(&format!("{}: {w}", cap.side), WIDTH - 9)
-                .into_iter()
-                .enumerate()
-            {
-                let _ = writeln!(
-                    s,
-                    "{} {line}",
-                    if i == 0 {
-                        style.yellow("warning:")
-                    } else {
-                        "        ".to_string()
-                    }
-                );
-            }
+            write_wrapped(s, &format!("{}: {w}", cap.side), WIDTH - 9, &warning, &label(""));
         }
     }
+}
 
-    for (n, c) in notable.iter().enumerate() {
-        let _ = writeln!(s);
-        let title = format!(
-            "{}. {} · blame: {} {}",
-            n + 1,
-            c.verdict.map_or("", Verdict::label),
-            c.blame.map_or("", Blame::label),
-            outcome_words(c).map_or(String::new(), |w| format!("· {w} "))
+/// A connection's section: its title, ends and exchange, the client requests it carried, the
+/// explanation, the proxy's log lines, the evidence, the next step and the Wireshark filters.
+fn write_connection(report: &Report, style: Style, n: usize, c: &ConnectionReport, s: &mut String) {
+    let _ = writeln!(s);
+    let title = format!(
+        "{n}. {} · blame: {} {}",
+        c.verdict.map_or("", Verdict::label),
+        c.blame.map_or("", Blame::label),
+        outcome_words(c).map_or(String::new(), |w| format!("· {w} "))
+    );
+    let rule = "─".repeat(WIDTH.saturating_sub(title.chars().count() + 3));
+    let _ = writeln!(s, "{}", style.bold(&format!("── {title}{rule}")));
+    if let Some(v) = c.views.values().next() {
+        let when = c.start.as_deref().and_then(|t| t.get(11..26)).unwrap_or("");
+        let _ = writeln!(
+            s,
+            "   {} → {}  at {when}  (connection {})",
+            v.client, v.server, c.id
         );
-        let rule = "─".repeat(WIDTH.saturating_sub(title.chars().count() + 3));
-        let _ = writeln!(s, "{}", style.bold(&format!("── {title}{rule}")));
-        let view = c.views.values().next();
-        if let Some(v) = view {
-            let when = c.start.as_deref().and_then(|t| t.get(11..26)).unwrap_or("");
-            let _ = writeln!(
-                s,
-                "   {} → {}  at {when}  (connection {})",
-                v.client, v.server, c.id
-            );
-        }
-        if let Some(x) = c
-            .exchanges
-            .iter()
-            .find(|e| !(e.request_complete && e.response_complete))
-            .or(c.exchanges.last())
+    }
+    if let Some(x) = exchange_of_interest(c) {
+        let _ = writeln!(s, "   {}", exchange_line(x));
+    }
+    for r in super::clients::requests_of_connection(report, c) {
+        write_wrapped(s, &super::clients::ref_line(r), WIDTH - 5, "   ", "     ");
+    }
+    if let Some(e) = &c.explanation {
+        write_wrapped(s, e, WIDTH - 3, "   ", "   ");
+    }
+    // The proxy's error log lines about this connection (--proxy-log).
+    super::proxy_logs::text_connection(report, c, WIDTH, s);
+    write_evidence(c, s);
+    if let Some(next) = c.next_step.as_deref().filter(|n| !n.is_empty()) {
+        for (i, line) in wrap(&format!("next step: {next}"), WIDTH - 3)
+            .into_iter()
+            .enumerate()
         {
-            let _ = writeln!(s, "   {}", exchange_line(x));
-        }
-        for r in super::clients::requests_of_connection(report, c) {
-            for (i, line) in wrap(&super::clients::ref_line(r), WIDTH - 5)
-                .into_iter()
-                .enumerate()
-            {
-                let _ = writeln!(s, "{}{line}", if i == 0 { "   " } else { "     " });
-            }
-        }
-        if let Some(e) = &c.explanation {
-            for line in wrap(e, WIDTH - 3) {
-                let _ = writeln!(s, "   {line}");
-            }
-        }
-        // The proxy's error log lines about this connection (--proxy-log).
-        let mut log = Vec::new();
-        super::proxy_logs::text_connection(report, c, WIDTH, &mut log);
-        for line in log {
-            let _ = writeln!(s, "{line}");
-        }
-        if !c.evidence.is_empty() {
-            let _ = writeln!(s, "   evidence:");
-            let fw = c
-                .evidence
-                .iter()
-                .map(|e| e.frame.to_string().len())
-                .max()
-                .unwrap_or(1);
-            for e in &c.evidence {
-                let time = e.time.get(11..26).unwrap_or(&e.time);
-                let head = format!("     {:<7} #{:<fw$}  {time}  ", e.capture, e.frame);
-                let body = wrap(&e.what, WIDTH.saturating_sub(head.chars().count()).max(20));
-                for (i, line) in body.iter().enumerate() {
-                    if i == 0 {
-                        let _ = writeln!(s, "{head}{line}");
-                    } else {
-                        let _ = writeln!(s, "{}{line}", " ".repeat(head.chars().count()));
-                    }
-                }
-            }
-        }
-        if let Some(next) = c.next_step.as_deref().filter(|n| !n.is_empty()) {
-            for (i, line) in wrap(&format!("next step: {next}"), WIDTH - 3)
-                .into_iter()
-                .enumerate()
-            {
-                let _ = writeln!(s, "   {}", if i == 0 { style.bold(&line) } else { line });
-            }
-        }
-        for (side, f) in &c.filters {
-            let _ = writeln!(s, "   wireshark ({side}): {f}");
+            let _ = writeln!(s, "   {}", if i == 0 { style.bold(&line) } else { line });
         }
     }
+    for (side, f) in &c.filters {
+        let _ = writeln!(s, "   wireshark ({side}): {f}");
+    }
+}
 
-    super::clients::write_text(report, style, &mut s, WIDTH);
+/// A connection's evidence: capture, frame and time, then what it shows, wrapped beside them.
+fn write_evidence(c: &ConnectionReport, s: &mut String) {
+    if c.evidence.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "   evidence:");
+    let fw = c
+        .evidence
+        .iter()
+        .map(|e| e.frame.to_string().len())
+        .max()
+        .unwrap_or(1);
+    for e in &c.evidence {
+        let time = e.time.get(11..26).unwrap_or(&e.time);
+        let head = format!("     {:<7} #{:<fw$}  {time}  ", e.capture, e.frame);
+        write_hanging(s, &head, &e.what, WIDTH, 20);
+    }
+}
 
-    let unlisted = super::notable_count(&report.summary).saturating_sub(notable.len() as u64);
+/// The connections with a finding that the report counts but does not show.
+fn write_unlisted(report: &Report, listed: usize, s: &mut String) {
+    let unlisted = super::notable_count(&report.summary).saturating_sub(listed as u64);
     if unlisted > 0 {
         let _ = writeln!(s);
-        for l in wrap(
-            &format!(
-                "{unlisted} more connection{} with a finding not shown (the report keeps the first {}); --format json lists every connection.",
-                plural(unlisted as usize),
-                notable.len()
-            ),
-            WIDTH,
-        ) {
-            let _ = writeln!(s, "{l}");
-        }
-    }
-    let ok = report.summary.by_verdict.get(&Verdict::Ok).copied().unwrap_or(0) as usize;
-    if ok > 0 {
-        let exchanges = report.summary.ok_exchanges as usize;
-        let retrans = report.summary.ok_with_retransmissions;
-        let mut line = format!(
-            "{} {ok} connection{} ok: {exchanges} exchange{} sent and answered in full",
-            style.green("✓"),
-            plural(ok),
-            plural(exchanges)
+        let line = format!(
+            "{unlisted} more connection{} with a finding not shown (the report keeps the first {listed}); --format json lists every connection.",
+            plural(unlisted as usize),
         );
-        if retrans > 0 {
-            line.push_str(&format!(", {retrans} with retransmissions recovered"));
-        }
+        write_wrapped(s, &line, WIDTH, "", "");
+    }
+}
+
+/// The healthy connections, in one line.
+fn write_healthy(report: &Report, style: Style, s: &mut String) {
+    if let Some(healthy) = healthy_words(&report.summary) {
         let _ = writeln!(s);
-        for l in wrap(&line, WIDTH) {
-            let _ = writeln!(s, "{l}");
-        }
+        write_wrapped(s, &format!("{} {healthy}", style.green("✓")), WIDTH, "", "");
     }
-    for line in super::proxy_logs::text_section(report, WIDTH) {
-        let _ = writeln!(s, "{line}");
+}
+
+/// The healthy connections in words ("12 connections ok: 30 exchanges sent and answered in
+/// full, 2 with retransmissions recovered"), None when there are none.
+pub(super) fn healthy_words(summary: &super::Summary) -> Option<String> {
+    let ok = summary.by_verdict.get(&Verdict::Ok).copied().unwrap_or(0) as usize;
+    if ok == 0 {
+        return None;
     }
-    out.write_all(s.as_bytes())
+    let exchanges = summary.ok_exchanges as usize;
+    let retrans = summary.ok_with_retransmissions;
+    let mut line = format!(
+        "{ok} connection{} ok: {exchanges} exchange{} sent and answered in full",
+        plural(ok),
+        plural(exchanges)
+    );
+    if retrans > 0 {
+        let _ = write!(line, ", {retrans} with retransmissions recovered");
+    }
+    Some(line)
 }
 
 pub(super) fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// Writes `text` wrapped to `width`, a line each: the first after `first`, the others after `rest`.
+pub(super) fn write_wrapped(s: &mut String, text: &str, width: usize, first: &str, rest: &str) {
+    for (i, line) in wrap(text, width).iter().enumerate() {
+        let _ = writeln!(s, "{}{line}", if i == 0 { first } else { rest });
+    }
+}
+
+/// Writes `text` after `head`, wrapped to what `head` leaves of `width` (at least `min`), its
+/// other lines under the first.
+pub(super) fn write_hanging(s: &mut String, head: &str, text: &str, width: usize, min: usize) {
+    let pad = head.chars().count();
+    write_wrapped(
+        s,
+        text,
+        width.saturating_sub(pad).max(min),
+        head,
+        &" ".repeat(pad),
+    );
 }
 
 /// Greedy word wrap; words longer than the width stay whole.
