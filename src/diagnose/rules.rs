@@ -84,6 +84,43 @@ impl Ev {
     }
 }
 
+/// One connection as the rules see it: the context, the proxy capture's view (or the only
+/// capture's: `cx.p`, unwrapped) and the backend capture's view.
+#[derive(Clone, Copy)]
+struct Conns<'a> {
+    cx: &'a Context<'a>,
+    p: &'a Conn,
+    b: Option<&'a Conn>,
+}
+
+impl Conns<'_> {
+    /// The side label of the proxy view's evidence.
+    fn ps(&self) -> Side {
+        self.cx.first_side
+    }
+
+    /// With one capture, the note that the backend host's capture would show its side ("" with two).
+    fn one_capture_note(&self) -> &'static str {
+        if self.cx.two_captures {
+            ""
+        } else {
+            " (One capture: a capture on the backend host would show the backend's side.)"
+        }
+    }
+}
+
+/// Evidence of the backend's own close (its first FIN or RST), as the backend capture saw it.
+fn backend_close_seen(b: Option<&Conn>, ev: &mut Ev) {
+    if let Some((m, rst)) = b.and_then(|b| close_of(b.to_client())) {
+        ev.add(Side::Backend, m.at, format!("backend sends {}", kind(rst)));
+    }
+}
+
+/// How a connection was ended, as a verb: "reset" (RST) or "closed" (FIN).
+fn closed_or_reset(rst: bool) -> &'static str {
+    if rst { "reset" } else { "closed" }
+}
+
 fn verdict(v: Verdict, blame: Blame, explanation: String, next_step: &str, ev: Ev) -> Diagnosis {
     Diagnosis {
         verdict: v,
@@ -253,18 +290,19 @@ fn backend_exchange<'a>(p: &Conn, b: &'a Conn, req: &Message) -> Option<&'a Exch
 }
 
 fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
+    let v = Conns { cx, p, b };
     let mut ev = Ev::new();
     for rule in RULES {
-        if let Some(d) = rule(cx, p, b, &mut ev) {
+        if let Some(d) = rule(v, &mut ev) {
             return d;
         }
     }
-    ok::healthy(cx, p, b, ev)
+    ok::healthy(v, ev)
 }
 
 /// A rule: the diagnosis when the connection is of its family, else `None` and the next rule is
 /// tried. A rule adds evidence to `ev` only on its way to a diagnosis.
-type Rule = fn(&Context<'_>, &Conn, Option<&Conn>, &mut Ev) -> Option<Diagnosis>;
+type Rule = fn(Conns<'_>, &mut Ev) -> Option<Diagnosis>;
 
 /// The rules, in the order they are tried; a connection none of them fits is healthy.
 const RULES: &[Rule] = &[
@@ -276,64 +314,64 @@ const RULES: &[Rule] = &[
 ];
 
 /// The handshake did not complete: refused by RST or ICMP, or no answer to the SYN.
-fn handshake_failed(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Option<Diagnosis> {
-    let ps = cx.first_side;
+fn handshake_failed(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
+    let p = v.p;
     let (Some(syn), None, None) = (p.syn, p.syn_ack, p.to_client().first_data) else {
         return None;
     };
-    ev.add(ps, syn, format!("proxy sends SYN to {}", p.server));
+    ev.add(v.ps(), syn, format!("proxy sends SYN to {}", p.server));
     if let Some(rst) = p.to_client().rst {
         ev.add(
-            ps,
+            v.ps(),
             rst.at,
             format!("RST from {} answers the SYN (TTL {})", p.server, rst.ttl),
         );
-        return Some(connect::refused(cx, p, b, rst, ev.take()));
+        return Some(connect::refused(v, rst, ev.take()));
     }
     if let Some(icmp) = p.icmp.filter(|i| i.to_server && i.kind.refuses()) {
-        return Some(connect::refused_by_icmp(cx, p, b, icmp, ev.take()));
+        return Some(connect::refused_by_icmp(v, icmp, ev.take()));
     }
-    Some(connect::connect_timeout(cx, p, b, syn, ev.take()))
+    Some(connect::connect_timeout(v, syn, ev.take()))
 }
 
 /// A RST one end received that the other never sent (two captures).
-fn forged_rst(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Option<Diagnosis> {
-    let (Some(b), Some(a)) = (b, cx.alignment) else {
+fn forged_rst(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
+    let (Some(b), Some(a)) = (v.b, v.cx.alignment) else {
         return None;
     };
     if let Some(rst) = a.dirs[Dir::ServerToClient.idx()].forged_rst {
-        if reset::connection_failed(p) {
-            return Some(reset::forged_rst(cx, p, b, rst, true, ev.take()));
+        if reset::connection_failed(v.p) {
+            return Some(reset::forged_rst(v, b, rst, true, ev.take()));
         }
     }
     if let Some(rst) = a.dirs[Dir::ClientToServer.idx()].forged_rst {
-        if reset::connection_failed(p) {
-            return Some(reset::forged_rst(cx, p, b, rst, false, ev.take()));
+        if reset::connection_failed(v.p) {
+            return Some(reset::forged_rst(v, b, rst, false, ev.take()));
         }
     }
     None
 }
 
 /// One capture: a RST from the backend whose TTL does not fit the backend's packets.
-fn suspicious_rst(cx: &Context<'_>, p: &Conn, _: Option<&Conn>, _: &mut Ev) -> Option<Diagnosis> {
-    if cx.two_captures {
+fn suspicious_rst(v: Conns<'_>, _: &mut Ev) -> Option<Diagnosis> {
+    if v.cx.two_captures {
         return None;
     }
-    reset::suspicious_rst_single(cx, p)
+    reset::suspicious_rst_single(v.cx, v.p)
 }
 
-fn tls_failed(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Option<Diagnosis> {
-    if p.app.protocol != Protocol::Tls {
+fn tls_failed(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
+    if v.p.app.protocol != Protocol::Tls {
         return None;
     }
-    tls::tls_failure(cx, p, b, ev)
+    tls::tls_failure(v, ev)
 }
 
 /// The first request that did not go out whole, or whose response did not come back whole.
-fn exchange_failed(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Option<Diagnosis> {
-    Some(match first_failure(p)? {
-        Failure::Request(i, req) => request::failed(cx, p, b, i, req, ev.take()),
-        Failure::Response(i, e, req) => response::failed(cx, p, b, i, e, req, ev.take()),
+fn exchange_failed(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
+    Some(match first_failure(v.p)? {
+        Failure::Request(i, req) => request::failed(v, i, req, ev.take()),
+        Failure::Response(i, e, req) => response::failed(v, i, e, req, ev.take()),
     })
 }
 

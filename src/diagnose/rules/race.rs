@@ -22,17 +22,14 @@ const MIN_IDLE_FOR_RACE_NS: i64 = 50_000_000;
 /// - the backend's idle timer fires as the request arrives: it closes with the request unread
 ///   in its receive buffer, so its kernel sends RST instead of FIN, within about one round trip of
 ///   the request leaving the proxy (too fast for any application to have read it and answered).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn keepalive_race(
-    cx: &Context<'_>,
-    p: &Conn,
-    b: Option<&Conn>,
+    v: Conns<'_>,
     index: usize,
     req: &Message,
     line: &str,
     ev: &mut Ev,
 ) -> Option<Diagnosis> {
-    let ps = cx.first_side;
+    let (cx, p, b, ps) = (v.cx, v.p, v.b, v.ps());
     // A reused connection: an earlier exchange completed on it, and this request got no answer.
     let e = p.app.exchanges.get(index)?;
     let reused = index > 0
