@@ -9,7 +9,7 @@ use super::{Blame, Diagnosis, Evidence, Verdict};
 use crate::capture::Side;
 use crate::http::Conn;
 use crate::http::{Exchange, Framing, Message, Protocol};
-use crate::pair::{Alignment, ClockOffset};
+use crate::pair::{Alignment, ClockOffset, SeqMap};
 use crate::tcp::{CloseMark, Dir, DirSummary, IcmpMark, PacketRef};
 
 mod connect;
@@ -32,6 +32,9 @@ pub struct Context<'a> {
     /// The side label of the first capture (`Proxy`, or `Single` for `flows`).
     pub first_side: Side,
     pub clock: Option<&'a ClockOffset>,
+    /// How the two views number the same bytes, as pairing measured it (through a firewall that
+    /// randomizes sequence numbers, too); the default (maps nothing) with one view.
+    pub seq_map: SeqMap,
     pub alignment: Option<&'a Alignment>,
     /// Last packet time of each capture (own clocks), to tell "never sent" from "after the end".
     pub proxy_capture_end: i64,
@@ -270,12 +273,11 @@ fn expected_body(m: &Message) -> Option<u64> {
     }
 }
 
-/// The backend view's exchange for the proxy view's request (same first byte in sequence space).
-fn backend_exchange<'a>(p: &Conn, b: &'a Conn, req: &Message) -> Option<&'a Exchange> {
-    // The request's first byte in the backend view's numbering. (Without the pair's sequence
-    // shift, which does not reach here: through a sequence-rewriting firewall the request is
-    // found by its method and target below.)
-    let target = crate::pair::SeqMap::new(p, b, [0, 0]).to_backend(0, req.offset);
+/// The backend view's exchange for the proxy view's request: the one whose first byte is the
+/// request's (by the pair's `seq_map`), else the first with the same method and target (when a
+/// view has no sequence origin).
+fn backend_exchange<'a>(seq_map: SeqMap, b: &'a Conn, req: &Message) -> Option<&'a Exchange> {
+    let target = seq_map.to_backend(Dir::ClientToServer.idx(), req.offset);
     b.app
         .exchanges
         .iter()
@@ -412,6 +414,7 @@ fn backend_only(cx: &Context<'_>, b: &Conn) -> Diagnosis {
         two_captures: false,
         first_side: Side::Backend,
         clock: cx.clock,
+        seq_map: SeqMap::default(),
         alignment: None,
         proxy_capture_end: cx.backend_capture_end,
         backend_capture_end: cx.backend_capture_end,
@@ -421,3 +424,6 @@ fn backend_only(cx: &Context<'_>, b: &Conn) -> Diagnosis {
     d.explanation.push_str(" This connection is not in the proxy capture (another client, or the proxy capture did not cover it).");
     d
 }
+
+#[cfg(test)]
+mod tests;

@@ -317,6 +317,7 @@ impl Judge {
             two_captures: self.two,
             first_side: self.first_side,
             clock: clock.as_ref(),
+            seq_map: m.seq_map,
             alignment: alignment.as_ref(),
             proxy_capture_end: self.ends[0],
             backend_capture_end: self.ends[1],

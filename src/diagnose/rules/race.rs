@@ -75,7 +75,7 @@ pub(super) fn keepalive_race(
         ),
     );
     let timing = timing(ps, fin, rst, delta, round_trip, ev)?;
-    let crossing = b.map_or(String::new(), |b| backend_crossing(p, b, req, ev));
+    let crossing = b.map_or(String::new(), |b| backend_crossing(cx.seq_map, b, req, ev));
     Some(verdict(
         Verdict::KeepaliveRace,
         Blame::Proxy,
@@ -196,8 +196,8 @@ fn timing(
 }
 
 /// What the backend capture shows of the crossing, with its evidence ("" when it shows nothing).
-fn backend_crossing(p: &Conn, b: &Conn, req: &Message, ev: &mut Ev) -> String {
-    let Some(r) = backend_exchange(p, b, req).and_then(|x| x.request.as_ref()) else {
+fn backend_crossing(seq_map: SeqMap, b: &Conn, req: &Message, ev: &mut Ev) -> String {
+    let Some(r) = backend_exchange(seq_map, b, req).and_then(|x| x.request.as_ref()) else {
         return String::new();
     };
     ev.add(Side::Backend, r.first, "the request arrives at the backend");

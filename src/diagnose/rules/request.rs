@@ -59,7 +59,7 @@ fn closed_during(
     (bm, brst): (CloseMark, bool),
     mut ev: Ev,
 ) -> Diagnosis {
-    let (cx, p, b) = (v.cx, v.p, v.b);
+    let (cx, b) = (v.cx, v.b);
     ev.add(
         v.ps(),
         bm.at,
@@ -67,7 +67,7 @@ fn closed_during(
     );
     backend_close_seen(b, &mut ev);
     let received = b
-        .and_then(|b| backend_exchange(p, b, req))
+        .and_then(|b| backend_exchange(cx.seq_map, b, req))
         .and_then(|e| e.request.as_ref())
         .map(|r| r.bytes);
     let expected = expected_body(req).map(|n| n + req.header_bytes);

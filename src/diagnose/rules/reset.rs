@@ -62,7 +62,7 @@ fn forged_at_proxy(v: Conns<'_>, b: &Conn, rst: CloseMark, during: &str, mut ev:
         let m = match f {
             Failure::Request(_, m) | Failure::Response(_, _, m) => m,
         };
-        if let Some(r) = backend_exchange(p, b, m).and_then(|be| be.request.as_ref()) {
+        if let Some(r) = backend_exchange(v.cx.seq_map, b, m).and_then(|be| be.request.as_ref()) {
             ev.add(Side::Backend, r.first, "the request arrives at the backend");
         }
     }

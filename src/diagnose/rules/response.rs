@@ -108,7 +108,7 @@ impl<'a> Waiting<'a> {
         );
         if let Some(b) = v.b {
             backend_close_seen(Some(b), &mut ev);
-            if let Some(be) = backend_exchange(v.p, b, req).and_then(|x| x.request.as_ref()) {
+            if let Some(be) = backend_exchange(v.cx.seq_map, b, req).and_then(|x| x.request.as_ref()) {
                 ev.add(
                     Side::Backend,
                     be.last,
