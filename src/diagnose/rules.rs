@@ -1,6 +1,26 @@
-//! The rules, in the order they are tried. Each rule looks at the connection as the proxy
-//! capture saw it (`p`), as the backend capture saw it (`b`), and at the byte-range alignment of
-//! the two, and either returns a diagnosis or passes.
+//! # The rules: one verdict per connection
+//!
+//! [`diagnose`] judges a connection from the proxy capture's view (`p`, or the only capture's),
+//! the backend capture's (`b`), the byte-range alignment of the two and the pair's sequence map
+//! (all in [`Context`]; a rule gets them bundled as a `Conns`). The rule table `RULES` is tried
+//! in order; each rule either recognises its family of failure and returns the diagnosis, or
+//! passes (adding no evidence); a connection no rule takes is judged by `ok::healthy`:
+//!
+//! 1. `handshake_failed` (`connect`): no SYN-ACK — refused by RST or ICMP, or no answer.
+//! 2. `forged_rst` (`reset`): two captures, a RST one end received that the other never sent.
+//! 3. `suspicious_rst` (`reset`): one capture, a RST whose TTL does not fit the backend's packets.
+//! 4. `tls_failed` (`tls`): TLS to the backend, judged from TCP (loss, no answer, a closing race).
+//! 5. `exchange_failed`: the first request that did not go out whole (`request`: lost on the
+//!    way, a zero window, a keep-alive race, the backend closing during it, the proxy giving up)
+//!    or whose response did not come back whole (`response`: a keep-alive race, loss either way,
+//!    an empty reply, a timeout, a cut or unreadable response, the proxy aborting).
+//! 6. `ok::healthy`: ok, or not judged when a capture dropped packets of the connection.
+//!
+//! The order is the order of causes: a connection that never opened has no exchange to judge; a
+//! forged RST explains a failed exchange that would otherwise read as the backend's doing; TLS
+//! hides the exchanges the last rule reads. Within a family the same holds (a race or a loss
+//! before what the closes alone suggest). With the backend capture alone, its view is judged as a
+//! proxy view would be (`backend_only`) and the explanation adds that the proxy capture lacks it.
 //!
 //! Conventions: the client of a connection is the proxy, the server is the backend. Times are on
 //! the proxy clock unless a name ends in `_b` (backend clock). With one capture, the view is `p`.

@@ -1,6 +1,7 @@
 //! Every exchange completed: ok, unless the captures cannot vouch for it.
 
 use super::*;
+use crate::anomaly::AnomalyKind;
 
 /// Every exchange completed: ok, unless the captures cannot vouch for it.
 pub(super) fn healthy(v: Conns<'_>, mut ev: Ev) -> Diagnosis {
@@ -105,8 +106,12 @@ fn healthy_text(v: Conns<'_>) -> String {
             }
         ));
     }
-    if p.app.anomalies.count("http_lower_case_version") > 0 {
-        text.push_str(" The backend's status line is not strictly valid (its HTTP version in lower case): clients read it, a strict parser may not (anomaly http_lower_case_version).");
+    let lower_case = AnomalyKind::HttpLowerCaseVersion;
+    if p.app.anomalies.count_of(lower_case) > 0 {
+        text.push_str(&format!(
+            " The backend's status line is not strictly valid (its HTTP version in lower case): clients read it, a strict parser may not (anomaly {}).",
+            lower_case.name()
+        ));
     }
     text
 }
