@@ -11,7 +11,7 @@ use crate::tcp::PacketRef;
 /// a handshake the backend answered and the proxy never completed (its SYN-ACKs lost on the way
 /// back), or response bytes the backend sent again and again that the proxy never acknowledged
 /// (lost on the way). Any other diagnosis is returned as it is.
-pub fn backend_only_override(c: &Conn, d: Diagnosis) -> Diagnosis {
+pub(crate) fn backend_only_override(c: &Conn, d: Diagnosis) -> Diagnosis {
     if d.verdict != Verdict::Ok {
         return d;
     }
@@ -77,7 +77,7 @@ pub fn backend_only_override(c: &Conn, d: Diagnosis) -> Diagnosis {
 }
 
 /// One sentence per verdict: what the proxy capture would settle that the backend's cannot.
-pub fn proxy_capture_would_settle(v: Verdict) -> &'static str {
+pub(crate) fn proxy_capture_would_settle(v: Verdict) -> &'static str {
     match v {
         Verdict::Ok => {
             "the exchanges completed as the backend saw them; the proxy capture would show whether every response reached the proxy whole."
@@ -128,7 +128,7 @@ pub fn proxy_capture_would_settle(v: Verdict) -> &'static str {
 /// The rules' explanation, written for a proxy capture, adapted to the backend host's capture:
 /// the notes that point to "a capture on the backend host" (this is that capture) are taken out;
 /// [`proxy_capture_would_settle`] says what the other capture would add.
-pub fn adapt_explanation(text: &str) -> String {
+pub(crate) fn adapt_explanation(text: &str) -> String {
     let mut s = text.to_string();
     // "(One capture: a capture on the backend host would show ...)"
     while let Some(at) = s.find(" (One capture:") {

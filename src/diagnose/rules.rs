@@ -42,7 +42,7 @@ mod response;
 mod tls;
 
 /// Everything a rule may look at.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// The proxy capture's view (or the only capture's).
     pub p: Option<&'a Conn>,
     /// The backend capture's view.
@@ -56,15 +56,12 @@ pub struct Context<'a> {
     /// randomizes sequence numbers, too); the default (maps nothing) with one view.
     pub seq_map: SeqMap,
     pub alignment: Option<&'a Alignment>,
-    /// Last packet time of each capture (own clocks), to tell "never sent" from "after the end".
-    pub proxy_capture_end: i64,
-    pub backend_capture_end: i64,
     /// The backend's keep-alive (idle) timeout, when its idle closes of other connections show
     /// it (see [`super::idle_close_timeout`]).
     pub backend_idle_timeout: Option<i64>,
 }
 
-pub fn diagnose(cx: &Context<'_>) -> Diagnosis {
+pub(crate) fn diagnose(cx: &Context<'_>) -> Diagnosis {
     let mut d = match (cx.p, cx.b) {
         (Some(p), b) => with_proxy_view(cx, p, b),
         (None, Some(b)) => backend_only(cx, b),
@@ -436,8 +433,6 @@ fn backend_only(cx: &Context<'_>, b: &Conn) -> Diagnosis {
         clock: cx.clock,
         seq_map: SeqMap::default(),
         alignment: None,
-        proxy_capture_end: cx.backend_capture_end,
-        backend_capture_end: cx.backend_capture_end,
         backend_idle_timeout: cx.backend_idle_timeout,
     };
     let mut d = with_proxy_view(&sub, b, None);

@@ -319,8 +319,6 @@ impl Judge {
             clock: clock.as_ref(),
             seq_map: m.seq_map,
             alignment: alignment.as_ref(),
-            proxy_capture_end: self.ends[0],
-            backend_capture_end: self.ends[1],
             backend_idle_timeout: m.proxy.as_ref().and_then(|p| self.idle.timeout(p.server)),
         };
         let mut d = diagnose::diagnose(&cx);
