@@ -202,7 +202,7 @@ mod backend_view;
 mod healthy;
 mod rules;
 
-pub(crate) use backend_view::{adapt_explanation, backend_only_override, proxy_capture_would_settle};
+pub(crate) use backend_view::{backend_only_override, proxy_capture_would_settle};
 pub(crate) use healthy::looks_healthy;
 pub(crate) use rules::{Context, diagnose};
 

@@ -63,7 +63,8 @@ pub(crate) struct Context<'a> {
 
 pub(crate) fn diagnose(cx: &Context<'_>) -> Diagnosis {
     let mut d = match (cx.p, cx.b) {
-        (Some(p), b) => with_proxy_view(cx, p, b),
+        // The backend host's capture, alone: its view is judged as the proxy's would be.
+        (Some(p), b) => with_proxy_view(cx, p, b, cx.first_side == Side::Backend && !cx.two_captures),
         (None, Some(b)) => backend_only(cx, b),
         (None, None) => Diagnosis {
             verdict: Verdict::CaptureIncomplete,
@@ -111,6 +112,9 @@ struct Conns<'a> {
     cx: &'a Context<'a>,
     p: &'a Conn,
     b: Option<&'a Conn>,
+    /// The only capture is the backend host's (`analyze --backend-capture`): the explanations
+    /// leave out the notes that point to a capture on the backend host, this being that capture.
+    backend_host_alone: bool,
 }
 
 impl Conns<'_> {
@@ -119,9 +123,14 @@ impl Conns<'_> {
         self.cx.first_side
     }
 
+    /// `note`, which points to a capture on the backend host, unless this is that capture.
+    fn unless_backend_host(&self, note: &'static str) -> &'static str {
+        if self.backend_host_alone { "" } else { note }
+    }
+
     /// With one capture, the note that the backend host's capture would show its side ("" with two).
     fn one_capture_note(&self) -> &'static str {
-        if self.cx.two_captures {
+        if self.cx.two_captures || self.backend_host_alone {
             ""
         } else {
             " (One capture: a capture on the backend host would show the backend's side.)"
@@ -308,8 +317,13 @@ fn backend_exchange<'a>(seq_map: SeqMap, b: &'a Conn, req: &Message) -> Option<&
         })
 }
 
-fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
-    let v = Conns { cx, p, b };
+fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, backend_host_alone: bool) -> Diagnosis {
+    let v = Conns {
+        cx,
+        p,
+        b,
+        backend_host_alone,
+    };
     let mut ev = Ev::new();
     for rule in RULES {
         if let Some(d) = rule(v, &mut ev) {
@@ -376,7 +390,7 @@ fn suspicious_rst(v: Conns<'_>, _: &mut Ev) -> Option<Diagnosis> {
     if v.cx.two_captures {
         return None;
     }
-    reset::suspicious_rst_single(v.cx, v.p)
+    reset::suspicious_rst_single(v)
 }
 
 fn tls_failed(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
@@ -435,7 +449,7 @@ fn backend_only(cx: &Context<'_>, b: &Conn) -> Diagnosis {
         alignment: None,
         backend_idle_timeout: cx.backend_idle_timeout,
     };
-    let mut d = with_proxy_view(&sub, b, None);
+    let mut d = with_proxy_view(&sub, b, None, false);
     d.explanation.push_str(" This connection is not in the proxy capture (another client, or the proxy capture did not cover it).");
     d
 }

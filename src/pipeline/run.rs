@@ -327,7 +327,6 @@ impl Judge {
             if let Some(c) = &m.proxy {
                 d = diagnose::backend_only_override(c, d);
             }
-            d.explanation = diagnose::adapt_explanation(&d.explanation);
             d.explanation.push_str(" Backend capture only: ");
             d.explanation
                 .push_str(diagnose::proxy_capture_would_settle(d.verdict));

@@ -62,8 +62,9 @@ pub(super) fn refused(v: Conns<'_>, rst: CloseMark, mut ev: Ev) -> Diagnosis {
         Verdict::ConnectRefused,
         Blame::Backend,
         format!(
-            "The proxy's SYN to {server} was answered by RST: nothing was listening there, or the backend refused the connection. Proxies log \"(111) Connection refused\". From this capture alone it cannot be told whether the backend host or a firewall in between sent the RST (its TTL is {}); a capture on the backend host would settle it.",
-            rst.ttl
+            "The proxy's SYN to {server} was answered by RST: nothing was listening there, or the backend refused the connection. Proxies log \"(111) Connection refused\". From this capture alone it cannot be told whether the backend host or a firewall in between sent the RST (its TTL is {}){}.",
+            rst.ttl,
+            v.unless_backend_host("; a capture on the backend host would settle it")
         ),
         "Look at the backend: is the service running and listening on this address and port? If it is, capture on the backend host to see whether the SYN arrives.",
         ev,
@@ -117,7 +118,7 @@ fn icmp_from_backend_host(v: Conns<'_>, icmp: IcmpMark, b_icmp: bool, ev: Ev) ->
     let (what, errno, tries) = (icmp.kind.words(), icmp.kind.errno(), syn_tries(v.p));
     let seen = if b_icmp {
         " The backend capture shows the SYN arriving and the ICMP leaving."
-    } else if v.cx.two_captures {
+    } else if v.cx.two_captures || v.backend_host_alone {
         ""
     } else {
         " (One capture: a capture on the backend host would show it leaving there.)"
@@ -233,7 +234,8 @@ pub(super) fn connect_timeout(v: Conns<'_>, syn: PacketRef, mut ev: Ev) -> Diagn
         Verdict::ConnectTimeout,
         Blame::Backend,
         format!(
-            "The proxy could not connect to {server}: it sent {tries_text} and got neither SYN-ACK nor RST. From this capture alone it cannot be told whether the SYNs were lost on the way, ignored by the backend (full accept queue, host firewall), or answered and the answers lost; a capture on the backend host would settle it."
+            "The proxy could not connect to {server}: it sent {tries_text} and got neither SYN-ACK nor RST. From this capture alone it cannot be told whether the SYNs were lost on the way, ignored by the backend (full accept queue, host firewall), or answered and the answers lost{}.",
+            v.unless_backend_host("; a capture on the backend host would settle it")
         ),
         "Check that the backend host is up and its service accepting (accept queue, host firewall); capture on the backend host to see whether the SYNs arrive.",
         ev,

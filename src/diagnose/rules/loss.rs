@@ -140,8 +140,9 @@ fn request_never_acked(v: Conns<'_>, line: &str, ev: &mut Ev) -> Option<Diagnosi
         Verdict::LostInTransit,
         Blame::Network,
         format!(
-            "The proxy sent {} of {line} and retransmitted them {resends} times, but the backend never acknowledged bytes past {acked}; {ending}. The bytes were lost on the way (or the backend host froze): a capture on the backend host would tell which.",
+            "The proxy sent {} of {line} and retransmitted them {resends} times, but the backend never acknowledged bytes past {acked}; {ending}. The bytes were lost on the way (or the backend host froze){}.",
             bytes((end - acked) as u64),
+            v.unless_backend_host(": a capture on the backend host would tell which")
         ),
         "Look at the network path between proxy and backend for packet loss or a black hole (MTU, firewall drops); capture on the backend host to see whether the segments arrive.",
         ev.take(),

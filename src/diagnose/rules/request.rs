@@ -88,7 +88,7 @@ fn closed_during(
         )),
     }
     text.push_str("Proxies log this as \"pass request body failed\" or \"upstream prematurely closed connection while sending request\".");
-    if !cx.two_captures {
+    if !cx.two_captures && !v.backend_host_alone {
         text.push_str(" (One capture: a capture on the backend host would show whether the backend itself closed or something in between did.)");
     }
     verdict(

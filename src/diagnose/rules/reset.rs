@@ -103,7 +103,8 @@ fn lost_before_reset(v: Conns<'_>, ev: &mut Ev) -> String {
 }
 
 /// With one capture: a RST from the backend whose TTL does not fit the backend's packets.
-pub(super) fn suspicious_rst_single(cx: &Context<'_>, p: &Conn) -> Option<Diagnosis> {
+pub(super) fn suspicious_rst_single(v: Conns<'_>) -> Option<Diagnosis> {
+    let (cx, p) = (v.cx, v.p);
     let rst = p.to_client().rst?;
     let (lo, hi) = p.to_client().ttl_range?;
     // The backend's packets all cross the same hops, so they arrive with the same TTL; a RST made
@@ -129,10 +130,13 @@ pub(super) fn suspicious_rst_single(cx: &Context<'_>, p: &Conn) -> Option<Diagno
         Verdict::RstFromMiddlebox,
         Blame::Network,
         format!(
-            "The proxy received a RST from {} with TTL {}, while the backend's own packets arrive with TTL {}: it most likely came from a device in between, not from the backend. A capture on the backend host would prove it (the backend would show no RST).",
+            "The proxy received a RST from {} with TTL {}, while the backend's own packets arrive with TTL {}: it most likely came from a device in between, not from the backend.{}",
             p.server,
             rst.ttl,
-            ttl_text(lo, hi)
+            ttl_text(lo, hi),
+            v.unless_backend_host(
+                " A capture on the backend host would prove it (the backend would show no RST)."
+            )
         ),
         "Capture on the backend host to confirm, and look at the firewalls, IPS or load balancers between proxy and backend.",
         ev,

@@ -142,7 +142,8 @@ impl<'a> Waiting<'a> {
                 Verdict::LostInTransit,
                 Blame::Network,
                 format!(
-                    "The proxy sent all of {line} but the backend never acknowledged its end; the proxy gave up after {waited}. The bytes were lost on the way (or the backend host froze): a capture on the backend host would tell which."
+                    "The proxy sent all of {line} but the backend never acknowledged its end; the proxy gave up after {waited}. The bytes were lost on the way (or the backend host froze){}.",
+                    v.unless_backend_host(": a capture on the backend host would tell which")
                 ),
                 "Look at the network path between proxy and backend for loss or a black hole; capture on the backend host.",
                 ev,

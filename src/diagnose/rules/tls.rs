@@ -88,9 +88,10 @@ fn fin_never_acked(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
         Verdict::LostInTransit,
         Blame::Network,
         format!(
-            "{JUDGED_FROM_TCP} Nothing came back from the backend for {} before the proxy gave up, and the proxy's FIN, sent {} times, was never acknowledged: packets from the backend are lost on the way (or the backend host froze) — a capture on the backend host would tell which.",
+            "{JUDGED_FROM_TCP} Nothing came back from the backend for {} before the proxy gave up, and the proxy's FIN, sent {} times, was never acknowledged: packets from the backend are lost on the way (or the backend host froze){}.",
             ms(fin.at.ts_ns - last_back.ts_ns),
-            p.to_server().fin_count
+            p.to_server().fin_count,
+            v.unless_backend_host(" — a capture on the backend host would tell which")
         ),
         "Look at the network path between proxy and backend for loss or a black hole; capture on the backend host to see whether its packets leave.",
         ev.take(),
