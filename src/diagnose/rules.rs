@@ -19,8 +19,12 @@
 //! The order is the order of causes: a connection that never opened has no exchange to judge; a
 //! forged RST explains a failed exchange that would otherwise read as the backend's doing; TLS
 //! hides the exchanges the last rule reads. Within a family the same holds (a race or a loss
-//! before what the closes alone suggest). With the backend capture alone, its view is judged as a
-//! proxy view would be (`backend_only`) and the explanation adds that the proxy capture lacks it.
+//! before what the closes alone suggest).
+//!
+//! A connection only the backend capture (of two) holds is judged from the backend's view as a
+//! proxy view would be (`backend_only`), and the explanation adds that the proxy capture lacks it.
+//! With the backend host's capture alone (`--backend-capture`), its view is `p`, and the
+//! explanations leave out the notes that point to a capture on the backend host.
 //!
 //! Conventions: the client of a connection is the proxy, the server is the backend. Times are on
 //! the proxy clock unless a name ends in `_b` (backend clock). With one capture, the view is `p`.
@@ -128,7 +132,7 @@ impl Conns<'_> {
         if self.backend_host_alone { "" } else { note }
     }
 
-    /// With one capture, the note that the backend host's capture would show its side ("" with two).
+    /// With the proxy's capture alone, the note that the backend host's would show its side.
     fn one_capture_note(&self) -> &'static str {
         if self.cx.two_captures || self.backend_host_alone {
             ""
