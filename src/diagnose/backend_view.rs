@@ -1,6 +1,7 @@
 //! A verdict from the backend host's capture alone (`analyze --backend-capture FILE`): what the
 //! proxy's capture would settle. The rules judge the backend's view as they judge a single proxy
-//! capture; the sentence says what only the other end shows.
+//! capture, worded for it (no note pointing to "a capture on the backend host": this is that
+//! capture); the sentence here says what only the other end shows.
 
 use super::{Blame, Diagnosis, Evidence, Verdict};
 use crate::capture::Side;
@@ -11,7 +12,7 @@ use crate::tcp::PacketRef;
 /// a handshake the backend answered and the proxy never completed (its SYN-ACKs lost on the way
 /// back), or response bytes the backend sent again and again that the proxy never acknowledged
 /// (lost on the way). Any other diagnosis is returned as it is.
-pub fn backend_only_override(c: &Conn, d: Diagnosis) -> Diagnosis {
+pub(crate) fn backend_only_override(c: &Conn, d: Diagnosis) -> Diagnosis {
     if d.verdict != Verdict::Ok {
         return d;
     }
@@ -77,7 +78,7 @@ pub fn backend_only_override(c: &Conn, d: Diagnosis) -> Diagnosis {
 }
 
 /// One sentence per verdict: what the proxy capture would settle that the backend's cannot.
-pub fn proxy_capture_would_settle(v: Verdict) -> &'static str {
+pub(crate) fn proxy_capture_would_settle(v: Verdict) -> &'static str {
     match v {
         Verdict::Ok => {
             "the exchanges completed as the backend saw them; the proxy capture would show whether every response reached the proxy whole."
@@ -122,73 +123,5 @@ pub fn proxy_capture_would_settle(v: Verdict) -> &'static str {
             "the proxy capture would show whether the close came from the proxy itself (its client went away, or its timeout) or from a device in between."
         }
         Verdict::CaptureIncomplete => "the proxy capture may hold what this capture missed.",
-    }
-}
-
-/// The rules' explanation, written for a proxy capture, adapted to the backend host's capture:
-/// the notes that point to "a capture on the backend host" (this is that capture) are taken out;
-/// [`proxy_capture_would_settle`] says what the other capture would add.
-pub fn adapt_explanation(text: &str) -> String {
-    let mut s = text.to_string();
-    // "(One capture: a capture on the backend host would show ...)"
-    while let Some(at) = s.find(" (One capture:") {
-        let Some(len) = s[at..].find(')') else { break };
-        s.replace_range(at..at + len + 1, "");
-    }
-    // "...; a capture on the backend host would settle it." and "A capture on the backend host
-    // would prove it (...)." : the clause (or sentence) goes, the sentence keeps its end.
-    while let Some(at) = s.to_ascii_lowercase().find("a capture on the backend host") {
-        let end = s[at..].find(". ").map_or(s.len(), |i| at + i + 1);
-        let start = ["; ", ": ", " — ", ", "]
-            .iter()
-            .filter_map(|sep| s[..at].rfind(sep).map(|i| (i, sep.len())))
-            .filter(|(i, _)| !s[i + 1..at].contains(". "))
-            .max_by_key(|(i, _)| *i);
-        match start {
-            Some((i, _)) if s[i..at].len() <= 2 + 3 => s.replace_range(i..end, "."),
-            // The sentence is the note: it goes whole.
-            _ => {
-                let sentence = s[..at].rfind(". ").map_or(0, |i| i + 1);
-                s.replace_range(sentence..end, "");
-            }
-        }
-    }
-    s.replace("  ", " ").trim().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notes_about_the_backend_capture_go() {
-        assert_eq!(
-            adapt_explanation(
-                "The backend closed. (One capture: a capture on the backend host would show the backend's side.)"
-            ),
-            "The backend closed."
-        );
-        assert_eq!(
-            adapt_explanation(
-                "It cannot be told whether X or Y; a capture on the backend host would settle it. Next."
-            ),
-            "It cannot be told whether X or Y. Next."
-        );
-        assert_eq!(
-            adapt_explanation(
-                "Lost on the way (or the backend host froze): a capture on the backend host would tell which."
-            ),
-            "Lost on the way (or the backend host froze)."
-        );
-        assert_eq!(
-            adapt_explanation(
-                "It came from a device in between. A capture on the backend host would prove it (the backend would show no RST). Then."
-            ),
-            "It came from a device in between. Then."
-        );
-        assert_eq!(
-            adapt_explanation("Logged as \"upstream timed out ... while connecting\"."),
-            "Logged as \"upstream timed out ... while connecting\"."
-        );
     }
 }

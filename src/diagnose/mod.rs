@@ -5,6 +5,12 @@
 //! of DESIGN.md), who is to [`Blame`], a one- or two-sentence explanation, the next step, and the
 //! [`Evidence`] (frames in each capture) that proves it. A verdict never guesses silently: what a
 //! capture could not show (one capture only, snaplen, TLS) is said in the explanation.
+//!
+//! Inside: `rules` (the rule table and its order; one module per verdict family under
+//! `rules/`), `backend_view` (what the backend host's capture alone shows and cannot show),
+//! `healthy` (a view with nothing to explain, for the reader), and here each backend's learned
+//! keep-alive timeout (`IdleCloses`) and the judged connection ([`Finding`]). Public are only the
+//! verdict types that reports and callers read; the rest is the pipeline's, `pub(crate)`.
 
 use std::fmt;
 
@@ -33,7 +39,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 15] = [
+    pub(crate) const ALL: [Verdict; 15] = [
         Verdict::Ok,
         Verdict::ConnectRefused,
         Verdict::ConnectTimeout,
@@ -77,7 +83,7 @@ impl Verdict {
 
     /// What the verdict means for the run: a failure (exit code 1), a request the proxy itself
     /// gave up on, a connection the captures cannot vouch for, or ok.
-    pub fn outcome(self) -> Outcome {
+    pub(crate) fn outcome(self) -> Outcome {
         match self {
             Verdict::Ok => Outcome::Ok,
             // The proxy stopped sending the request, or stopped reading the answer, while the
@@ -96,7 +102,7 @@ impl Verdict {
     }
 
     /// Is it worth a section of its own in a report (anything but `ok`)?
-    pub fn is_notable(self) -> bool {
+    pub(crate) fn is_notable(self) -> bool {
         self.outcome() != Outcome::Ok
     }
 }
@@ -114,7 +120,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
+    pub(crate) const ALL: [Outcome; 4] = [
         Outcome::Ok,
         Outcome::Failed,
         Outcome::Abandoned,
@@ -148,7 +154,7 @@ pub enum Blame {
 }
 
 impl Blame {
-    pub const ALL: [Blame; 5] = [
+    pub(crate) const ALL: [Blame; 5] = [
         Blame::None,
         Blame::Proxy,
         Blame::Backend,
@@ -164,10 +170,6 @@ impl Blame {
             Blame::Network => "network",
             Blame::Capture => "capture",
         }
-    }
-
-    pub fn from_label(s: &str) -> Option<Blame> {
-        Blame::ALL.into_iter().find(|b| b.label() == s)
     }
 }
 
@@ -200,9 +202,9 @@ mod backend_view;
 mod healthy;
 mod rules;
 
-pub use backend_view::{adapt_explanation, backend_only_override, proxy_capture_would_settle};
+pub(crate) use backend_view::{backend_only_override, proxy_capture_would_settle};
 pub(crate) use healthy::looks_healthy;
-pub use rules::{Context, diagnose};
+pub(crate) use rules::{Context, diagnose};
 
 use std::collections::HashMap;
 
@@ -220,7 +222,7 @@ const IDLE_ENDPOINTS: usize = 4096;
 /// is then recognisable by its timing: the backend's FIN comes exactly this long after the previous
 /// response, whatever the request did meanwhile.
 #[derive(Debug, Default)]
-pub struct IdleCloses {
+pub(crate) struct IdleCloses {
     by_server: HashMap<Endpoint, IdleSamples>,
 }
 
@@ -235,7 +237,7 @@ struct IdleSamples {
 
 impl IdleCloses {
     /// Learns from a connection (as the proxy capture, or the only capture, saw it).
-    pub fn observe(&mut self, c: &Conn) {
+    pub(crate) fn observe(&mut self, c: &Conn) {
         let Some(idle) = idle_close(c) else { return };
         if !self.by_server.contains_key(&c.server) && self.by_server.len() >= IDLE_ENDPOINTS {
             return;
@@ -250,7 +252,7 @@ impl IdleCloses {
     }
 
     /// The keep-alive timeout of a backend endpoint, once its idle closes show it.
-    pub fn timeout(&self, server: Endpoint) -> Option<i64> {
+    pub(crate) fn timeout(&self, server: Endpoint) -> Option<i64> {
         self.by_server.get(&server)?.timeout
     }
 }

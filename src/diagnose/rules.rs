@@ -1,6 +1,30 @@
-//! The rules, in the order they are tried. Each rule looks at the connection as the proxy
-//! capture saw it (`p`), as the backend capture saw it (`b`), and at the byte-range alignment of
-//! the two, and either returns a diagnosis or passes.
+//! # The rules: one verdict per connection
+//!
+//! [`diagnose`] judges a connection from the proxy capture's view (`p`, or the only capture's),
+//! the backend capture's (`b`), the byte-range alignment of the two and the pair's sequence map
+//! (all in [`Context`]; a rule gets them bundled as a `Conns`). The rule table `RULES` is tried
+//! in order; each rule either recognises its family of failure and returns the diagnosis, or
+//! passes (adding no evidence); a connection no rule takes is judged by `ok::healthy`:
+//!
+//! 1. `handshake_failed` (`connect`): no SYN-ACK — refused by RST or ICMP, or no answer.
+//! 2. `forged_rst` (`reset`): two captures, a RST one end received that the other never sent.
+//! 3. `suspicious_rst` (`reset`): one capture, a RST whose TTL does not fit the backend's packets.
+//! 4. `tls_failed` (`tls`): TLS to the backend, judged from TCP (loss, no answer, a closing race).
+//! 5. `exchange_failed`: the first request that did not go out whole (`request`: lost on the
+//!    way, a zero window, a keep-alive race, the backend closing during it, the proxy giving up)
+//!    or whose response did not come back whole (`response`: a keep-alive race, loss either way,
+//!    an empty reply, a timeout, a cut or unreadable response, the proxy aborting).
+//! 6. `ok::healthy`: ok, or not judged when a capture dropped packets of the connection.
+//!
+//! The order is the order of causes: a connection that never opened has no exchange to judge; a
+//! forged RST explains a failed exchange that would otherwise read as the backend's doing; TLS
+//! hides the exchanges the last rule reads. Within a family the same holds (a race or a loss
+//! before what the closes alone suggest).
+//!
+//! A connection only the backend capture (of two) holds is judged from the backend's view as a
+//! proxy view would be (`backend_only`), and the explanation adds that the proxy capture lacks it.
+//! With the backend host's capture alone (`--backend-capture`), its view is `p`, and the
+//! explanations leave out the notes that point to a capture on the backend host.
 //!
 //! Conventions: the client of a connection is the proxy, the server is the backend. Times are on
 //! the proxy clock unless a name ends in `_b` (backend clock). With one capture, the view is `p`.
@@ -9,7 +33,7 @@ use super::{Blame, Diagnosis, Evidence, Verdict};
 use crate::capture::Side;
 use crate::http::Conn;
 use crate::http::{Exchange, Framing, Message, Protocol};
-use crate::pair::{Alignment, ClockOffset};
+use crate::pair::{Alignment, ClockOffset, SeqMap};
 use crate::tcp::{CloseMark, Dir, DirSummary, IcmpMark, PacketRef};
 
 mod connect;
@@ -22,7 +46,7 @@ mod response;
 mod tls;
 
 /// Everything a rule may look at.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// The proxy capture's view (or the only capture's).
     pub p: Option<&'a Conn>,
     /// The backend capture's view.
@@ -32,18 +56,19 @@ pub struct Context<'a> {
     /// The side label of the first capture (`Proxy`, or `Single` for `flows`).
     pub first_side: Side,
     pub clock: Option<&'a ClockOffset>,
+    /// How the two views number the same bytes, as pairing measured it (through a firewall that
+    /// randomizes sequence numbers, too); the default (maps nothing) with one view.
+    pub seq_map: SeqMap,
     pub alignment: Option<&'a Alignment>,
-    /// Last packet time of each capture (own clocks), to tell "never sent" from "after the end".
-    pub proxy_capture_end: i64,
-    pub backend_capture_end: i64,
     /// The backend's keep-alive (idle) timeout, when its idle closes of other connections show
     /// it (see [`super::idle_close_timeout`]).
     pub backend_idle_timeout: Option<i64>,
 }
 
-pub fn diagnose(cx: &Context<'_>) -> Diagnosis {
+pub(crate) fn diagnose(cx: &Context<'_>) -> Diagnosis {
     let mut d = match (cx.p, cx.b) {
-        (Some(p), b) => with_proxy_view(cx, p, b),
+        // The backend host's capture, alone: its view is judged as the proxy's would be.
+        (Some(p), b) => with_proxy_view(cx, p, b, cx.first_side == Side::Backend && !cx.two_captures),
         (None, Some(b)) => backend_only(cx, b),
         (None, None) => Diagnosis {
             verdict: Verdict::CaptureIncomplete,
@@ -82,6 +107,51 @@ impl Ev {
             list: std::mem::take(&mut self.list),
         }
     }
+}
+
+/// One connection as the rules see it: the context, the proxy capture's view (or the only
+/// capture's: `cx.p`, unwrapped) and the backend capture's view.
+#[derive(Clone, Copy)]
+struct Conns<'a> {
+    cx: &'a Context<'a>,
+    p: &'a Conn,
+    b: Option<&'a Conn>,
+    /// The only capture is the backend host's (`analyze --backend-capture`): the explanations
+    /// leave out the notes that point to a capture on the backend host, this being that capture.
+    backend_host_alone: bool,
+}
+
+impl Conns<'_> {
+    /// The side label of the proxy view's evidence.
+    fn ps(&self) -> Side {
+        self.cx.first_side
+    }
+
+    /// `note`, which points to a capture on the backend host, unless this is that capture.
+    fn unless_backend_host(&self, note: &'static str) -> &'static str {
+        if self.backend_host_alone { "" } else { note }
+    }
+
+    /// With the proxy's capture alone, the note that the backend host's would show its side.
+    fn one_capture_note(&self) -> &'static str {
+        if self.cx.two_captures || self.backend_host_alone {
+            ""
+        } else {
+            " (One capture: a capture on the backend host would show the backend's side.)"
+        }
+    }
+}
+
+/// Evidence of the backend's own close (its first FIN or RST), as the backend capture saw it.
+fn backend_close_seen(b: Option<&Conn>, ev: &mut Ev) {
+    if let Some((m, rst)) = b.and_then(|b| close_of(b.to_client())) {
+        ev.add(Side::Backend, m.at, format!("backend sends {}", kind(rst)));
+    }
+}
+
+/// How a connection was ended, as a verb: "reset" (RST) or "closed" (FIN).
+fn closed_or_reset(rst: bool) -> &'static str {
+    if rst { "reset" } else { "closed" }
 }
 
 fn verdict(v: Verdict, blame: Blame, explanation: String, next_step: &str, ev: Ev) -> Diagnosis {
@@ -233,12 +303,11 @@ fn expected_body(m: &Message) -> Option<u64> {
     }
 }
 
-/// The backend view's exchange for the proxy view's request (same first byte in sequence space).
-fn backend_exchange<'a>(p: &Conn, b: &'a Conn, req: &Message) -> Option<&'a Exchange> {
-    // The request's first byte in the backend view's numbering. (Without the pair's sequence
-    // shift, which does not reach here: through a sequence-rewriting firewall the request is
-    // found by its method and target below.)
-    let target = crate::pair::SeqMap::new(p, b, [0, 0]).to_backend(0, req.offset);
+/// The backend view's exchange for the proxy view's request: the one whose first byte is the
+/// request's (by the pair's `seq_map`), else the first with the same method and target (when a
+/// view has no sequence origin).
+fn backend_exchange<'a>(seq_map: SeqMap, b: &'a Conn, req: &Message) -> Option<&'a Exchange> {
+    let target = seq_map.to_backend(Dir::ClientToServer.idx(), req.offset);
     b.app
         .exchanges
         .iter()
@@ -252,19 +321,25 @@ fn backend_exchange<'a>(p: &Conn, b: &'a Conn, req: &Message) -> Option<&'a Exch
         })
 }
 
-fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>) -> Diagnosis {
+fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, backend_host_alone: bool) -> Diagnosis {
+    let v = Conns {
+        cx,
+        p,
+        b,
+        backend_host_alone,
+    };
     let mut ev = Ev::new();
     for rule in RULES {
-        if let Some(d) = rule(cx, p, b, &mut ev) {
+        if let Some(d) = rule(v, &mut ev) {
             return d;
         }
     }
-    ok::healthy(cx, p, b, ev)
+    ok::healthy(v, ev)
 }
 
 /// A rule: the diagnosis when the connection is of its family, else `None` and the next rule is
 /// tried. A rule adds evidence to `ev` only on its way to a diagnosis.
-type Rule = fn(&Context<'_>, &Conn, Option<&Conn>, &mut Ev) -> Option<Diagnosis>;
+type Rule = fn(Conns<'_>, &mut Ev) -> Option<Diagnosis>;
 
 /// The rules, in the order they are tried; a connection none of them fits is healthy.
 const RULES: &[Rule] = &[
@@ -276,64 +351,64 @@ const RULES: &[Rule] = &[
 ];
 
 /// The handshake did not complete: refused by RST or ICMP, or no answer to the SYN.
-fn handshake_failed(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Option<Diagnosis> {
-    let ps = cx.first_side;
+fn handshake_failed(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
+    let p = v.p;
     let (Some(syn), None, None) = (p.syn, p.syn_ack, p.to_client().first_data) else {
         return None;
     };
-    ev.add(ps, syn, format!("proxy sends SYN to {}", p.server));
+    ev.add(v.ps(), syn, format!("proxy sends SYN to {}", p.server));
     if let Some(rst) = p.to_client().rst {
         ev.add(
-            ps,
+            v.ps(),
             rst.at,
             format!("RST from {} answers the SYN (TTL {})", p.server, rst.ttl),
         );
-        return Some(connect::refused(cx, p, b, rst, ev.take()));
+        return Some(connect::refused(v, rst, ev.take()));
     }
     if let Some(icmp) = p.icmp.filter(|i| i.to_server && i.kind.refuses()) {
-        return Some(connect::refused_by_icmp(cx, p, b, icmp, ev.take()));
+        return Some(connect::refused_by_icmp(v, icmp, ev.take()));
     }
-    Some(connect::connect_timeout(cx, p, b, syn, ev.take()))
+    Some(connect::connect_timeout(v, syn, ev.take()))
 }
 
 /// A RST one end received that the other never sent (two captures).
-fn forged_rst(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Option<Diagnosis> {
-    let (Some(b), Some(a)) = (b, cx.alignment) else {
+fn forged_rst(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
+    let (Some(b), Some(a)) = (v.b, v.cx.alignment) else {
         return None;
     };
     if let Some(rst) = a.dirs[Dir::ServerToClient.idx()].forged_rst {
-        if reset::connection_failed(p) {
-            return Some(reset::forged_rst(cx, p, b, rst, true, ev.take()));
+        if reset::connection_failed(v.p) {
+            return Some(reset::forged_rst(v, b, rst, true, ev.take()));
         }
     }
     if let Some(rst) = a.dirs[Dir::ClientToServer.idx()].forged_rst {
-        if reset::connection_failed(p) {
-            return Some(reset::forged_rst(cx, p, b, rst, false, ev.take()));
+        if reset::connection_failed(v.p) {
+            return Some(reset::forged_rst(v, b, rst, false, ev.take()));
         }
     }
     None
 }
 
 /// One capture: a RST from the backend whose TTL does not fit the backend's packets.
-fn suspicious_rst(cx: &Context<'_>, p: &Conn, _: Option<&Conn>, _: &mut Ev) -> Option<Diagnosis> {
-    if cx.two_captures {
+fn suspicious_rst(v: Conns<'_>, _: &mut Ev) -> Option<Diagnosis> {
+    if v.cx.two_captures {
         return None;
     }
-    reset::suspicious_rst_single(cx, p)
+    reset::suspicious_rst_single(v)
 }
 
-fn tls_failed(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Option<Diagnosis> {
-    if p.app.protocol != Protocol::Tls {
+fn tls_failed(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
+    if v.p.app.protocol != Protocol::Tls {
         return None;
     }
-    tls::tls_failure(cx, p, b, ev)
+    tls::tls_failure(v, ev)
 }
 
 /// The first request that did not go out whole, or whose response did not come back whole.
-fn exchange_failed(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, ev: &mut Ev) -> Option<Diagnosis> {
-    Some(match first_failure(p)? {
-        Failure::Request(i, req) => request::failed(cx, p, b, i, req, ev.take()),
-        Failure::Response(i, e, req) => response::failed(cx, p, b, i, e, req, ev.take()),
+fn exchange_failed(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
+    Some(match first_failure(v.p)? {
+        Failure::Request(i, req) => request::failed(v, i, req, ev.take()),
+        Failure::Response(i, e, req) => response::failed(v, i, e, req, ev.take()),
     })
 }
 
@@ -374,12 +449,14 @@ fn backend_only(cx: &Context<'_>, b: &Conn) -> Diagnosis {
         two_captures: false,
         first_side: Side::Backend,
         clock: cx.clock,
+        seq_map: SeqMap::default(),
         alignment: None,
-        proxy_capture_end: cx.backend_capture_end,
-        backend_capture_end: cx.backend_capture_end,
         backend_idle_timeout: cx.backend_idle_timeout,
     };
-    let mut d = with_proxy_view(&sub, b, None);
+    let mut d = with_proxy_view(&sub, b, None, false);
     d.explanation.push_str(" This connection is not in the proxy capture (another client, or the proxy capture did not cover it).");
     d
 }
+
+#[cfg(test)]
+mod tests;

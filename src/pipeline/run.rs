@@ -348,9 +348,8 @@ impl Judge {
             two_captures: self.two,
             first_side: self.first_side,
             clock: clock.as_ref(),
+            seq_map: m.seq_map,
             alignment: alignment.as_ref(),
-            proxy_capture_end: self.ends[0],
-            backend_capture_end: self.ends[1],
             backend_idle_timeout: m.proxy.as_ref().and_then(|p| self.idle.timeout(p.server)),
         };
         let mut d = diagnose::diagnose(&cx);
@@ -359,7 +358,6 @@ impl Judge {
             if let Some(c) = &m.proxy {
                 d = diagnose::backend_only_override(c, d);
             }
-            d.explanation = diagnose::adapt_explanation(&d.explanation);
             d.explanation.push_str(" Backend capture only: ");
             d.explanation
                 .push_str(diagnose::proxy_capture_would_settle(d.verdict));

@@ -2,10 +2,10 @@
 
 use super::*;
 
-pub(super) fn refused(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, rst: CloseMark, mut ev: Ev) -> Diagnosis {
-    let server = p.server;
-    if cx.two_captures {
-        match b {
+pub(super) fn refused(v: Conns<'_>, rst: CloseMark, mut ev: Ev) -> Diagnosis {
+    let server = v.p.server;
+    if v.cx.two_captures {
+        match v.b {
             Some(b) if b.syn.is_some() && b.to_client().rst.is_some() => {
                 ev.add(
                     Side::Backend,
@@ -62,8 +62,9 @@ pub(super) fn refused(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, rst: CloseMa
         Verdict::ConnectRefused,
         Blame::Backend,
         format!(
-            "The proxy's SYN to {server} was answered by RST: nothing was listening there, or the backend refused the connection. Proxies log \"(111) Connection refused\". From this capture alone it cannot be told whether the backend host or a firewall in between sent the RST (its TTL is {}); a capture on the backend host would settle it.",
-            rst.ttl
+            "The proxy's SYN to {server} was answered by RST: nothing was listening there, or the backend refused the connection. Proxies log \"(111) Connection refused\". From this capture alone it cannot be told whether the backend host or a firewall in between sent the RST (its TTL is {}){}.",
+            rst.ttl,
+            v.unless_backend_host("; a capture on the backend host would settle it")
         ),
         "Look at the backend: is the service running and listening on this address and port? If it is, capture on the backend host to see whether the SYN arrives.",
         ev,
@@ -74,64 +75,74 @@ pub(super) fn refused(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, rst: CloseMa
 /// address is the backend (its firewall rejecting, or nothing to answer); any other address is a
 /// router or firewall on the way. With the backend capture, an ICMP in the backend's name that
 /// the backend never sent (the SYN never reached it) was forged on the way.
-pub(super) fn refused_by_icmp(
-    cx: &Context<'_>,
-    p: &Conn,
-    b: Option<&Conn>,
-    icmp: IcmpMark,
-    mut ev: Ev,
-) -> Diagnosis {
-    let ps = cx.first_side;
-    let server = p.server;
+pub(super) fn refused_by_icmp(v: Conns<'_>, icmp: IcmpMark, mut ev: Ev) -> Diagnosis {
     let what = icmp.kind.words();
-    let errno = icmp.kind.errno();
     ev.add(
-        ps,
+        v.ps(),
         icmp.at,
         format!(
             "ICMP {what} from {} answers the SYN (TTL {})",
             icmp.from, icmp.ttl
         ),
     );
-    let b_syn = b.and_then(|b| b.syn);
-    let b_icmp = b
-        .and_then(|b| b.icmp)
-        .filter(|i| i.to_server && i.from == icmp.from);
+    let b_syn = v.b.and_then(|b| b.syn);
+    let b_icmp =
+        v.b.and_then(|b| b.icmp)
+            .filter(|i| i.to_server && i.from == icmp.from);
     if let Some(s) = b_syn {
         ev.add(Side::Backend, s, "the SYN arrives at the backend");
     }
     if let Some(i) = b_icmp {
         ev.add(Side::Backend, i.at, format!("the backend host sends ICMP {what}"));
     }
-    let from_backend_host = icmp.from == server.ip;
-    let forged = cx.two_captures && from_backend_host && b_syn.is_none() && b_icmp.is_none();
-    let tries = if p.syn_count > 1 {
+    let from_backend_host = icmp.from == v.p.server.ip;
+    let forged = v.cx.two_captures && from_backend_host && b_syn.is_none() && b_icmp.is_none();
+    if from_backend_host && !forged {
+        return icmp_from_backend_host(v, icmp, b_icmp.is_some(), ev);
+    }
+    icmp_on_the_way(v, icmp, b_syn.is_some(), forged, ev)
+}
+
+/// " (all 3 SYNs)" when the proxy sent the SYN more than once.
+fn syn_tries(p: &Conn) -> String {
+    if p.syn_count > 1 {
         format!(" (all {} SYNs)", p.syn_count)
     } else {
         String::new()
-    };
-    if from_backend_host && !forged {
-        let seen = if b_icmp.is_some() {
-            " The backend capture shows the SYN arriving and the ICMP leaving."
-        } else if cx.two_captures {
-            ""
-        } else {
-            " (One capture: a capture on the backend host would show it leaving there.)"
-        };
-        return verdict(
-            Verdict::ConnectRefused,
-            Blame::Backend,
-            format!(
-                "The backend host {} refused the connection: it answered the proxy's SYN to {server}{tries} with ICMP {what} instead of a SYN-ACK — a firewall on the backend host rejecting the port (iptables REJECT), or nothing to take the connection. Proxies log \"{errno}\".{seen}",
-                server.ip
-            ),
-            "Look at the backend host's firewall (iptables/nftables REJECT rules for this port) and whether the service is listening (ss -ltn).",
-            ev,
-        );
     }
-    let reached = match (cx.two_captures, b_syn) {
-        (true, None) => " The SYN never reached the backend host (its capture does not show it).",
-        (true, Some(_)) => " The SYN did reach the backend host, which did not answer it in time.",
+}
+
+/// The backend host itself answered the SYN with the ICMP error (`b_icmp`: its capture shows it).
+fn icmp_from_backend_host(v: Conns<'_>, icmp: IcmpMark, b_icmp: bool, ev: Ev) -> Diagnosis {
+    let server = v.p.server;
+    let (what, errno, tries) = (icmp.kind.words(), icmp.kind.errno(), syn_tries(v.p));
+    let seen = if b_icmp {
+        " The backend capture shows the SYN arriving and the ICMP leaving."
+    } else if v.cx.two_captures || v.backend_host_alone {
+        ""
+    } else {
+        " (One capture: a capture on the backend host would show it leaving there.)"
+    };
+    verdict(
+        Verdict::ConnectRefused,
+        Blame::Backend,
+        format!(
+            "The backend host {} refused the connection: it answered the proxy's SYN to {server}{tries} with ICMP {what} instead of a SYN-ACK — a firewall on the backend host rejecting the port (iptables REJECT), or nothing to take the connection. Proxies log \"{errno}\".{seen}",
+            server.ip
+        ),
+        "Look at the backend host's firewall (iptables/nftables REJECT rules for this port) and whether the service is listening (ss -ltn).",
+        ev,
+    )
+}
+
+/// A router or firewall on the way answered the SYN with the ICMP error, or (`forged`) a device
+/// answered in the backend host's name. `b_syn`: the backend capture shows the SYN arriving.
+fn icmp_on_the_way(v: Conns<'_>, icmp: IcmpMark, b_syn: bool, forged: bool, ev: Ev) -> Diagnosis {
+    let server = v.p.server;
+    let (what, errno, tries) = (icmp.kind.words(), icmp.kind.errno(), syn_tries(v.p));
+    let reached = match (v.cx.two_captures, b_syn) {
+        (true, false) => " The SYN never reached the backend host (its capture does not show it).",
+        (true, true) => " The SYN did reach the backend host, which did not answer it in time.",
         (false, _) => "",
     };
     let who = if forged {
@@ -164,13 +175,8 @@ pub(super) fn refused_by_icmp(
     )
 }
 
-pub(super) fn connect_timeout(
-    cx: &Context<'_>,
-    p: &Conn,
-    b: Option<&Conn>,
-    syn: PacketRef,
-    mut ev: Ev,
-) -> Diagnosis {
+pub(super) fn connect_timeout(v: Conns<'_>, syn: PacketRef, mut ev: Ev) -> Diagnosis {
+    let (cx, p, b) = (v.cx, v.p, v.b);
     let server = p.server;
     let tries = p.syn_count;
     let waited = p.last.ts_ns - syn.ts_ns;
@@ -228,7 +234,8 @@ pub(super) fn connect_timeout(
         Verdict::ConnectTimeout,
         Blame::Backend,
         format!(
-            "The proxy could not connect to {server}: it sent {tries_text} and got neither SYN-ACK nor RST. From this capture alone it cannot be told whether the SYNs were lost on the way, ignored by the backend (full accept queue, host firewall), or answered and the answers lost; a capture on the backend host would settle it."
+            "The proxy could not connect to {server}: it sent {tries_text} and got neither SYN-ACK nor RST. From this capture alone it cannot be told whether the SYNs were lost on the way, ignored by the backend (full accept queue, host firewall), or answered and the answers lost{}.",
+            v.unless_backend_host("; a capture on the backend host would settle it")
         ),
         "Check that the backend host is up and its service accepting (accept queue, host firewall); capture on the backend host to see whether the SYNs arrive.",
         ev,

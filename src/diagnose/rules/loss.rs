@@ -3,85 +3,96 @@
 use super::*;
 
 /// Bytes sent at one end never arrived at the other, and the connection failed because of it.
-pub(super) fn lost_in_transit(
-    cx: &Context<'_>,
-    p: &Conn,
-    b: Option<&Conn>,
+pub(super) fn lost_in_transit(v: Conns<'_>, dir: Dir, line: &str, ev: &mut Ev) -> Option<Diagnosis> {
+    if let (Some(b), Some(a)) = (v.b, v.cx.alignment) {
+        let lost = &a.dirs[dir.idx()].lost;
+        return lost_between_captures(v, b, lost, dir, line, ev);
+    }
+    if v.cx.two_captures || dir == Dir::ServerToClient {
+        return None;
+    }
+    request_never_acked(v, line, ev)
+}
+
+/// Two captures: byte ranges (`lost`, of direction `dir`) the sender's capture shows leaving and
+/// the receiver's never shows arriving.
+fn lost_between_captures(
+    v: Conns<'_>,
+    b: &Conn,
+    lost: &[crate::pair::Lost],
     dir: Dir,
     line: &str,
     ev: &mut Ev,
 ) -> Option<Diagnosis> {
-    let ps = cx.first_side;
-    if let (Some(b), Some(a)) = (b, cx.alignment) {
-        let al = &a.dirs[dir.idx()];
-        let lost = al.lost.first()?;
-        let total: i64 = al.lost.iter().map(|l| l.end - l.start).sum();
-        let (sender_side, what, from, to) = if dir == Dir::ClientToServer {
-            (ps, "request", "proxy", "backend")
-        } else {
-            (Side::Backend, "response", "backend", "proxy")
-        };
+    let (ps, p) = (v.ps(), v.p);
+    let first = lost.first()?;
+    let total: i64 = lost.iter().map(|l| l.end - l.start).sum();
+    let (sender_side, what, from, to) = if dir == Dir::ClientToServer {
+        (ps, "request", "proxy", "backend")
+    } else {
+        (Side::Backend, "response", "backend", "proxy")
+    };
+    ev.add(
+        sender_side,
+        first.first_sent,
+        format!(
+            "{from} sends {} of the {what} stream",
+            byte_range(first.start, first.end)
+        ),
+    );
+    if first.transmissions > 1 {
         ev.add(
             sender_side,
-            lost.first_sent,
+            first.last_sent,
             format!(
-                "{from} sends {} of the {what} stream",
-                byte_range(lost.start, lost.end)
+                "{from} retransmits them ({} transmissions in all)",
+                first.transmissions
             ),
         );
-        if lost.transmissions > 1 {
-            ev.add(
-                sender_side,
-                lost.last_sent,
-                format!(
-                    "{from} retransmits them ({} transmissions in all)",
-                    lost.transmissions
-                ),
-            );
-        }
-        let receiver_conn = if dir == Dir::ClientToServer { b } else { p };
-        let receiver_side = if dir == Dir::ClientToServer {
-            Side::Backend
-        } else {
-            ps
-        };
-        if let Some((ack, at)) = receiver_conn.dir(dir).acked {
-            ev.add(
-                receiver_side,
-                at,
-                format!("the {to}'s last acknowledgement stops at byte {ack}"),
-            );
-        }
-        let closer = close_of(p.to_server())
-            .map(|(m, rst)| {
-                ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
-                format!(
-                    " The proxy gave up {} after it first sent them.",
-                    ms(m.at.ts_ns
-                        - if dir == Dir::ClientToServer {
-                            lost.first_sent.ts_ns
-                        } else {
-                            p.to_server().last_data.map_or(m.at.ts_ns, |l| l.ts_ns)
-                        })
-                )
-            })
-            .unwrap_or_default();
-        return Some(verdict(
-            Verdict::LostInTransit,
-            Blame::Network,
+    }
+    let (receiver_conn, receiver_side) = if dir == Dir::ClientToServer {
+        (b, Side::Backend)
+    } else {
+        (p, ps)
+    };
+    if let Some((ack, at)) = receiver_conn.dir(dir).acked {
+        ev.add(
+            receiver_side,
+            at,
+            format!("the {to}'s last acknowledgement stops at byte {ack}"),
+        );
+    }
+    let closer = close_of(p.to_server())
+        .map(|(m, rst)| {
+            ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
+            // From the lost bytes' first transmission (request), or the proxy's last bytes.
+            let since = if dir == Dir::ClientToServer {
+                first.first_sent.ts_ns
+            } else {
+                p.to_server().last_data.map_or(m.at.ts_ns, |l| l.ts_ns)
+            };
             format!(
-                "{} of the {what} for {line} left the {from} ({}) and never reached the {to}: the {to}'s capture does not show them and the {to} never acknowledged them.{closer}",
-                capitalize(&bytes(total as u64)),
-                transmissions_text(lost.transmissions, lost.while_receiver_captured, to),
-            ),
-            "Look at the network path between proxy and backend: packet loss or a black hole on this path (MTU problems drop large segments but pass small ones; check for ICMP fragmentation-needed being blocked), firewall or IPS drops.",
-            ev.take(),
-        ));
-    }
-    if cx.two_captures || dir == Dir::ServerToClient {
-        return None;
-    }
-    // One capture: request bytes retransmitted and never acknowledged, then the proxy gave up.
+                " The proxy gave up {} after it first sent them.",
+                ms(m.at.ts_ns - since)
+            )
+        })
+        .unwrap_or_default();
+    Some(verdict(
+        Verdict::LostInTransit,
+        Blame::Network,
+        format!(
+            "{} of the {what} for {line} left the {from} ({}) and never reached the {to}: the {to}'s capture does not show them and the {to} never acknowledged them.{closer}",
+            capitalize(&bytes(total as u64)),
+            transmissions_text(first.transmissions, first.while_receiver_captured, to),
+        ),
+        "Look at the network path between proxy and backend: packet loss or a black hole on this path (MTU problems drop large segments but pass small ones; check for ICMP fragmentation-needed being blocked), firewall or IPS drops.",
+        ev.take(),
+    ))
+}
+
+/// One capture: request bytes retransmitted and never acknowledged, then the proxy gave up.
+fn request_never_acked(v: Conns<'_>, line: &str, ev: &mut Ev) -> Option<Diagnosis> {
+    let (ps, p) = (v.ps(), v.p);
     let c2s = p.to_server();
     let end = c2s.data_end?;
     let acked = c2s.acked.map_or(0, |(a, _)| a);
@@ -129,8 +140,9 @@ pub(super) fn lost_in_transit(
         Verdict::LostInTransit,
         Blame::Network,
         format!(
-            "The proxy sent {} of {line} and retransmitted them {resends} times, but the backend never acknowledged bytes past {acked}; {ending}. The bytes were lost on the way (or the backend host froze): a capture on the backend host would tell which.",
+            "The proxy sent {} of {line} and retransmitted them {resends} times, but the backend never acknowledged bytes past {acked}; {ending}. The bytes were lost on the way (or the backend host froze){}.",
             bytes((end - acked) as u64),
+            v.unless_backend_host(": a capture on the backend host would tell which")
         ),
         "Look at the network path between proxy and backend for packet loss or a black hole (MTU, firewall drops); capture on the backend host to see whether the segments arrive.",
         ev.take(),

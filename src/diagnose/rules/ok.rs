@@ -1,47 +1,13 @@
 //! Every exchange completed: ok, unless the captures cannot vouch for it.
 
 use super::*;
+use crate::anomaly::AnomalyKind;
 
 /// Every exchange completed: ok, unless the captures cannot vouch for it.
-pub(super) fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) -> Diagnosis {
-    let ps = cx.first_side;
-    let n = p.app.exchanges.len();
-    // The captures dropped packets of this connection (bytes acknowledged but never captured).
-    let unseen_p = p.to_server().acked_unseen + p.to_client().acked_unseen;
-    let unseen_b = b.map_or(0, |b| b.to_server().acked_unseen + b.to_client().acked_unseen);
-    if unseen_p > 0 || unseen_b > 0 {
-        let (side, c, unseen) = if unseen_b > 0 {
-            (Side::Backend, b.expect("checked"), unseen_b)
-        } else {
-            (ps, p, unseen_p)
-        };
-        if let Some(s) = c
-            .dirs
-            .iter()
-            .flat_map(|d| d.spans.iter())
-            .find(|s| s.kind == crate::tcp::SpanKind::New && s.start > 0)
-        {
-            ev.add(side, s.first, "first data after bytes the capture missed");
-        }
-        return verdict(
-            Verdict::CaptureIncomplete,
-            Blame::Capture,
-            format!(
-                "The {} capture missed {} of this connection that the receiver acknowledged: that capture dropped packets (not the network). {}",
-                side,
-                bytes(unseen),
-                if n > 0 && cx.two_captures {
-                    format!(
-                        "The other capture shows all {n} exchange{} completing normally.",
-                        if n == 1 { "" } else { "s" }
-                    )
-                } else {
-                    "What the missing packets carried cannot be judged.".to_string()
-                }
-            ),
-            "Capture with a larger buffer (tcpdump -B 65536), a smaller snaplen or a capture filter on the backend port, and write to a fast disk, so the capture does not drop packets.",
-            ev,
-        );
+pub(super) fn healthy(v: Conns<'_>, mut ev: Ev) -> Diagnosis {
+    let (cx, p) = (v.cx, v.p);
+    if let Some(d) = capture_dropped(v, &mut ev) {
+        return d;
     }
     // The connection was already open when the captures started (a pooled keep-alive
     // connection): judged on what the captures show, and the explanation says what they miss.
@@ -50,6 +16,63 @@ pub(super) fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) 
     if p.syn.is_none() && cx.b.is_none_or(|b| b.syn.is_none()) {
         return already_open(cx, p, ev);
     }
+    let text = healthy_text(v);
+    if let Some(f) = p.to_server().first_data.or(p.syn) {
+        ev.add(v.ps(), f, "first packet");
+    }
+    ev.add(v.ps(), p.last, "last packet");
+    verdict(Verdict::Ok, Blame::None, text, "", ev)
+}
+
+/// The captures dropped packets of this connection (bytes acknowledged but never captured): what
+/// they carried cannot be vouched for.
+fn capture_dropped(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
+    let (p, b) = (v.p, v.b);
+    let n = p.app.exchanges.len();
+    let unseen_p = p.to_server().acked_unseen + p.to_client().acked_unseen;
+    let unseen_b = b.map_or(0, |b| b.to_server().acked_unseen + b.to_client().acked_unseen);
+    if unseen_p == 0 && unseen_b == 0 {
+        return None;
+    }
+    let (side, c, unseen) = if unseen_b > 0 {
+        (Side::Backend, b.expect("checked"), unseen_b)
+    } else {
+        (v.ps(), p, unseen_p)
+    };
+    if let Some(s) = c
+        .dirs
+        .iter()
+        .flat_map(|d| d.spans.iter())
+        .find(|s| s.kind == crate::tcp::SpanKind::New && s.start > 0)
+    {
+        ev.add(side, s.first, "first data after bytes the capture missed");
+    }
+    Some(verdict(
+        Verdict::CaptureIncomplete,
+        Blame::Capture,
+        format!(
+            "The {} capture missed {} of this connection that the receiver acknowledged: that capture dropped packets (not the network). {}",
+            side,
+            bytes(unseen),
+            if n > 0 && v.cx.two_captures {
+                format!(
+                    "The other capture shows all {n} exchange{} completing normally.",
+                    if n == 1 { "" } else { "s" }
+                )
+            } else {
+                "What the missing packets carried cannot be judged.".to_string()
+            }
+        ),
+        "Capture with a larger buffer (tcpdump -B 65536), a smaller snaplen or a capture filter on the backend port, and write to a fast disk, so the capture does not drop packets.",
+        ev.take(),
+    ))
+}
+
+/// The explanation of a healthy connection: how it opened and closed, its exchanges, and what
+/// recovered on the way (retransmissions) or is odd but readable (anomalies).
+fn healthy_text(v: Conns<'_>) -> String {
+    let (cx, p) = (v.cx, v.p);
+    let n = p.app.exchanges.len();
     let retrans = p.to_server().retransmissions + p.to_client().retransmissions;
     let late: usize = cx
         .alignment
@@ -83,14 +106,14 @@ pub(super) fn healthy(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, mut ev: Ev) 
             }
         ));
     }
-    if p.app.anomalies.count("http_lower_case_version") > 0 {
-        text.push_str(" The backend's status line is not strictly valid (its HTTP version in lower case): clients read it, a strict parser may not (anomaly http_lower_case_version).");
+    let lower_case = AnomalyKind::HttpLowerCaseVersion;
+    if p.app.anomalies.count_of(lower_case) > 0 {
+        text.push_str(&format!(
+            " The backend's status line is not strictly valid (its HTTP version in lower case): clients read it, a strict parser may not (anomaly {}).",
+            lower_case.name()
+        ));
     }
-    if let Some(f) = p.to_server().first_data.or(p.syn) {
-        ev.add(ps, f, "first packet");
-    }
-    ev.add(ps, p.last, "last packet");
-    verdict(Verdict::Ok, Blame::None, text, "", ev)
+    text
 }
 
 /// A connection already open when the capture(s) started, every exchange they show complete: `ok`

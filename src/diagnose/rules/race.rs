@@ -22,17 +22,14 @@ const MIN_IDLE_FOR_RACE_NS: i64 = 50_000_000;
 /// - the backend's idle timer fires as the request arrives: it closes with the request unread
 ///   in its receive buffer, so its kernel sends RST instead of FIN, within about one round trip of
 ///   the request leaving the proxy (too fast for any application to have read it and answered).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn keepalive_race(
-    cx: &Context<'_>,
-    p: &Conn,
-    b: Option<&Conn>,
+    v: Conns<'_>,
     index: usize,
     req: &Message,
     line: &str,
     ev: &mut Ev,
 ) -> Option<Diagnosis> {
-    let ps = cx.first_side;
+    let (cx, p, b, ps) = (v.cx, v.p, v.b, v.ps());
     // A reused connection: an earlier exchange completed on it, and this request got no answer.
     let e = p.app.exchanges.get(index)?;
     let reused = index > 0
@@ -78,7 +75,7 @@ pub(super) fn keepalive_race(
         ),
     );
     let timing = timing(ps, fin, rst, delta, round_trip, ev)?;
-    let crossing = b.map_or(String::new(), |b| backend_crossing(p, b, req, ev));
+    let crossing = b.map_or(String::new(), |b| backend_crossing(cx.seq_map, b, req, ev));
     Some(verdict(
         Verdict::KeepaliveRace,
         Blame::Proxy,
@@ -199,8 +196,8 @@ fn timing(
 }
 
 /// What the backend capture shows of the crossing, with its evidence ("" when it shows nothing).
-fn backend_crossing(p: &Conn, b: &Conn, req: &Message, ev: &mut Ev) -> String {
-    let Some(r) = backend_exchange(p, b, req).and_then(|x| x.request.as_ref()) else {
+fn backend_crossing(seq_map: SeqMap, b: &Conn, req: &Message, ev: &mut Ev) -> String {
+    let Some(r) = backend_exchange(seq_map, b, req).and_then(|x| x.request.as_ref()) else {
         return String::new();
     };
     ev.add(Side::Backend, r.first, "the request arrives at the backend");

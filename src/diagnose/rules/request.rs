@@ -7,15 +7,8 @@ use super::*;
 
 /// The request did not go out whole: lost on the way, the backend stopped reading it, a race
 /// with the backend's idle close, the backend closed during it, or the proxy stopped sending it.
-pub(super) fn failed(
-    cx: &Context<'_>,
-    p: &Conn,
-    b: Option<&Conn>,
-    index: usize,
-    req: &Message,
-    mut ev: Ev,
-) -> Diagnosis {
-    let ps = cx.first_side;
+pub(super) fn failed(v: Conns<'_>, index: usize, req: &Message, mut ev: Ev) -> Diagnosis {
+    let (p, ps) = (v.p, v.ps());
     let line = request_line(req);
     ev.add(ps, req.first, format!("proxy starts sending {line}"));
     if req.bytes > 0 {
@@ -29,15 +22,15 @@ pub(super) fn failed(
         );
     }
     // Lost on the way, and the connection died of it.
-    if let Some(d) = lost_in_transit(cx, p, b, Dir::ClientToServer, &line, &mut ev) {
+    if let Some(d) = lost_in_transit(v, Dir::ClientToServer, &line, &mut ev) {
         return d;
     }
     // The backend stopped reading.
-    if let Some(d) = zero_window(cx, p, b, req, &line, &mut ev) {
+    if let Some(d) = zero_window(v, req, &line, &mut ev) {
         return d;
     }
     // Race on a reused connection (a request can be cut by the backend's close too).
-    if let Some(d) = keepalive_race(cx, p, b, index, req, &line, &mut ev) {
+    if let Some(d) = keepalive_race(v, index, req, &line, &mut ev) {
         return d;
     }
     let proxy_close = close_of(p.to_server());
@@ -48,43 +41,39 @@ pub(super) fn failed(
     if req.framing == Framing::Unknown {
         let still_sending = bc.is_some_and(|(m, _)| m.at.ts_ns <= pc_t && req.last.ts_ns > m.at.ts_ns);
         if !still_sending {
-            return cut_request_not_judged(cx, p, req, &line, bc, proxy_close, ev);
+            return cut_request_not_judged(v, req, &line, bc, proxy_close, ev);
         }
     }
     match (bc, proxy_close) {
-        (Some((bm, brst)), _) if bm.at.ts_ns <= pc_t => closed_during(cx, p, b, req, &line, (bm, brst), ev),
-        (_, Some((pm, prst))) => incomplete(cx, req, &line, (pm, prst), ev),
-        _ => capture_ended(cx, p, &format!("while the proxy was sending {line}"), ev),
+        (Some((bm, brst)), _) if bm.at.ts_ns <= pc_t => closed_during(v, req, &line, (bm, brst), ev),
+        (_, Some((pm, prst))) => incomplete(v.cx, req, &line, (pm, prst), ev),
+        _ => capture_ended(v.cx, p, &format!("while the proxy was sending {line}"), ev),
     }
 }
 
 /// The backend's FIN or RST (`close`, as the proxy saw it) came while the request was being sent.
 fn closed_during(
-    cx: &Context<'_>,
-    p: &Conn,
-    b: Option<&Conn>,
+    v: Conns<'_>,
     req: &Message,
     line: &str,
     (bm, brst): (CloseMark, bool),
     mut ev: Ev,
 ) -> Diagnosis {
-    let ps = cx.first_side;
+    let (cx, b) = (v.cx, v.b);
     ev.add(
-        ps,
+        v.ps(),
         bm.at,
         format!("backend's {} arrives while the request is being sent", kind(brst)),
     );
-    if let Some((m, rst)) = b.and_then(|b| close_of(b.to_client())) {
-        ev.add(Side::Backend, m.at, format!("backend sends {}", kind(rst)));
-    }
+    backend_close_seen(b, &mut ev);
     let received = b
-        .and_then(|b| backend_exchange(p, b, req))
+        .and_then(|b| backend_exchange(cx.seq_map, b, req))
         .and_then(|e| e.request.as_ref())
         .map(|r| r.bytes);
     let expected = expected_body(req).map(|n| n + req.header_bytes);
     let mut text = format!(
         "The backend {} the connection while the proxy was still sending {line}: ",
-        if brst { "reset" } else { "closed" }
+        closed_or_reset(brst)
     );
     match (received, expected) {
         (Some(r), Some(x)) => text.push_str(&format!("it had received {} of {}. ", bytes(r), bytes(x))),
@@ -99,7 +88,7 @@ fn closed_during(
         )),
     }
     text.push_str("Proxies log this as \"pass request body failed\" or \"upstream prematurely closed connection while sending request\".");
-    if !cx.two_captures {
+    if !cx.two_captures && !v.backend_host_alone {
         text.push_str(" (One capture: a capture on the backend host would show whether the backend itself closed or something in between did.)");
     }
     verdict(
@@ -139,7 +128,7 @@ fn incomplete(
         Blame::Proxy,
         format!(
             "The proxy never sent all of {line}: it sent {expected}, then {} the connection itself. The backend did nothing wrong.",
-            if prst { "reset" } else { "closed" }
+            closed_or_reset(prst)
         ),
         "Look at the proxy's client side: the client probably stopped sending the body or went away (client timeout or abort); check the proxy's access log for this request and its body-size and timeout settings.",
         ev,
@@ -147,15 +136,8 @@ fn incomplete(
 }
 
 /// The backend advertised a zero window while the request was being sent, until the proxy gave up.
-pub(super) fn zero_window(
-    cx: &Context<'_>,
-    p: &Conn,
-    b: Option<&Conn>,
-    req: &Message,
-    line: &str,
-    ev: &mut Ev,
-) -> Option<Diagnosis> {
-    let ps = cx.first_side;
+pub(super) fn zero_window(v: Conns<'_>, req: &Message, line: &str, ev: &mut Ev) -> Option<Diagnosis> {
+    let (p, b, ps) = (v.p, v.b, v.ps());
     let zw = p
         .to_client()
         .zero_window
@@ -219,15 +201,14 @@ pub(super) fn zero_window(
 /// had sent all of it is not in the capture, so neither "the backend closed during the request"
 /// nor "an empty reply" (nor "the proxy gave up") can be told. Says what the wire shows.
 pub(super) fn cut_request_not_judged(
-    cx: &Context<'_>,
-    p: &Conn,
+    v: Conns<'_>,
     req: &Message,
     line: &str,
     backend_close: Option<(CloseMark, bool)>,
     proxy_close: Option<(CloseMark, bool)>,
     mut ev: Ev,
 ) -> Diagnosis {
-    let ps = cx.first_side;
+    let (p, ps) = (v.p, v.ps());
     let sent = bytes(req.bytes);
     let acked = first_ack_covering(p.to_server(), req.offset + req.bytes as i64);
     if let Some(at) = acked {
@@ -243,7 +224,7 @@ pub(super) fn cut_request_not_judged(
             );
             format!(
                 "the backend {} the connection {} after the proxy's last request byte ({sent} sent{}), without a response byte: an empty reply if the request was whole, a close during the request if not — the backend's doing either way",
-                if rst { "reset" } else { "closed" },
+                closed_or_reset(rst),
                 ms(m.at.ts_ns - req.last.ts_ns),
                 if acked.is_some() { ", all acknowledged" } else { "" }
             )
@@ -258,7 +239,7 @@ pub(super) fn cut_request_not_judged(
                     } else {
                         ""
                     },
-                    if rst { "reset" } else { "closed" },
+                    closed_or_reset(rst),
                     ms(m.at.ts_ns - req.last.ts_ns)
                 )
             }

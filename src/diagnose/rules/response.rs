@@ -6,212 +6,276 @@ use super::*;
 
 /// The request went out whole and the response did not come back whole: a race with the
 /// backend's idle close, bytes lost on the way, or what happened to the response.
-pub(super) fn failed(
-    cx: &Context<'_>,
-    p: &Conn,
-    b: Option<&Conn>,
-    index: usize,
-    e: &Exchange,
-    req: &Message,
-    mut ev: Ev,
-) -> Diagnosis {
-    let ps = cx.first_side;
+pub(super) fn failed(v: Conns<'_>, index: usize, e: &Exchange, req: &Message, mut ev: Ev) -> Diagnosis {
+    let ps = v.ps();
     let line = request_line(req);
     ev.add(ps, req.first, format!("proxy sends {line}"));
     if req.bytes > 0 && req.last != req.first {
         ev.add(ps, req.last, "last request byte");
     }
-    if let Some(d) = keepalive_race(cx, p, b, index, req, &line, &mut ev) {
+    if let Some(d) = keepalive_race(v, index, req, &line, &mut ev) {
         return d;
     }
-    if let Some(d) = lost_in_transit(cx, p, b, Dir::ClientToServer, &line, &mut ev) {
-        return d;
+    for dir in Dir::BOTH {
+        if let Some(d) = lost_in_transit(v, dir, &line, &mut ev) {
+            return d;
+        }
     }
-    if let Some(d) = lost_in_transit(cx, p, b, Dir::ServerToClient, &line, &mut ev) {
-        return d;
-    }
-    response_failure(cx, p, b, e, req, &line, ev)
+    response_failure(v, e, req, &line, ev)
 }
 
 /// The request went out whole: what happened to the response.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn response_failure(
-    cx: &Context<'_>,
-    p: &Conn,
-    b: Option<&Conn>,
-    e: &Exchange,
-    req: &Message,
-    line: &str,
-    mut ev: Ev,
-) -> Diagnosis {
-    let ps = cx.first_side;
-    let resp = e.response.as_ref();
-    let proxy_close = close_of(p.to_server());
-    let backend_close = close_of(p.to_client());
-    let pc_t = proxy_close.map_or(i64::MAX, |(m, _)| m.at.ts_ns);
-    let bc_t = backend_close.map_or(i64::MAX, |(m, _)| m.at.ts_ns);
-    let req_end = req.offset + req.bytes as i64;
-    let acked = first_ack_covering(p.to_server(), req_end);
-    if let Some(at) = acked {
-        ev.add(ps, at, "backend acknowledges the whole request");
+fn response_failure(v: Conns<'_>, e: &Exchange, req: &Message, line: &str, mut ev: Ev) -> Diagnosis {
+    let w = Waiting::new(v, req, line, &mut ev);
+    match e.response.as_ref() {
+        None => w.no_response(ev),
+        Some(r) if w.pc_t < r.first.ts_ns => w.too_late(r, ev),
+        Some(r) => w.cut_short(r, ev),
     }
-    let one_capture_note = if cx.two_captures {
-        ""
-    } else {
-        " (One capture: a capture on the backend host would show the backend's side.)"
-    };
-    match resp {
-        None => {
-            // Bytes came back that the capture cannot read as a response: never "no response".
-            if let Some(d) = unreadable_answer(cx, p, req, line, &mut ev) {
-                return d;
-            }
-            if bc_t <= pc_t && bc_t != i64::MAX {
-                let (m, rst) = backend_close.expect("checked");
-                ev.add(
-                    ps,
-                    m.at,
-                    format!("backend sends {} without a response byte", kind(rst)),
-                );
-                if let Some(b) = b {
-                    if let Some((bm, brst)) = close_of(b.to_client()) {
-                        ev.add(Side::Backend, bm.at, format!("backend sends {}", kind(brst)));
-                    }
-                    if let Some(be) = backend_exchange(p, b, req).and_then(|x| x.request.as_ref()) {
-                        ev.add(
-                            Side::Backend,
-                            be.last,
-                            "the whole request has arrived at the backend",
-                        );
-                    }
-                }
-                let after = ms(m.at.ts_ns - req.last.ts_ns);
-                return verdict(
-                    Verdict::BackendEmptyReply,
-                    Blame::Backend,
-                    format!(
-                        "The backend received all of {line} ({}) and {} the connection {after} later without sending a single response byte. Apache logs AH01102 \"error reading status line from remote server\", nginx \"upstream prematurely closed connection while reading response header\".{one_capture_note}",
-                        bytes(req.bytes),
-                        if rst { "reset" } else { "closed" }
-                    ),
-                    "Look at the backend's logs at this time: the worker handling this request crashed, was killed (OOM, timeout, restart) or closed the connection on purpose before answering.",
-                    ev,
-                );
-            }
-            if pc_t != i64::MAX {
-                let (m, rst) = proxy_close.expect("checked");
-                ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
-                let waited = ms(m.at.ts_ns - req.last.ts_ns);
-                if acked.is_none() && !cx.two_captures {
-                    return verdict(
-                        Verdict::LostInTransit,
-                        Blame::Network,
-                        format!(
-                            "The proxy sent all of {line} but the backend never acknowledged its end; the proxy gave up after {waited}. The bytes were lost on the way (or the backend host froze): a capture on the backend host would tell which."
-                        ),
-                        "Look at the network path between proxy and backend for loss or a black hole; capture on the backend host.",
-                        ev,
-                    );
-                }
-                return verdict(
-                    Verdict::BackendTimeout,
-                    Blame::Backend,
-                    format!(
-                        "The backend received all of {line} and acknowledged it, but sent no response in the {waited} the proxy waited before giving up. Apache logs \"(70007) The timeout specified has expired\", nginx \"upstream timed out (110: Connection timed out) while reading response header\".{one_capture_note}"
-                    ),
-                    "Look at the backend: why this request took longer than the proxy's timeout (slow query, lock, stuck worker, overloaded pool); compare the proxy's timeout (Apache ProxyTimeout/timeout=, nginx proxy_read_timeout) with the backend's normal response time.",
-                    ev,
-                );
-            }
-            capture_ended(
-                cx,
-                p,
-                &format!("while the proxy waited for the response to {line}"),
-                ev,
-            )
+}
+
+/// What the proxy view shows after the whole request went out, while the proxy waited for the
+/// response: who closed first, and whether the backend acknowledged the request.
+struct Waiting<'a> {
+    v: Conns<'a>,
+    req: &'a Message,
+    line: &'a str,
+    proxy_close: Option<(CloseMark, bool)>,
+    backend_close: Option<(CloseMark, bool)>,
+    /// When each end closed (`i64::MAX`: it did not).
+    pc_t: i64,
+    bc_t: i64,
+    /// The backend's acknowledgement of the request's last byte.
+    acked: Option<PacketRef>,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(v: Conns<'a>, req: &'a Message, line: &'a str, ev: &mut Ev) -> Waiting<'a> {
+        let p = v.p;
+        let proxy_close = close_of(p.to_server());
+        let backend_close = close_of(p.to_client());
+        let acked = first_ack_covering(p.to_server(), req.offset + req.bytes as i64);
+        if let Some(at) = acked {
+            ev.add(v.ps(), at, "backend acknowledges the whole request");
         }
-        Some(r) if pc_t < r.first.ts_ns => {
-            let (m, rst) = proxy_close.expect("checked");
-            let status = r.status.map_or("?".to_string(), |s| s.to_string());
-            ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
-            ev.add(
-                ps,
-                r.first,
-                format!("response {status} arrives, after the proxy gave up"),
-            );
-            verdict(
-                Verdict::BackendTimeout,
-                Blame::Backend,
+        Waiting {
+            v,
+            req,
+            line,
+            proxy_close,
+            backend_close,
+            pc_t: proxy_close.map_or(i64::MAX, |(m, _)| m.at.ts_ns),
+            bc_t: backend_close.map_or(i64::MAX, |(m, _)| m.at.ts_ns),
+            acked,
+        }
+    }
+
+    /// The backend's close, if it came first (before the proxy's, or without one).
+    fn backend_closed_first(&self) -> Option<(CloseMark, bool)> {
+        self.backend_close
+            .filter(|_| self.bc_t <= self.pc_t && self.bc_t != i64::MAX)
+    }
+
+    /// No response was read: bytes that are not one, the backend closing without a byte, the
+    /// proxy giving up waiting, or the end of the capture.
+    fn no_response(&self, mut ev: Ev) -> Diagnosis {
+        let (v, line) = (self.v, self.line);
+        // Bytes came back that the capture cannot read as a response: never "no response".
+        if let Some(d) = unreadable_answer(v.cx, v.p, self.req, line, &mut ev) {
+            return d;
+        }
+        if let Some(close) = self.backend_closed_first() {
+            return self.empty_reply(close, ev);
+        }
+        if let Some(close) = self.proxy_close.filter(|_| self.pc_t != i64::MAX) {
+            return self.no_answer_in_time(close, ev);
+        }
+        capture_ended(
+            v.cx,
+            v.p,
+            &format!("while the proxy waited for the response to {line}"),
+            ev,
+        )
+    }
+
+    /// The backend closed (`m`, by RST if `rst`) without a response byte.
+    fn empty_reply(&self, (m, rst): (CloseMark, bool), mut ev: Ev) -> Diagnosis {
+        let (v, req, line) = (self.v, self.req, self.line);
+        ev.add(
+            v.ps(),
+            m.at,
+            format!("backend sends {} without a response byte", kind(rst)),
+        );
+        if let Some(b) = v.b {
+            backend_close_seen(Some(b), &mut ev);
+            if let Some(be) = backend_exchange(v.cx.seq_map, b, req).and_then(|x| x.request.as_ref()) {
+                ev.add(
+                    Side::Backend,
+                    be.last,
+                    "the whole request has arrived at the backend",
+                );
+            }
+        }
+        let after = ms(m.at.ts_ns - req.last.ts_ns);
+        verdict(
+            Verdict::BackendEmptyReply,
+            Blame::Backend,
+            format!(
+                "The backend received all of {line} ({}) and {} the connection {after} later without sending a single response byte. Apache logs AH01102 \"error reading status line from remote server\", nginx \"upstream prematurely closed connection while reading response header\".{}",
+                bytes(req.bytes),
+                closed_or_reset(rst),
+                v.one_capture_note()
+            ),
+            "Look at the backend's logs at this time: the worker handling this request crashed, was killed (OOM, timeout, restart) or closed the connection on purpose before answering.",
+            ev,
+        )
+    }
+
+    /// The proxy gave up (`m`) with no response byte: a backend timeout, or with one capture and
+    /// the request never acknowledged, bytes lost on the way.
+    fn no_answer_in_time(&self, (m, rst): (CloseMark, bool), mut ev: Ev) -> Diagnosis {
+        let (v, line) = (self.v, self.line);
+        ev.add(v.ps(), m.at, format!("proxy gives up and sends {}", kind(rst)));
+        let waited = ms(m.at.ts_ns - self.req.last.ts_ns);
+        if self.acked.is_none() && !v.cx.two_captures {
+            return verdict(
+                Verdict::LostInTransit,
+                Blame::Network,
                 format!(
-                    "The backend received all of {line} and acknowledged it, but answered only {} later, {} after the proxy had given up and {} the connection: too late. Apache logs \"(70007) The timeout specified has expired\", nginx \"upstream timed out (110: Connection timed out) while reading response header\".{one_capture_note}",
-                    ms(r.first.ts_ns - req.last.ts_ns),
-                    ms(r.first.ts_ns - m.at.ts_ns),
-                    if rst { "reset" } else { "closed" },
+                    "The proxy sent all of {line} but the backend never acknowledged its end; the proxy gave up after {waited}. The bytes were lost on the way (or the backend host froze){}.",
+                    v.unless_backend_host(": a capture on the backend host would tell which")
                 ),
-                "Look at the backend: why this request took longer than the proxy's timeout (a full listen or worker queue, slow query, lock, stuck worker); compare the proxy's timeout (Apache ProxyTimeout/timeout=, nginx proxy_read_timeout) with the backend's response time under load.",
+                "Look at the network path between proxy and backend for loss or a black hole; capture on the backend host.",
                 ev,
-            )
+            );
         }
-        Some(r) => {
-            let status = r.status.map_or("?".to_string(), |s| s.to_string());
-            ev.add(ps, r.first, format!("response {status} starts arriving"));
-            // How much of the response came, in the terms its framing allows.
-            let (got, expected) = match r.framing {
-                Framing::ContentLength(n) => (bytes(r.body_bytes), format!(" of a {n}-byte body")),
-                Framing::Chunked => (
-                    bytes(r.body_bytes),
-                    " of a chunked body (no last chunk)".to_string(),
-                ),
-                Framing::Unknown => (
-                    format!("{} of the response", bytes(r.bytes)),
-                    " (snaplen cut its headers, so its full length is not in the capture)".to_string(),
-                ),
-                _ => (bytes(r.body_bytes), String::new()),
-            };
-            if bc_t <= pc_t && bc_t != i64::MAX && r.framing == Framing::Unknown {
-                let (m, rst) = backend_close.expect("checked");
-                return cut_response_closed(cx, p, r, line, m, rst, ev);
-            }
-            if bc_t <= pc_t && bc_t != i64::MAX {
-                let (m, rst) = backend_close.expect("checked");
-                ev.add(ps, r.last, format!("last response byte ({got})"));
-                ev.add(ps, m.at, format!("backend sends {} mid-response", kind(rst)));
-                if let Some(b) = b {
-                    if let Some((bm, brst)) = close_of(b.to_client()) {
-                        ev.add(Side::Backend, bm.at, format!("backend sends {}", kind(brst)));
-                    }
-                }
-                return verdict(
-                    Verdict::ResponseTruncated,
-                    Blame::Backend,
-                    format!(
-                        "The backend started answering {line} with {status} but {} the connection after {got}{expected}: the response is truncated. Clients get a cut-off body or a 502.{one_capture_note}",
-                        if rst { "reset" } else { "closed" },
-                    ),
-                    "Look at the backend's logs at this time: the response was cut short (a crash or timeout while writing, a wrong Content-Length, a worker killed mid-response).",
-                    ev,
-                );
-            }
-            if pc_t != i64::MAX {
-                let (m, rst) = proxy_close.expect("checked");
-                ev.add(
-                    ps,
-                    m.at,
-                    format!("proxy sends {} while the response is still coming", kind(rst)),
-                );
-                return verdict(
-                    Verdict::ProxyAborted,
-                    Blame::Proxy,
-                    format!(
-                        "The proxy {} the connection while the backend was still sending its {status} response to {line}: it had received {got}{expected}. The backend was answering; the proxy stopped reading — typically its client went away or a proxy timeout fired.",
-                        if rst { "reset" } else { "closed" },
-                    ),
-                    "Look at the proxy's access log for this request (status 499 in nginx, a client abort in Apache) and at its timeouts for sending the response to its client.",
-                    ev,
-                );
-            }
-            capture_ended(cx, p, &format!("while the response to {line} was arriving"), ev)
+        verdict(
+            Verdict::BackendTimeout,
+            Blame::Backend,
+            format!(
+                "The backend received all of {line} and acknowledged it, but sent no response in the {waited} the proxy waited before giving up. Apache logs \"(70007) The timeout specified has expired\", nginx \"upstream timed out (110: Connection timed out) while reading response header\".{}",
+                v.one_capture_note()
+            ),
+            "Look at the backend: why this request took longer than the proxy's timeout (slow query, lock, stuck worker, overloaded pool); compare the proxy's timeout (Apache ProxyTimeout/timeout=, nginx proxy_read_timeout) with the backend's normal response time.",
+            ev,
+        )
+    }
+
+    /// The response `r` began after the proxy had given up.
+    fn too_late(&self, r: &Message, mut ev: Ev) -> Diagnosis {
+        let (v, line) = (self.v, self.line);
+        let (m, rst) = self.proxy_close.expect("checked");
+        ev.add(v.ps(), m.at, format!("proxy gives up and sends {}", kind(rst)));
+        ev.add(
+            v.ps(),
+            r.first,
+            format!("response {} arrives, after the proxy gave up", status_text(r)),
+        );
+        verdict(
+            Verdict::BackendTimeout,
+            Blame::Backend,
+            format!(
+                "The backend received all of {line} and acknowledged it, but answered only {} later, {} after the proxy had given up and {} the connection: too late. Apache logs \"(70007) The timeout specified has expired\", nginx \"upstream timed out (110: Connection timed out) while reading response header\".{}",
+                ms(r.first.ts_ns - self.req.last.ts_ns),
+                ms(r.first.ts_ns - m.at.ts_ns),
+                closed_or_reset(rst),
+                v.one_capture_note()
+            ),
+            "Look at the backend: why this request took longer than the proxy's timeout (a full listen or worker queue, slow query, lock, stuck worker); compare the proxy's timeout (Apache ProxyTimeout/timeout=, nginx proxy_read_timeout) with the backend's response time under load.",
+            ev,
+        )
+    }
+
+    /// The response `r` began and did not end: cut by the backend's close, abandoned by the
+    /// proxy's, or still arriving when the capture ended.
+    fn cut_short(&self, r: &Message, mut ev: Ev) -> Diagnosis {
+        let (v, line) = (self.v, self.line);
+        ev.add(
+            v.ps(),
+            r.first,
+            format!("response {} starts arriving", status_text(r)),
+        );
+        let backend_close = self.backend_closed_first();
+        if let (Some((m, rst)), Framing::Unknown) = (backend_close, r.framing) {
+            return cut_response_closed(v.cx, v.p, r, line, m, rst, ev);
         }
+        if let Some(close) = backend_close {
+            return self.truncated(r, close, ev);
+        }
+        if let Some(close) = self.proxy_close.filter(|_| self.pc_t != i64::MAX) {
+            return self.proxy_aborted(r, close, ev);
+        }
+        capture_ended(
+            v.cx,
+            v.p,
+            &format!("while the response to {line} was arriving"),
+            ev,
+        )
+    }
+
+    /// The backend's close (`m`) cut its response `r`.
+    fn truncated(&self, r: &Message, (m, rst): (CloseMark, bool), mut ev: Ev) -> Diagnosis {
+        let (v, line) = (self.v, self.line);
+        let (got, expected) = received(r);
+        ev.add(v.ps(), r.last, format!("last response byte ({got})"));
+        ev.add(v.ps(), m.at, format!("backend sends {} mid-response", kind(rst)));
+        backend_close_seen(v.b, &mut ev);
+        verdict(
+            Verdict::ResponseTruncated,
+            Blame::Backend,
+            format!(
+                "The backend started answering {line} with {} but {} the connection after {got}{expected}: the response is truncated. Clients get a cut-off body or a 502.{}",
+                status_text(r),
+                closed_or_reset(rst),
+                v.one_capture_note()
+            ),
+            "Look at the backend's logs at this time: the response was cut short (a crash or timeout while writing, a wrong Content-Length, a worker killed mid-response).",
+            ev,
+        )
+    }
+
+    /// The proxy closed (`m`) while the response `r` was still arriving.
+    fn proxy_aborted(&self, r: &Message, (m, rst): (CloseMark, bool), mut ev: Ev) -> Diagnosis {
+        let (got, expected) = received(r);
+        ev.add(
+            self.v.ps(),
+            m.at,
+            format!("proxy sends {} while the response is still coming", kind(rst)),
+        );
+        verdict(
+            Verdict::ProxyAborted,
+            Blame::Proxy,
+            format!(
+                "The proxy {} the connection while the backend was still sending its {} response to {}: it had received {got}{expected}. The backend was answering; the proxy stopped reading — typically its client went away or a proxy timeout fired.",
+                closed_or_reset(rst),
+                status_text(r),
+                self.line,
+            ),
+            "Look at the proxy's access log for this request (status 499 in nginx, a client abort in Apache) and at its timeouts for sending the response to its client.",
+            ev,
+        )
+    }
+}
+
+/// A response's status code, or "?" when snaplen cut it.
+fn status_text(r: &Message) -> String {
+    r.status.map_or("?".to_string(), |s| s.to_string())
+}
+
+/// How much of a response came, in the terms its framing allows: ("120 bytes", " of a 400-byte
+/// body").
+fn received(r: &Message) -> (String, String) {
+    match r.framing {
+        Framing::ContentLength(n) => (bytes(r.body_bytes), format!(" of a {n}-byte body")),
+        Framing::Chunked => (
+            bytes(r.body_bytes),
+            " of a chunked body (no last chunk)".to_string(),
+        ),
+        Framing::Unknown => (
+            format!("{} of the response", bytes(r.bytes)),
+            " (snaplen cut its headers, so its full length is not in the capture)".to_string(),
+        ),
+        _ => (bytes(r.body_bytes), String::new()),
     }
 }
 
@@ -269,7 +333,7 @@ fn cut_response_closed(
         format!(
             "Cannot judge: snaplen cut the headers of {status} to {line}, so its length is not in the capture. The backend sent {} of it, then {} the connection {} after the last byte: a whole response ended by the close and a truncated one look the same here.",
             bytes(r.bytes),
-            if rst { "reset" } else { "closed" },
+            closed_or_reset(rst),
             ms(idle)
         ),
         ev,
