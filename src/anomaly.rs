@@ -2,8 +2,8 @@
 //! first few frames where each was seen (in the spirit of Zeek's "weirds"). They never stop the
 //! analysis; the report shows them.
 //!
-//! Visibility: the kinds, names and counts are the library API; `AnomalyKind::ALL` (the JSON
-//! schema's `enum` of names) and the typed lookup `count_of` are `pub(crate)`.
+//! An anomaly is an [`AnomalyKind`], looked up by kind ([`Anomalies::count_of`]), never by its
+//! name: the name is for the reports, and the JSON schema lists every one ([`AnomalyKind::ALL`]).
 
 use crate::capture::FrameRef;
 
@@ -51,7 +51,7 @@ pub enum AnomalyKind {
 
 impl AnomalyKind {
     /// Every kind, in the order of the list above.
-    pub(crate) const ALL: [AnomalyKind; 32] = [
+    pub const ALL: [AnomalyKind; 32] = [
         AnomalyKind::ConnectionLimit,
         AnomalyKind::ConnectionTableFull,
         AnomalyKind::ConnectionTableMemory,
@@ -184,15 +184,8 @@ impl Anomalies {
     }
 
     /// How many anomalies of `kind` were noted.
-    pub(crate) fn count_of(&self, kind: AnomalyKind) -> u64 {
+    pub fn count_of(&self, kind: AnomalyKind) -> u64 {
         self.0.iter().find(|a| a.kind == kind).map_or(0, |a| a.count)
-    }
-
-    /// How many anomalies named `name` were noted (0 for a name no kind has). For the
-    /// integration tests and the diagnosis rules that look anomalies up by their report name;
-    /// inside the crate, `count_of` is the typed lookup.
-    pub fn count(&self, name: &str) -> u64 {
-        self.0.iter().find(|a| a.name() == name).map_or(0, |a| a.count)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Anomaly> {
@@ -235,9 +228,9 @@ mod tests {
             );
         }
         a.note(AnomalyKind::HttpBadHeader, None);
-        assert_eq!(a.count("tcp_unexpected_syn"), 5);
+        assert_eq!(a.count_of(AnomalyKind::TcpUnexpectedSyn), 5);
         assert_eq!(a.count_of(AnomalyKind::HttpBadHeader), 1);
-        assert_eq!(a.count("other"), 0);
+        assert_eq!(a.count_of(AnomalyKind::TcpRstWithData), 0);
         let first = a.iter().next().unwrap();
         assert_eq!(
             first.frames.iter().map(|f| f.frame).collect::<Vec<_>>(),

@@ -5,6 +5,7 @@
 
 mod kit;
 
+use bothends::anomaly::AnomalyKind;
 use kit::*;
 
 fn both(w: &Wire) -> (String, String, String) {
@@ -604,7 +605,7 @@ fn a_lower_case_status_line_is_a_response() {
         Some(200)
     );
     assert!(
-        c.app.anomalies.count("http_lower_case_version") > 0,
+        c.app.anomalies.count_of(AnomalyKind::HttpLowerCaseVersion) > 0,
         "{:?}",
         c.app.anomalies
     );

@@ -4,6 +4,7 @@
 
 mod kit;
 
+use bothends::anomaly::AnomalyKind;
 use bothends::pipeline::{Conn, Side};
 use kit::*;
 
@@ -74,7 +75,7 @@ fn overlap_with_different_bytes_keeps_the_first_copy() {
         .close();
     let c = one(&w);
     assert_eq!(c.dirs[0].conflicts, 1);
-    assert!(c.anomalies.count("tcp_overlap_conflict") == 1);
+    assert!(c.anomalies.count_of(AnomalyKind::TcpOverlapConflict) == 1);
     assert_eq!(exchanges(&c), vec![ex("GET", "/first", Some(200))]);
 }
 

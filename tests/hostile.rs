@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bothends::anomaly::AnomalyKind;
 use bothends::capture::{CaptureSet, Input, MAX_RECORD_BYTES};
 use bothends::http::HttpLimits;
 use bothends::pipeline::{self, Analysis, Mode, Side, SideOptions, SideResult};
@@ -378,7 +379,7 @@ fn million_syns_from_random_ports() {
                 .all(|c| c.syn.is_some() && c.syn_ack.is_none())
         );
         assert!(
-            side.anomalies.count("connection_table_memory") > 0,
+            side.anomalies.count_of(AnomalyKind::ConnectionTableMemory) > 0,
             "{:?}",
             side.anomalies
         );
@@ -414,7 +415,7 @@ fn connection_table_cap_evicts_and_goes_on() {
     let (side, peak, _) = run_pcap("connection_table_cap", pcap, opts);
     assert_eq!(side.connections.len(), 5001);
     assert!(
-        side.anomalies.count("connection_table_full") >= 4000,
+        side.anomalies.count_of(AnomalyKind::ConnectionTableFull) >= 4000,
         "{:?}",
         side.anomalies
     );
@@ -840,7 +841,7 @@ fn connections_past_the_cap_are_counted_not_analysed() {
     };
     let (side, peak, _) = run_pcap("connection_limit", pcap, opts);
     assert_eq!(side.connections.len(), 2000);
-    assert_eq!(side.anomalies.count("connection_limit"), 3001);
+    assert_eq!(side.anomalies.count_of(AnomalyKind::ConnectionLimit), 3001);
     assert!(
         side.warnings.iter().any(|w| w.contains(
             "hostile.pcap: more than 2000 connections: 3001 packets of later connections were counted"

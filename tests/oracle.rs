@@ -11,6 +11,7 @@ mod kit;
 
 use std::path::{Path, PathBuf};
 
+use bothends::anomaly::AnomalyKind;
 use bothends::capture::{CaptureSet, Input};
 use bothends::http::{Framing, Protocol};
 use bothends::pipeline::{self, Conn, Side, SideOptions};
@@ -496,7 +497,7 @@ const HTTP_POLICY: &[HttpPolicy] = &[
             v.requests.is_empty()
                 && v.responses == tshark_responses(s)
                 && v.conn.app.protocol == Protocol::Http
-                && v.conn.app.anomalies.count("http_bad_request_line") == 1
+                && v.conn.app.anomalies.count_of(AnomalyKind::HttpBadRequestLine) == 1
         },
     },
     HttpPolicy {

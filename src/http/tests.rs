@@ -1466,23 +1466,23 @@ fn hostile_100_mb_header_line() {
 #[test]
 fn hostile_chunk_sizes() {
     for (size, anomaly) in [
-        (&b"FFFFFFFFFFFFFFFFFF"[..], "http_chunk_size_too_large"),
-        (b"8000000000000000", "http_chunk_size_too_large"),
-        (b"18446744073709551616", "http_bad_chunk_size"),
-        (b"", "http_bad_chunk_size"),
-        (b"-1", "http_bad_chunk_size"),
+        (&b"FFFFFFFFFFFFFFFFFF"[..], AnomalyKind::HttpChunkSizeTooLarge),
+        (b"8000000000000000", AnomalyKind::HttpChunkSizeTooLarge),
+        (b"18446744073709551616", AnomalyKind::HttpBadChunkSize),
+        (b"", AnomalyKind::HttpBadChunkSize),
+        (b"-1", AnomalyKind::HttpBadChunkSize),
     ] {
         let mut body = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         body.extend_from_slice(size);
         body.extend_from_slice(b"\r\nabc");
         let s = Feed::new(true).c(GET).s(&body).done();
         let expect = if size.starts_with(b"1844") {
-            "http_chunk_size_too_large"
+            AnomalyKind::HttpChunkSizeTooLarge
         } else {
             anomaly
         };
         assert_eq!(
-            s.anomalies.count(expect),
+            s.anomalies.count_of(expect),
             1,
             "{:?}: {:?}",
             String::from_utf8_lossy(size),
