@@ -210,7 +210,7 @@ use std::collections::HashMap;
 
 use crate::decode::Endpoint;
 use crate::http::Conn;
-use crate::pair::{Alignment, ClockOffset, MatchMethod, Matched, SeqMap};
+use crate::pair::{Alignment, ClockOffset, Matched};
 
 /// Samples kept per backend endpoint, and endpoints tracked.
 const IDLE_SAMPLES: usize = 1024;
@@ -301,15 +301,11 @@ fn estimate(sorted: &[i64]) -> Option<i64> {
     (agree >= 3 && agree * 2 > sorted.len()).then_some(t)
 }
 
-/// A connection judged: its views (the proxy capture's, or the only capture's, first), how they
-/// were matched, their alignment, and the diagnosis.
+/// A connection judged: its pair of views (the proxy capture's, or the only capture's, first) with
+/// how they were matched and their sequence mapping, their alignment, and the diagnosis.
 #[derive(Debug)]
 pub struct Finding {
-    pub proxy: Option<Box<Conn>>,
-    pub backend: Option<Box<Conn>>,
-    pub method: MatchMethod,
-    /// How the two views number the same bytes.
-    pub seq_map: SeqMap,
+    pub pair: Matched,
     pub alignment: Option<Alignment>,
     pub diagnosis: Diagnosis,
     /// The clock offset as estimated when the connection was judged.
@@ -324,10 +320,7 @@ impl Finding {
         clock: Option<ClockOffset>,
     ) -> Finding {
         Finding {
-            proxy: m.proxy,
-            backend: m.backend,
-            method: m.method,
-            seq_map: m.seq_map,
+            pair: m,
             alignment,
             diagnosis,
             clock,

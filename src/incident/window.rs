@@ -38,10 +38,10 @@ impl Window {
 /// capture's clock): first and last packet. The backend's view is moved by the clock offset when
 /// the proxy capture did not see the connection.
 pub fn span(f: &Finding) -> Option<(i64, i64)> {
-    if let Some(p) = &f.proxy {
+    if let Some(p) = &f.pair.proxy {
         return Some((p.first.ts_ns, p.last.ts_ns));
     }
-    let b = f.backend.as_ref()?;
+    let b = f.pair.backend.as_ref()?;
     let to_proxy = |t: i64| f.clock.map_or(t, |c| c.to_proxy(t));
     Some((to_proxy(b.first.ts_ns), to_proxy(b.last.ts_ns)))
 }

@@ -83,35 +83,42 @@ impl MatchMethod {
     }
 }
 
-/// One connection as seen at each end: indexes into each side's connection list (of an
-/// [`Analysis`](crate::pipeline::Analysis)).
+/// One connection as seen at each end: its view in the proxy capture and in the backend capture
+/// (either may be missing), how the two were matched, and how they number the same bytes. `V` is
+/// the view itself ([`Matched`], as connections flow through the stages) or its index in its side's
+/// connection list (in [`Pairing`], beside the lists of an analysis that keeps everything).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pair {
-    pub proxy: Option<usize>,
-    pub backend: Option<usize>,
+pub struct Pair<V> {
+    pub proxy: Option<V>,
+    pub backend: Option<V>,
     pub method: MatchMethod,
     /// How the two views number the same bytes.
     pub seq_map: SeqMap,
 }
 
+impl<V> Pair<V> {
+    /// The same pair with other views (e.g. the indexes where its connections were stored).
+    pub fn with_views<W>(&self, proxy: Option<W>, backend: Option<W>) -> Pair<W> {
+        Pair {
+            proxy,
+            backend,
+            method: self.method,
+            seq_map: self.seq_map,
+        }
+    }
+}
+
+/// A pair carrying its connections: what the pairer hands out, and what the diagnosis judges.
+pub type Matched = Pair<Box<Conn>>;
+
 /// The result of pairing.
 #[derive(Clone, Debug, Default)]
 pub struct Pairing {
-    pub pairs: Vec<Pair>,
+    pub pairs: Vec<Pair<usize>>,
     pub clock: Option<ClockOffset>,
     /// The backend endpoints, as the proxy capture and as the backend capture see them.
     pub backends_proxy_view: Vec<Endpoint>,
     pub backends_backend_view: Vec<Endpoint>,
-}
-
-/// A connection seen at both ends or at one, with its views.
-#[derive(Debug)]
-pub(crate) struct Matched {
-    pub(crate) proxy: Option<Box<Conn>>,
-    pub(crate) backend: Option<Box<Conn>>,
-    pub(crate) method: MatchMethod,
-    /// How the two views number the same bytes.
-    pub(crate) seq_map: SeqMap,
 }
 
 /// How long (in the other capture's time) a connection waits for its counterpart after its last

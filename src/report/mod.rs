@@ -837,12 +837,12 @@ pub(crate) fn clock_words(c: &ClockInfo) -> String {
 
 impl Analysis {
     /// The first capture's view of a pair (the proxy, or the single capture).
-    pub(crate) fn first_view(&self, p: &crate::pair::Pair) -> Option<&Conn> {
+    pub(crate) fn first_view(&self, p: &crate::pair::Pair<usize>) -> Option<&Conn> {
         p.proxy.and_then(|i| self.sides.first()?.connections.get(i))
     }
 
     /// The second capture's view of a pair (the backend).
-    pub(crate) fn second_view(&self, p: &crate::pair::Pair) -> Option<&Conn> {
+    pub(crate) fn second_view(&self, p: &crate::pair::Pair<usize>) -> Option<&Conn> {
         p.backend.and_then(|i| self.sides.get(1)?.connections.get(i))
     }
 }

@@ -226,10 +226,10 @@ impl<'w> Writer<'w> {
             if let Some(row) = self.kept.get_mut(i) {
                 row.ladder = super::ladder::build(
                     &end.sides,
-                    [f.proxy.as_deref(), f.backend.as_deref()],
+                    [f.pair.proxy.as_deref(), f.pair.backend.as_deref()],
                     end.clock,
                     f.alignment.as_ref(),
-                    f.seq_map,
+                    f.pair.seq_map,
                 );
             }
         }
@@ -245,9 +245,9 @@ impl Sink for Writer<'_> {
             return;
         }
         let input = RowInput {
-            proxy: f.proxy.as_deref(),
-            backend: f.backend.as_deref(),
-            method: f.method,
+            proxy: f.pair.proxy.as_deref(),
+            backend: f.pair.backend.as_deref(),
+            method: f.pair.method,
             diagnosis: Some(&f.diagnosis),
         };
         let notable = f.diagnosis.verdict.outcome() != Outcome::Ok;
@@ -307,11 +307,11 @@ impl Writer<'_> {
             row.log_lines = super::proxy_logs::attached(&m.take(&facts));
         }
         if let Some(b) = self.pattern.as_mut() {
-            let (p, bk) = (f.proxy.as_deref(), f.backend.as_deref());
+            let (p, bk) = (f.pair.proxy.as_deref(), f.pair.backend.as_deref());
             b.add(p, bk, Some(&f.diagnosis), f.clock, self.tally.connections);
         }
         if let Some(m) = &mut self.clients {
-            m.backend_connection(&row.id, f.proxy.as_deref(), &f.diagnosis);
+            m.backend_connection(&row.id, f.pair.proxy.as_deref(), &f.diagnosis);
         }
         row
     }

@@ -64,8 +64,8 @@ impl ConnFacts {
     /// The facts of a judged connection, `id` its number in the report.
     pub fn of(f: &Finding, id: &str) -> Option<ConnFacts> {
         let (first_ns, last_ns) = window::span(f)?;
-        let view = f.proxy.as_ref().or(f.backend.as_ref())?;
-        let to_proxy = |t: i64| match (&f.proxy, f.clock) {
+        let view = f.pair.proxy.as_ref().or(f.pair.backend.as_ref())?;
+        let to_proxy = |t: i64| match (&f.pair.proxy, f.clock) {
             (None, Some(c)) => c.to_proxy(t),
             _ => t,
         };
