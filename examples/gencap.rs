@@ -18,10 +18,9 @@
 //! ```
 //! Deterministic (fixed seed). Frames are Ethernet/IPv4/TCP built with etherparse.
 
-use std::fs::File;
-use std::io::BufWriter;
+mod common;
 
-use bothends::capture::PcapWriter;
+use common::{Pcap, Rng, create};
 
 use etherparse::PacketBuilder;
 
@@ -29,28 +28,6 @@ const PROXY: [u8; 4] = [10, 0, 1, 2];
 const BACKEND: [u8; 4] = [10, 0, 2, 2];
 const BACKEND_PORT: u16 = 8080;
 const MSS: usize = 1448;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// A capture file of Ethernet frames.
-type Pcap = PcapWriter<BufWriter<File>>;
-
-fn create(path: &str) -> Pcap {
-    let out = BufWriter::with_capacity(1 << 20, File::create(path).expect("create output"));
-    PcapWriter::new(out, 1).expect("write")
-}
 
 #[derive(Clone, Copy)]
 struct Flags {
@@ -227,8 +204,8 @@ fn queue_message(q: &mut std::collections::VecDeque<(bool, Flags, Vec<u8>)>, c2s
 fn pair(dir: &str, megabytes: u64) {
     std::fs::create_dir_all(dir).expect("out dir");
     let mut w = Wire {
-        proxy: Some(create(&format!("{dir}/proxy.pcap"))),
-        backend: Some(create(&format!("{dir}/backend.pcap"))),
+        proxy: Some(create(&format!("{dir}/proxy.pcap"), 1)),
+        backend: Some(create(&format!("{dir}/backend.pcap"), 1)),
         framer: Framer {
             buf: Vec::with_capacity(2048),
             ip_id: 0,
@@ -339,7 +316,7 @@ fn pair(dir: &str, megabytes: u64) {
 
 fn short(path: &str, connections: u64) {
     let mut w = Wire {
-        proxy: Some(create(path)),
+        proxy: Some(create(path, 1)),
         backend: None,
         framer: Framer {
             buf: Vec::with_capacity(2048),
@@ -400,7 +377,7 @@ fn short(path: &str, connections: u64) {
 }
 
 fn syns(path: &str, count: u64, addrs: u32) {
-    let mut p = create(path);
+    let mut p = create(path, 1);
     let mut framer = Framer {
         buf: Vec::with_capacity(128),
         ip_id: 0,
@@ -433,7 +410,7 @@ fn syns(path: &str, count: u64, addrs: u32) {
 
 fn churn(path: &str, packets: u64) {
     let mut w = Wire {
-        proxy: Some(create(path)),
+        proxy: Some(create(path, 1)),
         backend: None,
         framer: Framer {
             buf: Vec::with_capacity(2048),

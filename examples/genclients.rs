@@ -22,7 +22,9 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
-use bothends::capture::PcapWriter;
+mod common;
+
+use common::{Pcap, Rng, create};
 
 use etherparse::PacketBuilder;
 
@@ -30,28 +32,6 @@ const PROXY_FRONT: [u8; 4] = [10, 0, 0, 1];
 const PROXY_BACK: [u8; 4] = [10, 0, 1, 2];
 const BACKEND: [u8; 4] = [10, 0, 2, 2];
 const MSS: usize = 1448;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// A capture file of Linux cooked (SLL, LINKTYPE 113) frames.
-type Pcap = PcapWriter<BufWriter<File>>;
-
-fn create(path: &str) -> Pcap {
-    let out = BufWriter::with_capacity(1 << 20, File::create(path).expect("create output"));
-    PcapWriter::new(out, 113).expect("write")
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum F {
@@ -165,8 +145,8 @@ fn main() {
     let keepalive: u32 = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1000);
     std::fs::create_dir_all(dir).expect("out dir");
     let mut w = Writer {
-        any: create(&format!("{dir}/any.pcap")),
-        back: create(&format!("{dir}/backend-side.pcap")),
+        any: create(&format!("{dir}/any.pcap"), 113),
+        back: create(&format!("{dir}/backend-side.pcap"), 113),
         now: 1_767_225_600_000_000_000,
         buf: Vec::with_capacity(2048),
     };
