@@ -19,7 +19,8 @@
 //!   report    text, JSON, NDJSON, Markdown, HTML
 //! ```
 //!
-//! Each stage is a module with plain data types between stages; [`pipeline`] runs them. The
+//! Each stage is a module with plain data types between stages, and data flows forward only
+//! (ARCHITECTURE.md has the picture and where each fact lives); [`pipeline`] runs them. The
 //! command-line tool (`src/main.rs`) only parses arguments and calls [`pipeline`] and [`report`].
 //!
 //! Memory grows with the number of open connections and the headers being parsed, not with the

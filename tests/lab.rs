@@ -9,7 +9,7 @@ mod kit;
 use std::path::Path;
 
 use bothends::diagnose::Verdict;
-use bothends::pipeline::{self, Analysis, SideOptions};
+use bothends::pipeline::{self, Analysis, Side, SideOptions};
 use kit::{lab_captures, lab_scenarios};
 use serde::Deserialize;
 
@@ -477,4 +477,42 @@ fn every_scenario_cut_to_96_bytes_keeps_its_verdicts_or_says_snaplen() {
         judged.1,
         judged.0
     );
+}
+
+/// A backend capture started in the middle of a pooled connection counts that connection's bytes
+/// from a later first byte than the proxy capture does; the verdict must not change. Here the
+/// backend capture of `apache-response-truncated` loses its first 7 frames (handshake and the
+/// first request: it starts with the backend's ACK of that request, as `editcap -r backend.pcap
+/// cut.pcap 8-` would). Before the views were put in one numbering, the 206 bytes of the second
+/// request looked "lost in transit": bytes 218-423 in the proxy's count, acknowledged up to byte
+/// 218 in the backend's.
+#[test]
+fn a_backend_capture_started_mid_connection_keeps_the_verdict() {
+    use kit::{Pcap, side};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/apache-response-truncated");
+    let mut sides = lab_captures(&dir, true);
+    let (_, mut backend) = sides.pop().expect("a backend capture");
+    let mut late = Pcap::new(1);
+    while let Some(p) = backend.next() {
+        if p.frame.frame >= 8 {
+            late.record_cut(p.ts_ns, p.data, p.orig_len, p.data.len());
+        }
+    }
+    let (_, proxy) = sides.pop().expect("a proxy capture");
+    let proxy = pipeline::read_side(Side::Proxy, proxy, SideOptions::default());
+    let a = pipeline::analyze(vec![proxy, side(Side::Backend, late.bytes())], &[]);
+    assert_eq!(a.pairing.pairs.len(), 1);
+    let pair = &a.pairing.pairs[0];
+    assert!(pair.proxy.is_some() && pair.backend.is_some(), "paired: {pair:?}");
+    let d = a.diagnoses[0].as_ref().expect("diagnosed");
+    assert_eq!(
+        (d.verdict, d.blame.label()),
+        (Verdict::ResponseTruncated, "backend"),
+        "{}",
+        d.explanation
+    );
+    let alignment = a.alignments[0].as_ref().expect("aligned");
+    for dir in &alignment.dirs {
+        assert!(dir.lost.is_empty(), "nothing lost: {:?}", dir.lost);
+    }
 }

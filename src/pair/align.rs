@@ -2,7 +2,7 @@
 //! what arrived at the other, by byte range (never by packet: TSO and GRO make packet boundaries
 //! differ between the captures).
 
-use super::ClockOffset;
+use super::{ClockOffset, SeqMap};
 use crate::http::Conn;
 use crate::tcp::{CloseMark, DirSummary, PacketRef, SpanKind};
 
@@ -58,26 +58,35 @@ pub struct Alignment {
     pub dirs: [DirAlignment; 2],
 }
 
-/// Aligns the two views of a connection, direction by direction.
+/// Aligns the two views of a connection, direction by direction. The receiver's byte offsets are
+/// put in the sender's numbering through the pair's [`SeqMap`] first: the views count from the
+/// first byte each capture saw, which differ when a capture started mid-connection.
 pub(crate) fn align(
     p: &Conn,
     b: &Conn,
     clock: Option<&ClockOffset>,
+    seq_map: SeqMap,
     backend_capture_end: i64,
     proxy_capture_end: i64,
 ) -> Alignment {
     let clock = clock.copied().unwrap_or(ClockOffset::IDENTITY);
     let mut a = Alignment::default();
     // c2s: the proxy sends, the backend receives.
-    a.dirs[0] = align_dir(p, b, 0, |t| clock.to_backend(t), backend_capture_end);
+    let to_proxy = |o: i64| seq_map.to_proxy(0, o).unwrap_or(o);
+    a.dirs[0] = align_dir(p, b, 0, to_proxy, |t| clock.to_backend(t), backend_capture_end);
     // s2c: the backend sends, the proxy receives.
-    a.dirs[1] = align_dir(b, p, 1, |t| clock.to_proxy(t), proxy_capture_end);
+    let to_backend = |o: i64| seq_map.to_backend(1, o).unwrap_or(o);
+    a.dirs[1] = align_dir(b, p, 1, to_backend, |t| clock.to_proxy(t), proxy_capture_end);
     a
 }
 
-/// Merged coverage of a view's spans in direction `d`.
-fn coverage(c: &Conn, d: usize) -> Vec<(i64, i64)> {
-    let mut v: Vec<(i64, i64)> = c.dirs[d].spans.iter().map(|s| (s.start, s.end)).collect();
+/// Merged coverage of a view's spans in direction `d`, offsets put in another numbering by `num`.
+fn coverage(c: &Conn, d: usize, num: impl Fn(i64) -> i64) -> Vec<(i64, i64)> {
+    let mut v: Vec<(i64, i64)> = c.dirs[d]
+        .spans
+        .iter()
+        .map(|s| (num(s.start), num(s.end)))
+        .collect();
     v.sort_unstable();
     let mut out: Vec<(i64, i64)> = Vec::with_capacity(v.len());
     for (s, e) in v {
@@ -118,17 +127,20 @@ fn align_dir(
     sender: &Conn,
     receiver: &Conn,
     d: usize,
+    to_sender_offset: impl Fn(i64) -> i64,
     to_receiver_clock: impl Fn(i64) -> i64,
     receiver_capture_end: i64,
 ) -> DirAlignment {
     let mut out = DirAlignment::default();
     let (sd, rd) = (&sender.dirs[d], &receiver.dirs[d]);
-    let received = coverage(receiver, d);
-    let sent = coverage(sender, d);
+    // Everything below is in the sender's numbering.
+    let received = coverage(receiver, d, &to_sender_offset);
+    let sent = coverage(sender, d, |o| o);
+    let acked_by_receiver = rd.acked.map(|(a, _)| to_sender_offset(a));
     // Only what left while the receiver's capture ran can be shown lost.
     let while_captured = |ts: i64| to_receiver_clock(ts) <= receiver_capture_end;
-    never_arrived(&mut out, sd, rd, &received, &while_captured);
-    out.arrived_late = arrived_late(sd, rd, &to_receiver_clock);
+    never_arrived(&mut out, sd, acked_by_receiver, &received, &while_captured);
+    out.arrived_late = arrived_late(sd, rd, &to_sender_offset, &to_receiver_clock);
 
     // Sender capture drop: bytes the receiver got that the sender's capture does not show.
     for &(s, e) in &received {
@@ -157,12 +169,11 @@ fn align_dir(
 fn never_arrived(
     out: &mut DirAlignment,
     sd: &DirSummary,
-    rd: &DirSummary,
+    // The receiver acknowledged everything below this (as its own capture shows its ACKs).
+    acked_by_receiver: Option<i64>,
     received: &[(i64, i64)],
     while_captured: &impl Fn(i64) -> bool,
 ) {
-    // The receiver acknowledged everything below this (as its own capture shows its ACKs).
-    let acked_by_receiver = rd.acked.map(|(a, _)| a);
     for span in sd.spans.iter().filter(|s| s.kind != SpanKind::Retransmission) {
         for (s, e) in uncovered(received, span.start, span.end) {
             let (s, e) = match acked_by_receiver {
@@ -200,7 +211,12 @@ fn never_arrived(
 
 /// Arrived only as a retransmission: for each retransmitted range, when did the receiver first
 /// get its first byte? After the retransmission left → the original was lost.
-fn arrived_late(sd: &DirSummary, rd: &DirSummary, to_receiver_clock: &impl Fn(i64) -> i64) -> Vec<Late> {
+fn arrived_late(
+    sd: &DirSummary,
+    rd: &DirSummary,
+    to_sender_offset: &impl Fn(i64) -> i64,
+    to_receiver_clock: &impl Fn(i64) -> i64,
+) -> Vec<Late> {
     let mut late: Vec<Late> = Vec::new();
     for r in sd.spans.iter().filter(|s| s.kind == SpanKind::Retransmission) {
         let Some(orig) = sd
@@ -210,7 +226,11 @@ fn arrived_late(sd: &DirSummary, rd: &DirSummary, to_receiver_clock: &impl Fn(i6
         else {
             continue;
         };
-        let Some(arr) = rd.spans.iter().find(|a| a.start <= r.start && a.end > r.start) else {
+        let Some(arr) = rd
+            .spans
+            .iter()
+            .find(|a| to_sender_offset(a.start) <= r.start && to_sender_offset(a.end) > r.start)
+        else {
             continue;
         };
         // Compare on the receiver's clock: the retransmission's departure vs the arrival.

@@ -337,7 +337,14 @@ impl Judge {
 
     fn diagnose(&self, m: &Matched, clock: Option<ClockOffset>) -> (Option<Alignment>, Diagnosis) {
         let alignment = match (m.proxy.as_deref(), m.backend.as_deref()) {
-            (Some(p), Some(b)) => Some(pair::align(p, b, clock.as_ref(), self.ends[1], self.ends[0])),
+            (Some(p), Some(b)) => Some(pair::align(
+                p,
+                b,
+                clock.as_ref(),
+                m.seq_map,
+                self.ends[1],
+                self.ends[0],
+            )),
             _ => None,
         };
         let cx = diagnose::Context {

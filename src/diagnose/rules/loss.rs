@@ -56,6 +56,14 @@ fn lost_between_captures(
         (p, ps)
     };
     if let Some((ack, at)) = receiver_conn.dir(dir).acked {
+        // In the sender's numbering, as the byte range above (the views count from the first
+        // byte each capture saw).
+        let seq_map = v.cx.seq_map;
+        let ack = match dir {
+            Dir::ClientToServer => seq_map.to_proxy(dir.idx(), ack),
+            Dir::ServerToClient => seq_map.to_backend(dir.idx(), ack),
+        }
+        .unwrap_or(ack);
         ev.add(
             receiver_side,
             at,
