@@ -479,40 +479,104 @@ fn every_scenario_cut_to_96_bytes_keeps_its_verdicts_or_says_snaplen() {
     );
 }
 
-/// A backend capture started in the middle of a pooled connection counts that connection's bytes
-/// from a later first byte than the proxy capture does; the verdict must not change. Here the
-/// backend capture of `apache-response-truncated` loses its first 7 frames (handshake and the
-/// first request: it starts with the backend's ACK of that request, as `editcap -r backend.pcap
-/// cut.pcap 8-` would). Before the views were put in one numbering, the 206 bytes of the second
-/// request looked "lost in transit": bytes 218-423 in the proxy's count, acknowledged up to byte
-/// 218 in the backend's.
-#[test]
-fn a_backend_capture_started_mid_connection_keeps_the_verdict() {
-    use kit::{Pcap, side};
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/apache-response-truncated");
-    let mut sides = lab_captures(&dir, true);
-    let (_, mut backend) = sides.pop().expect("a backend capture");
-    let mut late = Pcap::new(1);
-    while let Some(p) = backend.next() {
-        if p.frame.frame >= 8 {
+/// A lab scenario's capture of `side` without its frames before `first_frame`, as `editcap -r
+/// FILE OUT first_frame-` writes it: the capture as if started later.
+fn started_at(dir: &Path, side: Side, first_frame: u32) -> Vec<u8> {
+    let (_, mut set) = lab_captures(dir, true)
+        .into_iter()
+        .find(|(s, _)| *s == side)
+        .expect("the capture");
+    let mut late = kit::Pcap::new(1);
+    while let Some(p) = set.next() {
+        if p.frame.frame >= first_frame {
             late.record_cut(p.ts_ns, p.data, p.orig_len, p.data.len());
         }
     }
-    let (_, proxy) = sides.pop().expect("a proxy capture");
-    let proxy = pipeline::read_side(Side::Proxy, proxy, SideOptions::default());
-    let a = pipeline::analyze(vec![proxy, side(Side::Backend, late.bytes())], &[]);
-    assert_eq!(a.pairing.pairs.len(), 1);
+    late.bytes()
+}
+
+/// The scenario analysed with the capture of `late` started at `first_frame`; its one connection's
+/// diagnosis, with whether both views were paired and what the alignment found lost.
+fn with_late_start(
+    scenario: &str,
+    late: Side,
+    first_frame: u32,
+) -> (bothends::diagnose::Diagnosis, bool, usize) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("captures")
+        .join(scenario);
+    let sides = [Side::Proxy, Side::Backend]
+        .into_iter()
+        .map(|side| {
+            if side == late {
+                kit::side(side, started_at(&dir, side, first_frame))
+            } else {
+                let (_, set) = lab_captures(&dir, true)
+                    .into_iter()
+                    .find(|(s, _)| *s == side)
+                    .expect("capture");
+                pipeline::read_side(side, set, SideOptions::default())
+            }
+        })
+        .collect();
+    let a = pipeline::analyze(sides, &[]);
+    assert_eq!(a.pairing.pairs.len(), 1, "{scenario}: one connection");
     let pair = &a.pairing.pairs[0];
-    assert!(pair.proxy.is_some() && pair.backend.is_some(), "paired: {pair:?}");
-    let d = a.diagnoses[0].as_ref().expect("diagnosed");
+    let lost = a.alignments[0]
+        .as_ref()
+        .map_or(0, |al| al.dirs.iter().map(|d| d.lost.len()).sum());
+    let d = a.diagnoses[0].clone().expect("diagnosed");
+    (d, pair.proxy.is_some() && pair.backend.is_some(), lost)
+}
+
+/// Field captures start mid-traffic: each capture counts a connection's bytes from the first one
+/// it saw, and may hold only a later part of it. The verdict must stay that of the whole captures
+/// (checked against each scenario's expected.json, and the frames by tshark: the cuts fall after
+/// the first request of the connection, before the failure).
+#[test]
+fn a_capture_started_mid_connection_keeps_the_verdict() {
+    // Backend capture from its frame 8 (the backend's ACK of the first request): the two views
+    // number the request stream 206 bytes apart. Judged lost-in-transit before the views were put
+    // in one numbering ("bytes 218-423 never arrived", acknowledged to byte 218 in the backend's
+    // count).
+    let (d, paired, lost) = with_late_start("apache-response-truncated", Side::Backend, 8);
     assert_eq!(
-        (d.verdict, d.blame.label()),
-        (Verdict::ResponseTruncated, "backend"),
+        (d.verdict, d.blame.label(), paired, lost),
+        (Verdict::ResponseTruncated, "backend", true, 0),
         "{}",
         d.explanation
     );
-    let alignment = a.alignments[0].as_ref().expect("aligned");
-    for dir in &alignment.dirs {
-        assert!(dir.lost.is_empty(), "nothing lost: {:?}", dir.lost);
-    }
+
+    // Backend capture from its frame 12: it shows only retransmissions of the response's first
+    // segment (bytes 0-1447), the proxy's capture only a later segment that arrived (2896-3147):
+    // disjoint ranges of one stream. Unpaired before (judged backend-timeout from the proxy's
+    // view alone, while the backend capture shows the response sent four times).
+    let (d, paired, lost) = with_late_start("apache-lost-in-transit-response", Side::Backend, 12);
+    assert_eq!(
+        (d.verdict, d.blame.label(), paired, lost),
+        (Verdict::LostInTransit, "network", true, 1),
+        "{}",
+        d.explanation
+    );
+
+    // Proxy capture from its frame 8 (the backend's ACK of the POST): its view has no handshake
+    // and no request, the backend's has both and its FIN without a response. Judged ok before
+    // ("opened and closed normally, without an HTTP exchange").
+    let (d, paired, _) = with_late_start("apache-backend-empty-reply", Side::Proxy, 8);
+    assert_eq!(
+        (d.verdict, d.blame.label(), paired),
+        (Verdict::BackendEmptyReply, "backend", true),
+        "{}",
+        d.explanation
+    );
+    assert!(
+        d.explanation.contains("backend capture's account"),
+        "{}",
+        d.explanation
+    );
+    assert!(
+        d.evidence.iter().all(|e| e.side == Side::Backend),
+        "{:?}",
+        d.evidence
+    );
 }

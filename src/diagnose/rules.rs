@@ -334,7 +334,37 @@ fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, backend_host_al
             return d;
         }
     }
-    ok::healthy(v, ev)
+    proxy_capture_started_late(v).unwrap_or_else(|| ok::healthy(v, ev))
+}
+
+/// The proxy capture started after the connection's requests were sent (its view holds no
+/// handshake and no request) while the backend capture shows them: the proxy's view has nothing
+/// to judge, the backend's has. A failure the backend capture shows is then judged from it as the
+/// backend host's capture alone would be (its evidence is the backend's), and said so; otherwise
+/// the proxy's view is judged as usual.
+fn proxy_capture_started_late(v: Conns<'_>) -> Option<Diagnosis> {
+    let b = v.b?;
+    if v.p.syn.is_some() || !v.p.app.exchanges.is_empty() || b.app.exchanges.is_empty() {
+        return None;
+    }
+    let backend_alone = Context {
+        p: Some(b),
+        b: None,
+        two_captures: false,
+        first_side: Side::Backend,
+        clock: v.cx.clock,
+        seq_map: SeqMap::default(),
+        alignment: None,
+        backend_idle_timeout: v.cx.backend_idle_timeout,
+    };
+    let mut d = with_proxy_view(&backend_alone, b, None, true);
+    if !d.verdict.is_failure() {
+        return None;
+    }
+    d.explanation.push_str(
+        " The proxy capture shows this connection only from after the request was sent (no request in its view): this is the backend capture's account.",
+    );
+    Some(d)
 }
 
 /// A rule: the diagnosis when the connection is of its family, else `None` and the next rule is

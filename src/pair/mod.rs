@@ -666,13 +666,13 @@ fn loose_match(p: &Conn, b: &Conn) -> Option<(MatchMethod, [u32; 2])> {
     }
 }
 
-/// Some(true): the views' ranges overlap in every direction where both have one (at least one);
-/// Some(false): a direction contradicts; None: no direction to compare.
+/// Some(true): the views' ranges are in reach of each other in every direction where both have
+/// one (at least one); Some(false): a direction contradicts; None: no direction to compare.
 fn overlap_both_ways(p: &Conn, b: &Conn, range: fn(&Conn, usize) -> Option<(u32, u32)>) -> Option<bool> {
     let mut any = false;
     for d in 0..2 {
         if let (Some(x), Some(y)) = (range(p, d), range(b, d)) {
-            if !raw_overlap(x, y) {
+            if !raw_near(x, y) {
                 return Some(false);
             }
             any = true;
@@ -704,6 +704,20 @@ fn raw_range(c: &Conn, d: usize) -> Option<(u32, u32)> {
     let origin = ds.origin?;
     let (s, e) = (ds.data_start?, ds.data_end?);
     Some((origin.wrapping_add(s as u32), origin.wrapping_add(e as u32)))
+}
+
+/// How far apart in sequence space two views' ranges of one direction may lie and still be one
+/// stream. The views overlap in time (checked before), so what one capture holds and the other
+/// does not is what crossed the path while only one was capturing, or what was lost on it: a
+/// capture started during a response shows its end, the proxy's capture (the beginning lost)
+/// only a later part. Two different connections on one 4-tuple have random ISNs: their ranges are
+/// this close by chance once in 256.
+const NEAR_BYTES: u32 = 16 << 20;
+
+/// Do the ranges overlap, or lie within [`NEAR_BYTES`] of each other?
+fn raw_near(a: (u32, u32), b: (u32, u32)) -> bool {
+    let gap_after = |x: (u32, u32), y: (u32, u32)| y.0.wrapping_sub(x.1) < NEAR_BYTES;
+    raw_overlap(a, b) || gap_after(a, b) || gap_after(b, a)
 }
 
 fn raw_overlap(a: (u32, u32), b: (u32, u32)) -> bool {
@@ -756,5 +770,15 @@ mod tests {
         assert!(!raw_overlap((10, 20), (20, 30)));
         assert!(raw_overlap((u32::MAX - 5, 10), (2, 4)));
         assert!(!raw_overlap((u32::MAX - 5, 10), (11, 40)));
+        assert!(
+            raw_near((2897, 3149), (1, 1449)),
+            "a later part of the same response"
+        );
+        assert!(raw_near((u32::MAX - 5, 10), (11, 40)));
+        assert!(!raw_near((10, 20), (10 + NEAR_BYTES + 20, 10 + NEAR_BYTES + 30)));
+        assert!(
+            !raw_near((0x8000_0000, 0x8000_0100), (1, 1449)),
+            "another connection's ISN"
+        );
     }
 }
