@@ -579,4 +579,20 @@ fn a_capture_started_mid_connection_keeps_the_verdict() {
         "{:?}",
         d.evidence
     );
+
+    // Proxy capture from its frame 8, the one segment of the response that reached the proxy (a
+    // late part of it): no handshake, no request. The backend's capture shows the response sent
+    // six times, never acknowledged. Judged ok before.
+    let (d, paired, _) = with_late_start("apache-lost-in-transit-response", Side::Proxy, 8);
+    assert_eq!(
+        (d.verdict, d.blame.label(), paired),
+        (Verdict::LostInTransit, "network", true),
+        "{}",
+        d.explanation
+    );
+    assert!(
+        d.explanation.contains("backend capture's account"),
+        "{}",
+        d.explanation
+    );
 }

@@ -339,12 +339,13 @@ fn with_proxy_view(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, backend_host_al
 
 /// The proxy capture started after the connection's requests were sent (its view holds no
 /// handshake and no request) while the backend capture shows them: the proxy's view has nothing
-/// to judge, the backend's has. A failure the backend capture shows is then judged from it as the
-/// backend host's capture alone would be (its evidence is the backend's), and said so; otherwise
-/// the proxy's view is judged as usual.
+/// to judge, the backend's has. What the backend capture shows going wrong (anything but `ok`) is
+/// then judged from it as the backend host's capture alone would be (its evidence is the
+/// backend's), and said so; otherwise the proxy's view is judged as usual.
 fn proxy_capture_started_late(v: Conns<'_>) -> Option<Diagnosis> {
     let b = v.b?;
-    if v.p.syn.is_some() || !v.p.app.exchanges.is_empty() || b.app.exchanges.is_empty() {
+    let requests = |c: &Conn| c.app.exchanges.iter().filter(|x| x.request.is_some()).count();
+    if v.p.syn.is_some() || requests(v.p) > 0 || requests(b) == 0 {
         return None;
     }
     let backend_alone = Context {
@@ -357,12 +358,12 @@ fn proxy_capture_started_late(v: Conns<'_>) -> Option<Diagnosis> {
         alignment: None,
         backend_idle_timeout: v.cx.backend_idle_timeout,
     };
-    let mut d = with_proxy_view(&backend_alone, b, None, true);
-    if !d.verdict.is_failure() {
+    let mut d = super::backend_only_override(b, with_proxy_view(&backend_alone, b, None, true));
+    if !d.verdict.is_notable() {
         return None;
     }
     d.explanation.push_str(
-        " The proxy capture shows this connection only from after the request was sent (no request in its view): this is the backend capture's account.",
+        " The proxy capture holds this connection only from after its request began (no request in its view): this is the backend capture's account.",
     );
     Some(d)
 }
