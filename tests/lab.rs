@@ -595,4 +595,25 @@ fn a_capture_started_mid_connection_keeps_the_verdict() {
         "{}",
         d.explanation
     );
+
+    // Proxy capture from its frame 12: after the connection's end, no backend connection at all.
+    // Which of the backend capture's connections came from the proxy is then said as with the
+    // backend capture alone. None was reported before (exit 0, "no failure in 0 connections").
+    let (d, paired, _) = with_late_start("apache-backend-empty-reply", Side::Proxy, 12);
+    assert_eq!(
+        (d.verdict, d.blame.label(), paired),
+        (Verdict::BackendEmptyReply, "backend", false),
+        "{}",
+        d.explanation
+    );
+    assert!(
+        d.explanation.contains("not in the proxy capture"),
+        "{}",
+        d.explanation
+    );
+    assert!(
+        !d.explanation.contains("a capture on the backend host"),
+        "it is that capture: {}",
+        d.explanation
+    );
 }

@@ -21,8 +21,10 @@
 //! hides the exchanges the last rule reads. Within a family the same holds (a race or a loss
 //! before what the closes alone suggest).
 //!
-//! A connection only the backend capture (of two) holds is judged from the backend's view as a
-//! proxy view would be (`backend_only`), and the explanation adds that the proxy capture lacks it.
+//! A connection only the backend capture (of two) holds is judged from the backend's view as the
+//! backend host's capture alone would be (`backend_only`), and the explanation adds that the proxy
+//! capture lacks it; so is one whose proxy view starts after its request began
+//! (`proxy_capture_started_late`).
 //! With the backend host's capture alone (`--backend-capture`), its view is `p`, and the
 //! explanations leave out the notes that point to a capture on the backend host.
 //!
@@ -348,17 +350,7 @@ fn proxy_capture_started_late(v: Conns<'_>) -> Option<Diagnosis> {
     if v.p.syn.is_some() || requests(v.p) > 0 || requests(b) == 0 {
         return None;
     }
-    let backend_alone = Context {
-        p: Some(b),
-        b: None,
-        two_captures: false,
-        first_side: Side::Backend,
-        clock: v.cx.clock,
-        seq_map: SeqMap::default(),
-        alignment: None,
-        backend_idle_timeout: v.cx.backend_idle_timeout,
-    };
-    let mut d = super::backend_only_override(b, with_proxy_view(&backend_alone, b, None, true));
+    let mut d = as_backend_capture_alone(v.cx, b);
     if !d.verdict.is_notable() {
         return None;
     }
@@ -474,7 +466,16 @@ fn capture_ended(cx: &Context<'_>, p: &Conn, when: &str, mut ev: Ev) -> Diagnosi
 /// Seen in the backend capture only.
 fn backend_only(cx: &Context<'_>, b: &Conn) -> Diagnosis {
     // Judge it from the backend's view, then say what the proxy capture's absence means.
-    let sub = Context {
+    let mut d = as_backend_capture_alone(cx, b);
+    d.explanation.push_str(" This connection is not in the proxy capture (another client, or the proxy capture did not cover it).");
+    d
+}
+
+/// The backend capture's view judged as the backend host's capture alone is (`analyze
+/// --backend-capture`): worded for that capture, with what only it shows (SYN-ACKs or responses
+/// sent again and again, never acknowledged).
+fn as_backend_capture_alone(cx: &Context<'_>, b: &Conn) -> Diagnosis {
+    let alone = Context {
         p: Some(b),
         b: None,
         two_captures: false,
@@ -484,9 +485,7 @@ fn backend_only(cx: &Context<'_>, b: &Conn) -> Diagnosis {
         alignment: None,
         backend_idle_timeout: cx.backend_idle_timeout,
     };
-    let mut d = with_proxy_view(&sub, b, None, false);
-    d.explanation.push_str(" This connection is not in the proxy capture (another client, or the proxy capture did not cover it).");
-    d
+    super::backend_only_override(b, with_proxy_view(&alone, b, None, true))
 }
 
 #[cfg(test)]

@@ -382,10 +382,18 @@ impl Pairer {
             }
         }
         let deferred_b = std::mem::take(&mut self.deferred[B]);
+        // The proxy capture shows no backend connection at all (it covered another time, or
+        // another interface): which of the backend capture's connections came from the proxy is
+        // then said as with the backend capture alone, rather than none being reported.
+        let nothing_learned =
+            self.learned[P].is_empty() && self.learned[B].is_empty() && self.given.is_empty();
+        let clients: BTreeSet<IpAddr> = deferred_b.iter().map(|c| c.client.ip).collect();
+        let servers: BTreeSet<IpAddr> = deferred_b.iter().map(|c| c.server.ip).collect();
         for c in deferred_b {
             if self.learned[B].contains(&c.server)
                 || self.learned[P].contains(&c.server)
                 || self.given.contains(&c.server)
+                || (nothing_learned && backend_capture_keeps(&c, &clients, &servers))
             {
                 self.one_side(None, Some(c));
             }
