@@ -50,26 +50,7 @@ fn lost_between_captures(
             ),
         );
     }
-    let (receiver_conn, receiver_side) = if dir == Dir::ClientToServer {
-        (b, Side::Backend)
-    } else {
-        (p, ps)
-    };
-    if let Some((ack, at)) = receiver_conn.dir(dir).acked {
-        // In the sender's numbering, as the byte range above (the views count from the first
-        // byte each capture saw).
-        let seq_map = v.cx.seq_map;
-        let ack = match dir {
-            Dir::ClientToServer => seq_map.to_proxy(dir.idx(), ack),
-            Dir::ServerToClient => seq_map.to_backend(dir.idx(), ack),
-        }
-        .unwrap_or(ack);
-        ev.add(
-            receiver_side,
-            at,
-            format!("the {to}'s last acknowledgement stops at byte {ack}"),
-        );
-    }
+    receiver_ack(v, b, dir, to, ev);
     let closer = close_of(p.to_server())
         .map(|(m, rst)| {
             ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
@@ -96,6 +77,30 @@ fn lost_between_captures(
         "Look at the network path between proxy and backend: packet loss or a black hole on this path (MTU problems drop large segments but pass small ones; check for ICMP fragmentation-needed being blocked), firewall or IPS drops.",
         ev.take(),
     ))
+}
+
+/// The receiver's last acknowledgement, in the sender's numbering like the byte range before it
+/// (the views count from the first byte each capture saw).
+fn receiver_ack(v: Conns<'_>, b: &Conn, dir: Dir, to: &str, ev: &mut Ev) {
+    let (receiver_conn, receiver_side) = if dir == Dir::ClientToServer {
+        (b, Side::Backend)
+    } else {
+        (v.p, v.ps())
+    };
+    let Some((ack, at)) = receiver_conn.dir(dir).acked else {
+        return;
+    };
+    let seq_map = v.cx.seq_map;
+    let ack = match dir {
+        Dir::ClientToServer => seq_map.to_proxy(dir.idx(), ack),
+        Dir::ServerToClient => seq_map.to_backend(dir.idx(), ack),
+    }
+    .unwrap_or(ack);
+    ev.add(
+        receiver_side,
+        at,
+        format!("the {to}'s last acknowledgement stops at byte {ack}"),
+    );
 }
 
 /// One capture: request bytes retransmitted and never acknowledged, then the proxy gave up.
