@@ -136,9 +136,25 @@ fn align_dir(
     // Everything below is in the sender's numbering.
     let received = coverage(receiver, d, &to_sender_offset);
     let sent = coverage(sender, d, |o| o);
-    let acked_by_receiver = rd.acked.map(|(a, _)| to_sender_offset(a));
-    // Only what left while the receiver's capture ran can be shown lost.
-    let while_captured = |ts: i64| to_receiver_clock(ts) <= receiver_capture_end;
+    // What the receiver acknowledged arrived, whichever capture shows the ACK: its own, or the
+    // sender's (the ACKs coming back), when the receiver's capture missed them.
+    let acked_by_receiver = rd
+        .acked
+        .map(|(a, _)| to_sender_offset(a))
+        .max(sd.acked.map(|(a, _)| a));
+    // Only what left while the receiver's capture ran can be shown lost: before its end, and
+    // after its start. A receiver's view with the handshake shows its capture ran from the
+    // connection's start; one without it (a capture started mid-connection) only from its first
+    // packet on.
+    let receiver_capture_start = if receiver.syn.is_some() || receiver.syn_ack.is_some() {
+        i64::MIN
+    } else {
+        receiver.first.ts_ns
+    };
+    let while_captured = |ts: i64| {
+        let at_receiver = to_receiver_clock(ts);
+        at_receiver <= receiver_capture_end && at_receiver >= receiver_capture_start
+    };
     never_arrived(&mut out, sd, acked_by_receiver, &received, &while_captured);
     out.arrived_late = arrived_late(sd, rd, &to_sender_offset, &to_receiver_clock);
 
@@ -163,9 +179,9 @@ fn align_dir(
     out
 }
 
-/// Never arrived: sent ranges missing at the receiver (`received`) and not acknowledged by it,
-/// sent while the receiver's capture was running; what the receiver acknowledged without its
-/// capture showing it counts as `receiver_capture_missed`.
+/// Never arrived: sent ranges missing at the receiver (`received`) and not acknowledged by it (as
+/// either capture shows), sent while the receiver's capture was running; what the receiver
+/// acknowledged without its capture showing it counts as `receiver_capture_missed`.
 fn never_arrived(
     out: &mut DirAlignment,
     sd: &DirSummary,
