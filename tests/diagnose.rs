@@ -76,10 +76,16 @@ fn connect_refused() {
 fn a_rst_to_a_syn_that_never_reached_the_backend_is_forged() {
     let mut w = Wire::new(1000, 0);
     w.c2s_at(None, SYN, b"", Fate::Lost).forged_rst_to_proxy(64);
-    // the backend capture is empty of this connection: give it something else to read
+    // The backend capture is empty of this connection: give it something else to read, from a
+    // second before to two seconds after, so that it ran when the SYN and the RST went by (a
+    // capture that did not run then proves nothing: a_backend_capture_that_ended_proves_no_forged_rst
+    // in tests/lab.rs).
     let mut other = Wire::new(7, 9);
     other.b_client = ([10, 0, 9, 9], 1234);
+    other.now -= 1_000_000_000;
     other.handshake();
+    other.wait_ms(3000.0);
+    other.close();
     let a = {
         let sides = vec![
             side(bothends::pipeline::Side::Proxy, w.proxy_pcap()),

@@ -638,6 +638,30 @@ fn a_capture_started_mid_connection_keeps_the_verdict() {
     );
 }
 
+/// A RST answering the proxy's SYN is said forged only when the backend capture ran at that
+/// moment and shows no RST leaving. Here the backend capture ends before it (it holds its first
+/// two frames only): judged rst-from-middlebox before, from the silence of a capture that had
+/// stopped.
+#[test]
+fn a_backend_capture_that_ended_proves_no_forged_rst() {
+    // nginx: the backend capture ends with the SYN arriving (its frame 2; the RST is frame 3).
+    // apache: it ends before the SYN (two ICMPv6 frames).
+    for scenario in ["nginx-connect-refused", "apache-connect-refused"] {
+        let (d, _, _) = with_frames(scenario, Side::Backend, &|f| f <= 2);
+        assert_eq!(
+            (d.verdict, d.blame.label()),
+            (Verdict::ConnectRefused, "backend"),
+            "{scenario}: {}",
+            d.explanation
+        );
+        assert!(
+            d.explanation.contains("does not cover that moment"),
+            "{scenario}: {}",
+            d.explanation
+        );
+    }
+}
+
 /// Over every lab scenario, each capture in turn started late (from frame 8, 20 or 80, as
 /// `editcap -r` would cut it): no connection is judged lost-in-transit unless the whole captures
 /// say so. Bytes sent before the receiver's capture started, or counted from another first byte,

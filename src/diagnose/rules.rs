@@ -65,6 +65,10 @@ pub(crate) struct Context<'a> {
     /// The backend's keep-alive (idle) timeout, when its idle closes of other connections show
     /// it (see [`super::idle_close_timeout`]).
     pub backend_idle_timeout: Option<i64>,
+    /// With two captures: the backend capture's first packet and how far it has been read
+    /// (backend clock; its last packet once read to the end). Outside that span, the backend
+    /// capture's silence proves nothing.
+    pub backend_capture: Option<(i64, i64)>,
 }
 
 pub(crate) fn diagnose(cx: &Context<'_>) -> Diagnosis {
@@ -135,6 +139,17 @@ impl Conns<'_> {
     }
 
     /// With the proxy's capture alone, the note that the backend host's would show its side.
+    /// Was the backend capture running at proxy-clock time `t`? Placed on the backend's clock by
+    /// the clock estimate, or as it is without one (captures of one incident are seldom more than
+    /// seconds apart, and without any pair there is nothing better). Unknown counts as running.
+    fn backend_capture_ran_at(&self, t: i64) -> bool {
+        let Some((start, end)) = self.cx.backend_capture else {
+            return true;
+        };
+        let t_b = self.cx.clock.map_or(t, |c| c.to_backend(t));
+        (start..=end).contains(&t_b)
+    }
+
     fn one_capture_note(&self) -> &'static str {
         if self.cx.two_captures || self.backend_host_alone {
             ""
@@ -484,6 +499,7 @@ fn as_backend_capture_alone(cx: &Context<'_>, b: &Conn) -> Diagnosis {
         seq_map: SeqMap::default(),
         alignment: None,
         backend_idle_timeout: cx.backend_idle_timeout,
+        backend_capture: None,
     };
     super::backend_only_override(b, with_proxy_view(&alone, b, None, true))
 }

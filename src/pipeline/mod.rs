@@ -60,7 +60,8 @@ const BATCH_CONNECTIONS: usize = 512;
 const FINAL_BATCH: usize = 4096;
 
 /// Reads one side to the end, handing out finished connections in batches, each with the capture
-/// time read so far (`emit(connections, position)`); returns everything else the side yielded
+/// time read so far (`emit(connections, position)`; the first, empty, at the first packet: where
+/// the capture starts); returns everything else the side yielded
 /// (its `connections` empty). Connections are boxed: each is over 1 KB and moves several times
 /// on its way to a report.
 pub(crate) fn read_side_into(
@@ -97,6 +98,9 @@ pub(crate) fn read_side_with(
     // Every packet, in order, as the table needs it: a batch of finished connections goes out
     // every `BATCH_PACKETS` packets (or `BATCH_CONNECTIONS` connections), before the packet.
     let mut on_packet = |item: &Item<'_>, ts: i64| {
+        if position == i64::MIN {
+            emit(Vec::new(), ts); // the first packet: an empty batch says where the capture starts
+        }
         position = position.max(ts);
         since_batch += 1;
         if since_batch == BATCH_PACKETS || table.finished_len() >= BATCH_CONNECTIONS {

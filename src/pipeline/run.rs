@@ -190,6 +190,13 @@ impl Engine {
         reason = "a connection moves several times on its way to a report: boxed once, moved as a pointer"
     )]
     fn batch(&mut self, side: usize, conns: Vec<Box<Conn>>, pos: i64, sink: &mut dyn Sink) {
+        // The first batch comes at the capture's first packet.
+        self.judge.starts[side].get_or_insert(pos);
+        if pos != i64::MAX {
+            // (`i64::MAX`: the last batch, read to the end; the end itself comes with the side's
+            // result.)
+            self.judge.read_to[side] = self.judge.read_to[side].max(pos);
+        }
         self.pos[side] = self.pos[side].max(pos);
         self.hand_over(side, conns, pos, sink);
         if let Some(p) = &mut self.pairer {
@@ -236,6 +243,7 @@ impl Engine {
     /// `side` has no more connections; its capture's last packet was at `last_ts`.
     fn end_side(&mut self, side: usize, last_ts: i64) {
         self.judge.ends[side] = last_ts;
+        self.judge.read_to[side] = self.judge.read_to[side].max(last_ts);
         if let Some(p) = &mut self.pairer {
             p.side_done(side);
         }
@@ -296,6 +304,10 @@ struct Judge {
     judged_early: u64,
     /// Last packet time of each capture once it is read to the end (own clocks).
     ends: [i64; 2],
+    /// First packet time of each capture, once read, and how far each has been read (own
+    /// clocks): what a capture can prove absent lies between the two.
+    starts: [Option<i64>; 2],
+    read_to: [i64; 2],
 }
 
 impl Judge {
@@ -308,6 +320,8 @@ impl Judge {
             deferred_bytes: 0,
             judged_early: 0,
             ends: [i64::MAX, i64::MAX],
+            starts: [None, None],
+            read_to: [i64::MIN, i64::MIN],
         }
     }
 
@@ -356,6 +370,10 @@ impl Judge {
             seq_map: m.seq_map,
             alignment: alignment.as_ref(),
             backend_idle_timeout: m.proxy.as_ref().and_then(|p| self.idle.timeout(p.server)),
+            backend_capture: match self.starts[1] {
+                Some(start) if self.two => Some((start, self.read_to[1])),
+                _ => None,
+            },
         };
         let mut d = diagnose::diagnose(&cx);
         // The backend host's capture alone: say what the proxy's would settle.
@@ -509,6 +527,10 @@ fn judge_read(sides: Vec<SideResult>, mut engine: Engine, mut a: Analysis) -> An
         .iter()
         .map(|s| s.capture.last_ts_ns.unwrap_or(i64::MIN))
         .collect();
+    for (side, shell) in shells.iter().enumerate() {
+        engine.judge.starts[side] = shell.capture.first_ts_ns;
+        engine.judge.read_to[side] = shell.capture.last_ts_ns.unwrap_or(i64::MIN);
+    }
     for (side, &end) in ends.iter().enumerate() {
         engine.judge.ends[side] = end;
     }

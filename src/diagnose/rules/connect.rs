@@ -24,6 +24,8 @@ pub(super) fn refused(v: Conns<'_>, rst: CloseMark, mut ev: Ev) -> Diagnosis {
                     ev,
                 );
             }
+            // The backend capture did not run when the RST came: its silence says nothing.
+            _ if !v.backend_capture_ran_at(rst.at.ts_ns) => return refused_unseen(v, rst, ev),
             Some(b) if b.syn.is_some() => {
                 ev.add(
                     Side::Backend,
@@ -67,6 +69,22 @@ pub(super) fn refused(v: Conns<'_>, rst: CloseMark, mut ev: Ev) -> Diagnosis {
             v.unless_backend_host("; a capture on the backend host would settle it")
         ),
         "Look at the backend: is the service running and listening on this address and port? If it is, capture on the backend host to see whether the SYN arrives.",
+        ev,
+    )
+}
+
+/// Refused, with a backend capture that did not run at that moment: it cannot tell who sent the
+/// RST.
+fn refused_unseen(v: Conns<'_>, rst: CloseMark, ev: Ev) -> Diagnosis {
+    let server = v.p.server;
+    verdict(
+        Verdict::ConnectRefused,
+        Blame::Backend,
+        format!(
+            "The proxy's SYN to {server} was answered by RST: nothing was listening there, or the backend refused the connection. Proxies log \"(111) Connection refused\". The backend capture does not cover that moment, so it cannot tell whether the backend host or a firewall in between sent the RST (its TTL is {}).",
+            rst.ttl
+        ),
+        "Look at the backend: is the service running and listening on this address and port? If it is, capture on the backend host from before the next failure to see whether the SYN arrives.",
         ev,
     )
 }
