@@ -81,7 +81,7 @@ impl<'a> Waiting<'a> {
     fn no_response(&self, mut ev: Ev) -> Diagnosis {
         let (v, line) = (self.v, self.line);
         // Bytes came back that the capture cannot read as a response: never "no response".
-        if let Some(d) = unreadable_answer(v.cx, v.p, self.req, line, &mut ev) {
+        if let Some(d) = unreadable_answer(v.cx, v.p, v.b, self.req, line, &mut ev) {
             return d;
         }
         if let Some(close) = self.backend_closed_first() {
@@ -345,6 +345,7 @@ fn cut_response_closed(
 fn unreadable_answer(
     cx: &Context<'_>,
     p: &Conn,
+    b: Option<&Conn>,
     req: &Message,
     line: &str,
     ev: &mut Ev,
@@ -364,6 +365,32 @@ fn unreadable_answer(
                 "Cannot judge: the backend answered {line} with {} that snaplen cut before a status line could be read, so the response is not in the capture.",
                 bytes(sent as u64)
             ),
+            ev.take(),
+        ));
+    }
+    // The backend capture shows a status line answering this request: the proxy's capture
+    // missed the response's start (packets lost at the capture host), the backend did not send
+    // garbage.
+    if let Some(head) = b
+        .and_then(|b| backend_exchange(cx.seq_map, b, req))
+        .and_then(|x| x.response.as_ref())
+        .filter(|r| r.status.is_some())
+    {
+        ev.add(
+            Side::Backend,
+            head.first,
+            format!(
+                "backend sends the status line ({})",
+                head.status.unwrap_or_default()
+            ),
+        );
+        return Some(verdict(
+            Verdict::CaptureIncomplete,
+            Blame::Capture,
+            format!(
+                "Cannot judge from the proxy's side: the backend capture shows the backend answering {line} with a status line, but the proxy capture does not hold the response from its start (the capture host missed packets), so what the proxy got cannot be read."
+            ),
+            "Capture again on the proxy host (check tcpdump's \"packets dropped by kernel\"; a larger -B buffer or a narrower filter helps).",
             ev.take(),
         ));
     }
