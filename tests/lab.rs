@@ -662,41 +662,44 @@ fn a_backend_capture_that_ended_proves_no_forged_rst() {
     }
 }
 
-/// A proxy capture that lost packets at the capture host (frames 3 to 39 of
-/// apache-pooled-before-capture, a healthy scenario) holds a response from its middle: its bytes
-/// read as no HTTP at all. The backend capture shows the status line: not judged, not the
-/// backend's fault (it was backend-bad-response, exit 1, on a healthy capture).
+/// A proxy capture that lost packets at the capture host (apache-pooled-before-capture, a
+/// healthy scenario, without frames 3 to 39, or 3 to 79) holds a response from its middle, or none
+/// of it: its bytes read as no HTTP at all, or as no answer before the proxy closed. The backend
+/// capture shows the status line and the proxy acknowledging it: not judged, not the backend's
+/// fault (it was backend-bad-response, then backend-timeout: exit 1 on a healthy capture).
 #[test]
 fn a_response_whose_start_the_proxy_capture_missed_is_not_blamed_on_the_backend() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/apache-pooled-before-capture");
-    let (_, backend) = lab_captures(&dir, true)
-        .into_iter()
-        .find(|(s, _)| *s == Side::Backend)
-        .expect("backend");
-    let sides = vec![
-        kit::side(
-            Side::Proxy,
-            kept_frames(&dir, Side::Proxy, &|f| f <= 2 || f >= 40),
-        ),
-        pipeline::read_side(Side::Backend, backend, SideOptions::default()),
-    ];
-    let a = pipeline::analyze(sides, &[]);
-    let ds: Vec<_> = a.diagnoses.iter().flatten().collect();
-    assert!(
-        ds.iter().all(|d| !d.verdict.is_failure()),
-        "{:?}",
-        ds.iter().map(|d| d.verdict).collect::<Vec<_>>()
-    );
-    let d = ds
-        .iter()
-        .find(|d| d.verdict == Verdict::CaptureIncomplete)
-        .expect("one not judged");
-    assert!(
-        d.explanation
-            .contains("backend capture shows the backend answering"),
-        "{}",
-        d.explanation
-    );
+    for resume in [40, 80] {
+        let (_, backend) = lab_captures(&dir, true)
+            .into_iter()
+            .find(|(s, _)| *s == Side::Backend)
+            .expect("backend");
+        let sides = vec![
+            kit::side(
+                Side::Proxy,
+                kept_frames(&dir, Side::Proxy, &|f| f <= 2 || f >= resume),
+            ),
+            pipeline::read_side(Side::Backend, backend, SideOptions::default()),
+        ];
+        let a = pipeline::analyze(sides, &[]);
+        let ds: Vec<_> = a.diagnoses.iter().flatten().collect();
+        assert!(
+            ds.iter().all(|d| !d.verdict.is_failure()),
+            "from {resume}: {:?}",
+            ds.iter().map(|d| d.verdict).collect::<Vec<_>>()
+        );
+        let d = ds
+            .iter()
+            .find(|d| d.verdict == Verdict::CaptureIncomplete)
+            .expect("one not judged");
+        assert!(
+            d.explanation
+                .contains("backend capture shows the backend answering"),
+            "{}",
+            d.explanation
+        );
+    }
 }
 
 /// Over every lab scenario, each capture in turn started late (from frame 8, 20 or 80, as

@@ -84,6 +84,10 @@ impl<'a> Waiting<'a> {
         if let Some(d) = unreadable_answer(v.cx, v.p, v.b, self.req, line, &mut ev) {
             return d;
         }
+        // The backend capture shows an answer the proxy acknowledged: its capture missed it.
+        if let Some(d) = status_line_only_backend_saw(v.cx, v.b, self.req, line, &mut ev) {
+            return d;
+        }
         if let Some(close) = self.backend_closed_first() {
             return self.empty_reply(close, ev);
         }
@@ -368,31 +372,8 @@ fn unreadable_answer(
             ev.take(),
         ));
     }
-    // The backend capture shows a status line answering this request: the proxy's capture
-    // missed the response's start (packets lost at the capture host), the backend did not send
-    // garbage.
-    if let Some(head) = b
-        .and_then(|b| backend_exchange(cx.seq_map, b, req))
-        .and_then(|x| x.response.as_ref())
-        .filter(|r| r.status.is_some())
-    {
-        ev.add(
-            Side::Backend,
-            head.first,
-            format!(
-                "backend sends the status line ({})",
-                head.status.unwrap_or_default()
-            ),
-        );
-        return Some(verdict(
-            Verdict::CaptureIncomplete,
-            Blame::Capture,
-            format!(
-                "Cannot judge from the proxy's side: the backend capture shows the backend answering {line} with a status line, but the proxy capture does not hold the response from its start (the capture host missed packets), so what the proxy got cannot be read."
-            ),
-            "Capture again on the proxy host (check tcpdump's \"packets dropped by kernel\"; a larger -B buffer or a narrower filter helps).",
-            ev.take(),
-        ));
+    if let Some(d) = status_line_only_backend_saw(cx, b, req, line, ev) {
+        return Some(d);
     }
     Some(verdict(
         Verdict::BackendBadResponse,
@@ -402,6 +383,46 @@ fn unreadable_answer(
             bytes(sent as u64)
         ),
         "Look at what the backend sends on this port: another protocol (TLS, HTTP/2 without upgrade), a wrong port, or a broken response writer.",
+        ev.take(),
+    ))
+}
+
+/// The backend capture shows a status line answering `req`, and the proxy acknowledging it, that
+/// the proxy capture does not hold (the capture host missed packets): what the proxy got cannot
+/// be read, and the backend did answer. Not judged. (A response lost on the way is never
+/// acknowledged: that stays the loss rules'.)
+fn status_line_only_backend_saw(
+    cx: &Context<'_>,
+    b: Option<&Conn>,
+    req: &Message,
+    line: &str,
+    ev: &mut Ev,
+) -> Option<Diagnosis> {
+    let b = b?;
+    let head = backend_exchange(cx.seq_map, b, req)
+        .and_then(|x| x.response.as_ref())
+        .filter(|r| r.status.is_some())?;
+    let (acked, at) = b.to_client().acked.filter(|&(a, _)| a > head.offset)?;
+    ev.add(
+        Side::Backend,
+        at,
+        format!("the proxy acknowledges the response to byte {acked}"),
+    );
+    ev.add(
+        Side::Backend,
+        head.first,
+        format!(
+            "backend sends the status line ({})",
+            head.status.unwrap_or_default()
+        ),
+    );
+    Some(verdict(
+        Verdict::CaptureIncomplete,
+        Blame::Capture,
+        format!(
+            "Cannot judge from the proxy's side: the backend capture shows the backend answering {line} with a status line, but the proxy capture does not hold the response from its start (the capture host missed packets), so what the proxy got cannot be read."
+        ),
+        "Capture again on the proxy host (check tcpdump's \"packets dropped by kernel\"; a larger -B buffer or a narrower filter helps).",
         ev.take(),
     ))
 }
