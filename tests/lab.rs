@@ -479,64 +479,106 @@ fn every_scenario_cut_to_96_bytes_keeps_its_verdicts_or_says_snaplen() {
     );
 }
 
-/// A lab scenario's capture of `side` with only the frames `keep` keeps, as `editcap -r` writes it
-/// (e.g. from a frame on: the capture as if started later).
-fn kept_frames(dir: &Path, side: Side, keep: &dyn Fn(u32) -> bool) -> Vec<u8> {
-    let (_, mut set) = lab_captures(dir, true)
-        .into_iter()
-        .find(|(s, _)| *s == side)
-        .expect("the capture");
-    let mut late = kit::Pcap::new(1);
+/// A capture with only the frames of `set` that `keep` keeps, as `editcap -r` writes it (e.g.
+/// from a frame on: the capture as if started later; a range left out: packets the capture host
+/// lost).
+fn kept_frames(mut set: bothends::capture::CaptureSet, keep: &dyn Fn(u32) -> bool) -> Vec<u8> {
+    let mut cut = kit::Pcap::new(1);
     while let Some(p) = set.next() {
         if keep(p.frame.frame) {
-            late.record_cut(p.ts_ns, p.data, p.orig_len, p.data.len());
+            cut.record_cut(p.ts_ns, p.data, p.orig_len, p.data.len());
         }
     }
-    late.bytes()
+    cut.bytes()
 }
 
-/// The scenario analysed with the capture of `late` started at `first_frame`; its one connection's
-/// diagnosis, with whether both views were paired and what the alignment found lost.
-fn with_late_start(
-    scenario: &str,
-    late: Side,
-    first_frame: u32,
-) -> (bothends::diagnose::Diagnosis, bool, usize) {
-    with_frames(scenario, late, &|f| f >= first_frame)
-}
-
-/// The scenario analysed with only the frames `keep` keeps of the capture of `cut`.
-fn with_frames(
-    scenario: &str,
-    cut: Side,
-    keep: &dyn Fn(u32) -> bool,
-) -> (bothends::diagnose::Diagnosis, bool, usize) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("captures")
-        .join(scenario);
-    let sides = [Side::Proxy, Side::Backend]
+/// The lab scenario in `dir` analysed with only the frames `keep` keeps of the capture of `cut`,
+/// the other capture whole.
+fn analyze_cut(dir: &Path, cut: Side, keep: &dyn Fn(u32) -> bool) -> Analysis {
+    let sides = lab_captures(dir, true)
         .into_iter()
-        .map(|side| {
+        .map(|(side, set)| {
             if side == cut {
-                kit::side(side, kept_frames(&dir, side, keep))
+                kit::side(side, kept_frames(set, keep))
             } else {
-                let (_, set) = lab_captures(&dir, true)
-                    .into_iter()
-                    .find(|(s, _)| *s == side)
-                    .expect("capture");
                 pipeline::read_side(side, set, SideOptions::default())
             }
         })
         .collect();
-    let a = pipeline::analyze(sides, &[]);
-    assert_eq!(a.pairing.pairs.len(), 1, "{scenario}: one connection");
-    let pair = &a.pairing.pairs[0];
-    let lost = a.alignments[0]
-        .as_ref()
-        .map_or(0, |al| al.dirs.iter().map(|d| d.lost.len()).sum());
-    let d = a.diagnoses[0].clone().expect("diagnosed");
-    (d, pair.proxy.is_some() && pair.backend.is_some(), lost)
+    pipeline::analyze(sides, &[])
 }
+
+/// A scenario of one connection with a cut capture (see [`analyze_cut`]) and what must become
+/// of it.
+struct CutCase {
+    scenario: &'static str,
+    cut: Side,
+    keep: fn(u32) -> bool,
+    verdict: Verdict,
+    blame: &'static str,
+    /// Seen in both captures, where the case says.
+    paired: Option<bool>,
+    /// Byte ranges the alignment finds lost, where the case says.
+    lost: Option<usize>,
+    says: Option<&'static str>,
+    never_says: Option<&'static str>,
+    /// The evidence is the backend capture's only.
+    backend_evidence: bool,
+}
+
+impl CutCase {
+    fn check(&self) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("captures")
+            .join(self.scenario);
+        let a = analyze_cut(&dir, self.cut, &self.keep);
+        let name = self.scenario;
+        assert_eq!(a.pairing.pairs.len(), 1, "{name}: one connection");
+        let pair = &a.pairing.pairs[0];
+        let paired = pair.proxy.is_some() && pair.backend.is_some();
+        let lost = a.alignments[0]
+            .as_ref()
+            .map_or(0, |al| al.dirs.iter().map(|d| d.lost.len()).sum());
+        let d = a.diagnoses[0].as_ref().expect("diagnosed");
+        assert_eq!(
+            (
+                d.verdict,
+                d.blame.label(),
+                self.paired.map(|_| paired),
+                self.lost.map(|_| lost)
+            ),
+            (self.verdict, self.blame, self.paired, self.lost),
+            "{name}: {}",
+            d.explanation
+        );
+        if let Some(text) = self.says {
+            assert!(d.explanation.contains(text), "{name}: {}", d.explanation);
+        }
+        if let Some(text) = self.never_says {
+            assert!(!d.explanation.contains(text), "{name}: {}", d.explanation);
+        }
+        if self.backend_evidence {
+            assert!(
+                d.evidence.iter().all(|e| e.side == Side::Backend),
+                "{name}: {:?}",
+                d.evidence
+            );
+        }
+    }
+}
+
+const CASE: CutCase = CutCase {
+    scenario: "",
+    cut: Side::Backend,
+    keep: |_| true,
+    verdict: Verdict::Ok,
+    blame: "none",
+    paired: Some(true),
+    lost: None,
+    says: None,
+    never_says: None,
+    backend_evidence: false,
+};
 
 /// Field captures start mid-traffic: each capture counts a connection's bytes from the first one
 /// it saw, and may hold only a later part of it. The verdict must stay that of the whole captures
@@ -544,98 +586,88 @@ fn with_frames(
 /// the first request of the connection, before the failure).
 #[test]
 fn a_capture_started_mid_connection_keeps_the_verdict() {
-    // Backend capture from its frame 8 (the backend's ACK of the first request): the two views
-    // number the request stream 206 bytes apart. Judged lost-in-transit before the views were put
-    // in one numbering ("bytes 218-423 never arrived", acknowledged to byte 218 in the backend's
-    // count).
-    let (d, paired, lost) = with_late_start("apache-response-truncated", Side::Backend, 8);
-    assert_eq!(
-        (d.verdict, d.blame.label(), paired, lost),
-        (Verdict::ResponseTruncated, "backend", true, 0),
-        "{}",
-        d.explanation
-    );
-
-    // Backend capture from its frame 12: it shows only retransmissions of the response's first
-    // segment (bytes 0-1447), the proxy's capture only a later segment that arrived (2896-3147):
-    // disjoint ranges of one stream. Unpaired before (judged backend-timeout from the proxy's
-    // view alone, while the backend capture shows the response sent four times).
-    let (d, paired, lost) = with_late_start("apache-lost-in-transit-response", Side::Backend, 12);
-    assert_eq!(
-        (d.verdict, d.blame.label(), paired, lost),
-        (Verdict::LostInTransit, "network", true, 1),
-        "{}",
-        d.explanation
-    );
-
-    // Proxy capture from its frame 8 (the backend's ACK of the POST): its view has no handshake
-    // and no request, the backend's has both and its FIN without a response. Judged ok before
-    // ("opened and closed normally, without an HTTP exchange").
-    let (d, paired, _) = with_late_start("apache-backend-empty-reply", Side::Proxy, 8);
-    assert_eq!(
-        (d.verdict, d.blame.label(), paired),
-        (Verdict::BackendEmptyReply, "backend", true),
-        "{}",
-        d.explanation
-    );
-    assert!(
-        d.explanation.contains("backend capture's account"),
-        "{}",
-        d.explanation
-    );
-    assert!(
-        d.evidence.iter().all(|e| e.side == Side::Backend),
-        "{:?}",
-        d.evidence
-    );
-
-    // Proxy capture from its frame 8, the one segment of the response that reached the proxy (a
-    // late part of it): no handshake, no request. The backend's capture shows the response sent
-    // six times, never acknowledged. Judged ok before.
-    let (d, paired, _) = with_late_start("apache-lost-in-transit-response", Side::Proxy, 8);
-    assert_eq!(
-        (d.verdict, d.blame.label(), paired),
-        (Verdict::LostInTransit, "network", true),
-        "{}",
-        d.explanation
-    );
-    assert!(
-        d.explanation.contains("backend capture's account"),
-        "{}",
-        d.explanation
-    );
-
-    // Proxy capture from its frame 12: after the connection's end, no backend connection at all.
-    // Which of the backend capture's connections came from the proxy is then said as with the
-    // backend capture alone. None was reported before (exit 0, "no failure in 0 connections").
-    let (d, paired, _) = with_late_start("apache-backend-empty-reply", Side::Proxy, 12);
-    assert_eq!(
-        (d.verdict, d.blame.label(), paired),
-        (Verdict::BackendEmptyReply, "backend", false),
-        "{}",
-        d.explanation
-    );
-    assert!(
-        d.explanation.contains("not in the proxy capture"),
-        "{}",
-        d.explanation
-    );
-    assert!(
-        !d.explanation.contains("a capture on the backend host"),
-        "it is that capture: {}",
-        d.explanation
-    );
-
-    // The backend capture holds the handshake only (its first two frames; the capture host lost
-    // the rest): the proxy's capture shows the backend acknowledging the whole request, so it
-    // was not lost on the way. Judged lost-in-transit before.
-    let (d, paired, lost) = with_frames("apache-backend-timeout", Side::Backend, &|f| f <= 2);
-    assert_eq!(
-        (d.verdict, d.blame.label(), paired, lost),
-        (Verdict::BackendTimeout, "backend", true, 0),
-        "{}",
-        d.explanation
-    );
+    let cases = [
+        // Backend capture from its frame 8 (the backend's ACK of the first request): the two
+        // views number the request stream 206 bytes apart. Judged lost-in-transit before the
+        // views were put in one numbering ("bytes 218-423 never arrived", acknowledged to byte
+        // 218 in the backend's count).
+        CutCase {
+            scenario: "apache-response-truncated",
+            keep: |f| f >= 8,
+            verdict: Verdict::ResponseTruncated,
+            blame: "backend",
+            lost: Some(0),
+            ..CASE
+        },
+        // Backend capture from its frame 12: it shows only retransmissions of the response's
+        // first segment (bytes 0-1447), the proxy's capture only a later segment that arrived
+        // (2896-3147): disjoint ranges of one stream. Unpaired before (judged backend-timeout
+        // from the proxy's view alone, while the backend capture shows the response sent four
+        // times).
+        CutCase {
+            scenario: "apache-lost-in-transit-response",
+            keep: |f| f >= 12,
+            verdict: Verdict::LostInTransit,
+            blame: "network",
+            lost: Some(1),
+            ..CASE
+        },
+        // Proxy capture from its frame 8 (the backend's ACK of the POST): its view has no
+        // handshake and no request, the backend's has both and its FIN without a response.
+        // Judged ok before ("opened and closed normally, without an HTTP exchange").
+        CutCase {
+            scenario: "apache-backend-empty-reply",
+            cut: Side::Proxy,
+            keep: |f| f >= 8,
+            verdict: Verdict::BackendEmptyReply,
+            blame: "backend",
+            says: Some("backend capture's account"),
+            backend_evidence: true,
+            ..CASE
+        },
+        // Proxy capture from its frame 8, the one segment of the response that reached the proxy
+        // (a late part of it): no handshake, no request. The backend's capture shows the response
+        // sent six times, never acknowledged. Judged ok before.
+        CutCase {
+            scenario: "apache-lost-in-transit-response",
+            cut: Side::Proxy,
+            keep: |f| f >= 8,
+            verdict: Verdict::LostInTransit,
+            blame: "network",
+            says: Some("backend capture's account"),
+            ..CASE
+        },
+        // Proxy capture from its frame 12: after the connection's end, no backend connection at
+        // all. Which of the backend capture's connections came from the proxy is then said as with
+        // the backend capture alone. None was reported before (exit 0, "no failure in 0
+        // connections").
+        CutCase {
+            scenario: "apache-backend-empty-reply",
+            cut: Side::Proxy,
+            keep: |f| f >= 12,
+            verdict: Verdict::BackendEmptyReply,
+            blame: "backend",
+            paired: Some(false),
+            says: Some("not in the proxy capture"),
+            // It is that capture.
+            never_says: Some("a capture on the backend host"),
+            ..CASE
+        },
+        // The backend capture holds the handshake only (its first two frames; the capture host
+        // lost the rest): the proxy's capture shows the backend acknowledging the whole request,
+        // so it was not lost on the way. Judged lost-in-transit before.
+        CutCase {
+            scenario: "apache-backend-timeout",
+            keep: |f| f <= 2,
+            verdict: Verdict::BackendTimeout,
+            blame: "backend",
+            lost: Some(0),
+            ..CASE
+        },
+    ];
+    for case in &cases {
+        case.check();
+    }
 }
 
 /// A RST answering the proxy's SYN is said forged only when the backend capture ran at that
@@ -647,18 +679,16 @@ fn a_backend_capture_that_ended_proves_no_forged_rst() {
     // nginx: the backend capture ends with the SYN arriving (its frame 2; the RST is frame 3).
     // apache: it ends before the SYN (two ICMPv6 frames).
     for scenario in ["nginx-connect-refused", "apache-connect-refused"] {
-        let (d, _, _) = with_frames(scenario, Side::Backend, &|f| f <= 2);
-        assert_eq!(
-            (d.verdict, d.blame.label()),
-            (Verdict::ConnectRefused, "backend"),
-            "{scenario}: {}",
-            d.explanation
-        );
-        assert!(
-            d.explanation.contains("does not cover that moment"),
-            "{scenario}: {}",
-            d.explanation
-        );
+        CutCase {
+            scenario,
+            keep: |f| f <= 2,
+            verdict: Verdict::ConnectRefused,
+            blame: "backend",
+            paired: None,
+            says: Some("does not cover that moment"),
+            ..CASE
+        }
+        .check();
     }
 }
 
@@ -671,18 +701,7 @@ fn a_backend_capture_that_ended_proves_no_forged_rst() {
 fn a_response_whose_start_the_proxy_capture_missed_is_not_blamed_on_the_backend() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/apache-pooled-before-capture");
     for resume in [40, 80] {
-        let (_, backend) = lab_captures(&dir, true)
-            .into_iter()
-            .find(|(s, _)| *s == Side::Backend)
-            .expect("backend");
-        let sides = vec![
-            kit::side(
-                Side::Proxy,
-                kept_frames(&dir, Side::Proxy, &|f| f <= 2 || f >= resume),
-            ),
-            pipeline::read_side(Side::Backend, backend, SideOptions::default()),
-        ];
-        let a = pipeline::analyze(sides, &[]);
+        let a = analyze_cut(&dir, Side::Proxy, &|f| f <= 2 || f >= resume);
         let ds: Vec<_> = a.diagnoses.iter().flatten().collect();
         assert!(
             ds.iter().all(|d| !d.verdict.is_failure()),
@@ -720,17 +739,7 @@ fn a_capture_started_late_raises_no_false_loss() {
         let full_has_loss = verdicts(&analyze(&dir, true)).contains(&Verdict::LostInTransit);
         for late in [Side::Proxy, Side::Backend] {
             for first in [8, 20, 80] {
-                let sides = lab_captures(&dir, true)
-                    .into_iter()
-                    .map(|(side, set)| {
-                        if side == late {
-                            kit::side(side, kept_frames(&dir, side, &|f| f >= first))
-                        } else {
-                            pipeline::read_side(side, set, SideOptions::default())
-                        }
-                    })
-                    .collect();
-                let cut = pipeline::analyze(sides, &[]);
+                let cut = analyze_cut(&dir, late, &|f| f >= first);
                 if !full_has_loss && verdicts(&cut).contains(&Verdict::LostInTransit) {
                     problems.push(format!("{name}: {late:?} capture from frame {first}"));
                 }

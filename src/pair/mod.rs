@@ -96,18 +96,6 @@ pub struct Pair<V> {
     pub seq_map: SeqMap,
 }
 
-impl<V> Pair<V> {
-    /// The same pair with other views (e.g. the indexes where its connections were stored).
-    pub fn with_views<W>(&self, proxy: Option<W>, backend: Option<W>) -> Pair<W> {
-        Pair {
-            proxy,
-            backend,
-            method: self.method,
-            seq_map: self.seq_map,
-        }
-    }
-}
-
 /// A pair carrying its connections: what the pairer hands out, and what the diagnosis judges.
 pub type Matched = Pair<Box<Conn>>;
 
@@ -387,8 +375,11 @@ impl Pairer {
         // then said as with the backend capture alone, rather than none being reported.
         let nothing_learned =
             self.learned[P].is_empty() && self.learned[B].is_empty() && self.given.is_empty();
-        let clients: BTreeSet<IpAddr> = deferred_b.iter().map(|c| c.client.ip).collect();
-        let servers: BTreeSet<IpAddr> = deferred_b.iter().map(|c| c.server.ip).collect();
+        let (clients, servers): (BTreeSet<IpAddr>, BTreeSet<IpAddr>) = if nothing_learned {
+            deferred_b.iter().map(|c| (c.client.ip, c.server.ip)).unzip()
+        } else {
+            Default::default()
+        };
         for c in deferred_b {
             if self.learned[B].contains(&c.server)
                 || self.learned[P].contains(&c.server)

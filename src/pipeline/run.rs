@@ -12,7 +12,9 @@ use crate::capture::CaptureSet;
 use crate::decode::Endpoint;
 use crate::diagnose::{self, Diagnosis, Finding, IdleCloses, Verdict};
 use crate::incident::clients::{ClientLimits, ClientMatcher, ClientRequests};
-use crate::pair::{self, Alignment, Backends, ClockOffset, MatchMethod, Matched, Pairer, Pairing, SeqMap};
+use crate::pair::{
+    self, Alignment, Backends, ClockOffset, MatchMethod, Matched, Pair, Pairer, Pairing, SeqMap,
+};
 
 /// Where findings go, as soon as each is judged (a report writer, or an [`Analysis`]).
 pub trait Sink {
@@ -482,10 +484,20 @@ impl Sink for Analysis {
             let id = self.pairing.pairs.len().to_string();
             m.backend_connection(&id, f.pair.proxy.as_deref(), &f.diagnosis);
         }
-        let mut kept = f.pair.with_views(None, None);
-        kept.proxy = f.pair.proxy.map(|c| self.keep(0, c));
-        kept.backend = f.pair.backend.map(|c| self.keep(1, c));
-        self.pairing.pairs.push(kept);
+        let Pair {
+            proxy,
+            backend,
+            method,
+            seq_map,
+        } = f.pair;
+        let proxy = proxy.map(|c| self.keep(0, c));
+        let backend = backend.map(|c| self.keep(1, c));
+        self.pairing.pairs.push(Pair {
+            proxy,
+            backend,
+            method,
+            seq_map,
+        });
         self.alignments.push(f.alignment);
         self.diagnoses.push(Some(f.diagnosis));
     }
