@@ -36,7 +36,7 @@ pub fn capture(data: &[u8]) {
     let s = set.summary();
     assert_eq!(s.packets, n);
     for w in &s.warnings {
-        assert!(!w.contains('\n'), "{w}");
+        assert!(!w.text.contains('\n'), "{w:?}");
     }
 }
 

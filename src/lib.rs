@@ -26,6 +26,33 @@
 //! Memory grows with the number of open connections and the headers being parsed, not with the
 //! size of the captures: payload is not kept once it has been parsed.
 
+/// An enum of kinds, each with a stable name (for the reports), the list of them all, and the JSON
+/// Schema of a name (a string, one of the names, so the schema lists them). Used for the capture
+/// warnings ([`capture::WarningKind`]) and the HTTP stop reasons ([`http::StopKind`]).
+macro_rules! named_kinds {
+    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vm])* $v,)* }
+
+        impl $name {
+            /// Every kind, in the order of the list above.
+            pub const ALL: &'static [$name] = &[$($name::$v,)*];
+
+            /// The stable kebab-case name the JSON shows.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$v => $s,)* }
+            }
+
+            /// The JSON Schema of a name: a string, one of the names of `ALL`.
+            pub(crate) fn name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+                schemars::json_schema!({ "type": "string", "enum": names })
+            }
+        }
+    };
+}
+
 pub mod anomaly;
 pub mod capture;
 pub mod decode;

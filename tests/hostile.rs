@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bothends::anomaly::AnomalyKind;
-use bothends::capture::{CaptureSet, Input, MAX_RECORD_BYTES};
+use bothends::capture::{CaptureSet, Input, MAX_RECORD_BYTES, WarningKind};
 use bothends::http::HttpLimits;
 use bothends::pipeline::{self, Analysis, Mode, Side, SideOptions, SideResult};
 use bothends::report::{self, ReportOptions, SideInfo, stream, text::Style};
@@ -420,9 +420,10 @@ fn connection_table_cap_evicts_and_goes_on() {
         side.anomalies
     );
     assert!(
-        side.warnings
-            .iter()
-            .any(|w| w.contains("hostile.pcap: more than 1000 connections were open at once")),
+        side.warnings.iter().any(|w| w
+            .text
+            .contains("hostile.pcap: more than 1000 connections were open at once")
+            && w.kind == WarningKind::ConnectionTableFull),
         "{:?}",
         side.warnings
     );
@@ -719,7 +720,9 @@ fn gzip_bomb_stops_with_a_warning() {
     eprintln!("gzip bomb: {} bytes for 10 GiB", bomb.len());
     let file = to_file(bomb);
     let (side, peak, took) = run_file("gzip_bomb", &file, SideOptions::default());
-    let w = side.warnings.join("\n");
+    assert_eq!(side.warnings[0].kind, WarningKind::DecompressionBomb);
+    let w: Vec<String> = side.warnings.iter().map(|w| w.to_string()).collect();
+    let w = w.join("\n");
     assert!(w.contains("decompression bomb"), "{w}");
     assert!(w.starts_with(&format!("{}: at byte ", file.display())), "{w}");
     assert!(side.warnings.len() <= 25, "{w}");
@@ -798,8 +801,8 @@ fn pcapng_blocks_with_lengths_that_lie() {
         assert!(side.capture.packets >= 1, "{what}");
         assert!(!side.warnings.is_empty(), "{what}: no warning");
         for w in &side.warnings {
-            assert!(w.contains("hostile.pcap: "), "{what}: {w}");
-            assert!(!w.contains('\n'), "{what}: {w}");
+            assert!(w.text.contains("hostile.pcap: "), "{what}: {w}");
+            assert!(!w.text.contains('\n'), "{what}: {w}");
         }
         assert!(peak < MAX_RECORD_BYTES + 16 * MIB, "{what}: {peak}");
     }
@@ -818,7 +821,7 @@ fn pcapng_blocks_with_lengths_that_lie() {
                 while set.next().is_some() {}
                 let w = set.summary().warnings;
                 eprintln!("  section header length {total}: read, {w:?}");
-                assert!(w.iter().all(|w| w.starts_with("lie.pcapng: ")), "{w:?}");
+                assert!(w.iter().all(|w| w.text.starts_with("lie.pcapng: ")), "{w:?}");
             }
         }
     }
@@ -843,9 +846,12 @@ fn connections_past_the_cap_are_counted_not_analysed() {
     assert_eq!(side.connections.len(), 2000);
     assert_eq!(side.anomalies.count_of(AnomalyKind::ConnectionLimit), 3001);
     assert!(
-        side.warnings.iter().any(|w| w.contains(
-            "hostile.pcap: more than 2000 connections: 3001 packets of later connections were counted"
-        )),
+        side.warnings
+            .iter()
+            .any(|w| w.kind == WarningKind::ConnectionLimit
+                && w.text.contains(
+                    "hostile.pcap: more than 2000 connections: 3001 packets of later connections were counted"
+                )),
         "{:?}",
         side.warnings
     );
@@ -974,9 +980,8 @@ fn connections_that_never_pair_wait_within_their_cap() {
     let (failed, warnings) = end;
     assert_eq!(failed, N as u64, "every SYN is reported");
     assert!(
-        warnings
-            .iter()
-            .any(|w| w
+        warnings.iter().any(|w| w.kind == WarningKind::PairingMemoryCap
+            && w.text
                 .contains("connections stopped waiting for their counterpart in the other capture early")),
         "{warnings:?}"
     );

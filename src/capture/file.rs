@@ -11,7 +11,7 @@ use pcap_parser::{PcapBlockOwned, PcapError};
 use super::damage::{INTERRUPTED, describe, explain_damage, hex_prefix, impossible_block_length};
 use super::input::{GzipMeter, read_prefix, ungzip};
 use super::{CaptureError, FrameRef, LinkType, MAX_GZIP_RATIO, MAX_RECORD_BYTES, Packet, READ_BUFFER_BYTES};
-use super::{pcap, pcapng};
+use super::{Warning, WarningKind, pcap, pcapng};
 
 /// How many warnings of one kind a file keeps; the rest are counted.
 pub(super) const MAX_WARNINGS_PER_FILE: usize = 20;
@@ -86,7 +86,7 @@ pub(super) struct FileState {
     /// Drop counters per (section, interface): statistics blocks are cumulative, so the latest
     /// (largest) value of each counts.
     pub(super) drops: std::collections::BTreeMap<(u32, u32), u64>,
-    pub(super) warnings: Vec<String>,
+    pub(super) warnings: Vec<Warning>,
     pub(super) suppressed_warnings: u64,
 }
 
@@ -157,7 +157,7 @@ impl FileReader {
                     "the gzip data is damaged after {at} decompressed bytes ({why}): the file was cut short or corrupted"
                 )
             };
-            state.stop(consumed, &what);
+            state.stop(WarningKind::GzipDamaged, consumed, &what);
             return true;
         }
         let Some(at) = gzip
@@ -170,6 +170,7 @@ impl FileReader {
         *gzip = None;
         let mib = at / (1024 * 1024);
         state.stop(
+            WarningKind::DecompressionBomb,
             consumed,
             &format!(
                 "the gzip data expanded to {mib} MiB, more than {MAX_GZIP_RATIO} times its compressed size: \
@@ -213,7 +214,7 @@ impl FileReader {
         while !self.done {
             let consumed = self.reader.consumed();
             if let Some(what) = impossible_block_length(&self.state.format, self.reader.data()) {
-                self.state.stop(consumed, &what);
+                self.state.stop(WarningKind::FileDamaged, consumed, &what);
                 self.done = true;
                 return;
             }
@@ -235,7 +236,7 @@ impl FileReader {
                 }
                 Ok(Step::Skip(offset)) => self.reader.consume_noshift(offset),
                 Err(what) => {
-                    self.state.stop(consumed, &what);
+                    self.state.stop(WarningKind::FileDamaged, consumed, &what);
                     self.done = true;
                 }
             }
@@ -257,10 +258,12 @@ impl FileReader {
                 let before = self.reader.data().len();
                 if let Err(e) = self.reader.refill() {
                     let what = describe(&e);
-                    self.state.stop(consumed, &format!("read error ({what})"));
+                    self.state
+                        .stop(WarningKind::ReadError, consumed, &format!("read error ({what})"));
                     self.done = true;
                 } else if self.reader.data().len() == before && !self.reader.reader_exhausted() {
-                    self.state.stop(consumed, "the reader made no progress");
+                    self.state
+                        .stop(WarningKind::ReadError, consumed, "the reader made no progress");
                     self.done = true;
                 }
             }
@@ -276,7 +279,7 @@ impl FileReader {
                         data.len()
                     )
                 });
-                self.state.stop(consumed, &what);
+                self.state.stop(WarningKind::FileEndsMidRecord, consumed, &what);
             }
             PcapError::BufferTooSmall => {
                 let size = self.reader.data().len().max(READ_BUFFER_BYTES) * 2;
@@ -287,7 +290,7 @@ impl FileReader {
                             MAX_RECORD_BYTES / (1024 * 1024)
                         )
                     });
-                    self.state.stop(consumed, &what);
+                    self.state.stop(WarningKind::FileDamaged, consumed, &what);
                     self.done = true;
                 }
             }
@@ -299,7 +302,7 @@ impl FileReader {
                 let why = describe(&e);
                 let what = explain_damage(&self.state.format, self.reader.data())
                     .unwrap_or_else(|| format!("malformed record or block ({why})"));
-                self.state.stop(consumed, &what);
+                self.state.stop(WarningKind::FileDamaged, consumed, &what);
             }
         }
     }
@@ -321,32 +324,44 @@ impl FileState {
         }
     }
 
-    pub(super) fn warn(&mut self, what: String) {
+    /// Notes a warning about this file (about frame `frame` when given); `what` follows the
+    /// file's name in the text.
+    pub(super) fn warn(&mut self, kind: WarningKind, frame: Option<u32>, what: String) {
         if self.warnings.len() < MAX_WARNINGS_PER_FILE {
-            self.warnings.push(format!("{}: {}", self.name, what));
+            let w = Warning::new(kind, &self.name, format!("{}: {}", self.name, what));
+            self.warnings.push(match frame {
+                Some(f) => w.at_frame(f as u64),
+                None => w,
+            });
         } else {
             self.suppressed_warnings += 1;
         }
     }
 
     /// Reading this file ends here: say where and what was kept.
-    fn stop(&mut self, byte: usize, what: &str) {
+    fn stop(&mut self, kind: WarningKind, byte: usize, what: &str) {
         let kept = match self.frames {
             0 => "no frame before it".to_string(),
             1 => "kept frame 1 before it".to_string(),
             n => format!("kept frames 1-{n} before it"),
         };
-        self.warn(format!(
-            "at byte {byte}: {what}; stopped reading this file, {kept}"
-        ));
+        self.warn(
+            kind,
+            None,
+            format!("at byte {byte}: {what}; stopped reading this file, {kept}"),
+        );
     }
 
-    pub(super) fn warnings(&self) -> Vec<String> {
+    pub(super) fn warnings(&self) -> Vec<Warning> {
         let mut w = self.warnings.clone();
         if self.suppressed_warnings > 0 {
-            w.push(format!(
-                "{}: {} more warnings not shown",
-                self.name, self.suppressed_warnings
+            w.push(Warning::new(
+                WarningKind::MoreWarnings,
+                &self.name,
+                format!(
+                    "{}: {} more warnings not shown",
+                    self.name, self.suppressed_warnings
+                ),
             ));
         }
         w

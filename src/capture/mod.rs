@@ -25,6 +25,7 @@ mod pcap;
 mod pcapng;
 #[cfg(test)]
 mod tests;
+mod warning;
 mod write;
 
 use std::fmt;
@@ -32,6 +33,7 @@ use std::io::{self, Cursor};
 
 use file::FileReader;
 pub use input::{Input, Progress};
+pub use warning::{Warning, WarningKind};
 pub use write::PcapWriter;
 
 /// Initial size of a file's read buffer.
@@ -140,7 +142,7 @@ pub struct CaptureSummary {
     pub truncated_packets: u64,
     /// Packets the capturing host said it dropped (pcapng interface statistics).
     pub reported_drops: u64,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 /// The packets of one side, from one or several files, in time order.

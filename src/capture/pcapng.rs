@@ -9,7 +9,7 @@ use pcap_parser::traits::PcapReaderIterator;
 
 use super::damage::{describe, read_u32};
 use super::file::{FileState, Format, Interface, Step};
-use super::{CaptureError, LinkType, MAX_TS_NS, READ_BUFFER_BYTES};
+use super::{CaptureError, LinkType, MAX_TS_NS, READ_BUFFER_BYTES, WarningKind};
 
 impl FileState {
     /// Looks at one pcapng block (of a pcapng file: other formats skip it).
@@ -72,7 +72,7 @@ impl FileState {
     fn skip_frame(&mut self, offset: usize, why: impl FnOnce(u32) -> String) -> Step {
         let frame = self.frames + 1;
         self.frames = frame;
-        self.warn(why(frame));
+        self.warn(WarningKind::UndeclaredInterface, Some(frame), why(frame));
         Step::Skip(offset)
     }
 
@@ -135,16 +135,18 @@ impl FileState {
         }
         if link.name() == "unknown" {
             let n = self.interface_count() - 1;
-            self.warn(format!(
+            self.warn(WarningKind::UnsupportedLinkType, None, format!(
                 "interface {n} declares link type {}, which bothends does not read: its packets are skipped",
                 link.0
             ));
         }
         if bad_resol {
             let n = self.interface_count() - 1;
-            self.warn(format!(
-                "interface {n} declares an impossible timestamp resolution; its packets get time 0"
-            ));
+            self.warn(
+                WarningKind::BadTimestampResolution,
+                None,
+                format!("interface {n} declares an impossible timestamp resolution; its packets get time 0"),
+            );
         }
     }
 
@@ -168,10 +170,14 @@ impl FileState {
         if drops > before {
             self.drops.insert(key, drops);
             let if_id = isb.if_id;
-            self.warn(format!(
-                "interface {if_id} statistics say the capturing host dropped {drops} packets: \
+            self.warn(
+                WarningKind::DropsReported,
+                None,
+                format!(
+                    "interface {if_id} statistics say the capturing host dropped {drops} packets: \
                  some packets on the wire are not in this file"
-            ));
+                ),
+            );
         }
     }
 

@@ -40,6 +40,11 @@ fn record(v: &mut Vec<u8>, sec: u32, frac: u32, data: &[u8], orig: u32, be: bool
     v.extend_from_slice(data);
 }
 
+/// The sentences of some warnings.
+fn texts(warnings: &[Warning]) -> Vec<String> {
+    warnings.iter().map(|w| w.text.clone()).collect()
+}
+
 fn read_all(set: &mut CaptureSet) -> Vec<(u32, i64, usize, u32)> {
     let mut out = Vec::new();
     while let Some(p) = set.next() {
@@ -85,6 +90,9 @@ fn truncated_last_record_is_a_warning_and_keeps_earlier_frames() {
     assert_eq!(read_all(&mut set).len(), 1);
     let w = set.summary().warnings;
     assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].kind, WarningKind::FileEndsMidRecord);
+    assert_eq!((w[0].file.as_deref(), w[0].frame), (Some("cut.pcap"), None));
+    let w = texts(&w);
     assert!(
         w[0].starts_with("cut.pcap: at byte 50: the last record is cut short"),
         "{}",
@@ -158,6 +166,8 @@ fn gzip_cut_short_keeps_the_frames_before() {
     assert!(n > 100 && n < 2000, "{n}");
     let w = set.summary().warnings;
     assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].kind, WarningKind::GzipDamaged);
+    let w = texts(&w);
     assert!(w[0].contains("the gzip data is damaged after"), "{}", w[0]);
     assert!(w[0].contains("cut short or corrupted"), "{}", w[0]);
     // Damaged from the start: one line naming the file.
@@ -173,7 +183,7 @@ fn gzip_cut_short_keeps_the_frames_before() {
     trailing.extend_from_slice(b"these bytes are not gzip\n");
     let mut set = CaptureSet::from_bytes("t.gz", trailing).unwrap();
     assert_eq!(read_all(&mut set).len(), 2000);
-    let w = set.summary().warnings;
+    let w = texts(&set.summary().warnings);
     assert!(w[0].contains("holds bytes that are not gzip"), "{w:?}");
 }
 
@@ -190,8 +200,9 @@ fn block_shorter_than_its_framing_never_reaches_the_parser() {
     .unwrap();
     let mut set = CaptureSet::from_bytes("pib.pcapng", data.clone()).unwrap();
     assert!(read_all(&mut set).is_empty());
+    assert_eq!(set.summary().warnings[0].kind, WarningKind::FileDamaged);
     assert_eq!(
-        set.summary().warnings,
+        texts(&set.summary().warnings),
         vec![
             "pib.pcapng: at byte 104: a block of type 0x80000001 declares 8 bytes, less than a block's \
              header and trailer (12): its length field is damaged; stopped reading this file, no frame \
@@ -207,7 +218,7 @@ fn block_shorter_than_its_framing_never_reaches_the_parser() {
             f.extend_from_slice(&[0; 16]);
             let mut set = CaptureSet::from_bytes("x.pcapng", f).unwrap();
             read_all(&mut set);
-            let w = set.summary().warnings;
+            let w = texts(&set.summary().warnings);
             assert!(
                 w.iter().any(|w| w.contains(&format!("declares {len} bytes"))),
                 "{kind:x} {len}: {w:?}"
@@ -239,8 +250,9 @@ fn unsupported_link_type_names_its_interface() {
     }
     let mut set = CaptureSet::from_bytes("two.pcapng", f).unwrap();
     read_all(&mut set);
+    assert_eq!(set.summary().warnings[0].kind, WarningKind::UnsupportedLinkType);
     assert_eq!(
-        set.summary().warnings,
+        texts(&set.summary().warnings),
         vec![
             "two.pcapng: interface 1 declares link type 147, which bothends does not read: its packets \
              are skipped"
@@ -306,6 +318,8 @@ fn lying_record_length_stops_with_a_warning() {
     assert_eq!(read_all(&mut set).len(), 1);
     let w = set.summary().warnings;
     assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].kind, WarningKind::FileDamaged);
+    let w = texts(&w);
     assert!(w[0].contains("at byte 42"), "{}", w[0]);
 }
 

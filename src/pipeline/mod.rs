@@ -13,7 +13,9 @@ pub use crate::http::Conn;
 pub(crate) use crate::http::conn_bytes;
 
 use crate::anomaly::{Anomalies, AnomalyKind};
-use crate::capture::{CaptureError, CaptureSet, CaptureSummary, Input, Packet, Progress};
+use crate::capture::{
+    CaptureError, CaptureSet, CaptureSummary, Input, Packet, Progress, Warning, WarningKind,
+};
 use crate::decode::{self, DecodeStats, IcmpError, Segment, Skip};
 use crate::http::{HttpHandler, HttpLimits};
 use crate::tcp::{ConnectionTable, Limits};
@@ -27,7 +29,7 @@ pub struct SideResult {
     /// Capture-level anomalies (malformed packets, table limits).
     pub anomalies: Anomalies,
     /// Warnings for the report: the capture's own, then packet-level ones.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// TCP connections the capture holds (all of them, reported or not).
     pub tcp_connections: u64,
     /// The connections kept: after [`read_side`], all of them in order of their first packet; in
@@ -145,7 +147,10 @@ pub(crate) fn read_side_with(
     let mut warnings = capture.warnings.clone();
     warnings.extend(packet_warnings);
     if more_warnings > 0 {
-        warnings.push(format!("{more_warnings} more malformed packets not listed"));
+        warnings.push(Warning::side(
+            WarningKind::MoreMalformedPackets,
+            format!("{more_warnings} more malformed packets not listed"),
+        ));
     }
     warnings.extend(table_cap_warnings(&files.join(", "), &anomalies, &opts.tcp));
     SideResult {
@@ -161,30 +166,39 @@ pub(crate) fn read_side_with(
 
 /// What a side's reader says beside the report when a cap of its connection table was hit (the
 /// counts are anomalies).
-fn table_cap_warnings(names: &str, anomalies: &Anomalies, tcp: &Limits) -> Vec<String> {
+fn table_cap_warnings(names: &str, anomalies: &Anomalies, tcp: &Limits) -> Vec<Warning> {
     let mut warnings = Vec::new();
     let full = anomalies.count_of(AnomalyKind::ConnectionTableFull);
     if full > 0 {
-        warnings.push(format!(
-            "{names}: more than {} connections were open at once (a SYN flood?): {full} were judged \
+        warnings.push(Warning::side(
+            WarningKind::ConnectionTableFull,
+            format!(
+                "{names}: more than {} connections were open at once (a SYN flood?): {full} were judged \
              before their end to make room",
-            tcp.max_open
+                tcp.max_open
+            ),
         ));
     }
     let heavy = anomalies.count_of(AnomalyKind::ConnectionTableMemory);
     if heavy > 0 {
-        warnings.push(format!(
-            "{names}: the connections open at once took more than {} MiB (a flood of connections?): \
+        warnings.push(Warning::side(
+            WarningKind::ConnectionTableMemory,
+            format!(
+                "{names}: the connections open at once took more than {} MiB (a flood of connections?): \
              {heavy} were judged before their end to make room",
-            tcp.max_open_bytes >> 20
+                tcp.max_open_bytes >> 20
+            ),
         ));
     }
     let over = anomalies.count_of(AnomalyKind::ConnectionLimit);
     if over > 0 {
-        warnings.push(format!(
-            "{names}: more than {} connections: {over} packets of later connections were counted, not \
+        warnings.push(Warning::side(
+            WarningKind::ConnectionLimit,
+            format!(
+                "{names}: more than {} connections: {over} packets of later connections were counted, not \
              analysed",
-            tcp.max_connections
+                tcp.max_connections
+            ),
         ));
     }
     warnings
@@ -205,7 +219,7 @@ struct Decoder {
     stats: DecodeStats,
     /// Malformed packets.
     anomalies: Anomalies,
-    packet_warnings: Vec<String>,
+    packet_warnings: Vec<Warning>,
     more_warnings: u64,
 }
 
@@ -221,8 +235,9 @@ impl Decoder {
                     .note(AnomalyKind::MalformedPacket, Some(packet.frame));
                 if self.packet_warnings.len() < MAX_PACKET_WARNINGS {
                     let file = self.file(packet);
-                    let w = format!("{file}: frame {}: {why}; packet skipped", packet.frame.frame);
-                    self.packet_warnings.push(w);
+                    let text = format!("{file}: frame {}: {why}; packet skipped", packet.frame.frame);
+                    let w = Warning::new(WarningKind::MalformedPacket, &file, text);
+                    self.packet_warnings.push(w.at_frame(packet.frame.frame as u64));
                 } else {
                     self.more_warnings += 1;
                 }
@@ -232,11 +247,12 @@ impl Decoder {
             Err(Skip::UnsupportedLink) => {
                 if self.stats.unsupported_link == 1 {
                     let file = self.file(packet);
-                    let w = format!(
+                    let text = format!(
                         "{file}: frame {}: link type {} is not supported; its packets are skipped",
                         packet.frame.frame, packet.link
                     );
-                    self.packet_warnings.push(w);
+                    let w = Warning::new(WarningKind::UnsupportedLinkType, &file, text);
+                    self.packet_warnings.push(w.at_frame(packet.frame.frame as u64));
                 }
                 Item::Other
             }

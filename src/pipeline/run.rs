@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::mpsc;
 
 use super::{Conn, Side, SideOptions, SideResult, read_side_with};
-use crate::capture::CaptureSet;
+use crate::capture::{CaptureSet, Warning, WarningKind};
 use crate::decode::Endpoint;
 use crate::diagnose::{self, Diagnosis, Finding, IdleCloses, Verdict};
 use crate::incident::clients::{ClientLimits, ClientMatcher, ClientRequests};
@@ -128,20 +128,26 @@ fn memory_cap_warnings(results: &mut [Option<SideResult>; 2], early: [u64; 2], j
         let Some(r) = r else { continue };
         let names = r.capture.files.join(", ");
         if early[side] > 0 {
-            r.warnings.push(format!(
-                "{names}: {} connections stopped waiting for their counterpart in the other \
+            r.warnings.push(Warning::side(
+                WarningKind::PairingMemoryCap,
+                format!(
+                    "{names}: {} connections stopped waiting for their counterpart in the other \
                  capture early (those waiting took more than {} MiB): some may be reported as \
                  seen at one end only",
-                early[side],
-                pair::WAITING_BYTES >> 20
+                    early[side],
+                    pair::WAITING_BYTES >> 20
+                ),
             ));
         }
         if side == 0 && judged_early > 0 {
-            r.warnings.push(format!(
-                "{names}: {judged_early} empty replies on reused connections were judged before \
+            r.warnings.push(Warning::side(
+                WarningKind::JudgingMemoryCap,
+                format!(
+                    "{names}: {judged_early} empty replies on reused connections were judged before \
                  the backends' keep-alive timeouts were known (those waiting took more than {} \
                  MiB)",
-                JUDGE_DEFERRED_BYTES >> 20
+                    JUDGE_DEFERRED_BYTES >> 20
+                ),
             ));
         }
     }

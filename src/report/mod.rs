@@ -531,6 +531,7 @@ fn bump(map: &mut IndexMap<String, u64>, key: &str) {
 }
 
 fn capture_info(s: &SideResult) -> CaptureInfo {
+    let (warnings, warning_details) = WarningDetail::split(&s.warnings);
     CaptureInfo {
         side: s.side.name().to_string(),
         files: s.capture.files.clone(),
@@ -538,7 +539,8 @@ fn capture_info(s: &SideResult) -> CaptureInfo {
         link_types: s.capture.link_types.iter().map(|l| l.to_string()).collect(),
         first_time: s.capture.first_ts_ns.map(rfc3339),
         last_time: s.capture.last_ts_ns.map(rfc3339),
-        warnings: s.warnings.clone(),
+        warnings,
+        warning_details,
         tcp_packets: s.decode.tcp,
         skipped: Skipped {
             not_ip: s.decode.not_ip,

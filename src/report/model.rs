@@ -123,6 +123,51 @@ pub struct ProxyLogFile {
     pub unreadable: u64,
     /// Problems reading the file, naming the line.
     pub warnings: Vec<String>,
+    /// The same warnings typed, in the same order: `warning_details[i].text == warnings[i]`.
+    #[serde(default)]
+    pub warning_details: Vec<WarningDetail>,
+}
+
+/// A warning typed: its kind, where it is, and its sentence (the matching item of `warnings`).
+/// E.g. `{ "kind": "malformed-packet", "file": "proxy.pcap", "frame": 12, "text": "proxy.pcap:
+/// frame 12: ...; packet skipped" }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WarningDetail {
+    /// Stable kebab-case name of what the warning is about, e.g. "malformed-packet",
+    /// "file-ends-mid-record", "drops-reported", "more-warnings", "log-line-unreadable".
+    #[schemars(schema_with = "crate::capture::WarningKind::name_schema")]
+    pub kind: String,
+    /// The capture or log file, as given; omitted for a warning about a whole side (a table or
+    /// memory cap, malformed packets not listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The 1-based frame number in `file` (Wireshark's `frame.number`), for a warning about one
+    /// frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<u64>,
+    /// The 1-based line number in `file`, for a proxy log warning about one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// The warning's sentence, as in `warnings`.
+    pub text: String,
+}
+
+impl WarningDetail {
+    /// The texts and the details of `warnings`, in their order (a report's `warnings` and
+    /// `warning_details`).
+    pub(crate) fn split(warnings: &[crate::capture::Warning]) -> (Vec<String>, Vec<WarningDetail>) {
+        let details: Vec<WarningDetail> = warnings
+            .iter()
+            .map(|w| WarningDetail {
+                kind: w.kind.name().to_string(),
+                file: w.file.clone(),
+                frame: w.frame,
+                line: w.line,
+                text: w.text.clone(),
+            })
+            .collect();
+        (details.iter().map(|d| d.text.clone()).collect(), details)
+    }
 }
 
 /// A line of the proxy's error log.
@@ -187,6 +232,9 @@ pub struct CaptureInfo {
     /// Problems with the capture itself (a truncated file, drops reported by the capturing host,
     /// malformed packets), each naming the file and frame or byte offset.
     pub warnings: Vec<String>,
+    /// The same warnings typed, in the same order: `warning_details[i].text == warnings[i]`.
+    #[serde(default)]
+    pub warning_details: Vec<WarningDetail>,
     /// Packets that decoded to TCP segments.
     pub tcp_packets: u64,
     /// Packets that were not TCP over IP, by reason.

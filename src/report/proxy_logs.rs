@@ -8,7 +8,11 @@ use std::fmt::Write as _;
 use super::html::esc;
 use super::markdown;
 use super::text::{write_hanging, write_wrapped};
-use super::{ConnectionReport, LogLineReport, ProxyLogFile, ProxyLogsReport, Report, WindowReport, rfc3339};
+use super::{
+    ConnectionReport, LogLineReport, ProxyLogFile, ProxyLogsReport, Report, WarningDetail, WindowReport,
+    rfc3339,
+};
+use crate::capture::{Warning, WarningKind};
 use crate::diagnose::Verdict;
 use crate::incident::logs::{Attached, LogLine, LogsSummary, Outcome};
 use crate::incident::window::{Window, offset_words};
@@ -74,8 +78,10 @@ pub(crate) fn summary_report(s: LogsSummary) -> ProxyLogsReport {
             .map(|f| {
                 let mut warnings = f.warnings.clone();
                 if f.more_warnings > 0 {
-                    warnings.push(format!("{}: {} more warnings", f.file, f.more_warnings));
+                    let text = format!("{}: {} more warnings", f.file, f.more_warnings);
+                    warnings.push(Warning::new(WarningKind::MoreWarnings, &f.file, text));
                 }
+                let (warnings, warning_details) = WarningDetail::split(&warnings);
                 ProxyLogFile {
                     file: f.file.clone(),
                     format: f.flavor.map(|x| x.label().to_string()),
@@ -83,6 +89,7 @@ pub(crate) fn summary_report(s: LogsSummary) -> ProxyLogsReport {
                     errors: f.errors,
                     unreadable: f.unreadable,
                     warnings,
+                    warning_details,
                 }
             })
             .collect(),

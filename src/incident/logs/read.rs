@@ -7,6 +7,7 @@ use std::io::{self, BufRead, BufReader};
 
 use super::parse::{Parsed, line_facts, parenthesised, parse_line, url_target};
 use super::says::{BackendRef, Flavor, Level, Role, Says, classify_apache, classify_nginx};
+use crate::capture::{Warning, WarningKind};
 use crate::incident::cut_at_char;
 use crate::incident::window::Window;
 
@@ -83,14 +84,19 @@ pub struct FileStats {
     pub errors: u64,
     /// Lines in neither format, or whose time could not be read.
     pub unreadable: u64,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     pub more_warnings: u64,
 }
 
 impl FileStats {
-    fn warn(&mut self, w: String) {
+    /// Notes a warning about this file, about line `line` when given.
+    fn warn(&mut self, kind: WarningKind, line: Option<u64>, text: String) {
         if self.warnings.len() < MAX_WARNINGS_PER_FILE {
-            self.warnings.push(w);
+            let w = Warning::new(kind, &self.file, text);
+            self.warnings.push(match line {
+                Some(l) => w.at_line(l),
+                None => w,
+            });
         } else {
             self.more_warnings += 1;
         }
@@ -162,19 +168,25 @@ pub(crate) fn read_into(logs: &mut ProxyLogs, name: &str, mut reader: impl BufRe
             Ok(Some(cut)) => cut,
             Ok(None) => break,
             Err(e) => {
-                stats.warn(format!(
-                    "{name}: line {}: read error: {e}; the rest is not read",
-                    line_no + 1
-                ));
+                stats.warn(
+                    WarningKind::LogReadError,
+                    Some(line_no + 1),
+                    format!(
+                        "{name}: line {}: read error: {e}; the rest is not read",
+                        line_no + 1
+                    ),
+                );
                 break;
             }
         };
         line_no += 1;
         stats.lines += 1;
         if cut {
-            stats.warn(format!(
-                "{name}: line {line_no}: longer than {MAX_LINE_BYTES} bytes; read up to there"
-            ));
+            stats.warn(
+                WarningKind::LogLineTooLong,
+                Some(line_no),
+                format!("{name}: line {line_no}: longer than {MAX_LINE_BYTES} bytes; read up to there"),
+            );
         }
         let text = String::from_utf8_lossy(&buf);
         let text = text.trim_end_matches(['\r', '\n']);
@@ -185,7 +197,11 @@ pub(crate) fn read_into(logs: &mut ProxyLogs, name: &str, mut reader: impl BufRe
             Ok(p) => p,
             Err(why) => {
                 stats.unreadable += 1;
-                stats.warn(format!("{name}: line {line_no}: {why}; skipped"));
+                stats.warn(
+                    WarningKind::LogLineUnreadable,
+                    Some(line_no),
+                    format!("{name}: line {line_no}: {why}; skipped"),
+                );
                 continue;
             }
         };
@@ -198,10 +214,14 @@ pub(crate) fn read_into(logs: &mut ProxyLogs, name: &str, mut reader: impl BufRe
         reading.line(logs, &mut stats, file_index, line_no, text, &parsed);
     }
     if stats.flavor.is_none() && stats.lines > 0 {
-        stats.warn(format!(
-            "{name}: no line of an Apache or nginx error log in {} lines",
-            stats.lines
-        ));
+        stats.warn(
+            WarningKind::LogFormatUnknown,
+            None,
+            format!(
+                "{name}: no line of an Apache or nginx error log in {} lines",
+                stats.lines
+            ),
+        );
     }
     logs.files.push(stats);
 }
@@ -447,7 +467,7 @@ fn keep_line(
     }
     if logs.lines.len() >= MAX_KEPT_LINES {
         if logs.dropped == 0 {
-            stats.warn(format!(
+            stats.warn(WarningKind::LogLinesCap, Some(line_no), format!(
                 "{}: line {line_no}: more than {MAX_KEPT_LINES} error lines; the rest are counted, not matched",
                 stats.file
             ));

@@ -2,6 +2,7 @@ use super::matcher::same_target;
 use super::read::{MAX_LINE_BYTES, MAX_TEXT_BYTES, read_into};
 use super::says::classify_apache;
 use super::*;
+use crate::capture::WarningKind;
 use crate::decode::Endpoint;
 use crate::diagnose::Verdict;
 use crate::incident::window::Window;
@@ -167,20 +168,27 @@ fn junk_long_lines_and_bad_dates_are_warnings() {
     let f = &logs.files[0];
     assert_eq!(f.lines, 6);
     assert_eq!(f.unreadable, 5, "{:?}", f.warnings);
+    let first = &f.warnings[0];
+    assert_eq!(
+        (first.kind, first.line),
+        (WarningKind::LogLineUnreadable, Some(1))
+    );
+    assert_eq!(first.file.as_deref(), Some("error.log"));
     assert!(
-        f.warnings[0].starts_with("error.log: line 1: not a line of"),
+        f.warnings[0].text.starts_with("error.log: line 1: not a line of"),
         "{:?}",
         f.warnings
     );
     assert!(
-        f.warnings[1].contains("line 2: the date 2026-11-31"),
+        f.warnings[1].text.contains("line 2: the date 2026-11-31"),
         "{:?}",
         f.warnings
     );
     assert!(
         f.warnings
             .iter()
-            .any(|w| w.contains("line 5: longer than 65536 bytes"))
+            .any(|w| w.text.contains("line 5: longer than 65536 bytes")
+                && (w.kind, w.line) == (WarningKind::LogLineTooLong, Some(5)))
     );
     // The long line is read up to the cap and kept, its text cut.
     assert_eq!(logs.lines.len(), 1);
