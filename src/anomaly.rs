@@ -132,6 +132,13 @@ pub(crate) fn name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema
     schemars::json_schema!({ "type": "string", "enum": names })
 }
 
+/// The JSON Schema of an optional anomaly name: one of the names of [`AnomalyKind::ALL`], or null.
+pub(crate) fn optional_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut names: Vec<serde_json::Value> = AnomalyKind::ALL.iter().map(|k| k.name().into()).collect();
+    names.push(serde_json::Value::Null);
+    schemars::json_schema!({ "type": ["string", "null"], "enum": names })
+}
+
 /// One kind of anomaly: which, how often, and the first frames where it was seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Anomaly {

@@ -40,7 +40,7 @@ mod parser;
 #[cfg(test)]
 mod tests;
 
-use crate::anomaly::Anomalies;
+use crate::anomaly::{Anomalies, AnomalyKind};
 use crate::tcp::{Dir, End, PacketRef, StreamEvent, StreamHandler};
 
 /// What a connection carried.
@@ -221,11 +221,50 @@ pub struct Exchange {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stop {
     pub dir: Dir,
+    /// Stream offset of the direction where sync was lost (0: the first payload byte after the
+    /// SYN, or the first sequence number seen for a connection captured mid-stream).
     pub offset: i64,
+    pub kind: StopKind,
+    /// For a [`StopKind::ParseError`] or [`StopKind::GarbageAtStart`]: the anomaly noted with it.
+    pub anomaly: Option<AnomalyKind>,
+    /// The stop in words (where, how many bytes, what was wrong).
     pub reason: String,
     /// Stream offset of the next message start found after the loss, where parsing went on
     /// (None: it never did; an error stops a direction for good).
     pub resumed: Option<i64>,
+}
+
+named_kinds! {
+    /// Why HTTP parsing of a direction lost track of the messages, named by [`StopKind::name`]
+    /// (the report's `http_stops[].kind`).
+    pub enum StopKind {
+        /// Snaplen cut bytes of a message head: what was captured of the head is kept, the
+        /// direction looks for the next message start.
+        SnaplenInHead => "snaplen-in-head",
+        /// Snaplen cut bytes of a body whose framing could not follow the cut (chunk framing):
+        /// the message is kept, incomplete, the direction looks for the next message start.
+        SnaplenInBody => "snaplen-in-body",
+        /// Snaplen cut the bytes where the next message would start.
+        SnaplenAtMessageStart => "snaplen-at-message-start",
+        /// The capture lacks bytes inside a message head (not captured, or never seen).
+        GapInHead => "gap-in-head",
+        /// The capture lacks bytes of a body whose framing could not follow the gap (chunk
+        /// framing, or a gap running past the end of a chunk).
+        GapInBody => "gap-in-body",
+        /// The capture lacks the bytes where the next message would start.
+        GapAtMessageStart => "gap-at-message-start",
+        /// TCP reassembly stopped waiting for the bytes (its out-of-order buffer was full).
+        ReassemblyAbandoned => "reassembly-abandoned",
+        /// The bytes are not valid HTTP (a bad start line, header, length or chunk size), or a
+        /// head is longer than the cap: parsing of the direction stopped for good (`anomaly`
+        /// says what).
+        ParseError => "parse-error",
+        /// The first bytes of a direction are not an HTTP message, in a connection that turned
+        /// out to be HTTP: the direction was not parsed (`anomaly` says what).
+        GarbageAtStart => "garbage-at-start",
+        /// The parser made no progress (a bug): parsing of the direction stopped.
+        InternalError => "internal-error",
+    }
 }
 
 /// The HTTP view of one connection.

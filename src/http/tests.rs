@@ -613,6 +613,7 @@ fn gap_inside_content_length_body_keeps_sync() {
     assert_eq!(s.stopped.len(), 1);
     assert_eq!(s.stopped[0].dir, S);
     assert_eq!(s.stopped[0].offset, 38);
+    assert_eq!(s.stopped[0].kind, StopKind::GapAtMessageStart);
     assert!(
         s.stopped[0]
             .reason
@@ -658,6 +659,7 @@ fn gap_inside_chunk_framing_stops() {
         .done();
     assert!(!res(&s, 0).complete);
     assert_eq!(s.stopped.len(), 1);
+    assert_eq!(s.stopped[0].kind, StopKind::GapInBody);
     assert!(
         s.stopped[0]
             .reason
@@ -683,6 +685,8 @@ fn gap_inside_headers_stops() {
         vec![Stop {
             dir: C,
             offset: 19,
+            kind: StopKind::GapInHead,
+            anomaly: None,
             reason: "gap of 10 bytes inside the request headers at offset 19 (not captured: the receiver acknowledged them)"
                 .into(),
             resumed: None,
@@ -701,6 +705,7 @@ fn snaplen_cut_inside_headers() {
         .done();
     assert_eq!(s.stopped.len(), 1);
     assert_eq!(s.stopped[0].dir, S);
+    assert_eq!(s.stopped[0].kind, StopKind::SnaplenInHead);
     assert_eq!(
         s.stopped[0].reason,
         "snaplen cut the response headers at offset 37 (1400 bytes not captured)"
@@ -725,11 +730,29 @@ fn snaplen_cut_every_payload() {
     assert_eq!(s.protocol, Protocol::Other);
     assert!(s.exchanges.is_empty());
     assert_eq!(s.stopped.len(), 2);
+    assert_eq!(s.stopped[0].kind, StopKind::SnaplenAtMessageStart);
     assert!(
         s.stopped[0]
             .reason
             .starts_with("snaplen cut 300 bytes where the next request would start")
     );
+}
+
+#[test]
+fn stop_kind_follows_the_gap_kind() {
+    // A gap where the next request would start: what kind of stop depends on why the bytes are
+    // missing.
+    for (gap, want) in [
+        (GapKind::Snaplen, StopKind::SnaplenAtMessageStart),
+        (GapKind::NotCaptured, StopKind::GapAtMessageStart),
+        (GapKind::Missing, StopKind::GapAtMessageStart),
+        (GapKind::Abandoned, StopKind::ReassemblyAbandoned),
+    ] {
+        let s = Feed::new(true).c(GET).s(OK).gap(C, 30, gap).done();
+        let stops: Vec<_> = s.stopped.iter().map(|x| (x.dir, x.offset, x.kind)).collect();
+        assert_eq!(stops, vec![(C, n(GET) as i64, want)], "{gap:?}");
+        assert_eq!(s.stopped[0].anomaly, None);
+    }
 }
 
 /// The response that starts at the current server offset, and where it ends.
@@ -775,6 +798,8 @@ fn resync_after_a_lost_response_head_pairs_by_time() {
         vec![Stop {
             dir: S,
             offset: 0,
+            kind: StopKind::GapAtMessageStart,
+            anomaly: None,
             reason: "gap of 60 bytes where the next response would start, at offset 0 (not captured: the receiver acknowledged them)".into(),
             resumed: Some(resumed),
         }]
@@ -1199,6 +1224,10 @@ fn garbage_after_an_exchange_is_an_anomaly() {
     assert_eq!(s.anomalies.count_of(AnomalyKind::HttpBadRequestLine), 1);
     assert_eq!(s.stopped.len(), 1);
     assert_eq!(s.stopped[0].offset, n(GET) as i64);
+    assert_eq!(
+        (s.stopped[0].kind, s.stopped[0].anomaly),
+        (StopKind::ParseError, Some(AnomalyKind::HttpBadRequestLine))
+    );
     assert!(
         s.stopped[0]
             .reason
@@ -1224,6 +1253,10 @@ fn garbage_request_answered_by_http_is_an_anomaly() {
     assert_eq!(s.anomalies.count_of(AnomalyKind::HttpBadRequestLine), 1);
     assert_eq!(rows(&s), vec![row("", "", 0, false, 400, 47, true)]);
     assert_eq!(s.stopped[0].dir, C);
+    assert_eq!(
+        (s.stopped[0].kind, s.stopped[0].anomaly),
+        (StopKind::GarbageAtStart, Some(AnomalyKind::HttpBadRequestLine))
+    );
 }
 
 #[test]
@@ -1441,6 +1474,7 @@ fn hostile_100_mb_header_line() {
     let s = f.done();
     assert_eq!(s.anomalies.count_of(AnomalyKind::HttpHeaderTooLong), 1);
     assert_eq!(s.stopped.len(), 1);
+    assert_eq!(s.stopped[0].kind, StopKind::ParseError);
     assert_eq!(
         s.stopped[0].reason,
         "request headers longer than 65536 bytes at offset 0"

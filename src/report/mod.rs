@@ -579,6 +579,23 @@ fn view(c: &Conn, side: &SideInfo) -> View {
         duration_ms: (c.last.ts_ns - c.first.ts_ns) as f64 / 1e6,
         state: c.state.to_string(),
         history: c.history.clone(),
+        http_stops: c.app.stopped.iter().map(http_stop).collect(),
+        http_stops_not_kept: c.app.stops_not_kept,
+    }
+}
+
+fn http_stop(s: &crate::http::Stop) -> HttpStopItem {
+    HttpStopItem {
+        direction: match s.dir {
+            crate::tcp::Dir::ClientToServer => "client_to_server",
+            crate::tcp::Dir::ServerToClient => "server_to_client",
+        }
+        .to_string(),
+        offset: s.offset,
+        kind: s.kind.name().to_string(),
+        anomaly: s.anomaly.map(|a| a.name().to_string()),
+        resumed_at: s.resumed,
+        text: s.reason.clone(),
     }
 }
 

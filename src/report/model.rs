@@ -359,6 +359,44 @@ pub struct View {
     pub state: String,
     /// Zeek-style history letters (client upper case, server lower case).
     pub history: String,
+    /// Where HTTP parsing of a direction lost track of the messages (a snaplen cut or a gap the
+    /// framing could not follow, a parse error), in the order the parser noted them; at most 16 per
+    /// direction. Omitted when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_stops: Vec<HttpStopItem>,
+    /// Stops past the 16 per direction kept in `http_stops`. Omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub http_stops_not_kept: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Where HTTP parsing lost track of a direction's messages, e.g. `{ "direction":
+/// "server_to_client", "offset": 1448, "kind": "snaplen-in-head", "resumed_at": 2896, "text":
+/// "snaplen cut the response headers at offset 1448 (1200 bytes not captured)" }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HttpStopItem {
+    /// "client_to_server" or "server_to_client".
+    pub direction: String,
+    /// Stream offset of the direction where sync was lost: 0 is the first payload byte after the
+    /// SYN (ISN + 1), or the first sequence number this capture saw of the direction when it
+    /// began mid-connection.
+    pub offset: i64,
+    /// Stable kebab-case name of why, e.g. "snaplen-in-head", "gap-in-body", "parse-error".
+    #[schemars(schema_with = "crate::http::StopKind::name_schema")]
+    pub kind: String,
+    /// For "parse-error" and "garbage-at-start": the anomaly noted with it (e.g.
+    /// "http_bad_header"). Omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::anomaly::optional_name_schema")]
+    pub anomaly: Option<String>,
+    /// Offset (same origin) of the next message start found after the loss, where parsing went
+    /// on; null when it never did (an error stops a direction for good).
+    pub resumed_at: Option<i64>,
+    /// The stop in words, as the parser said it.
+    pub text: String,
 }
 
 /// A count per direction.

@@ -41,7 +41,7 @@ use std::collections::VecDeque;
 
 use super::head::ReqFacts;
 use super::pairing::{self, ReqEntry, RespEntry};
-use super::{HttpLimits, HttpSummary, Message, Protocol, Stop};
+use super::{HttpLimits, HttpSummary, Message, Protocol, Stop, StopKind};
 use crate::anomaly::{Anomalies, AnomalyKind};
 use crate::tcp::{Dir, End, Event, PacketRef, StreamEvent};
 use chunked::{Body, Chunk, Cur};
@@ -637,6 +637,8 @@ impl Parser {
                     self.stopped.push(Stop {
                         dir: d,
                         offset: def.offset,
+                        kind: StopKind::GarbageAtStart,
+                        anomaly: Some(def.anomaly),
                         reason: def.reason,
                         resumed: None,
                     });

@@ -8,7 +8,7 @@ use super::{Cut, Held, MAX_HUNT_LINE, MAX_HUNT_MARKS, Parser, State, add, add64,
 use crate::anomaly::AnomalyKind;
 use crate::http::head;
 use crate::http::pairing::{Lost, ReqEntry};
-use crate::http::{MAX_STOPS, Stop};
+use crate::http::{MAX_STOPS, Stop, StopKind};
 use crate::tcp::{Dir, GapKind, PacketRef};
 
 /// Looking for a start line.
@@ -72,6 +72,16 @@ pub(super) fn gap_kind(kind: GapKind) -> &'static str {
         GapKind::Snaplen => "cut by snaplen",
         GapKind::Missing => "never seen",
         GapKind::Abandoned => "abandoned by reassembly",
+    }
+}
+
+/// The stop a gap of `kind` makes: `snaplen` when snaplen cut the bytes, `gap` when the capture
+/// lacks them.
+fn gap_stop(kind: GapKind, snaplen: StopKind, gap: StopKind) -> StopKind {
+    match kind {
+        GapKind::Snaplen => snaplen,
+        GapKind::Abandoned => StopKind::ReassemblyAbandoned,
+        GapKind::NotCaptured | GapKind::Missing => gap,
     }
 }
 
@@ -182,7 +192,7 @@ impl Parser {
             "snaplen cut the {} headers at offset {offset} ({len} bytes not captured)",
             what(d)
         );
-        self.lose_sync(d, offset, reason, Lost::Cut, at);
+        self.lose_sync(d, offset, StopKind::SnaplenInHead, reason, Lost::Cut, at);
         if let Some(entry) = entry {
             self.side(d).cut = Some(Cut {
                 entry,
@@ -275,7 +285,8 @@ impl Parser {
                         gap_kind(kind)
                     )
                 };
-                self.lose_sync(d, offset, reason, lost, at);
+                let stop = gap_stop(kind, StopKind::SnaplenAtMessageStart, StopKind::GapAtMessageStart);
+                self.lose_sync(d, offset, stop, reason, lost, at);
             }
             State::Hunt(_) => self.hunt_gap(d, offset, len, kind, at),
             State::Head(_) => self.gap_in_head(d, offset, len, kind, lost, at),
@@ -299,7 +310,8 @@ impl Parser {
                 gap_kind(kind)
             )
         };
-        self.lose_sync(d, offset, reason, lost, at);
+        let stop = gap_stop(kind, StopKind::SnaplenInHead, StopKind::GapInHead);
+        self.lose_sync(d, offset, stop, reason, lost, at);
         if let (GapKind::Snaplen, Some(entry)) = (kind, entry) {
             self.side(d).cut = Some(Cut {
                 entry,
@@ -352,7 +364,8 @@ impl Parser {
                     "gap of {len} bytes runs past the end of a chunk of the {w} body at offset {offset} ({}): the chunk framing is lost",
                     gap_kind(kind)
                 );
-                self.lose_in_body(d, rest_offset, reason, lost, at);
+                let stop = gap_stop(kind, StopKind::SnaplenInBody, StopKind::GapInBody);
+                self.lose_in_body(d, rest_offset, stop, reason, lost, at);
             }
             Body::Chunked(_) => {
                 let reason = if kind == GapKind::Snaplen {
@@ -365,23 +378,40 @@ impl Parser {
                         gap_kind(kind)
                     )
                 };
-                self.lose_in_body(d, offset, reason, lost, at);
+                let stop = gap_stop(kind, StopKind::SnaplenInBody, StopKind::GapInBody);
+                self.lose_in_body(d, offset, stop, reason, lost, at);
             }
         }
     }
 
     /// A gap inside a body whose framing cannot follow it: the message is kept, incomplete, and
     /// the direction looks for the next message.
-    pub(super) fn lose_in_body(&mut self, d: Dir, offset: i64, reason: String, lost: Lost, at: PacketRef) {
+    pub(super) fn lose_in_body(
+        &mut self,
+        d: Dir,
+        offset: i64,
+        kind: StopKind,
+        reason: String,
+        lost: Lost,
+        at: PacketRef,
+    ) {
         if let State::Body(cur) = std::mem::replace(&mut self.side(d).state, State::Idle) {
             self.commit(d, *cur);
         }
-        self.lose_sync(d, offset, reason, lost, at);
+        self.lose_sync(d, offset, kind, reason, lost, at);
     }
 
     /// Parsing of direction `d` lost sync at `offset` (the message there, if any, was kept):
     /// a stop, and the looking for the next message start.
-    pub(super) fn lose_sync(&mut self, d: Dir, offset: i64, reason: String, lost: Lost, at: PacketRef) {
+    pub(super) fn lose_sync(
+        &mut self,
+        d: Dir,
+        offset: i64,
+        kind: StopKind,
+        reason: String,
+        lost: Lost,
+        at: PacketRef,
+    ) {
         let side = self.side(d);
         let ts = side.last_ts.unwrap_or(at.ts_ns);
         side.state = State::Hunt(Hunt::resync());
@@ -389,11 +419,18 @@ impl Parser {
         if d == Dir::ClientToServer {
             self.push_lost(ts, lost);
         }
-        self.stop(d, offset, reason);
+        self.stop(d, offset, (kind, None), reason);
     }
 
-    /// Records a stop (at most `MAX_STOPS` per direction; the others are counted).
-    pub(super) fn stop(&mut self, d: Dir, offset: i64, reason: String) {
+    /// Records a stop, of `kind` with the anomaly noted with it if any (at most `MAX_STOPS` per
+    /// direction; the others are counted).
+    pub(super) fn stop(
+        &mut self,
+        d: Dir,
+        offset: i64,
+        kind: (StopKind, Option<AnomalyKind>),
+        reason: String,
+    ) {
         let side = &mut self.sides[d.idx()];
         side.open_stop = None;
         if side.stops >= MAX_STOPS {
@@ -404,6 +441,8 @@ impl Parser {
         self.stopped.push(Stop {
             dir: d,
             offset,
+            kind: kind.0,
+            anomaly: kind.1,
             reason,
             resumed: None,
         });
@@ -422,6 +461,10 @@ impl Parser {
         if let Some((name, at)) = anomaly {
             self.anomalies.note(name, Some(at.frame));
         }
+        let kind = match anomaly {
+            Some((name, _)) => (StopKind::ParseError, Some(name)),
+            None => (StopKind::InternalError, None),
+        };
         let side = self.side(d);
         let state = std::mem::replace(&mut side.state, State::Done);
         side.held.clear();
@@ -440,7 +483,7 @@ impl Parser {
             // Requests may follow in the bytes that are not parsed anymore.
             self.push_lost(ts.unwrap_or(i64::MAX), Lost::Unparsed);
         }
-        self.stop(d, offset, reason);
+        self.stop(d, offset, kind, reason);
         self.side(d).open_stop = None;
     }
 }
