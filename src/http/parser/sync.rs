@@ -85,6 +85,15 @@ fn gap_stop(kind: GapKind, snaplen: StopKind, gap: StopKind) -> StopKind {
     }
 }
 
+/// What a gap of `kind` took from the direction: bytes snaplen cut, or bytes the capture lacks.
+fn lost_to(kind: GapKind) -> Lost {
+    if kind == GapKind::Snaplen {
+        Lost::Cut
+    } else {
+        Lost::Gap
+    }
+}
+
 impl Parser {
     /// Looking for a message start: the first of a stream captured mid-connection, or the next
     /// one after a loss of sync.
@@ -269,11 +278,7 @@ impl Parser {
         if kind != GapKind::Snaplen {
             self.end_cut(d, offset, false);
         }
-        let lost = if kind == GapKind::Snaplen {
-            Lost::Cut
-        } else {
-            Lost::Gap
-        };
+        let lost = lost_to(kind);
         let w = what(d);
         match &mut self.sides[d.idx()].state {
             State::Idle => {
@@ -290,7 +295,7 @@ impl Parser {
             }
             State::Hunt(_) => self.hunt_gap(d, offset, len, kind, at),
             State::Head(_) => self.gap_in_head(d, offset, len, kind, lost, at),
-            State::Body(_) => self.gap_in_body(d, offset, len, kind, lost, at),
+            State::Body(_) => self.gap_in_body(d, offset, len, kind, at),
             State::AwaitRequest(_) | State::AwaitTunnel(_) | State::Tunnel | State::Done => {}
         }
     }
@@ -324,7 +329,7 @@ impl Parser {
 
     /// A gap inside a body: counted as missing body bytes while the framing can follow it (a
     /// length, until the close, chunk data), else sync is lost.
-    fn gap_in_body(&mut self, d: Dir, offset: i64, len: u64, kind: GapKind, lost: Lost, at: PacketRef) {
+    fn gap_in_body(&mut self, d: Dir, offset: i64, len: u64, kind: GapKind, at: PacketRef) {
         let w = what(d);
         let State::Body(cur) = &mut self.sides[d.idx()].state else {
             return;
@@ -364,8 +369,7 @@ impl Parser {
                     "gap of {len} bytes runs past the end of a chunk of the {w} body at offset {offset} ({}): the chunk framing is lost",
                     gap_kind(kind)
                 );
-                let stop = gap_stop(kind, StopKind::SnaplenInBody, StopKind::GapInBody);
-                self.lose_in_body(d, rest_offset, stop, reason, lost, at);
+                self.lose_in_body(d, rest_offset, kind, reason, at);
             }
             Body::Chunked(_) => {
                 let reason = if kind == GapKind::Snaplen {
@@ -378,27 +382,19 @@ impl Parser {
                         gap_kind(kind)
                     )
                 };
-                let stop = gap_stop(kind, StopKind::SnaplenInBody, StopKind::GapInBody);
-                self.lose_in_body(d, offset, stop, reason, lost, at);
+                self.lose_in_body(d, offset, kind, reason, at);
             }
         }
     }
 
     /// A gap inside a body whose framing cannot follow it: the message is kept, incomplete, and
     /// the direction looks for the next message.
-    pub(super) fn lose_in_body(
-        &mut self,
-        d: Dir,
-        offset: i64,
-        kind: StopKind,
-        reason: String,
-        lost: Lost,
-        at: PacketRef,
-    ) {
+    fn lose_in_body(&mut self, d: Dir, offset: i64, gap: GapKind, reason: String, at: PacketRef) {
         if let State::Body(cur) = std::mem::replace(&mut self.side(d).state, State::Idle) {
             self.commit(d, *cur);
         }
-        self.lose_sync(d, offset, kind, reason, lost, at);
+        let stop = gap_stop(gap, StopKind::SnaplenInBody, StopKind::GapInBody);
+        self.lose_sync(d, offset, stop, reason, lost_to(gap), at);
     }
 
     /// Parsing of direction `d` lost sync at `offset` (the message there, if any, was kept):
