@@ -222,7 +222,8 @@ pub struct Exchange {
 pub struct Stop {
     pub dir: Dir,
     /// Stream offset of the direction where sync was lost (0: the first payload byte after the
-    /// SYN, or the first sequence number seen for a connection captured mid-stream).
+    /// SYN, or for a connection captured mid-stream the first sequence number seen of the
+    /// direction: its first segment's, or the other side's first acknowledgement).
     pub offset: i64,
     pub kind: StopKind,
     /// For a [`StopKind::ParseError`] or [`StopKind::GarbageAtStart`]: the anomaly noted with it.

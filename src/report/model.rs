@@ -381,8 +381,8 @@ pub struct HttpStopItem {
     /// "client_to_server" or "server_to_client".
     pub direction: String,
     /// Stream offset of the direction where sync was lost: 0 is the first payload byte after the
-    /// SYN (ISN + 1), or the first sequence number this capture saw of the direction when it
-    /// began mid-connection.
+    /// SYN (ISN + 1); for a connection captured mid-stream, the direction's first sequence number
+    /// the capture saw (of its first segment, or the other side's first acknowledgement).
     pub offset: i64,
     /// Stable kebab-case name of why, e.g. "snaplen-in-head", "gap-in-body", "parse-error".
     #[schemars(schema_with = "crate::http::StopKind::name_schema")]
