@@ -10,126 +10,44 @@ use crate::capture::FrameRef;
 /// How many example frames an anomaly keeps.
 pub const EXAMPLES: usize = 3;
 
-/// Every kind of anomaly, named by [`AnomalyKind::name`]: the stable snake_case name the report
-/// shows. `tcp_*` are noted by `tcp`, `http_*` by `http`, the others by the connection table
-/// (`connection_*`, `icmp_*`) and the pipeline (`malformed_packet`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AnomalyKind {
-    ConnectionLimit,
-    ConnectionTableFull,
-    ConnectionTableMemory,
-    IcmpForUnknownConnection,
-    MalformedPacket,
-    TcpSynWithRstOrFin,
-    TcpUnexpectedSyn,
-    TcpRstWithData,
-    TcpDataAfterClose,
-    TcpOverlapConflict,
-    TcpReassemblyBufferFull,
-    HttpBadRequestLine,
-    HttpBadStatusLine,
-    HttpBadHeader,
-    HttpHeaderTooLong,
-    HttpLowerCaseVersion,
-    HttpBadContentLength,
-    HttpBadTransferEncoding,
-    HttpTeAndCl,
-    HttpResponseFramingGuessed,
-    HttpBadChunkSize,
-    HttpChunkSizeTooLarge,
-    HttpChunkLineTooLong,
-    HttpBadChunkEnd,
-    HttpTrailersTooLong,
-    HttpExchangeLimit,
-    HttpInterimLimit,
-    HttpPipelineLimit,
-    HttpRequestNotCaptured,
-    HttpResponseNotCaptured,
-    HttpResponseWithoutRequest,
-    HttpResponseUnpaired,
-}
-
-impl AnomalyKind {
-    /// Every kind, in the order of the list above.
-    pub const ALL: [AnomalyKind; 32] = [
-        AnomalyKind::ConnectionLimit,
-        AnomalyKind::ConnectionTableFull,
-        AnomalyKind::ConnectionTableMemory,
-        AnomalyKind::IcmpForUnknownConnection,
-        AnomalyKind::MalformedPacket,
-        AnomalyKind::TcpSynWithRstOrFin,
-        AnomalyKind::TcpUnexpectedSyn,
-        AnomalyKind::TcpRstWithData,
-        AnomalyKind::TcpDataAfterClose,
-        AnomalyKind::TcpOverlapConflict,
-        AnomalyKind::TcpReassemblyBufferFull,
-        AnomalyKind::HttpBadRequestLine,
-        AnomalyKind::HttpBadStatusLine,
-        AnomalyKind::HttpBadHeader,
-        AnomalyKind::HttpHeaderTooLong,
-        AnomalyKind::HttpLowerCaseVersion,
-        AnomalyKind::HttpBadContentLength,
-        AnomalyKind::HttpBadTransferEncoding,
-        AnomalyKind::HttpTeAndCl,
-        AnomalyKind::HttpResponseFramingGuessed,
-        AnomalyKind::HttpBadChunkSize,
-        AnomalyKind::HttpChunkSizeTooLarge,
-        AnomalyKind::HttpChunkLineTooLong,
-        AnomalyKind::HttpBadChunkEnd,
-        AnomalyKind::HttpTrailersTooLong,
-        AnomalyKind::HttpExchangeLimit,
-        AnomalyKind::HttpInterimLimit,
-        AnomalyKind::HttpPipelineLimit,
-        AnomalyKind::HttpRequestNotCaptured,
-        AnomalyKind::HttpResponseNotCaptured,
-        AnomalyKind::HttpResponseWithoutRequest,
-        AnomalyKind::HttpResponseUnpaired,
-    ];
-
-    /// The stable snake_case name (the report's `anomalies[].name`).
-    pub fn name(self) -> &'static str {
-        match self {
-            AnomalyKind::ConnectionLimit => "connection_limit",
-            AnomalyKind::ConnectionTableFull => "connection_table_full",
-            AnomalyKind::ConnectionTableMemory => "connection_table_memory",
-            AnomalyKind::IcmpForUnknownConnection => "icmp_for_unknown_connection",
-            AnomalyKind::MalformedPacket => "malformed_packet",
-            AnomalyKind::TcpSynWithRstOrFin => "tcp_syn_with_rst_or_fin",
-            AnomalyKind::TcpUnexpectedSyn => "tcp_unexpected_syn",
-            AnomalyKind::TcpRstWithData => "tcp_rst_with_data",
-            AnomalyKind::TcpDataAfterClose => "tcp_data_after_close",
-            AnomalyKind::TcpOverlapConflict => "tcp_overlap_conflict",
-            AnomalyKind::TcpReassemblyBufferFull => "tcp_reassembly_buffer_full",
-            AnomalyKind::HttpBadRequestLine => "http_bad_request_line",
-            AnomalyKind::HttpBadStatusLine => "http_bad_status_line",
-            AnomalyKind::HttpBadHeader => "http_bad_header",
-            AnomalyKind::HttpHeaderTooLong => "http_header_too_long",
-            AnomalyKind::HttpLowerCaseVersion => "http_lower_case_version",
-            AnomalyKind::HttpBadContentLength => "http_bad_content_length",
-            AnomalyKind::HttpBadTransferEncoding => "http_bad_transfer_encoding",
-            AnomalyKind::HttpTeAndCl => "http_te_and_cl",
-            AnomalyKind::HttpResponseFramingGuessed => "http_response_framing_guessed",
-            AnomalyKind::HttpBadChunkSize => "http_bad_chunk_size",
-            AnomalyKind::HttpChunkSizeTooLarge => "http_chunk_size_too_large",
-            AnomalyKind::HttpChunkLineTooLong => "http_chunk_line_too_long",
-            AnomalyKind::HttpBadChunkEnd => "http_bad_chunk_end",
-            AnomalyKind::HttpTrailersTooLong => "http_trailers_too_long",
-            AnomalyKind::HttpExchangeLimit => "http_exchange_limit",
-            AnomalyKind::HttpInterimLimit => "http_interim_limit",
-            AnomalyKind::HttpPipelineLimit => "http_pipeline_limit",
-            AnomalyKind::HttpRequestNotCaptured => "http_request_not_captured",
-            AnomalyKind::HttpResponseNotCaptured => "http_response_not_captured",
-            AnomalyKind::HttpResponseWithoutRequest => "http_response_without_request",
-            AnomalyKind::HttpResponseUnpaired => "http_response_unpaired",
-        }
+named_kinds! {
+    /// Every kind of anomaly, named by [`AnomalyKind::name`]: the stable snake_case name the report
+    /// shows. `tcp_*` are noted by `tcp`, `http_*` by `http`, the others by the connection table
+    /// (`connection_*`, `icmp_*`) and the pipeline (`malformed_packet`).
+    pub enum AnomalyKind {
+        ConnectionLimit => "connection_limit",
+        ConnectionTableFull => "connection_table_full",
+        ConnectionTableMemory => "connection_table_memory",
+        IcmpForUnknownConnection => "icmp_for_unknown_connection",
+        MalformedPacket => "malformed_packet",
+        TcpSynWithRstOrFin => "tcp_syn_with_rst_or_fin",
+        TcpUnexpectedSyn => "tcp_unexpected_syn",
+        TcpRstWithData => "tcp_rst_with_data",
+        TcpDataAfterClose => "tcp_data_after_close",
+        TcpOverlapConflict => "tcp_overlap_conflict",
+        TcpReassemblyBufferFull => "tcp_reassembly_buffer_full",
+        HttpBadRequestLine => "http_bad_request_line",
+        HttpBadStatusLine => "http_bad_status_line",
+        HttpBadHeader => "http_bad_header",
+        HttpHeaderTooLong => "http_header_too_long",
+        HttpLowerCaseVersion => "http_lower_case_version",
+        HttpBadContentLength => "http_bad_content_length",
+        HttpBadTransferEncoding => "http_bad_transfer_encoding",
+        HttpTeAndCl => "http_te_and_cl",
+        HttpResponseFramingGuessed => "http_response_framing_guessed",
+        HttpBadChunkSize => "http_bad_chunk_size",
+        HttpChunkSizeTooLarge => "http_chunk_size_too_large",
+        HttpChunkLineTooLong => "http_chunk_line_too_long",
+        HttpBadChunkEnd => "http_bad_chunk_end",
+        HttpTrailersTooLong => "http_trailers_too_long",
+        HttpExchangeLimit => "http_exchange_limit",
+        HttpInterimLimit => "http_interim_limit",
+        HttpPipelineLimit => "http_pipeline_limit",
+        HttpRequestNotCaptured => "http_request_not_captured",
+        HttpResponseNotCaptured => "http_response_not_captured",
+        HttpResponseWithoutRequest => "http_response_without_request",
+        HttpResponseUnpaired => "http_response_unpaired",
     }
-}
-
-/// The JSON Schema of an anomaly's name in the report (`AnomalyItem.name`): a string, one of
-/// the names of [`AnomalyKind::ALL`], so the schema lists them.
-pub(crate) fn name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let names: Vec<&str> = AnomalyKind::ALL.iter().map(|k| k.name()).collect();
-    schemars::json_schema!({ "type": "string", "enum": names })
 }
 
 /// The JSON Schema of an optional anomaly name: one of the names of [`AnomalyKind::ALL`], or null.
@@ -243,15 +161,5 @@ mod tests {
             first.frames.iter().map(|f| f.frame).collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
-    }
-
-    #[test]
-    fn names_are_snake_case_and_distinct() {
-        let mut seen = std::collections::HashSet::new();
-        for k in AnomalyKind::ALL {
-            let n = k.name();
-            assert!(n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{n}");
-            assert!(seen.insert(n), "{n} twice");
-        }
     }
 }

@@ -27,8 +27,9 @@
 //! size of the captures: payload is not kept once it has been parsed.
 
 /// An enum of kinds, each with a stable name (for the reports), the list of them all, and the JSON
-/// Schema of a name (a string, one of the names, so the schema lists them). Used for the capture
-/// warnings ([`capture::WarningKind`]) and the HTTP stop reasons ([`http::StopKind`]).
+/// Schema of a name (a string, one of the names, so the schema lists them). Used for the anomalies
+/// ([`anomaly::AnomalyKind`], snake_case names), the capture warnings ([`capture::WarningKind`])
+/// and the HTTP stop reasons ([`http::StopKind`]), kebab-case names.
 macro_rules! named_kinds {
     ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)* }) => {
         $(#[$m])*
@@ -39,7 +40,7 @@ macro_rules! named_kinds {
             /// Every kind, in the order of the list above.
             pub const ALL: &'static [$name] = &[$($name::$v,)*];
 
-            /// The stable kebab-case name the JSON shows.
+            /// The stable name the reports show.
             pub fn name(self) -> &'static str {
                 match self { $($name::$v => $s,)* }
             }
@@ -64,3 +65,24 @@ pub mod pipeline;
 pub mod report;
 pub mod tcp;
 pub mod time;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    /// Every name is lower-case words joined by `sep`, and none is there twice.
+    fn assert_names(names: impl Iterator<Item = &'static str>, sep: u8) {
+        let mut seen = HashSet::new();
+        for n in names {
+            assert!(n.bytes().all(|b| b.is_ascii_lowercase() || b == sep), "{n}");
+            assert!(seen.insert(n), "{n} twice");
+        }
+    }
+
+    #[test]
+    fn kind_names_are_distinct_and_in_their_case() {
+        assert_names(crate::anomaly::AnomalyKind::ALL.iter().map(|k| k.name()), b'_');
+        assert_names(crate::capture::WarningKind::ALL.iter().map(|k| k.name()), b'-');
+        assert_names(crate::http::StopKind::ALL.iter().map(|k| k.name()), b'-');
+    }
+}

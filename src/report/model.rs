@@ -473,7 +473,7 @@ pub struct HeaderField {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AnomalyItem {
     /// Stable snake_case name, e.g. "tcp_unexpected_syn", "http_bad_header".
-    #[schemars(schema_with = "crate::anomaly::name_schema")]
+    #[schemars(schema_with = "crate::anomaly::AnomalyKind::name_schema")]
     pub name: String,
     /// How many times it was seen.
     pub count: u64,
