@@ -647,3 +647,40 @@ fn fin_then_rst_one_past_it_after_a_whole_response_is_ok() {
         assert_eq!(vb(&v), ("ok", "none"), "{}", v.2);
     }
 }
+
+/// The backend host's capture alone, read whole and judged (`pipeline::analyze`, the library's
+/// batch path): the connection the host accepted from the proxy is the one reported, not the one
+/// the backend itself opened to its database. (The batch path used the proxy capture's rule, which
+/// keeps a host's outgoing connections, and reported the database connection instead.)
+#[test]
+fn backend_capture_alone_reports_the_accepted_connection_in_batch_too() {
+    let mut accepted = Wire::new(1000, 5000);
+    accepted
+        .handshake()
+        .send_request(&get("/a"))
+        .send_response(&ok(10))
+        .close();
+    let mut db = Wire::new(7000, 9000);
+    db.now = accepted.now + 1_000_000;
+    db.p_client = ([10, 0, 2, 2], 45000);
+    db.b_client = db.p_client;
+    db.p_server = ([10, 0, 3, 3], 5432);
+    db.b_server = db.p_server;
+    db.handshake()
+        .send_request(b"Q\0\0\0\x0bselect\0")
+        .send_response(b"Z\0\0\0\x05I")
+        .close();
+    let (_, backend) = Wire::merge(&[accepted, db]);
+    let a = bothends::pipeline::analyze(vec![side(bothends::pipeline::Side::Backend, backend)], &[]);
+    let servers: Vec<String> = a
+        .pairing
+        .pairs
+        .iter()
+        .filter_map(|p| {
+            p.proxy
+                .or(p.backend)
+                .map(|j| a.sides[0].connections[j].server.to_string())
+        })
+        .collect();
+    assert_eq!(servers, ["10.0.2.2:8080"]);
+}

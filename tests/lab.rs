@@ -317,50 +317,78 @@ fn lab_scenarios_with_the_proxy_capture_only() {
 }
 
 /// The streaming engine (what the command runs: readers in parallel, pairing as connections
-/// finish) judges every scenario exactly as the batch path does.
+/// finish) judges every scenario exactly as the batch path does: with both captures, and with the
+/// backend host's capture alone (`--backend-capture`, where the batch path once paired with the
+/// proxy capture's rules and judged other connections).
 #[test]
 fn streaming_and_batch_runs_agree() {
+    let key = |a: &Analysis| {
+        let side = |s: Side| a.sides.iter().find(|r| r.side == s);
+        let mut v: Vec<(String, String, String)> = a
+            .pairing
+            .pairs
+            .iter()
+            .zip(&a.diagnoses)
+            .map(|(p, d)| {
+                let c = p
+                    .proxy
+                    .and_then(|i| side(Side::Proxy).map(|s| &s.connections[i]))
+                    .or(p
+                        .backend
+                        .and_then(|j| side(Side::Backend).map(|s| &s.connections[j])));
+                let id = c.map_or(String::new(), |c| {
+                    format!("{}>{}#{}", c.client, c.server, c.first.frame.frame)
+                });
+                let d = d.as_ref().unwrap();
+                (
+                    id,
+                    format!("{:?}", p.method),
+                    format!("{}/{}", d.verdict, d.blame),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (mut backend_alone, mut judged) = (0, 0);
     for dir in lab_scenarios() {
         let e = expected(&dir);
-        let batch = analyze(&dir, true);
-        let streamed = Analysis::run(
-            lab_captures(&dir, true),
-            SideOptions::default(),
-            pipeline::Mode::Analyze { backends: vec![] },
-        );
-        let key = |a: &Analysis| {
-            let mut v: Vec<(String, String, String)> = a
-                .pairing
-                .pairs
-                .iter()
-                .zip(&a.diagnoses)
-                .map(|(p, d)| {
-                    let c = p
-                        .proxy
-                        .map(|i| &a.sides[0].connections[i])
-                        .or(p.backend.map(|j| &a.sides[1].connections[j]));
-                    let id = c.map_or(String::new(), |c| {
-                        format!("{}>{}#{}", c.client, c.server, c.first.frame.frame)
-                    });
-                    let d = d.as_ref().unwrap();
-                    (
-                        id,
-                        format!("{:?}", p.method),
-                        format!("{}/{}", d.verdict, d.blame),
-                    )
-                })
+        let mut inputs = vec![("both captures", lab_captures(&dir, true))];
+        if !e.backend_capture.is_empty() {
+            let only: Vec<_> = lab_captures(&dir, true)
+                .into_iter()
+                .filter(|(s, _)| *s == Side::Backend)
                 .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(key(&batch), key(&streamed), "{}", e.scenario);
-        assert_eq!(
-            batch.pairing.clock.map(|c| c.backend_minus_proxy_ns),
-            streamed.pairing.clock.map(|c| c.backend_minus_proxy_ns),
-            "{}",
-            e.scenario
-        );
+            inputs.push(("backend capture alone", only));
+            backend_alone += 1;
+        }
+        for (what, sides) in inputs {
+            let again: Vec<_> = sides.iter().map(|(s, _)| *s).collect();
+            let reopened = lab_captures(&dir, true)
+                .into_iter()
+                .filter(|(s, _)| again.contains(s))
+                .collect();
+            let batch = pipeline::analyze(pipeline::read_sides(reopened, SideOptions::default()), &[]);
+            let streamed = Analysis::run(
+                sides,
+                SideOptions::default(),
+                pipeline::Mode::Analyze { backends: vec![] },
+            );
+            judged += key(&streamed).len();
+            assert_eq!(key(&batch), key(&streamed), "{}, {what}", e.scenario);
+            assert_eq!(
+                batch.pairing.clock.map(|c| c.backend_minus_proxy_ns),
+                streamed.pairing.clock.map(|c| c.backend_minus_proxy_ns),
+                "{}, {what}",
+                e.scenario
+            );
+        }
     }
+    assert!(
+        backend_alone >= 20,
+        "{backend_alone} scenarios with a backend capture"
+    );
+    assert!(judged >= 100, "{judged} connections judged");
 }
 
 /// The report the command writes while reading (streaming) holds the same connections, with the

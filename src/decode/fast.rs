@@ -13,6 +13,7 @@ use crate::capture::Packet;
 /// segment for these packets (`fast_path_agrees_with_etherparse` checks every packet of the
 /// corpus and the lab captures, and every cut of a few frames). Slicing the packet with
 /// etherparse was two thirds of decoding; this is the floor under everything else.
+#[inline(always)]
 pub(super) fn ethernet_ipv4_tcp<'a>(p: &Packet<'a>) -> Option<Segment<'a>> {
     let data = p.data;
     if data.get(12..14)? != [0x08, 0x00] {

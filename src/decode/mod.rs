@@ -179,7 +179,9 @@ pub enum Skip {
     Icmp(IcmpError),
 }
 
-/// Decodes one packet.
+/// Decodes one packet. Inlined into the caller's loop: the segment is then built where it is
+/// used instead of being copied out (152 bytes, a `memcpy` call, twice per packet).
+#[inline(always)]
 pub fn decode<'a>(p: &Packet<'a>) -> Result<Segment<'a>, Skip> {
     if p.link.0 == 1 {
         if let Some(seg) = fast::ethernet_ipv4_tcp(p) {

@@ -266,7 +266,8 @@ fn lay_out(
         answered[*c] = true;
     }
     let mut slots: Vec<Option<ReqEntry>> = reqs.into_iter().map(Some).collect();
-    let mut out: Vec<Exchange> = Vec::new();
+    // Each exchange is over 400 bytes: growing the vector by doubling copied them several times.
+    let mut out: Vec<Exchange> = Vec::with_capacity(n.max(answers.len()).min(cap));
     let emit =
         |out: &mut Vec<Exchange>, e: Option<ReqEntry>, response: Option<(Vec<Interim>, Option<Message>)>| {
             let request = match e {

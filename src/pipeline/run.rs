@@ -520,7 +520,10 @@ impl Sink for Analysis {
 pub fn analyze(sides: Vec<SideResult>, backends: &[Endpoint]) -> Analysis {
     let two = sides.len() > 1;
     let first_side = sides.first().map_or(Side::Proxy, |s| s.side);
-    let engine = Engine::with(Some(Pairer::new(two, backends)), two, first_side);
+    let mode = Mode::Analyze {
+        backends: backends.to_vec(),
+    };
+    let engine = Engine::new(two, first_side, &mode);
     judge_read(sides, engine, Analysis::collecting(Vec::new()))
 }
 

@@ -166,6 +166,12 @@ impl Recent {
         // Filling: append.
         if self.buf.len() < RECENT_BYTES {
             let n = (RECENT_BYTES - self.buf.len()).min(rest.len());
+            if self.buf.len() + n > self.buf.capacity() {
+                // Straight to the whole ring once a second segment comes: doubling from a
+                // segment's size took several reallocations per direction.
+                let want = if self.buf.is_empty() { n } else { RECENT_BYTES };
+                self.buf.reserve_exact(want - self.buf.len());
+            }
             self.buf.extend_from_slice(&rest[..n]);
             rest = &rest[n..];
             self.end += n as i64;
