@@ -698,6 +698,36 @@ fn a_capture_started_mid_connection_keeps_the_verdict() {
     }
 }
 
+/// The proxy capture holds the SYN and then misses packets (frames 3-N gone, as a capture host
+/// that drops them): no SYN-ACK in its view. The backend capture shows the handshake completing
+/// and the request arriving, so the answer reached the proxy host: capture-incomplete, not a
+/// connect failure. Checked with tshark: backend frame 4 is the SYN-ACK, 5 the proxy's ACK, 6 the
+/// POST's first segment; the proxy capture from frame 8 keeps its SYN (frame 2), data after it,
+/// and the backend's RST (frame 27); from frame 40 its SYN only. Judged connect-refused and
+/// connect-timeout (SYN-ACKs "lost on the way back") before.
+#[test]
+fn a_proxy_capture_missing_the_syn_ack_is_not_a_connect_failure() {
+    for (from, says) in [
+        (8, "missed 8353 bytes"),
+        (40, "the answer reached the proxy host"),
+    ] {
+        let keep = match from {
+            8 => (|f| f <= 2 || f >= 8) as fn(u32) -> bool,
+            _ => |f| f <= 2 || f >= 40,
+        };
+        CutCase {
+            scenario: "nginx-backend-closed-during-request",
+            cut: Side::Proxy,
+            keep,
+            verdict: Verdict::CaptureIncomplete,
+            blame: "capture",
+            says: Some(says),
+            ..CASE
+        }
+        .check();
+    }
+}
+
 /// A RST answering the proxy's SYN is said forged only when the backend capture ran at that
 /// moment and shows no RST leaving. Here the backend capture ends before it (it holds its first
 /// two frames only): judged rst-from-middlebox before, from the silence of a capture that had

@@ -394,6 +394,11 @@ fn handshake_failed(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
     let (Some(syn), None, None) = (p.syn, p.syn_ack, p.to_client().first_data) else {
         return None;
     };
+    // The proxy sent data after its SYN: it had the SYN-ACK, which its capture missed (packets
+    // lost at the capture host). The handshake completed; the other rules judge what followed.
+    if p.to_server().first_data.is_some_and(|d| d.frame != syn.frame) {
+        return None;
+    }
     ev.add(v.ps(), syn, format!("proxy sends SYN to {}", p.server));
     if let Some(rst) = p.to_client().rst {
         ev.add(

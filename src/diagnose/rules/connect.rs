@@ -1,6 +1,7 @@
 //! The handshake did not complete: refused (RST or ICMP) or no answer to the SYN.
 
 use super::*;
+use crate::decode::Endpoint;
 
 pub(super) fn refused(v: Conns<'_>, rst: CloseMark, mut ev: Ev) -> Diagnosis {
     let server = v.p.server;
@@ -213,6 +214,9 @@ pub(super) fn connect_timeout(v: Conns<'_>, syn: PacketRef, mut ev: Ev) -> Diagn
                 );
                 if let Some(sa) = b.syn_ack {
                     ev.add(Side::Backend, sa, "backend answers with SYN-ACK");
+                    if let Some(d) = answer_reached_proxy(b, server, &mut ev) {
+                        return d;
+                    }
                     return verdict(
                         Verdict::ConnectTimeout,
                         Blame::Network,
@@ -258,4 +262,33 @@ pub(super) fn connect_timeout(v: Conns<'_>, syn: PacketRef, mut ev: Ev) -> Diagn
         "Check that the backend host is up and its service accepting (accept queue, host firewall); capture on the backend host to see whether the SYNs arrive.",
         ev,
     )
+}
+
+/// The backend capture shows the proxy sending more than SYNs after the backend's SYN-ACK (the
+/// ACK that completes the handshake, data, a FIN or RST): the SYN-ACK reached the proxy host, and
+/// the proxy capture, which holds no answer, missed packets. Not a connect timeout.
+fn answer_reached_proxy(b: &Conn, server: Endpoint, ev: &mut Ev) -> Option<Diagnosis> {
+    let sent = b.to_server().packets;
+    if sent <= u64::from(b.syn_count) {
+        return None;
+    }
+    let more = sent - u64::from(b.syn_count);
+    if let Some(data) = b.to_server().first_data {
+        ev.add(
+            Side::Backend,
+            data,
+            "the proxy's first data arrives: it had the SYN-ACK",
+        );
+    }
+    Some(verdict(
+        Verdict::CaptureIncomplete,
+        Blame::Capture,
+        format!(
+            "Cannot judge from the proxy's side: its capture holds the SYN to {server} and no answer, but the backend capture shows the backend answering with SYN-ACK and {more} more packet{} from the proxy after its SYN{}, so the answer reached the proxy host and its capture missed it (the capture host dropped packets, or the capture stopped).",
+            if more == 1 { "" } else { "s" },
+            if b.syn_count == 1 { "" } else { "s" },
+        ),
+        "Capture again on the proxy host (check tcpdump's \"packets dropped by kernel\"; a larger -B buffer or a narrower filter helps), or read the connection in the backend capture.",
+        ev.take(),
+    ))
 }
