@@ -684,3 +684,38 @@ fn backend_capture_alone_reports_the_accepted_connection_in_batch_too() {
         .collect();
     assert_eq!(servers, ["10.0.2.2:8080"]);
 }
+
+/// One SYN and no answer: a connect timeout only if the capture watched long enough for TCP to
+/// retransmit it (one second). A capture that ends 5 ms after the SYN cannot tell; one that goes on
+/// for two seconds (another connection after it) shows the proxy giving up without a retry.
+#[test]
+fn an_unanswered_syn_is_a_timeout_only_if_the_capture_watched_long_enough() {
+    for (gap_ms, want) in [(5.0, "capture-incomplete"), (2000.0, "connect-timeout")] {
+        let mut syn = Wire::new(1000, 5000);
+        syn.c2s(SYN, b"");
+        let mut other = Wire::new(7000, 9000);
+        other.p_client.1 = 40001;
+        other.b_client.1 = 40001;
+        other.now = syn.now + (gap_ms * 1e6) as i64;
+        other.handshake();
+        let (proxy, _) = Wire::merge(&[syn, other]);
+        let a = bothends::pipeline::analyze(vec![side(bothends::pipeline::Side::Proxy, proxy)], &[]);
+        let judged = a
+            .pairing
+            .pairs
+            .iter()
+            .zip(&a.diagnoses)
+            .find(|(p, _)| {
+                p.proxy
+                    .is_some_and(|i| a.sides[0].connections[i].client.port == 40000)
+            })
+            .and_then(|(_, d)| d.as_ref())
+            .expect("the SYN's connection is judged");
+        assert_eq!(
+            judged.verdict.to_string(),
+            want,
+            "{gap_ms} ms: {}",
+            judged.explanation
+        );
+    }
+}

@@ -948,6 +948,9 @@ fn connections_that_never_pair_wait_within_their_cap() {
         );
         proxy.record(2_000_000_000 + i as i64 * 1000, &f, None);
     }
+    // The capture goes on two seconds after the last SYN: each is then a connect timeout (a SYN
+    // the capture ended with less than a second later cannot be judged).
+    healthy(&mut proxy, 4_100_000_000, 50001);
     let mut backend = Pcap::new(101);
     healthy(&mut backend, 1_000_000_000, 50000);
     let (proxy, backend) = (proxy.bytes(), backend.bytes());

@@ -728,6 +728,27 @@ fn a_proxy_capture_missing_the_syn_ack_is_not_a_connect_failure() {
     }
 }
 
+/// The same proxy capture from frame 40, alone: it ends with the SYN (its frames are the SYN and an
+/// ICMPv6 report before it). A capture stopped in busy traffic ends with such connections; the
+/// SYN's answer could not show yet. Judged connect-timeout before ("1 SYN over 0.00 ms").
+#[test]
+fn a_capture_that_ends_with_a_syn_does_not_call_it_a_timeout() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("captures")
+        .join("nginx-backend-closed-during-request");
+    let (_, set) = lab_captures(&dir, false).remove(0);
+    let proxy = kit::side(Side::Proxy, kept_frames(set, &|f| f <= 2 || f >= 40));
+    let a = pipeline::analyze(vec![proxy], &[]);
+    let d = a.diagnoses[0].as_ref().expect("diagnosed");
+    assert_eq!(d.verdict, Verdict::CaptureIncomplete, "{}", d.explanation);
+    assert!(
+        d.explanation
+            .starts_with("The capture ended 0.00 ms after the proxy's SYN"),
+        "{}",
+        d.explanation
+    );
+}
+
 /// A RST answering the proxy's SYN is said forged only when the backend capture ran at that
 /// moment and shows no RST leaving. Here the backend capture ends before it (it holds its first
 /// two frames only): judged rst-from-middlebox before, from the silence of a capture that had

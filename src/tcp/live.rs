@@ -498,6 +498,7 @@ impl<H: StreamHandler> Live<H> {
             server: conn.server,
             first: conn.first,
             last: conn.last,
+            capture_ended: conn.capture_ended,
             packets: conn.packets,
             syn: conn.syn,
             syn_count: conn.syn_count,

@@ -424,6 +424,11 @@ pub struct Connection<O> {
     pub server: Endpoint,
     pub first: PacketRef,
     pub last: PacketRef,
+    /// The time of the capture's last packet, when the capture ended with the connection still
+    /// in the table (open, or lingering after its close); None when it left the table while the
+    /// capture ran (closed and done, idle for the idle timeout, or superseded on its 4-tuple).
+    /// What an open connection did after the capture's end is not in it.
+    pub capture_ended: Option<i64>,
     pub packets: u64,
     /// The client's first SYN, and how many SYNs it sent (retransmissions included).
     pub syn: Option<PacketRef>,

@@ -177,7 +177,12 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
         }
         for chunk in keys.chunks(batch.max(1)) {
             for &(_, k) in chunk {
+                let before = self.finished.len();
                 self.finish_key(k);
+                let now = self.now;
+                for c in &mut self.finished[before..] {
+                    c.capture_ended = Some(now.max(c.last.ts_ns));
+                }
             }
             emit(std::mem::take(&mut self.finished));
         }
@@ -349,6 +354,7 @@ impl<H: StreamHandler, F: FnMut(bool) -> H> ConnectionTable<H, F> {
                 server,
                 first: at,
                 last: at,
+                capture_ended: None,
                 packets: 0,
                 syn: None,
                 syn_count: 0,

@@ -217,6 +217,10 @@ pub(super) fn connect_timeout(v: Conns<'_>, syn: PacketRef, mut ev: Ev) -> Diagn
                     if let Some(d) = answer_reached_proxy(b, server, &mut ev) {
                         return d;
                     }
+                    // The SYN-ACK may have reached the proxy after its capture ended.
+                    if let Some(d) = watched_too_briefly(v, syn, &mut ev) {
+                        return d;
+                    }
                     return verdict(
                         Verdict::ConnectTimeout,
                         Blame::Network,
@@ -251,6 +255,9 @@ pub(super) fn connect_timeout(v: Conns<'_>, syn: PacketRef, mut ev: Ev) -> Diagn
                 );
             }
         }
+    }
+    if let Some(d) = watched_too_briefly(v, syn, &mut ev) {
+        return d;
     }
     verdict(
         Verdict::ConnectTimeout,
@@ -289,6 +296,32 @@ fn answer_reached_proxy(b: &Conn, server: Endpoint, ev: &mut Ev) -> Option<Diagn
             if b.syn_count == 1 { "" } else { "s" },
         ),
         "Capture again on the proxy host (check tcpdump's \"packets dropped by kernel\"; a larger -B buffer or a narrower filter helps), or read the connection in the backend capture.",
+        ev.take(),
+    ))
+}
+
+/// TCP retransmits an unanswered SYN after one second (Linux's initial RTO; others wait longer).
+const SYN_RETRY_NS: i64 = 1_000_000_000;
+
+/// One SYN, no answer in the proxy's view, and its capture ended less than a second later: neither
+/// an answer nor the retransmitted SYN could show yet. A capture stopped in the middle of busy
+/// traffic ends with such connections; they are not connect timeouts. (With two captures this
+/// matters only when the backend answered: its capture settles the other cases.)
+fn watched_too_briefly(v: Conns<'_>, syn: PacketRef, ev: &mut Ev) -> Option<Diagnosis> {
+    let p = v.p;
+    let watched = p.capture_ended?.saturating_sub(syn.ts_ns);
+    if p.syn_count > 1 || watched >= SYN_RETRY_NS {
+        return None;
+    }
+    Some(verdict(
+        Verdict::CaptureIncomplete,
+        Blame::Capture,
+        format!(
+            "The capture ended {} after the proxy's SYN to {}, before an answer or a retransmitted SYN could show (TCP retries after one second): the connection attempt cannot be judged.",
+            ms(watched),
+            p.server
+        ),
+        "Capture for longer (start before and stop well after the failure).",
         ev.take(),
     ))
 }
