@@ -132,13 +132,7 @@ pub(crate) fn read_side_with(
         }
         set.summary()
     };
-    let Decoder {
-        stats,
-        mut anomalies,
-        packet_warnings,
-        more_warnings,
-        ..
-    } = dec;
+    let (stats, mut anomalies, packet_warnings) = dec.into_parts();
     anomalies.merge(&table.anomalies);
     table.finish_in_batches(FINAL_BATCH, &mut |rest| {
         finished += rest.len() as u64;
@@ -146,12 +140,6 @@ pub(crate) fn read_side_with(
     });
     let mut warnings = capture.warnings.clone();
     warnings.extend(packet_warnings);
-    if more_warnings > 0 {
-        warnings.push(Warning::side(
-            WarningKind::MoreMalformedPackets,
-            format!("{more_warnings} more malformed packets not listed"),
-        ));
-    }
     warnings.extend(table_cap_warnings(&files.join(", "), &anomalies, &opts.tcp));
     SideResult {
         side,
@@ -264,6 +252,18 @@ impl Decoder {
             }
             Err(_) => Item::Other,
         }
+    }
+
+    /// What decoding counted, its anomalies, and its warnings (with how many were not listed).
+    fn into_parts(self) -> (DecodeStats, Anomalies, Vec<Warning>) {
+        let mut warnings = self.packet_warnings;
+        if self.more_warnings > 0 {
+            warnings.push(Warning::side(
+                WarningKind::MoreMalformedPackets,
+                format!("{} more malformed packets not listed", self.more_warnings),
+            ));
+        }
+        (self.stats, self.anomalies, warnings)
     }
 
     fn file(&self, packet: &Packet<'_>) -> String {
