@@ -223,7 +223,7 @@ const IDLE_ENDPOINTS: usize = 4096;
 /// response, whatever the request did meanwhile.
 #[derive(Debug, Default)]
 pub(crate) struct IdleCloses {
-    by_server: HashMap<Endpoint, IdleSamples>,
+    by_server: HashMap<Endpoint, IdleSamples, foldhash::fast::RandomState>,
 }
 
 #[derive(Debug, Default)]
@@ -238,14 +238,14 @@ struct IdleSamples {
 impl IdleCloses {
     /// Learns from a connection (as the proxy capture, or the only capture, saw it).
     pub(crate) fn observe(&mut self, c: &Conn) {
+        // Called for every connection: a server with all its samples costs one lookup.
+        match self.by_server.get(&c.server) {
+            Some(s) if s.idles.len() >= IDLE_SAMPLES => return,
+            None if self.by_server.len() >= IDLE_ENDPOINTS => return,
+            _ => {}
+        }
         let Some(idle) = idle_close(c) else { return };
-        if !self.by_server.contains_key(&c.server) && self.by_server.len() >= IDLE_ENDPOINTS {
-            return;
-        }
         let s = self.by_server.entry(c.server).or_default();
-        if s.idles.len() >= IDLE_SAMPLES {
-            return;
-        }
         let at = s.idles.partition_point(|&x| x < idle);
         s.idles.insert(at, idle);
         s.timeout = estimate(&s.idles);

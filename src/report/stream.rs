@@ -252,7 +252,11 @@ impl Sink for Writer<'_> {
         };
         let notable = f.diagnosis.verdict.outcome() != Outcome::Ok;
         if !self.listed(notable) {
+            // Counted, not made; the pattern, the logs and the client requests still learn of it
+            // (the pattern's request count and the client matching are over every connection).
             self.tally.count(&self.maker.counted(&input));
+            let id = self.tally.connections.to_string();
+            self.learn(&f, &id);
             return;
         }
         let row = self.row(&f, &input);
@@ -300,20 +304,26 @@ impl Writer<'_> {
         let (_, mut row) = self.maker.row(input, f.clock);
         self.tally.add(&row);
         row.id = self.tally.connections.to_string();
-        if let Some(m) = &mut self.incident.logs
-            && !m.is_empty()
-            && let Some(facts) = ConnFacts::of(f, &row.id)
-        {
-            row.log_lines = super::proxy_logs::attached(&m.take(&facts));
-        }
+        row.log_lines = self.learn(f, &row.id);
+        row
+    }
+
+    /// The connection numbered `id` (listed or only counted) to the pattern, the client matcher
+    /// and the proxy logs; the log lines it takes, for its row.
+    fn learn(&mut self, f: &Finding, id: &str) -> Vec<super::model::LogLineReport> {
         if let Some(b) = self.pattern.as_mut() {
             let (p, bk) = (f.pair.proxy.as_deref(), f.pair.backend.as_deref());
             b.add(p, bk, Some(&f.diagnosis), f.clock, self.tally.connections);
         }
         if let Some(m) = &mut self.clients {
-            m.backend_connection(&row.id, f.pair.proxy.as_deref(), &f.diagnosis);
+            m.backend_connection(id, f.pair.proxy.as_deref(), &f.diagnosis);
         }
-        row
+        match &mut self.incident.logs {
+            Some(m) if !m.is_empty() => ConnFacts::of(f, id)
+                .map(|facts| super::proxy_logs::attached(&m.take(&facts)))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
 
     /// Writes a row (NDJSON), spills it (JSON, `flows`) or keeps it (text, Markdown, HTML; for
