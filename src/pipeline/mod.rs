@@ -134,6 +134,12 @@ pub(crate) fn read_side_with(
     };
     let (stats, mut anomalies, packet_warnings) = dec.into_parts();
     anomalies.merge(&table.anomalies);
+    if position != i64::MIN {
+        // Where the capture ends, before the connections still open: judged with it known.
+        let batch = table.take_finished();
+        finished += batch.len() as u64;
+        emit(batch, position);
+    }
     table.finish_in_batches(FINAL_BATCH, &mut |rest| {
         finished += rest.len() as u64;
         emit(rest, i64::MAX);

@@ -364,8 +364,8 @@ impl Judge {
                 b,
                 clock.as_ref(),
                 m.seq_map,
-                self.ends[1],
-                self.ends[0],
+                self.ran_until(1),
+                self.ran_until(0),
             )),
             _ => None,
         };
@@ -394,6 +394,16 @@ impl Judge {
                 .push_str(diagnose::proxy_capture_would_settle(d.verdict));
         }
         (alignment, d)
+    }
+
+    /// How long capture `side` is known to have run (own clock): its last packet once read to
+    /// the end, else as far as it has been read. What it did not show after that proves nothing.
+    fn ran_until(&self, side: usize) -> i64 {
+        if self.ends[side] != i64::MAX {
+            self.ends[side]
+        } else {
+            self.read_to[side]
+        }
     }
 
     fn finish(&mut self, clock: Option<ClockOffset>, sink: &mut dyn Sink) {

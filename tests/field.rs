@@ -1,0 +1,50 @@
+//! Healthy servers, field-like captures: Apache mod_proxy_http → nginx under wrk/ab load, the two
+//! tcpdumps stopped (or started) in the middle of the traffic, at slightly different moments, or
+//! with a kernel buffer too small for the load. Made with `captures/lab/field-cut/` (see its
+//! README.txt); each example under `tests/field/` is one or two connections cut from such a run
+//! with tshark, and its README.txt says what bothends said and what the wire shows (tshark frames).
+//! No error was injected and the servers logged none: no connection may be judged a failure, and
+//! the exit code is 0.
+
+use std::path::Path;
+use std::process::Command;
+
+fn examples() -> Vec<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/field");
+    let mut dirs: Vec<_> = std::fs::read_dir(root)
+        .expect("tests/field")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("proxy.pcap").exists())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn healthy_captures_cut_mid_load_have_no_failure() {
+    let dirs = examples();
+    assert!(dirs.len() >= 4, "{} examples", dirs.len());
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let out = Command::new(env!("CARGO_BIN_EXE_bothends"))
+            .args(["analyze", "--no-progress", "--format", "json"])
+            .arg(dir.join("proxy.pcap"))
+            .arg(dir.join("backend.pcap"))
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        let failed: Vec<String> = report["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["outcome"] == "failed")
+            .map(|c| format!("{}: {}", c["verdict"], c["explanation"]))
+            .collect();
+        assert!(failed.is_empty(), "{name}: {failed:#?}");
+        assert_eq!(out.status.code(), Some(0), "{name}");
+        assert!(
+            !report["connections"].as_array().unwrap().is_empty(),
+            "{name}: no connection"
+        );
+    }
+}
