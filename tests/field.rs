@@ -4,7 +4,8 @@
 //! README.txt); each example under `tests/field/` is one or two connections cut from such a run
 //! with tshark, and its README.txt says what bothends said and what the wire shows (tshark frames).
 //! No error was injected and the servers logged none: no connection may be judged a failure, and
-//! the exit code is 0.
+//! the exit code is 0. Some examples come from captures the capture host dropped packets of
+//! (`tcpdump -B 64` under load): a failure read across the drops is capture-incomplete.
 
 use std::path::Path;
 use std::process::Command;
@@ -20,10 +21,24 @@ fn examples() -> Vec<std::path::PathBuf> {
     dirs
 }
 
+/// Examples bothends still gets wrong, with why. They stay in the suite: the test fails if one of
+/// them starts passing (remove it from this list then) or if any other example fails.
+const KNOWN_WRONG: &[(&str, &str)] = &[
+    (
+        "drop-bad-response-misaligned",
+        "the capture dropped the handshake and the first response: the next response is matched to the first request by order, and the request after it reads as not HTTP (backend-bad-response); no acknowledged-unseen bytes tell the drop",
+    ),
+    (
+        "drop-lost-in-transit-vanished",
+        "both captures dropped everything of the connection after its frame 7, so the bytes sent once look lost on the way; a real loss would show retransmissions",
+    ),
+];
+
 #[test]
 fn healthy_captures_cut_mid_load_have_no_failure() {
     let dirs = examples();
-    assert!(dirs.len() >= 4, "{} examples", dirs.len());
+    assert!(dirs.len() >= 13, "{} examples", dirs.len());
+    let mut wrong = Vec::new();
     for dir in dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let out = Command::new(env!("CARGO_BIN_EXE_bothends"))
@@ -40,11 +55,18 @@ fn healthy_captures_cut_mid_load_have_no_failure() {
             .filter(|c| c["outcome"] == "failed")
             .map(|c| format!("{}: {}", c["verdict"], c["explanation"]))
             .collect();
-        assert!(failed.is_empty(), "{name}: {failed:#?}");
-        assert_eq!(out.status.code(), Some(0), "{name}");
         assert!(
             !report["connections"].as_array().unwrap().is_empty(),
             "{name}: no connection"
         );
+        let known = KNOWN_WRONG.iter().any(|(k, _)| *k == name);
+        let ok = failed.is_empty() && out.status.code() == Some(0);
+        match (ok, known) {
+            (true, false) => {}
+            (false, true) => wrong.push(name),
+            (true, true) => panic!("{name} passes now: remove it from KNOWN_WRONG"),
+            (false, false) => panic!("{name}: exit {:?}, {failed:#?}", out.status.code()),
+        }
     }
+    assert_eq!(wrong.len(), KNOWN_WRONG.len(), "{wrong:?}");
 }

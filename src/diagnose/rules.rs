@@ -39,6 +39,7 @@ use crate::pair::{Alignment, ClockOffset, SeqMap};
 use crate::tcp::{CloseMark, Dir, DirSummary, IcmpMark, PacketRef};
 
 mod connect;
+mod drops;
 mod loss;
 mod ok;
 mod race;
@@ -74,7 +75,10 @@ pub(crate) struct Context<'a> {
 pub(crate) fn diagnose(cx: &Context<'_>) -> Diagnosis {
     let mut d = match (cx.p, cx.b) {
         // The backend host's capture, alone: its view is judged as the proxy's would be.
-        (Some(p), b) => with_proxy_view(cx, p, b, cx.first_side == Side::Backend && !cx.two_captures),
+        (Some(p), b) => {
+            let d = with_proxy_view(cx, p, b, cx.first_side == Side::Backend && !cx.two_captures);
+            drops::judged_across_drops(cx, p, b, d)
+        }
         (None, Some(b)) => backend_only(cx, b),
         (None, None) => Diagnosis {
             verdict: Verdict::CaptureIncomplete,
