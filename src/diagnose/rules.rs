@@ -77,9 +77,9 @@ pub(crate) fn diagnose(cx: &Context<'_>) -> Diagnosis {
         // The backend host's capture, alone: its view is judged as the proxy's would be.
         (Some(p), b) => {
             let d = with_proxy_view(cx, p, b, cx.first_side == Side::Backend && !cx.two_captures);
-            drops::judged_across_drops(cx, p, b, d)
+            drops::judged_across_drops(cx, (cx.first_side, p), b, d)
         }
-        (None, Some(b)) => backend_only(cx, b),
+        (None, Some(b)) => drops::judged_across_drops(cx, (Side::Backend, b), None, backend_only(cx, b)),
         (None, None) => Diagnosis {
             verdict: Verdict::CaptureIncomplete,
             blame: Blame::Capture,

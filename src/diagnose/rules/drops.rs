@@ -10,7 +10,14 @@ use crate::diagnose::Outcome;
 
 /// `d` as judged, or capture-incomplete when it is a failure (or the proxy giving up) read from
 /// views with capture drops.
-pub(super) fn judged_across_drops(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, d: Diagnosis) -> Diagnosis {
+/// `view`: the side and view `d` was read from (the proxy capture's, or the only capture's, or the
+/// backend capture's for a connection only it holds); `b`: the backend capture's view beside it.
+pub(super) fn judged_across_drops(
+    cx: &Context<'_>,
+    (first, p): (Side, &Conn),
+    b: Option<&Conn>,
+    d: Diagnosis,
+) -> Diagnosis {
     if !matches!(d.verdict.outcome(), Outcome::Failed | Outcome::Abandoned) {
         return d;
     }
@@ -21,7 +28,7 @@ pub(super) fn judged_across_drops(cx: &Context<'_>, p: &Conn, b: Option<&Conn>, 
     }
     let mut ev = Ev { list: d.evidence };
     let (side, view, n) = if in_p > 0 {
-        (cx.first_side, p, in_p)
+        (first, p, in_p)
     } else {
         (Side::Backend, b.expect("in_b > 0"), in_b)
     };
