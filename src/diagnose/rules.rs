@@ -70,6 +70,9 @@ pub(crate) struct Context<'a> {
     /// (backend clock; its last packet once read to the end). Outside that span, the backend
     /// capture's silence proves nothing.
     pub backend_capture: Option<(i64, i64)>,
+    /// With two captures: how long the proxy capture is known to have run (proxy clock: its last
+    /// packet once read to the end, else as far as it has been read).
+    pub proxy_capture_until: Option<i64>,
 }
 
 pub(crate) fn diagnose(cx: &Context<'_>) -> Diagnosis {
@@ -509,6 +512,7 @@ fn as_backend_capture_alone(cx: &Context<'_>, b: &Conn) -> Diagnosis {
         alignment: None,
         backend_idle_timeout: cx.backend_idle_timeout,
         backend_capture: None,
+        proxy_capture_until: None,
     };
     super::backend_only_override(b, with_proxy_view(&alone, b, None, true))
 }

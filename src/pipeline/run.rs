@@ -382,6 +382,7 @@ impl Judge {
                 Some(start) if self.two => Some((start, self.read_to[1])),
                 _ => None,
             },
+            proxy_capture_until: self.two.then(|| self.ran_until(0)),
         };
         let mut d = diagnose::diagnose(&cx);
         // The backend host's capture alone: say what the proxy's would settle.

@@ -32,6 +32,9 @@ fn lost_between_captures(
     } else {
         (Side::Backend, "response", "backend", "proxy")
     };
+    if let Some(d) = vanished(v, b, lost, sender_side, from, ev) {
+        return Some(d);
+    }
     ev.add(
         sender_side,
         first.first_sent,
@@ -75,6 +78,59 @@ fn lost_between_captures(
             transmissions_text(first.transmissions, first.while_receiver_captured, to),
         ),
         "Look at the network path between proxy and backend: packet loss or a black hole on this path (MTU problems drop large segments but pass small ones; check for ICMP fragmentation-needed being blocked), firewall or IPS drops.",
+        ev.take(),
+    ))
+}
+
+/// Every lost range left once, and after the last of them neither capture holds anything more of
+/// the connection (no retransmission, no ACK, no FIN or RST), though both ran on: a loss on the way
+/// is retransmitted, so both capture hosts dropped the rest of the connection. Not judged.
+fn vanished(
+    v: Conns<'_>,
+    b: &Conn,
+    lost: &[crate::pair::Lost],
+    sender_side: Side,
+    from: &str,
+    ev: &mut Ev,
+) -> Option<Diagnosis> {
+    if lost.iter().any(|l| l.transmissions > 1) {
+        return None;
+    }
+    let last_sent = lost.iter().map(|l| l.last_sent).max_by_key(|s| s.ts_ns)?;
+    let to_proxy = |t: i64| v.cx.clock.map_or(t, |c| c.to_proxy(t));
+    let sent_at = if sender_side == Side::Backend {
+        to_proxy(last_sent.ts_ns)
+    } else {
+        last_sent.ts_ns
+    };
+    // Clock noise between the two captures: well under a millisecond on one path.
+    const SLACK_NS: i64 = 1_000_000;
+    if v.p.last.ts_ns > sent_at + SLACK_NS || to_proxy(b.last.ts_ns) > sent_at + SLACK_NS {
+        return None;
+    }
+    // The sender's capture must have run long enough after for a retransmission to show (Linux's
+    // minimum RTO); otherwise its silence proves nothing and the loss rule stands.
+    const RTO_NS: i64 = 200_000_000;
+    let sender_ran_until = if sender_side == Side::Backend {
+        v.cx.backend_capture.map(|(_, end)| to_proxy(end))
+    } else {
+        v.cx.proxy_capture_until
+    };
+    if sender_ran_until.is_none_or(|until| until < sent_at.saturating_add(RTO_NS)) {
+        return None;
+    }
+    ev.add(
+        sender_side,
+        last_sent,
+        format!("{from} sends bytes the other capture lacks; neither capture holds a packet of this connection after it"),
+    );
+    Some(verdict(
+        Verdict::CaptureIncomplete,
+        Blame::Capture,
+        format!(
+            "Cannot judge: the {from} sent bytes the other capture does not show, once, and then neither capture holds anything more of this connection — no retransmission, no acknowledgement, no close — though both ran on. Lost bytes are retransmitted; both capture hosts dropped the rest of this connection."
+        ),
+        "Capture with a larger buffer (tcpdump -B 65536), a smaller snaplen or a capture filter on the backend port, and write to a fast disk, so the capture does not drop packets; check tcpdump's \"packets dropped by kernel\".",
         ev.take(),
     ))
 }
