@@ -8,6 +8,9 @@
 use super::*;
 use crate::diagnose::Outcome;
 
+/// What to do about a capture that drops packets.
+pub(super) const NEXT_STEP: &str = "Capture with a larger buffer (tcpdump -B 65536), a smaller snaplen or a capture filter on the backend port, and write to a fast disk, so the capture does not drop packets; check tcpdump's \"packets dropped by kernel\".";
+
 /// `d` as judged, or capture-incomplete when it is a failure (or the proxy giving up) read from
 /// views with capture drops.
 /// `view`: the side and view `d` was read from (the proxy capture's, or the only capture's, or the
@@ -59,7 +62,7 @@ pub(super) fn judged_across_drops(
             bytes(n),
             d.verdict,
         ),
-        "Capture with a larger buffer (tcpdump -B 65536), a smaller snaplen or a capture filter on the backend port, and write to a fast disk, so the capture does not drop packets; check tcpdump's \"packets dropped by kernel\".",
+        NEXT_STEP,
         ev,
     )
 }

@@ -130,7 +130,7 @@ fn vanished(
         format!(
             "Cannot judge: the {from} sent bytes the other capture does not show, once, and then neither capture holds anything more of this connection — no retransmission, no acknowledgement, no close — though both ran on. Lost bytes are retransmitted; both capture hosts dropped the rest of this connection."
         ),
-        "Capture with a larger buffer (tcpdump -B 65536), a smaller snaplen or a capture filter on the backend port, and write to a fast disk, so the capture does not drop packets; check tcpdump's \"packets dropped by kernel\".",
+        super::drops::NEXT_STEP,
         ev.take(),
     ))
 }
