@@ -23,10 +23,7 @@ fn examples() -> Vec<std::path::PathBuf> {
 
 /// Examples bothends still gets wrong, with why. They stay in the suite: the test fails if one of
 /// them starts passing (remove it from this list then) or if any other example fails.
-const KNOWN_WRONG: &[(&str, &str)] = &[(
-    "drop-bad-response-misaligned",
-    "the capture dropped the handshake and the first response: the next response is matched to the first request by order, and the request after it reads as not HTTP (backend-bad-response); no acknowledged-unseen bytes tell the drop",
-)];
+const KNOWN_WRONG: &[(&str, &str)] = &[];
 
 #[test]
 fn healthy_captures_cut_mid_load_have_no_failure() {

@@ -258,6 +258,7 @@ impl<H: StreamHandler> Live<H> {
         if self.spaces[peer].is_none() && !f.rst() {
             // Nothing seen from the peer yet: its data starts where this ACK points.
             self.set_origin(d.rev(), seg.ack);
+            self.streams[peer].expect_at_zero();
         }
         if let Some(space) = &self.spaces[peer] {
             let a = space.offset(seg.ack);

@@ -290,6 +290,18 @@ impl Reassembler {
         }
     }
 
+    /// The peer's acknowledgement said where this stream stands (offset 0) before any of its data
+    /// was seen: data seen later starts there, so bytes between 0 and the first ones seen left
+    /// while the capture ran, and once acknowledged they are bytes the capture missed (a capture
+    /// that dropped a connection's first packets), not bytes from before it.
+    pub(crate) fn expect_at_zero(&mut self) {
+        if !self.started {
+            self.started = true;
+            self.next = 0;
+            self.recent.reset(0);
+        }
+    }
+
     pub(crate) fn bytes_seen(&self) -> u64 {
         self.seen.seen
     }
