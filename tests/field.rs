@@ -61,3 +61,41 @@ fn healthy_captures_cut_mid_load_have_no_failure() {
     }
     assert_eq!(wrong.len(), KNOWN_WRONG.len(), "{wrong:?}");
 }
+
+/// The capture dropped a connection's handshake and the whole first response (20,256 bytes: the
+/// second request, proxy frame 2, acknowledges server byte 20257 while the first server data seen,
+/// frame 3, starts there, tshark's relative numbers). The response seen (frames 3-7, a 200 with
+/// Content-Length 5000) answers the second request, GET /f/r5000; the first one's response is what
+/// the capture missed. It was paired with the first request by order, and the second request read
+/// as answered by bytes that are "not HTTP".
+#[test]
+fn a_response_after_a_dropped_one_answers_its_own_request() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/field/drop-bad-response-misaligned");
+    let out = Command::new(env!("CARGO_BIN_EXE_bothends"))
+        .args(["analyze", "--no-progress", "--format", "json"])
+        .arg(dir.join("proxy.pcap"))
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &report["connections"][0];
+    let exchanges: Vec<(String, Option<u64>)> = c["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["target"].as_str().unwrap().to_string(), e["status"].as_u64()))
+        .collect();
+    assert_eq!(
+        exchanges,
+        [
+            ("/f/r20000".to_string(), None),
+            ("/f/r5000".to_string(), Some(200))
+        ]
+    );
+    let stop = &c["views"]["proxy"]["http_stops"][0];
+    assert_eq!(stop["kind"], "gap-at-message-start");
+    assert_eq!(
+        (stop["offset"].as_u64(), stop["resumed_at"].as_u64()),
+        (Some(0), Some(20256))
+    );
+    assert_eq!(c["verdict"], "capture-incomplete");
+}

@@ -175,6 +175,18 @@ impl Parser {
         };
         h.reset();
         let Some((start, line, p_at)) = found else {
+            if kind == GapKind::NotCaptured && !resync {
+                // Bytes the receiver acknowledged, missing before the first message found: they
+                // left while the capture ran (where the peer's first ACK put the stream's start),
+                // so messages were lost there, not sent before the capture.
+                let reason = format!(
+                    "gap of {len} bytes where the next {} would start, at offset {offset} ({})",
+                    what(d),
+                    gap_kind(kind)
+                );
+                self.lose_sync(d, offset, StopKind::GapAtMessageStart, reason, Lost::Gap, at);
+                return;
+            }
             if kind == GapKind::Snaplen {
                 // Still the message whose head snaplen cut, if any.
                 if let Some(c) = &mut self.side(d).cut {
