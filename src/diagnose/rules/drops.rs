@@ -13,6 +13,7 @@ pub(super) const NEXT_STEP: &str = "Capture with a larger buffer (tcpdump -B 655
 
 /// `d` as judged, or capture-incomplete when it is a failure (or the proxy giving up) read from
 /// views with capture drops.
+///
 /// `view`: the side and view `d` was read from (the proxy capture's, or the only capture's, or the
 /// backend capture's for a connection only it holds); `b`: the backend capture's view beside it.
 pub(super) fn judged_across_drops(
