@@ -123,11 +123,11 @@ fn uncovered(cov: &[(i64, i64)], s: i64, e: i64) -> Vec<(i64, i64)> {
     out
 }
 
-/// How long the receiver's capture must go on after bytes left for their absence there to count:
-/// they are on the way meanwhile. Linux's minimum retransmission timeout, far above a one-way
-/// delay between a proxy and its backends. (A capture pair cut at the same moment otherwise read
-/// the last segments in flight as lost.)
-const ARRIVAL_NS: i64 = 200_000_000;
+/// Linux's minimum retransmission timeout: how long a capture must go on after bytes left for
+/// their absence to count. At the receiver they are on the way meanwhile (it is far above a
+/// one-way delay between a proxy and its backends; a capture pair cut at the same moment otherwise
+/// read the last segments in flight as lost); at the sender, a retransmission shows by then.
+pub(crate) const MIN_RTO_NS: i64 = 200_000_000;
 
 fn align_dir(
     sender: &Conn,
@@ -159,7 +159,7 @@ fn align_dir(
     };
     let while_captured = |ts: i64| {
         let at_receiver = to_receiver_clock(ts);
-        at_receiver.saturating_add(ARRIVAL_NS) <= receiver_capture_end
+        at_receiver.saturating_add(MIN_RTO_NS) <= receiver_capture_end
             && at_receiver >= receiver_capture_start
     };
     never_arrived(&mut out, sd, acked_by_receiver, &received, &while_captured);

@@ -43,8 +43,8 @@ mod seq_map;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 
-pub(crate) use align::align;
 pub use align::{Alignment, DirAlignment, Late, Lost};
+pub(crate) use align::{MIN_RTO_NS, align};
 pub use clock::ClockOffset;
 pub(crate) use clock::{ClockAcc, on_proxy_clock};
 pub use seq_map::SeqMap;

@@ -250,7 +250,6 @@ impl Engine {
 
     /// `side` has no more connections; its capture's last packet was at `last_ts`.
     fn end_side(&mut self, side: usize, last_ts: i64) {
-        self.judge.ends[side] = last_ts;
         self.judge.read_to[side] = self.judge.read_to[side].max(last_ts);
         if let Some(p) = &mut self.pairer {
             p.side_done(side);
@@ -310,8 +309,6 @@ struct Judge {
     /// once (without the idle timeout they waited for), and counted here.
     deferred_bytes: usize,
     judged_early: u64,
-    /// Last packet time of each capture once it is read to the end (own clocks).
-    ends: [i64; 2],
     /// First packet time of each capture, once read, and how far each has been read (own
     /// clocks): what a capture can prove absent lies between the two.
     starts: [Option<i64>; 2],
@@ -327,7 +324,6 @@ impl Judge {
             deferred: VecDeque::new(),
             deferred_bytes: 0,
             judged_early: 0,
-            ends: [i64::MAX, i64::MAX],
             starts: [None, None],
             read_to: [i64::MIN, i64::MIN],
         }
@@ -364,8 +360,8 @@ impl Judge {
                 b,
                 clock.as_ref(),
                 m.seq_map,
-                self.ran_until(1),
-                self.ran_until(0),
+                self.read_to[1],
+                self.read_to[0],
             )),
             _ => None,
         };
@@ -382,7 +378,7 @@ impl Judge {
                 Some(start) if self.two => Some((start, self.read_to[1])),
                 _ => None,
             },
-            proxy_capture_until: self.two.then(|| self.ran_until(0)),
+            proxy_capture_until: self.two.then_some(self.read_to[0]),
         };
         let mut d = diagnose::diagnose(&cx);
         // The backend host's capture alone: say what the proxy's would settle.
@@ -395,16 +391,6 @@ impl Judge {
                 .push_str(diagnose::proxy_capture_would_settle(d.verdict));
         }
         (alignment, d)
-    }
-
-    /// How long capture `side` is known to have run (own clock): its last packet once read to
-    /// the end, else as far as it has been read. What it did not show after that proves nothing.
-    fn ran_until(&self, side: usize) -> i64 {
-        if self.ends[side] != i64::MAX {
-            self.ends[side]
-        } else {
-            self.read_to[side]
-        }
     }
 
     fn finish(&mut self, clock: Option<ClockOffset>, sink: &mut dyn Sink) {
@@ -562,9 +548,6 @@ fn judge_read(sides: Vec<SideResult>, mut engine: Engine, mut a: Analysis) -> An
     for (side, shell) in shells.iter().enumerate() {
         engine.judge.starts[side] = shell.capture.first_ts_ns;
         engine.judge.read_to[side] = shell.capture.last_ts_ns.unwrap_or(i64::MIN);
-    }
-    for (side, &end) in ends.iter().enumerate() {
-        engine.judge.ends[side] = end;
     }
     for (side, list) in conns.into_iter().enumerate() {
         engine.hand_over(side, list.into_iter().map(Box::new).collect(), i64::MAX, &mut a);

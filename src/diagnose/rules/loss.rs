@@ -108,15 +108,14 @@ fn vanished(
     if v.p.last.ts_ns > sent_at + SLACK_NS || to_proxy(b.last.ts_ns) > sent_at + SLACK_NS {
         return None;
     }
-    // The sender's capture must have run long enough after for a retransmission to show (Linux's
-    // minimum RTO); otherwise its silence proves nothing and the loss rule stands.
-    const RTO_NS: i64 = 200_000_000;
+    // The sender's capture must have run long enough after for a retransmission to show;
+    // otherwise its silence proves nothing and the loss rule stands.
     let sender_ran_until = if sender_side == Side::Backend {
         v.cx.backend_capture.map(|(_, end)| to_proxy(end))
     } else {
         v.cx.proxy_capture_until
     };
-    if sender_ran_until.is_none_or(|until| until < sent_at.saturating_add(RTO_NS)) {
+    if sender_ran_until.is_none_or(|until| until < sent_at.saturating_add(crate::pair::MIN_RTO_NS)) {
         return None;
     }
     ev.add(

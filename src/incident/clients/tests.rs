@@ -116,6 +116,25 @@ fn pairs(r: &ClientRequests) -> Vec<(u16, Vec<String>)> {
     v
 }
 
+/// Runs the matcher with the attempts after the requests, then before them: either way request
+/// 1001 takes attempt "1" and 1002 takes "2" (matched by `by`, when given).
+fn one_to_one(reqs: [&ClientRequest; 2], atts: [&Attempt; 2], by: Option<MatchedBy>) {
+    for first in [true, false] {
+        let r = run(
+            reqs.map(Clone::clone).to_vec(),
+            atts.map(Clone::clone).to_vec(),
+            first,
+        );
+        assert_eq!(
+            pairs(&r),
+            vec![(1001, vec!["1".into()]), (1002, vec!["2".into()])]
+        );
+        if let Some(by) = by {
+            assert!(r.requests.iter().all(|q| q.matched_by == Some(by)));
+        }
+    }
+}
+
 #[test]
 fn equal_request_ids_match_and_different_ones_never() {
     // Two identical requests at the same moment; time alone would pair them crosswise.
@@ -127,18 +146,7 @@ fn equal_request_ids_match_and_different_ones_never() {
     let mut y = att("2", "/x", 11, Some(200));
     x.request_id = Some("A".into());
     y.request_id = Some("B".into());
-    for first in [true, false] {
-        let r = run(vec![a.clone(), b.clone()], vec![x.clone(), y.clone()], first);
-        assert_eq!(
-            pairs(&r),
-            vec![(1001, vec!["1".into()]), (1002, vec!["2".into()])]
-        );
-        assert!(
-            r.requests
-                .iter()
-                .all(|q| q.matched_by == Some(MatchedBy::RequestId))
-        );
-    }
+    one_to_one([&a, &b], [&x, &y], Some(MatchedBy::RequestId));
 }
 
 #[test]
@@ -147,13 +155,7 @@ fn without_ids_the_nearest_request_takes_the_attempt() {
     let b = req("10.0.0.2:1002", "/x", 20, 60, Some(200));
     let x = att("1", "/x", 11, Some(200));
     let y = att("2", "/x", 21, Some(200));
-    for first in [true, false] {
-        let r = run(vec![a.clone(), b.clone()], vec![x.clone(), y.clone()], first);
-        assert_eq!(
-            pairs(&r),
-            vec![(1001, vec!["1".into()]), (1002, vec!["2".into()])]
-        );
-    }
+    one_to_one([&a, &b], [&x, &y], None);
 }
 
 #[test]
@@ -164,18 +166,7 @@ fn a_forwarded_address_never_matches_another_client() {
     x.forwarded_for = Some("10.0.0.2".parse().unwrap());
     let mut y = att("2", "/x", 13, Some(200));
     y.forwarded_for = Some("10.0.0.3".parse().unwrap());
-    for first in [true, false] {
-        let r = run(vec![a.clone(), b.clone()], vec![y.clone(), x.clone()], first);
-        assert_eq!(
-            pairs(&r),
-            vec![(1001, vec!["1".into()]), (1002, vec!["2".into()])]
-        );
-        assert!(
-            r.requests
-                .iter()
-                .all(|q| q.matched_by == Some(MatchedBy::ClientAddress))
-        );
-    }
+    one_to_one([&a, &b], [&y, &x], Some(MatchedBy::ClientAddress));
 }
 
 #[test]
