@@ -4,7 +4,7 @@
 # first two frames and everything from frame N on, N = 8 12 20 40 80), analysed with the other
 # whole. Prints one line per cut run that has a failure verdict the whole captures do not give
 # (capture-incomplete aside): a wrong verdict on a field-like capture. 128 lines at 66b7868, 14
-# at the end of stop 18, 9 at stop 19 (the closing notes say what they are).
+# at the end of stop 18, 9 at stop 19, 2 at stop 20 (the closing notes say what they are).
 # Needs editcap (Debian: wireshark-common or tshark) and python3; BOTHENDS defaults to the release
 # build.
 set -u  # (bothends exits 1 when it finds a failure: not an error here)

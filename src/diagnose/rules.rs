@@ -158,10 +158,26 @@ impl Conns<'_> {
     }
 
     fn one_capture_note(&self) -> &'static str {
-        if self.cx.two_captures || self.backend_host_alone {
+        if self.backend_host_alone || self.b.is_some() {
             ""
+        } else if self.cx.two_captures {
+            self.backend_view_missing()
         } else {
             " (One capture: a capture on the backend host would show the backend's side.)"
+        }
+    }
+
+    /// Two captures, and the backend capture holds nothing of this connection: what it says is
+    /// the proxy capture's alone, which the report must not pass off as seen at both ends (a
+    /// network engineer who opens the backend capture finds nothing there). Whether that capture
+    /// ran at the time tells a capture started late or stopped early from one that missed the
+    /// connection (capture drops, another interface, a capture filter, addresses the pairing
+    /// could not follow).
+    fn backend_view_missing(&self) -> &'static str {
+        if self.backend_capture_ran_at(self.p.first.ts_ns) && self.backend_capture_ran_at(self.p.last.ts_ns) {
+            " (The backend capture holds no packet of this connection, though it ran at the time: this is the proxy capture's account alone.)"
+        } else {
+            " (The backend capture did not run over this connection's time: this is the proxy capture's account alone.)"
         }
     }
 }
@@ -439,9 +455,11 @@ fn forged_rst(v: Conns<'_>, ev: &mut Ev) -> Option<Diagnosis> {
     None
 }
 
-/// One capture: a RST from the backend whose TTL does not fit the backend's packets.
+/// One view: a RST from the backend whose TTL does not fit the backend's packets (one capture,
+/// or a connection the backend capture does not hold: the TTLs in the proxy's view are evidence
+/// all the same).
 fn suspicious_rst(v: Conns<'_>, _: &mut Ev) -> Option<Diagnosis> {
-    if v.cx.two_captures {
+    if v.b.is_some() {
         return None;
     }
     reset::suspicious_rst_single(v)

@@ -6,12 +6,89 @@ use super::*;
 pub(super) fn lost_in_transit(v: Conns<'_>, dir: Dir, line: &str, ev: &mut Ev) -> Option<Diagnosis> {
     if let (Some(b), Some(a)) = (v.b, v.cx.alignment) {
         let lost = &a.dirs[dir.idx()].lost;
-        return lost_between_captures(v, b, lost, dir, line, ev);
+        if let Some(d) = lost_between_captures(v, b, lost, dir, line, ev) {
+            return Some(d);
+        }
     }
-    if v.cx.two_captures || dir == Dir::ServerToClient {
+    match dir {
+        // The proxy's own view proves it, whatever the backend capture holds of the connection.
+        Dir::ServerToClient => response_never_arrived(v, line, ev),
+        Dir::ClientToServer if v.b.is_none() && !v.cx.two_captures => request_never_acked(v, line, ev),
+        Dir::ClientToServer => None,
+    }
+}
+
+/// The proxy's view shows the backend's response with a hole in it that never arrived: bytes
+/// from past the hole reached the proxy, so the backend sent the bytes before them too (TCP sends
+/// in order), and the proxy never acknowledged past the hole's start, so its kernel never got
+/// them (a capture drop would have been acknowledged). The proxy gave up waiting. This is how an
+/// MTU black hole looks (full-size segments dropped, the small last one passes), or an IPS
+/// dropping the packets that match a signature.
+fn response_never_arrived(v: Conns<'_>, line: &str, ev: &mut Ev) -> Option<Diagnosis> {
+    let (ps, p) = (v.ps(), v.p);
+    let s2c = p.to_client();
+    // The stream's start must be known for a hole at its start to be one; spans not recorded, a
+    // RST from the backend's side or bytes the capture missed make the view unsure.
+    if p.syn_ack.is_none() || s2c.spans_dropped > 0 || s2c.rst.is_some() || s2c.acked_unseen > 0 {
         return None;
     }
-    request_never_acked(v, line, ev)
+    let (hole_start, hole_end) = first_hole(&s2c.spans)?;
+    let acked = s2c.acked.map_or(0, |(a, _)| a);
+    if acked > hole_start {
+        return None;
+    }
+    let (close, rst) = close_of(p.to_server())?;
+    let after = s2c.spans.iter().find(|s| s.start >= hole_end)?;
+    ev.add(
+        ps,
+        after.first,
+        format!(
+            "{} of the backend's response arrive; {} before them never do",
+            byte_range(after.start, after.end),
+            byte_range(hole_start, hole_end)
+        ),
+    );
+    let unacked = if acked == 0 {
+        "the proxy never acknowledged any of it".to_string()
+    } else {
+        format!("the proxy never acknowledged past byte {acked}")
+    };
+    if let Some((_, at)) = s2c.acked.filter(|_| acked > 0) {
+        ev.add(
+            ps,
+            at,
+            format!("the proxy's acknowledgements stop at byte {acked}"),
+        );
+    }
+    ev.add(ps, close.at, format!("proxy gives up and sends {}", kind(rst)));
+    Some(verdict(
+        Verdict::LostInTransit,
+        Blame::Network,
+        format!(
+            "The backend answered {line}, but {} of its response ({}) never reached the proxy: the proxy capture shows later bytes of the response arriving, and {unacked}, so its host never received the missing ones (a capture drop would have been acknowledged). The proxy gave up {} after its request.{}",
+            bytes((hole_end - hole_start) as u64),
+            byte_range(hole_start, hole_end),
+            ms(close.at.ts_ns - p.to_server().last_data.map_or(close.at.ts_ns, |d| d.ts_ns)),
+            v.one_capture_note()
+        ),
+        "Look at the network path from backend to proxy: a black hole for large packets (MTU: full-size segments dropped while small ones pass; check that ICMP fragmentation-needed is not blocked), or a firewall or IPS dropping packets of this response.",
+        ev.take(),
+    ))
+}
+
+/// The first range of a direction's stream that none of its spans covers, below the end of the
+/// last byte seen.
+fn first_hole(spans: &[crate::tcp::Span]) -> Option<(i64, i64)> {
+    let mut ranges: Vec<(i64, i64)> = spans.iter().map(|s| (s.start, s.end)).collect();
+    ranges.sort_unstable();
+    let mut covered = 0i64;
+    for (start, end) in ranges {
+        if start > covered {
+            return Some((covered, start));
+        }
+        covered = covered.max(end);
+    }
+    None
 }
 
 /// Two captures: byte ranges (`lost`, of direction `dir`) the sender's capture shows leaving and

@@ -134,9 +134,13 @@ pub(super) fn suspicious_rst_single(v: Conns<'_>) -> Option<Diagnosis> {
             p.server,
             rst.ttl,
             ttl_text(lo, hi),
-            v.unless_backend_host(
-                " A capture on the backend host would prove it (the backend would show no RST)."
-            )
+            if v.cx.two_captures {
+                v.backend_view_missing()
+            } else {
+                v.unless_backend_host(
+                    " A capture on the backend host would prove it (the backend would show no RST).",
+                )
+            }
         ),
         "Capture on the backend host to confirm, and look at the firewalls, IPS or load balancers between proxy and backend.",
         ev,
