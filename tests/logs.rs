@@ -154,6 +154,11 @@ fn truth() -> BTreeMap<&'static str, Vec<(u64, Want)>> {
             "apache-lost-in-transit-response",
             vec![(16, Conn("10.0.1.2:58252")), (19, Conn("10.0.1.2:58252"))],
         ),
+        // AH01102 (70007) and AH00898 on /ok/mtu: the response's full-size segments never arrived.
+        (
+            "apache-mtu-black-hole",
+            vec![(16, Conn("10.0.1.2:46124")), (19, Conn("10.0.1.2:46124"))],
+        ),
         // AH01110 (70007) on /lowercase/keep-alive: Apache read "http/1.1 200 OK" as HTTP/0.9 and
         // waited for the close; on the wire the response is whole (ok).
         (
@@ -268,6 +273,7 @@ fn truth() -> BTreeMap<&'static str, Vec<(u64, Want)>> {
             vec![(7, NOT_BACKEND), (8, Conn("10.0.1.2:52400"))],
         ),
         ("nginx-connect-refused", vec![(7, Conn("10.0.1.2:34088"))]),
+        ("nginx-mtu-black-hole", vec![(7, Conn("10.0.1.2:46126"))]),
         // upstream: .../ok/race-33, -34, -37, -38, -39: each the last request of one race.
         (
             "nginx-keepalive-race",

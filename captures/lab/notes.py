@@ -28,6 +28,8 @@ HARD = {
     "apache-capture-dropped-packets": "capture dropped packets (frames deleted with editcap)",
     "apache-capture-started-late": "connection open before tcpdump started",
     "apache-random-loss-ok": "random loss between the hosts, transfers complete",
+    "apache-mtu-black-hole": "MTU black hole: packets of 1000 bytes or more dropped without ICMP, the small last segment arrives",
+    "nginx-mtu-black-hole": "MTU black hole: packets of 1000 bytes or more dropped without ICMP, the small last segment arrives",
     "apache-busy-mixed": "busy: dozens of concurrent connections, a few failures of 5 kinds",
     "apache-ipv6-truncated": "IPv6",
     "apache-cooked-any-empty-reply": "proxy capture with tcpdump -i any (Linux cooked v2), client traffic included",

@@ -507,6 +507,57 @@ def apache_lost_req(run):
                         bc.stream, tsh("proxy.pcap", pc)))])
 
 
+def _mtu_black_hole(run, proxy, needle):
+    """An MTU black hole between backend and proxy: the router drops every backend->proxy packet of
+    1000 bytes or more and sends no ICMP fragmentation-needed, so the backend never learns to send
+    smaller ones. Its full-size segments (and their retransmissions) vanish; the small last one of
+    the response passes."""
+    run.capture()
+    run.backend()
+    # The backend's segments as they go on the wire (no TSO/GSO: the router's length match sees
+    # the segments the backend capture shows).
+    nsx("backend", "ethtool -K eth0 tso off gso off")
+    run.ipt("router", "-A FORWARD -s 10.0.2.2 -d 10.0.1.2 -p tcp -m length --length 1000:65535 -j DROP")
+    proxy()
+    res = run.client([{"requests": [{"path": "/ok/mtu?size=5000"}]}])
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    pc = one(P)
+    bc = run.pair(P, B)[0][1]
+    ex = pt.http(pc)
+    require(ex and ex[0]["request_complete"] and ex[0]["status"] is None, "request incomplete or answered")
+    big = [x for x in bc.find(fromc=False, data=True) if x.len + 52 >= 1000]
+    require(len(big) >= 2, "the backend sent no full-size segments")
+    require(len({x.seq for x in big}) < len(big), "the backend did not retransmit its full-size segments")
+    arrived = pc.find(fromc=False, data=True)
+    require(arrived and all(x.len + 52 < 1000 for x in arrived), "a full-size segment reached the proxy")
+    fin, who = first_close(pc)
+    require(who == "proxy", "proxy did not give up first")
+    log_has(run, needle)
+    run.write("GET of a 5000-byte response; the router drops every backend->proxy packet of 1000 bytes or more "
+              "and sends no ICMP (an MTU black hole), so the backend's full-size segments and their "
+              "retransmissions never arrive while its small last segment does. The proxy times out after 3 s. "
+              "%s." % status_of(res),
+              [entry(pc, bc, "lost-in-transit", "network",
+                     "Router: iptables -A FORWARD -s 10.0.2.2 -d 10.0.1.2 -m length --length 1000:65535 -j DROP "
+                     "(backend: ethtool -K eth0 tso off gso off). backend.pcap tcp.stream==%d: %d full-size "
+                     "segment transmissions (frames %s); proxy.pcap tcp.stream==%d: only the backend's small "
+                     "segments arrive (frames %s), the proxy gives up with its %s at frame %d. Check: %s"
+                     % (bc.stream, len(big), ",".join(str(x.frame) for x in big), pc.stream,
+                        ",".join(str(x.frame) for x in arrived), fin.flagstr(), fin.frame,
+                        tsh("proxy.pcap", pc)))])
+
+
+@scenario("apache-mtu-black-hole", "apache")
+def apache_mtu(run):
+    _mtu_black_hole(run, run.apache, "AH01102")
+
+
+@scenario("nginx-mtu-black-hole", "nginx")
+def nginx_mtu(run):
+    _mtu_black_hole(run, run.nginx, "upstream timed out")
+
+
 @scenario("apache-lost-in-transit-response", "apache")
 def apache_lost_resp(run):
     run.capture()
