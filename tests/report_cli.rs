@@ -61,6 +61,19 @@ fn exit_codes_and_output_files() {
         .unwrap();
     assert_eq!(s.status.code(), Some(0), "no failure: exit 0");
     assert!(String::from_utf8_lossy(&s.stdout).starts_with("# bothends: No failure in "));
+    // `flows` lists the connections of one capture, verdicts included, and exits 0: the listing
+    // of the failed scenario shows its verdict in brackets.
+    for format in ["text", "json", "ndjson"] {
+        let s = bin()
+            .args(["flows", &lab(failed, "proxy.pcap"), "--format", format])
+            .output()
+            .unwrap();
+        assert_eq!(s.status.code(), Some(0), "flows: exit 0 ({format})");
+        assert!(
+            String::from_utf8_lossy(&s.stdout).contains("backend-closed-during-request"),
+            "{format}"
+        );
+    }
     // No temporary file is left beside the outputs.
     assert!(
         dir.entries().iter().all(|e| !e.ends_with(".tmp")),
