@@ -343,6 +343,53 @@ fn lost_in_transit_when_the_request_never_arrives() {
     assert_eq!(vb(&single), ("lost-in-transit", "network"), "{}", single.2);
 }
 
+/// The backend's response, of which the first full-size segment (and its retransmissions) never
+/// reaches the proxy while the small last one does, the proxy closing `close_after_ms` after that
+/// last one arrived. 1448 + 552 bytes: the hole is bytes 0-1447.
+fn response_with_a_hole(close_after_ms: f64) -> Wire {
+    let mut w = Wire::new(1000, 5000);
+    w.handshake().send_request(&get("/big"));
+    let resp = ok(1900);
+    let (first, rest) = resp.split_at(1448);
+    let seq = w.sseq;
+    w.s2c_at(None, PSH, first, Fate::Lost).s2c(PSH, rest);
+    w.wait_ms(5.0).c2s(ACK, b""); // a duplicate ACK: the proxy still waits for byte 0
+    let mut waited = 5.0;
+    while waited + 400.0 < close_after_ms {
+        w.wait_ms(400.0).s2c_at(Some(seq), PSH, first, Fate::Lost);
+        waited += 400.0;
+    }
+    w.wait_ms(close_after_ms - waited).c2s(FIN, b"");
+    w
+}
+
+/// With the proxy capture alone: later bytes of the response arrived, the earlier ones never did
+/// and the proxy never acknowledged them; it gave up seconds later. The backend sent them (TCP
+/// sends in order): lost on the way, not a backend that sent nothing.
+#[test]
+fn a_response_whose_start_never_arrives_is_lost_in_transit_from_the_proxy_view() {
+    let w = response_with_a_hole(3000.0);
+    let v = proxy_only(&w);
+    assert_eq!(vb(&v), ("lost-in-transit", "network"), "{}", v.2);
+    assert!(
+        v.2.contains("1448 bytes of its response (bytes 0-1447) never reached the proxy"),
+        "{}",
+        v.2
+    );
+    let v = both(&w);
+    assert_eq!(vb(&v), ("lost-in-transit", "network"), "{}", v.2);
+}
+
+/// The same hole, but the proxy closes 50 ms after the later bytes arrived: well within the
+/// backend's retransmission timeout, so it did not give up because of the loss (its client went
+/// away): not judged lost-in-transit from the proxy's view.
+#[test]
+fn a_hole_the_proxy_did_not_wait_for_is_not_why_it_gave_up() {
+    let w = response_with_a_hole(50.0);
+    let v = proxy_only(&w);
+    assert_ne!(v.0, "lost-in-transit", "{}", v.2);
+}
+
 #[test]
 fn a_retransmission_that_arrived_is_not_a_loss() {
     let mut w = Wire::new(1000, 5000);

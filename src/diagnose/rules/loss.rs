@@ -39,6 +39,12 @@ fn response_never_arrived(v: Conns<'_>, line: &str, ev: &mut Ev) -> Option<Diagn
     }
     let (close, rst) = close_of(p.to_server())?;
     let after = s2c.spans.iter().find(|s| s.start >= hole_end)?;
+    // The hole stayed open for at least a retransmission timeout before the proxy gave up: its
+    // retransmissions were lost too. A proxy closing sooner (its client went away) did not wait
+    // for them, and the loss is not why it gave up.
+    if close.at.ts_ns.saturating_sub(after.first.ts_ns) < crate::pair::MIN_RTO_NS {
+        return None;
+    }
     ev.add(
         ps,
         after.first,
