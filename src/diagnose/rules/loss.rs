@@ -234,11 +234,18 @@ fn receiver_ack(v: Conns<'_>, b: &Conn, dir: Dir, to: &str, ev: &mut Ev) {
         Dir::ServerToClient => seq_map.to_backend(dir.idx(), ack),
     }
     .unwrap_or(ack);
-    ev.add(
-        receiver_side,
-        at,
-        format!("the {to}'s last acknowledgement stops at byte {ack}"),
-    );
+    // `at` is the first packet that acknowledged this far (the later ones repeat it).
+    let what = if dir == Dir::ClientToServer {
+        "request"
+    } else {
+        "response"
+    };
+    let text = if ack == 0 {
+        format!("the {to} acknowledges none of the {what} stream, from here on")
+    } else {
+        format!("the {to}'s acknowledgements reach byte {ack} here and go no further")
+    };
+    ev.add(receiver_side, at, text);
 }
 
 /// One capture: request bytes retransmitted and never acknowledged, then the proxy gave up.
