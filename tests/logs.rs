@@ -150,6 +150,8 @@ fn truth() -> BTreeMap<&'static str, Vec<(u64, Want)>> {
             "apache-lost-in-transit-request",
             vec![(21, Conn("10.0.1.2:46166")), (23, Conn("10.0.1.2:46166"))],
         ),
+        // Apache logs nothing at warn or above for its clients going away mid-download.
+        ("apache-loss-client-aborts", vec![]),
         (
             "apache-lost-in-transit-response",
             vec![(16, Conn("10.0.1.2:58252")), (19, Conn("10.0.1.2:58252"))],
@@ -273,6 +275,26 @@ fn truth() -> BTreeMap<&'static str, Vec<(u64, Want)>> {
             vec![(7, NOT_BACKEND), (8, Conn("10.0.1.2:52400"))],
         ),
         ("nginx-connect-refused", vec![(7, Conn("10.0.1.2:34088"))]),
+        // [info] "client prematurely closed connection, so upstream connection is closed too" for
+        // each aborted download (/slow/dl-N), each tied by its request target to the connection
+        // expected.json gives it.
+        (
+            "nginx-loss-client-aborts",
+            vec![
+                (10, Conn("10.0.1.2:47964")),
+                (12, Conn("10.0.1.2:47996")),
+                (13, Conn("10.0.1.2:47942")),
+                (14, Conn("10.0.1.2:48052")),
+                (15, Conn("10.0.1.2:48078")),
+                (16, Conn("10.0.1.2:48100")),
+                (17, Conn("10.0.1.2:47982")),
+                (18, Conn("10.0.1.2:48012")),
+                (19, Conn("10.0.1.2:48090")),
+                (20, Conn("10.0.1.2:48040")),
+                (21, Conn("10.0.1.2:48068")),
+                (22, Conn("10.0.1.2:48102")),
+            ],
+        ),
         ("nginx-mtu-black-hole", vec![(7, Conn("10.0.1.2:46126"))]),
         // upstream: .../ok/race-33, -34, -37, -38, -39: each the last request of one race.
         (

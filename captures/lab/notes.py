@@ -28,6 +28,8 @@ HARD = {
     "apache-capture-dropped-packets": "capture dropped packets (frames deleted with editcap)",
     "apache-capture-started-late": "connection open before tcpdump started",
     "apache-random-loss-ok": "random loss between the hosts, transfers complete",
+    "apache-loss-client-aborts": "random loss (6%) while clients abort downloads: backend connections closed with segments lost in flight",
+    "nginx-loss-client-aborts": "random loss (6%) while clients abort downloads: backend connections closed with segments lost in flight",
     "apache-mtu-black-hole": "MTU black hole: packets of 1000 bytes or more dropped without ICMP, the small last segment arrives",
     "nginx-mtu-black-hole": "MTU black hole: packets of 1000 bytes or more dropped without ICMP, the small last segment arrives",
     "apache-busy-mixed": "busy: dozens of concurrent connections, a few failures of 5 kinds",

@@ -3,6 +3,7 @@ stop everything, then read the captures with tshark (pcaptruth) and *require* th
 intended failure (otherwise lab.Retry runs it again). The ground truth written to expected.json comes
 from what was injected, confirmed by those checks; the evidence text names the frames that show it."""
 import os
+import random
 import subprocess
 import time
 
@@ -870,6 +871,74 @@ def apache_loss(run):
     run.write("Eight clients each download 120 kB, upload 50 kB and make two small requests through the proxy "
               "while the router drops 4%% of TCP packets at random in both directions; %d segments were lost between the captures and "
               "retransmitted, and every request still got a complete 200." % lost, conns)
+
+
+def _loss_aborts(run, proxy, needle):
+    """Random loss between the hosts while clients abort big downloads: the proxy closes backend
+    connections mid-response with segments in flight, some of them lost and not yet retransmitted.
+    The connections are proxy-aborted (the client went away), not lost-in-transit."""
+    run.capture()
+    run.backend()
+    run.ipt("router", "-A FORWARD -p tcp -m statistic --mode random --probability 0.06 -j DROP")
+    proxy()
+    rnd = random.Random(7)
+    sessions = [{"start": i * 0.05, "requests": [{"path": "/slow/dl-%d?size=600000&rate=200000" % i,
+                                                  "abort_after_s": round(rnd.uniform(0.05, 0.8), 2), "timeout": 20}]}
+                for i in range(12)]
+    sessions += [{"start": i * 0.07, "requests": [{"path": "/ok/full-%d?size=100000" % i, "timeout": 20}]}
+                 for i in range(4)]
+    res = run.client(sessions)
+    require(all(r.get("status") == 200 for s in res[12:] for r in s), "a full download failed: %s" % res[12:])
+    time.sleep(0.5)
+    run.finish()
+    P, B = run.conns("proxy"), run.conns("backend")
+    conns, lost, aborted, in_flight = [], 0, 0, 0
+    for pc, bc in run.pair(P, B):
+        require(bc is not None, "unpaired")
+        seen_p = {(x.seq, x.len) for x in pc.segs}
+        lb = [x for x in bc.find(fromc=False, data=True) if (x.seq, x.len) not in seen_p]
+        lost += len(lb)
+        ex = pt.http(pc)
+        last = ex[-1] if ex else None
+        if last and last["target"].startswith("/slow/dl-"):
+            require(last["status"] == 200 and not last["response_complete"], "download %s completed" % last["target"])
+            fin, who = first_close(pc)
+            require(who == "proxy", "proxy did not close first on %s" % last["target"])
+            aborted += 1
+            # A segment lost less than 200 ms (Linux's minimum RTO) before the proxy's close: its
+            # retransmission had not had its chance (the clocks of the two namespaces are one).
+            in_flight += any(0 <= fin.t - x.t < 0.2 for x in lb)
+            conns.append(entry(pc, bc, "proxy-aborted", "proxy",
+                               "client.py abort_after_s on GET %s (3000000 bytes at 1.5 MB/s): the client closed "
+                               "mid-download, the proxy then closed the backend connection (its %s at proxy.pcap frame "
+                               "%d) with %d of the response's body bytes received; the router drops 6%% of TCP packets "
+                               "at random, and %d backend data segment(s) of this connection are absent from "
+                               "proxy.pcap (lost, some not yet retransmitted when the proxy closed). Check: %s"
+                               % (last["target"], fin.flagstr(), fin.frame, last["resp"]["body_seen"], len(lb),
+                                  tsh("proxy.pcap", pc))))
+        else:
+            conns.append(ok_entry(pc, bc, "every request fully answered despite the random loss (retransmissions)"))
+    require(aborted >= 8, "only %d aborted downloads on their own connections" % aborted)
+    require(lost >= 5, "too little loss (%d)" % lost)
+    require(in_flight >= 1, "no connection closed with a lost segment still in flight")
+    if needle:
+        log_has(run, needle)
+    run.write("Twelve clients each download 600 kB at 200 kB/s and abort after 0.05-0.8 s, four download 100 kB "
+              "whole, while the router drops 6%% of TCP packets at random in both directions: the proxy closes the "
+              "backend connections of the aborted downloads mid-response, with segments in flight and some of them "
+              "lost; %d backend data segments were lost between the captures in all, on %d connection(s) less than "
+              "200 ms before the proxy closed it." % (lost, in_flight), conns)
+
+
+@scenario("apache-loss-client-aborts", "apache")
+def apache_loss_aborts(run):
+    # Apache logs nothing at warn or above for a client that goes away mid-download.
+    _loss_aborts(run, run.apache, None)
+
+
+@scenario("nginx-loss-client-aborts", "nginx")
+def nginx_loss_aborts(run):
+    _loss_aborts(run, run.nginx, "client prematurely closed connection")
 
 
 # =============================================================================================

@@ -115,6 +115,9 @@ fn lost_between_captures(
     } else {
         (Side::Backend, "response", "backend", "proxy")
     };
+    if gave_up_before_a_retransmission(v, first, sender_side) {
+        return None;
+    }
     if let Some(d) = vanished(v, b, lost, sender_side, from, ev) {
         return Some(d);
     }
@@ -140,15 +143,10 @@ fn lost_between_captures(
     let closer = close_of(p.to_server())
         .map(|(m, rst)| {
             ev.add(ps, m.at, format!("proxy gives up and sends {}", kind(rst)));
-            // From the lost bytes' first transmission (request), or the proxy's last bytes.
-            let since = if dir == Dir::ClientToServer {
-                first.first_sent.ts_ns
-            } else {
-                p.to_server().last_data.map_or(m.at.ts_ns, |l| l.ts_ns)
-            };
+            // From the lost bytes' first transmission, on the proxy's clock.
             format!(
-                " The proxy gave up {} after it first sent them.",
-                ms(m.at.ts_ns - since)
+                " The proxy gave up {} after the {from} first sent them.",
+                ms(m.at.ts_ns - first_sent_at_proxy(v, first, sender_side))
             )
         })
         .unwrap_or_default();
@@ -163,6 +161,30 @@ fn lost_between_captures(
         "Look at the network path between proxy and backend: packet loss or a black hole on this path (MTU problems drop large segments but pass small ones; check for ICMP fragmentation-needed being blocked), firewall or IPS drops.",
         ev.take(),
     ))
+}
+
+/// The proxy closed less than one minimum RTO after the lost bytes first left (or before): their
+/// retransmission had not had its chance, so the loss is not why the connection ended (a proxy
+/// whose client went away closes mid-response whatever is in flight).
+fn gave_up_before_a_retransmission(v: Conns<'_>, first: &crate::pair::Lost, sender_side: Side) -> bool {
+    let Some((close, _)) = close_of(v.p.to_server()) else {
+        return false;
+    };
+    close
+        .at
+        .ts_ns
+        .saturating_sub(first_sent_at_proxy(v, first, sender_side))
+        < crate::pair::MIN_RTO_NS
+}
+
+/// When lost bytes first left their sender, on the proxy capture's clock.
+fn first_sent_at_proxy(v: Conns<'_>, first: &crate::pair::Lost, sender_side: Side) -> i64 {
+    let t = first.first_sent.ts_ns;
+    if sender_side == Side::Backend {
+        v.cx.clock.map_or(t, |c| c.to_proxy(t))
+    } else {
+        t
+    }
 }
 
 /// Every lost range left once, and after the last of them neither capture holds anything more of
