@@ -81,7 +81,7 @@ pub(crate) fn align(
 }
 
 /// Merged coverage of a view's spans in direction `d`, offsets put in another numbering by `num`.
-fn coverage(c: &Conn, d: usize, num: impl Fn(i64) -> i64) -> Vec<(i64, i64)> {
+pub(crate) fn coverage(c: &Conn, d: usize, num: impl Fn(i64) -> i64) -> Vec<(i64, i64)> {
     let mut v: Vec<(i64, i64)> = c.dirs[d]
         .spans
         .iter()
@@ -99,7 +99,7 @@ fn coverage(c: &Conn, d: usize, num: impl Fn(i64) -> i64) -> Vec<(i64, i64)> {
 }
 
 /// Parts of [s, e) not covered by `cov`.
-fn uncovered(cov: &[(i64, i64)], s: i64, e: i64) -> Vec<(i64, i64)> {
+pub(crate) fn uncovered(cov: &[(i64, i64)], s: i64, e: i64) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     let mut at = s;
     for &(cs, ce) in cov {

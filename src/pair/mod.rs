@@ -44,7 +44,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 
 pub use align::{Alignment, DirAlignment, Late, Lost};
-pub(crate) use align::{MIN_RTO_NS, align};
+pub(crate) use align::{MIN_RTO_NS, align, coverage, uncovered};
 pub use clock::ClockOffset;
 pub(crate) use clock::{ClockAcc, on_proxy_clock};
 pub use seq_map::SeqMap;

@@ -32,7 +32,9 @@ fn response_never_arrived(v: Conns<'_>, line: &str, ev: &mut Ev) -> Option<Diagn
     if p.syn_ack.is_none() || s2c.spans_dropped > 0 || s2c.rst.is_some() || s2c.acked_unseen > 0 {
         return None;
     }
-    let (hole_start, hole_end) = first_hole(&s2c.spans)?;
+    // The first hole in what the proxy capture saw of the response, below its last byte seen.
+    let seen = crate::pair::coverage(p, Dir::ServerToClient.idx(), |o| o);
+    let &(hole_start, hole_end) = crate::pair::uncovered(&seen, 0, seen.last()?.1).first()?;
     let acked = s2c.acked.map_or(0, |(a, _)| a);
     if acked > hole_start {
         return None;
@@ -54,18 +56,17 @@ fn response_never_arrived(v: Conns<'_>, line: &str, ev: &mut Ev) -> Option<Diagn
             byte_range(hole_start, hole_end)
         ),
     );
-    let unacked = if acked == 0 {
-        "the proxy never acknowledged any of it".to_string()
-    } else {
-        format!("the proxy never acknowledged past byte {acked}")
+    let unacked = match s2c.acked {
+        Some((_, at)) if acked > 0 => {
+            ev.add(
+                ps,
+                at,
+                format!("the proxy's acknowledgements stop at byte {acked}"),
+            );
+            format!("the proxy never acknowledged past byte {acked}")
+        }
+        _ => "the proxy never acknowledged any of it".to_string(),
     };
-    if let Some((_, at)) = s2c.acked.filter(|_| acked > 0) {
-        ev.add(
-            ps,
-            at,
-            format!("the proxy's acknowledgements stop at byte {acked}"),
-        );
-    }
     ev.add(ps, close.at, format!("proxy gives up and sends {}", kind(rst)));
     Some(verdict(
         Verdict::LostInTransit,
@@ -80,21 +81,6 @@ fn response_never_arrived(v: Conns<'_>, line: &str, ev: &mut Ev) -> Option<Diagn
         "Look at the network path from backend to proxy: a black hole for large packets (MTU: full-size segments dropped while small ones pass; check that ICMP fragmentation-needed is not blocked), or a firewall or IPS dropping packets of this response.",
         ev.take(),
     ))
-}
-
-/// The first range of a direction's stream that none of its spans covers, below the end of the
-/// last byte seen.
-fn first_hole(spans: &[crate::tcp::Span]) -> Option<(i64, i64)> {
-    let mut ranges: Vec<(i64, i64)> = spans.iter().map(|s| (s.start, s.end)).collect();
-    ranges.sort_unstable();
-    let mut covered = 0i64;
-    for (start, end) in ranges {
-        if start > covered {
-            return Some((covered, start));
-        }
-        covered = covered.max(end);
-    }
-    None
 }
 
 /// Two captures: byte ranges (`lost`, of direction `dir`) the sender's capture shows leaving and
@@ -146,7 +132,7 @@ fn lost_between_captures(
             // From the lost bytes' first transmission, on the proxy's clock.
             format!(
                 " The proxy gave up {} after the {from} first sent them.",
-                ms(m.at.ts_ns - first_sent_at_proxy(v, first, sender_side))
+                ms(m.at.ts_ns - at_proxy(v, sender_side, first.first_sent.ts_ns))
             )
         })
         .unwrap_or_default();
@@ -173,15 +159,14 @@ fn gave_up_before_a_retransmission(v: Conns<'_>, first: &crate::pair::Lost, send
     close
         .at
         .ts_ns
-        .saturating_sub(first_sent_at_proxy(v, first, sender_side))
+        .saturating_sub(at_proxy(v, sender_side, first.first_sent.ts_ns))
         < crate::pair::MIN_RTO_NS
 }
 
-/// When lost bytes first left their sender, on the proxy capture's clock.
-fn first_sent_at_proxy(v: Conns<'_>, first: &crate::pair::Lost, sender_side: Side) -> i64 {
-    let t = first.first_sent.ts_ns;
-    if sender_side == Side::Backend {
-        v.cx.clock.map_or(t, |c| c.to_proxy(t))
+/// A time of `side`'s capture on the proxy capture's clock.
+fn at_proxy(v: Conns<'_>, side: Side, t: i64) -> i64 {
+    if side == Side::Backend {
+        crate::pair::on_proxy_clock(v.cx.clock, t)
     } else {
         t
     }
@@ -202,12 +187,8 @@ fn vanished(
         return None;
     }
     let last_sent = lost.iter().map(|l| l.last_sent).max_by_key(|s| s.ts_ns)?;
-    let to_proxy = |t: i64| v.cx.clock.map_or(t, |c| c.to_proxy(t));
-    let sent_at = if sender_side == Side::Backend {
-        to_proxy(last_sent.ts_ns)
-    } else {
-        last_sent.ts_ns
-    };
+    let sent_at = at_proxy(v, sender_side, last_sent.ts_ns);
+    let to_proxy = |t: i64| at_proxy(v, Side::Backend, t);
     // Clock noise between the two captures: well under a millisecond on one path.
     const SLACK_NS: i64 = 1_000_000;
     if v.p.last.ts_ns > sent_at + SLACK_NS || to_proxy(b.last.ts_ns) > sent_at + SLACK_NS {
